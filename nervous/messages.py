@@ -1,0 +1,342 @@
+"""Typed bus messages and their encoding.
+
+Every message is a ``msgspec.Struct`` with a ``version`` field and a ``type`` tag, encoded as
+MessagePack. Measured on this machine class (one Wave, encode + typed decode, see the commit that
+introduced this module): msgspec msgpack ~0.5 us and 58 bytes, pydantic v2 JSON ~4 us and 110
+bytes; msgspec also validates types and ranges (``Meta``) while decoding, so a message is checked
+on receipt at no extra cost.
+
+``decode(data, kind, subject)`` raises ``MessageError`` (one line naming the subject and the field)
+for random bytes, wrong types, out-of-range values, unknown versions and oversized payloads.
+
+``WaveBatch`` carries the waves of one cell (or of a cell bank) for one tick as columnar arrays
+(raw little-endian bytes), which is how wave fan-in reaches >100 k waves/s into one subscriber.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import numpy as np
+
+SCHEMA_VERSION = 1
+#: Default upper bound on a decoded payload; services may pass their own.
+MAX_PAYLOAD_BYTES = 1 << 20
+
+Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+TickRate = Annotated[int, msgspec.Meta(ge=1, le=20)]
+CpuQuota = Annotated[float, msgspec.Meta(ge=5.0, le=100.0)]
+LlmPriority = Annotated[int, msgspec.Meta(ge=0, le=10)]
+NpcId = Annotated[int, msgspec.Meta(ge=0)]
+Tick = Annotated[int, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Region(enum.StrEnum):
+    """Semantic region a wave speaks about."""
+
+    FOOD = "food"
+    HAZARD = "hazard"
+    COLLISION = "collision"
+    MATH = "math"
+    SOCIAL = "social"
+    ENERGY = "energy"
+
+
+REGIONS: tuple[Region, ...] = tuple(Region)
+
+
+class MessageError(ValueError):
+    """A payload that is not a valid message of the expected kind."""
+
+    def __init__(self, subject: str, kind: str, field: str, reason: str) -> None:
+        self.subject, self.kind, self.field, self.reason = subject, kind, field, reason
+        super().__init__(f"bad {kind} on {subject or '<no subject>'}: field {field}: {reason}")
+
+
+class Message(msgspec.Struct, kw_only=True, tag_field="type", array_like=True):
+    """Base of every bus message: a schema version and a type tag."""
+
+    version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version != SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported version {self.version} (expected {SCHEMA_VERSION}) - at `$.version`"
+            )
+
+
+class Wave(Message, tag="wave"):
+    """One confidence-tagged signal of one cell about one NPC."""
+
+    cell: Name
+    npc: NpcId
+    region: Region
+    confidence: Unit
+    value: float
+    tick: Tick
+
+
+class WaveBatch(Message, tag="wave_batch"):
+    """Waves of one tick as columns: npc int32, cell index uint8, confidence and value float32."""
+
+    tick: Tick
+    cells: list[Name]
+    regions: list[Region]
+    npc: bytes
+    cell_index: bytes
+    confidence: bytes
+    value: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.cells) != len(self.regions):
+            raise ValueError("cells and regions differ in length - at `$.regions`")
+        n = len(self.npc) // 4
+        if len(self.npc) % 4:
+            raise ValueError("npc is not whole int32 values - at `$.npc`")
+        for field, width in (("cell_index", 1), ("confidence", 4), ("value", 4)):
+            if len(getattr(self, field)) != n * width:
+                raise ValueError(f"length does not match npc ({n}) - at `$.{field}`")
+        conf = np.frombuffer(self.confidence, dtype="<f4")
+        if n and not (np.all(conf >= 0.0) and np.all(conf <= 1.0)):
+            raise ValueError("confidence outside [0, 1] - at `$.confidence`")
+        if n and int(np.frombuffer(self.cell_index, dtype=np.uint8).max()) >= len(self.cells):
+            raise ValueError("cell index out of range - at `$.cell_index`")
+
+    def __len__(self) -> int:
+        return len(self.npc) // 4
+
+    @classmethod
+    def from_arrays(
+        cls,
+        tick: int,
+        cells: list[str],
+        regions: list[Region],
+        npc: np.ndarray,
+        cell_index: np.ndarray,
+        confidence: np.ndarray,
+        value: np.ndarray,
+    ) -> WaveBatch:
+        """A batch from flat arrays of equal length."""
+        return cls(
+            tick=tick,
+            cells=list(cells),
+            regions=list(regions),
+            npc=np.ascontiguousarray(npc, dtype="<i4").tobytes(),
+            cell_index=np.ascontiguousarray(cell_index, dtype=np.uint8).tobytes(),
+            confidence=np.ascontiguousarray(confidence, dtype="<f4").tobytes(),
+            value=np.ascontiguousarray(value, dtype="<f4").tobytes(),
+        )
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The columns as (npc, cell_index, confidence, value) arrays (read-only views)."""
+        return (
+            np.frombuffer(self.npc, dtype="<i4"),
+            np.frombuffer(self.cell_index, dtype=np.uint8),
+            np.frombuffer(self.confidence, dtype="<f4"),
+            np.frombuffer(self.value, dtype="<f4"),
+        )
+
+    def waves(self) -> list[Wave]:
+        """The batch as individual Wave messages (for logging and slow consumers)."""
+        npc, idx, conf, value = self.arrays()
+        return [
+            Wave(
+                cell=self.cells[i],
+                npc=int(n),
+                region=self.regions[i],
+                confidence=float(c),
+                value=float(v),
+                tick=self.tick,
+            )
+            for n, i, c, v in zip(npc.tolist(), idx.tolist(), conf.tolist(), value.tolist(), strict=True)
+        ]
+
+
+class CollapseEvent(Message, tag="collapse"):
+    """Several cells agreed on one region of one NPC inside the collapse window."""
+
+    npc: NpcId
+    region: Region
+    confidence: Unit
+    cells: list[Name]
+    tick: Tick
+
+
+class NpcState(Message, tag="npc_state"):
+    """An NPC's report to the governor."""
+
+    npc: NpcId
+    tick: Tick
+    lifeforce: Unit
+    battery: Unit
+    reward_rate: float
+    tick_rate: TickRate
+    cpu_use: Annotated[float, msgspec.Meta(ge=0.0)]
+    alive: bool = True
+
+
+class Command(Message, tag="command"):
+    """Governor/supervisor order to one NPC."""
+
+    npc: NpcId
+    tick: Tick
+    tick_rate: TickRate
+    gates: dict[Region, bool] = {}
+
+
+class Allocation(Message, tag="allocation"):
+    """Governor decision for one NPC: tick rate, CPU quota, gates and LLM priority."""
+
+    npc: NpcId
+    tick: Tick
+    tick_rate: TickRate
+    cpu_quota: CpuQuota
+    gates: dict[Region, bool]
+    llm_priority: LlmPriority
+
+
+class GateEvent(Message, tag="gate_event"):
+    """A gate transition for one NPC and region."""
+
+    npc: NpcId
+    tick: Tick
+    region: Region
+    open: bool
+    confidence: Unit
+    reason: str = ""
+
+
+class Heartbeat(Message, tag="heartbeat"):
+    """Liveness of one service with its counters."""
+
+    domain: Name
+    service: Name
+    seq: Annotated[int, msgspec.Meta(ge=0)]
+    uptime_s: Annotated[float, msgspec.Meta(ge=0.0)]
+    requests: int = 0
+    errors: int = 0
+
+
+class Observation(Message, tag="observation"):
+    """World -> NPC: view codes (uint8, side x side), proprio (float32) and reward."""
+
+    npc: NpcId
+    tick: Tick
+    side: Annotated[int, msgspec.Meta(ge=1, le=63)]
+    view: bytes
+    proprio: bytes
+    reward: float
+    terminated: bool = False
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.view) != self.side * self.side:
+            raise ValueError(f"view has {len(self.view)} bytes, expected side*side - at `$.view`")
+        if len(self.proprio) % 4:
+            raise ValueError("proprio is not whole float32 values - at `$.proprio`")
+
+
+class Action(Message, tag="action"):
+    """NPC -> world: the chosen action of one tick."""
+
+    npc: NpcId
+    tick: Tick
+    action: Annotated[int, msgspec.Meta(ge=0, le=6)]
+
+
+class CellRequest(Message, tag="cell_request"):
+    """Senses of M NPCs for a cell service: views uint8 [M, side, side], proprio float32 [M, P]."""
+
+    tick: Tick
+    npc: bytes
+    side: Annotated[int, msgspec.Meta(ge=1, le=63)]
+    views: bytes
+    proprio: bytes
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.npc) % 4:
+            raise ValueError("npc is not whole int32 values - at `$.npc`")
+        m = len(self.npc) // 4
+        if len(self.views) != m * self.side * self.side:
+            raise ValueError(f"views length does not match {m} NPCs of side {self.side} - at `$.views`")
+        if m and (len(self.proprio) % (4 * m) or len(self.proprio) == 0):
+            raise ValueError(f"proprio length does not match {m} NPCs - at `$.proprio`")
+
+
+class CellError(Message, tag="cell_error"):
+    """Error reply of a service: what was wrong, naming the field."""
+
+    error: str
+    field: str = ""
+
+
+AnyMessage = (
+    Wave
+    | WaveBatch
+    | CollapseEvent
+    | NpcState
+    | Command
+    | Allocation
+    | GateEvent
+    | Heartbeat
+    | Observation
+    | Action
+    | CellRequest
+    | CellError
+)
+
+M = TypeVar("M", bound=Message)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[Any, msgspec.msgpack.Decoder] = {}
+
+
+def encode(msg: Message) -> bytes:
+    """The MessagePack bytes of a message."""
+    return _encoder.encode(msg)
+
+
+def _decoder(kind: Any) -> msgspec.msgpack.Decoder:
+    dec = _decoders.get(kind)
+    if dec is None:
+        dec = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    return dec
+
+
+def _kind_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or " | ".join(t.__name__ for t in kind.__args__)
+
+
+def _field_name(kind: Any, path: str) -> str:
+    """Turn msgspec's ``$[i]...`` path of an array-like struct into the field's name."""
+    path, _, key = path.rpartition("` in `")[::-1] if "` in `" in path else (path, "", "")
+    key = f" {key}" if key else ""
+    match = re.match(r"\$\[(\d+)\](.*)", path)
+    if match is None or not isinstance(kind, type):
+        return (path.removeprefix("$.").removeprefix("$") or "<message>") + key
+    names = [f.name for f in msgspec.structs.fields(kind)]
+    index = int(match.group(1)) - 1  # element 0 is the type tag
+    name = names[index] if 0 <= index < len(names) else "type" if index == -1 else f"[{index + 1}]"
+    return name + match.group(2) + key
+
+
+def decode(data: bytes, kind: type[M], subject: str = "", max_bytes: int = MAX_PAYLOAD_BYTES) -> M:
+    """A validated message of ``kind`` (a Message class or a union) or MessageError."""
+    if len(data) > max_bytes:
+        raise MessageError(subject, _kind_name(kind), "<payload>", f"{len(data)} bytes > limit {max_bytes}")
+    try:
+        return _decoder(kind).decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        reason, _, where = text.partition(" - at `")
+        field = _field_name(kind, where.rstrip("`"))
+        raise MessageError(subject, _kind_name(kind), field, reason) from None
+    except msgspec.DecodeError as exc:
+        raise MessageError(subject, _kind_name(kind), "<payload>", str(exc)) from None

@@ -1,0 +1,135 @@
+"""NATS subject names: the only module that builds them.
+
+Every subject is ``{env}.{domain}.{service}.{detail}`` (some details have two tokens, e.g.
+``dev.nervous.cells.math.wave``). ``env`` comes from ``NIMMERVERSE_ENV`` (``dev``, ``staging`` or
+``prod``; default ``dev``) and is read on every call, so a process that changes the variable sees the
+new prefix. Tokens are validated: empty tokens, whitespace, the wildcards ``*`` and ``>`` and dots
+inside one token raise ``ValueError`` naming the token. Patterns for subscriptions (with wildcards)
+are built only by the ``*_pattern`` functions here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+ENV_VAR = "NIMMERVERSE_ENV"
+ENVS = ("dev", "staging", "prod")
+
+# A token is printable ASCII without whitespace, '.', '*' or '>' (NATS' own rules, stricter on spaces).
+_TOKEN = re.compile(r"[!-)+-\-/-=?-~]+")
+
+
+def env() -> str:
+    """The environment prefix from NIMMERVERSE_ENV (dev, staging or prod)."""
+    value = os.environ.get(ENV_VAR, "dev")
+    if value not in ENVS:
+        raise ValueError(f"{ENV_VAR}={value!r} is not one of {', '.join(ENVS)}")
+    return value
+
+
+def token(value: object, name: str = "token") -> str:
+    """One validated subject token (ints are formatted, strings checked)."""
+    text = str(value)
+    if not _TOKEN.fullmatch(text):
+        raise ValueError(f"subject {name} {text!r} must be non-empty without spaces, '.', '*' or '>'")
+    return text
+
+
+def build(domain: str, service: str, *detail: object) -> str:
+    """A validated ``{env}.{domain}.{service}.{detail...}`` subject."""
+    if not detail:
+        raise ValueError(f"subject detail missing for {domain}.{service}")
+    parts = [env(), token(domain, "domain"), token(service, "service")]
+    parts += [token(d, "detail") for d in detail]
+    return ".".join(parts)
+
+
+def npc_obs(npc_id: int | str) -> str:
+    """World -> NPC observations of one NPC."""
+    return build("npc", token(npc_id, "npc id"), "obs")
+
+
+def npc_action(npc_id: int | str) -> str:
+    """NPC -> world actions of one NPC."""
+    return build("npc", token(npc_id, "npc id"), "action")
+
+
+def npc_state(npc_id: int | str) -> str:
+    """NPC -> governor state reports of one NPC."""
+    return build("npc", token(npc_id, "npc id"), "state")
+
+
+def npc_command(npc_id: int | str) -> str:
+    """Governor/supervisor -> NPC commands for one NPC."""
+    return build("npc", token(npc_id, "npc id"), "command")
+
+
+def cell_wave(cell: str) -> str:
+    """Waves emitted by one cell."""
+    return build("nervous", "cells", token(cell, "cell"), "wave")
+
+
+def cell_request(cell: str) -> str:
+    """Requests to one cell run as a service."""
+    return build("nervous", "cells", token(cell, "cell"), "request")
+
+
+def cell_response(cell: str) -> str:
+    """Responses of one cell service to requests that carried no reply inbox."""
+    return build("nervous", "cells", token(cell, "cell"), "response")
+
+
+def cell_heartbeat(cell: str) -> str:
+    """Liveness of one cell service."""
+    return build("nervous", "cells", token(cell, "cell"), "heartbeat")
+
+
+def governor_allocate() -> str:
+    """Governor allocation decisions."""
+    return build("thalamus", "governor", "allocate")
+
+
+def gate_open() -> str:
+    """Gate transitions to open."""
+    return build("thalamus", "gate", "open")
+
+
+def gate_close() -> str:
+    """Gate transitions to closed."""
+    return build("thalamus", "gate", "close")
+
+
+def cortex_request() -> str:
+    """Gated cortex requests (request/reply)."""
+    return build("cortex", "nyx", "request")
+
+
+def organ(name: str, verb: str) -> str:
+    """One organ's verb, e.g. ``dev.organs.vision.detect``."""
+    return build("organs", token(name, "organ"), token(verb, "verb"))
+
+
+def world_frame(run: str) -> str:
+    """World snapshots of one run for viewers."""
+    return build("world", token(run, "run"), "frame")
+
+
+def heartbeat(domain: str, service: str) -> str:
+    """Liveness of one service."""
+    return build(domain, service, "heartbeat")
+
+
+def all_cell_waves_pattern() -> str:
+    """Subscription pattern matching the waves of every cell."""
+    return f"{env()}.nervous.cells.*.wave"
+
+
+def events_pattern() -> list[str]:
+    """Subjects captured by the JetStream events stream (waves, gate events, allocations)."""
+    return [all_cell_waves_pattern(), f"{env()}.thalamus.gate.*", governor_allocate()]
+
+
+def inbox_prefix(identity: str) -> str:
+    """Reply-inbox prefix of one client identity, kept apart per env."""
+    return f"_INBOX.{env()}.{token(identity, 'identity')}"
