@@ -1,0 +1,261 @@
+"""The bus: a nats-py connection with typed publish/subscribe/request and the events stream.
+
+``async with Bus(BusConfig()) as bus`` starts an embedded nats-server (``nervous.server``) with
+JetStream stored under ``run_dir`` when ``config.url`` is None, else connects to ``config.url``.
+The connection pings every ``ping_interval_s`` and gives up a silent (frozen) broker after
+``max_outstanding_pings`` missed pongs, then reconnects forever, buffering at most
+``pending_bytes`` of publishes meanwhile; replies use an inbox prefix per identity; closing drains.
+
+Messages are ``nervous.messages`` structs; a payload that does not decode is counted in
+``bus.bad_messages`` (per subject), answered with a ``CellError`` when it carried a reply inbox,
+and never reaches the handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StorageType, StreamConfig, StreamInfo
+
+from nervous import subjects
+from nervous.messages import CellError, Message, MessageError, decode, encode
+from nervous.server import EmbeddedServer
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+
+@dataclass
+class BusConfig:
+    """How to reach (or start) the NATS bus."""
+
+    url: str | None = None
+    """nats://host:port of an existing server; None starts an embedded nats-server."""
+    name: str = "nimmerverse"
+    """Client identity: connection name and reply-inbox prefix."""
+    connect_timeout_s: float = 2.0
+    """Seconds to wait for the first connection before failing."""
+    ping_interval_s: float = 1.0
+    """Seconds between client pings; a frozen broker is noticed after about interval * (max pings + 1)."""
+    max_outstanding_pings: int = 2
+    """Unanswered pings after which the connection counts as stale and reconnects."""
+    reconnect_wait_s: float = 0.25
+    """Seconds between reconnect attempts."""
+    max_reconnect_attempts: int = -1
+    """Reconnect attempts before giving up; -1 retries forever."""
+    pending_bytes: int = 8 << 20
+    """Publishes buffered while disconnected, in bytes; beyond it publishing raises."""
+    drain_timeout_s: float = 5.0
+    """Seconds allowed to drain subscriptions and flush publishes on close."""
+    server_start_timeout_s: float = 5.0
+    """Seconds the embedded nats-server may take to become healthy."""
+    stream_max_msgs: int = 1_000_000
+    """Events stream: messages kept at most."""
+    stream_max_bytes: int = 256 << 20
+    """Events stream: bytes kept at most."""
+    stream_max_age_s: float = 3600.0
+    """Events stream: seconds a message is kept at most."""
+    stream_duplicate_window_s: float = 120.0
+    """Events stream: seconds within which a repeated Nats-Msg-Id is dropped."""
+
+
+class BusError(RuntimeError):
+    """The bus could not be reached or a remote service answered with an error."""
+
+
+class Bus:
+    """One connection to the bus, owning the embedded server when it started one."""
+
+    def __init__(self, config: BusConfig | None = None, run_dir: str | Path | None = None) -> None:
+        self.config = config or BusConfig()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.server: EmbeddedServer | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self.connected = asyncio.Event()
+        self.disconnects = 0
+        self.reconnects = 0
+        self.bad_messages: Counter[str] = Counter()
+        self.last_error: Exception | None = None
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The url this bus connects to."""
+        if self.config.url is not None:
+            return self.config.url
+        if self.server is None:
+            raise BusError("bus url: embedded server not started")
+        return self.server.url
+
+    async def connect(self) -> Bus:
+        """Start the embedded server if needed and connect; BusError naming the url on failure."""
+        cfg = self.config
+        if cfg.url is None and self.server is None:
+            store = self.run_dir / "nats" if self.run_dir is not None else None
+            self.server = EmbeddedServer(store, start_timeout_s=cfg.server_start_timeout_s)
+            await asyncio.to_thread(self.server.start)
+        url = self.url
+        try:
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=[url],
+                    name=cfg.name,
+                    connect_timeout=cfg.connect_timeout_s,
+                    ping_interval=cfg.ping_interval_s,
+                    max_outstanding_pings=cfg.max_outstanding_pings,
+                    allow_reconnect=True,
+                    reconnect_time_wait=cfg.reconnect_wait_s,
+                    max_reconnect_attempts=cfg.max_reconnect_attempts,
+                    pending_size=cfg.pending_bytes,
+                    inbox_prefix=subjects.inbox_prefix(cfg.name),
+                    drain_timeout=cfg.drain_timeout_s,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnect,
+                    reconnected_cb=self._on_reconnect,
+                ),
+                timeout=cfg.connect_timeout_s + 1.0,
+            )
+        except Exception as exc:  # nats-py raises several unrelated types here
+            self._stop_server()
+            cause = self.last_error if isinstance(exc, TimeoutError) and self.last_error else exc
+            reason = str(cause) or type(cause).__name__
+            raise BusError(f"cannot connect to bus at {url}: {reason}") from None
+        self.connected.set()
+        return self
+
+    async def close(self) -> None:
+        """Drain subscriptions and pending publishes, then stop an embedded server."""
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.drain(), self.config.drain_timeout_s + 1.0)
+            except Exception as exc:  # a dead server cannot be drained; close anyway
+                log.debug("drain failed: %s", exc)
+                await nc.close()
+        self._stop_server()
+
+    def _stop_server(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+    async def __aenter__(self) -> Bus:
+        return await self.connect()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        self.last_error = exc
+        log.debug("bus %s: %s", self.config.name, exc)
+
+    async def _on_disconnect(self) -> None:
+        self.disconnects += 1
+        self.connected.clear()
+
+    async def _on_reconnect(self) -> None:
+        self.reconnects += 1
+        self.connected.set()
+
+    @property
+    def nc(self) -> Client:
+        """The underlying nats-py client (for raw access)."""
+        if self._nc is None:
+            raise BusError(f"bus {self.config.name} is not connected")
+        return self._nc
+
+    # -- core NATS --------------------------------------------------------------------------------
+
+    async def publish(self, subject: str, msg: Message, headers: dict[str, str] | None = None) -> None:
+        """Publish one typed message."""
+        await self.nc.publish(subject, encode(msg), headers=headers)
+
+    async def subscribe(
+        self,
+        subject: str,
+        kind: type[M],
+        handler: Callable[[M, Msg], Awaitable[None]],
+        queue: str = "",
+        max_bytes: int = 1 << 20,
+    ) -> Subscription:
+        """Subscribe with decoding; bad payloads are counted, answered if they expect a reply, and dropped."""
+
+        async def on_msg(raw: Msg) -> None:
+            try:
+                msg = decode(raw.data, kind, raw.subject, max_bytes)
+            except MessageError as exc:
+                await self.reject(raw, exc)
+                return
+            await handler(msg, raw)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+
+    async def reject(self, raw: Msg, exc: MessageError) -> None:
+        """Count a bad message and answer it with a CellError when it carried a reply inbox."""
+        self.bad_messages[raw.subject] += 1
+        log.warning("%s", exc)
+        if raw.reply:
+            await self.nc.publish(raw.reply, encode(CellError(error=str(exc), field=exc.field)))
+
+    async def request(self, subject: str, msg: Message, kind: type[M], timeout: float = 1.0) -> M:
+        """Send a request and decode its reply; BusError when the service answers with an error."""
+        raw = await self.nc.request(subject, encode(msg), timeout=timeout)
+        reply: Any = decode(raw.data, kind | CellError, subject)  # type: ignore[operator]
+        if isinstance(reply, CellError):
+            raise BusError(f"{subject}: {reply.error}")
+        return reply
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Wait until the server has processed everything published so far."""
+        await self.nc.flush(timeout)
+
+    # -- JetStream --------------------------------------------------------------------------------
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context of this connection."""
+        if self._js is None:
+            self._js = self.nc.jetstream()
+        return self._js
+
+    def stream_name(self) -> str:
+        """Name of the decision-events stream of the current env."""
+        return f"NIMMERVERSE_{subjects.env().upper()}_EVENTS"
+
+    async def ensure_stream(self) -> StreamInfo:
+        """Create (or update) the events stream for waves, gate events and allocations."""
+        cfg = self.config
+        stream = StreamConfig(
+            name=self.stream_name(),
+            subjects=subjects.events_pattern(),
+            storage=StorageType.FILE,
+            max_msgs=cfg.stream_max_msgs,
+            max_bytes=cfg.stream_max_bytes,
+            max_age=cfg.stream_max_age_s,
+            duplicate_window=cfg.stream_duplicate_window_s,
+        )
+        try:
+            return await self.js.add_stream(stream)
+        except nats.js.errors.BadRequestError:
+            return await self.js.update_stream(stream)
+
+    async def js_publish(self, subject: str, msg: Message, msg_id: str, timeout: float = 2.0) -> PubAck:
+        """Publish one event to JetStream with a Nats-Msg-Id for de-duplication; returns the ack."""
+        return await self.js.publish(subject, encode(msg), timeout=timeout, headers={"Nats-Msg-Id": msg_id})
