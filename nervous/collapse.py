@@ -1,0 +1,137 @@
+"""Wave collapse: waves on one region from different cells inside a time window amplify each other.
+
+Rule: the live waves of one (NPC, region) combine as ``1 - prod_i (1 - c_i)`` (noisy-OR: the chance
+that at least one of several independent detectors is right). The result lies in [0, 1], never falls
+below the strongest single confidence, grows with each confidence, ignores order, and one wave
+combines to itself. A wave is live for ``window_ticks`` ticks: at tick T a wave of tick t counts when
+``0 <= T - t < window_ticks``. A newer wave from the same cell replaces that cell's older one (one cell
+cannot amplify itself). When the combination reaches ``threshold`` with at least ``min_cells`` live
+cells, a ``CollapseEvent`` is emitted once (rising edge); it re-arms when the combination falls below
+the threshold again.
+
+``WaveCollapse`` works on streams of ``Wave`` messages (a governor service); ``BatchCollapse`` on the
+``WaveArrays`` of a cell bank (the in-process runtime).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from nervous.cells.base import WaveArrays
+from nervous.messages import REGIONS, CollapseEvent, Region, Wave, WaveBatch
+
+
+@dataclass
+class CollapseConfig:
+    """How waves collapse."""
+
+    window_ticks: int = 3
+    """Ticks a wave stays live."""
+    threshold: float = 0.75
+    """Combined confidence at which a collapse event is emitted."""
+    min_cells: int = 2
+    """Distinct live cells needed for a collapse event."""
+
+
+def combine(confidences: ArrayLike, axis: int = -1) -> np.ndarray:
+    """Noisy-OR of confidences along axis: 1 - prod(1 - c)."""
+    c = np.clip(np.asarray(confidences, dtype=np.float64), 0.0, 1.0)
+    return 1.0 - np.prod(1.0 - c, axis=axis)
+
+
+class WaveCollapse:
+    """Collapse over a stream of Wave messages, per (NPC, region)."""
+
+    def __init__(self, config: CollapseConfig | None = None) -> None:
+        self.config = config or CollapseConfig()
+        self._live: dict[tuple[int, Region], dict[str, tuple[float, int]]] = {}
+        self._active: set[tuple[int, Region]] = set()
+
+    def _live_waves(self, key: tuple[int, Region], tick: int) -> dict[str, tuple[float, int]]:
+        waves = self._live.get(key, {})
+        w = self.config.window_ticks
+        fresh = {cell: (c, t) for cell, (c, t) in waves.items() if 0 <= tick - t < w}
+        if fresh:
+            self._live[key] = fresh
+        else:
+            self._live.pop(key, None)
+        return fresh
+
+    def combined(self, npc: int, region: Region, tick: int) -> float:
+        """The combined confidence of one NPC's region at tick."""
+        waves = self._live_waves((npc, region), tick)
+        return float(combine([c for c, _ in waves.values()])) if waves else 0.0
+
+    def add(self, wave: Wave) -> CollapseEvent | None:
+        """Take one wave; the collapse event it completes, if any."""
+        key = (wave.npc, wave.region)
+        waves = self._live.setdefault(key, {})
+        old = waves.get(wave.cell)
+        if old is None or old[1] <= wave.tick:
+            waves[wave.cell] = (wave.confidence, wave.tick)
+        waves = self._live_waves(key, wave.tick)
+        value = float(combine([c for c, _ in waves.values()])) if waves else 0.0
+        if value < self.config.threshold or len(waves) < self.config.min_cells:
+            self._active.discard(key)
+            return None
+        if key in self._active:
+            return None
+        self._active.add(key)
+        return CollapseEvent(
+            npc=wave.npc, region=wave.region, confidence=min(value, 1.0), cells=sorted(waves), tick=wave.tick
+        )
+
+    def add_batch(self, batch: WaveBatch) -> list[CollapseEvent]:
+        """Take every wave of a batch; the collapse events they complete."""
+        return [e for w in batch.waves() if (e := self.add(w)) is not None]
+
+    def expire(self, tick: int) -> None:
+        """Drop waves that are no longer live at tick and re-arm regions that fell below threshold."""
+        for key in list(self._live):
+            waves = self._live_waves(key, tick)
+            if (
+                len(waves) < self.config.min_cells
+                or combine([c for c, _ in waves.values()]) < self.config.threshold
+            ):
+                self._active.discard(key)
+
+
+class BatchCollapse:
+    """Collapse over the WaveArrays of a cell bank, for all NPCs at once."""
+
+    def __init__(
+        self, cells: tuple[str, ...], regions: tuple[Region, ...], config: CollapseConfig | None = None
+    ):
+        self.config = config or CollapseConfig()
+        self.cells, self.regions = cells, regions
+        # [R, C] membership of each cell in each region
+        self.member = np.array([[r == reg for r in regions] for reg in REGIONS], dtype=bool)
+        self.conf = np.zeros((0, len(cells)), dtype=np.float32)
+        self.tick = np.zeros((0, len(cells)), dtype=np.int64)
+        self.active = np.zeros((0, len(REGIONS)), dtype=bool)
+
+    def reset(self, num_npcs: int) -> None:
+        """Forget all waves and size the state for num_npcs NPCs."""
+        self.conf = np.zeros((num_npcs, len(self.cells)), dtype=np.float32)
+        self.tick = np.full((num_npcs, len(self.cells)), np.iinfo(np.int64).min // 2, dtype=np.int64)
+        self.active = np.zeros((num_npcs, len(REGIONS)), dtype=bool)
+
+    def update(self, waves: WaveArrays) -> tuple[np.ndarray, np.ndarray]:
+        """(combined float32[M, R] per region in REGIONS order, new collapse events bool[M, R])."""
+        if waves.confidence.shape[0] != self.conf.shape[0]:
+            self.reset(waves.confidence.shape[0])
+        fired = waves.fired
+        self.conf[fired] = waves.confidence[fired]
+        self.tick[fired] = waves.tick
+        age = waves.tick - self.tick
+        live = (age >= 0) & (age < self.config.window_ticks)
+        miss = np.where(live, 1.0 - self.conf.astype(np.float64), 1.0)  # [M, C]
+        combined = (1.0 - np.prod(np.where(self.member, miss[:, None, :], 1.0), axis=2)).astype(np.float32)
+        count = live.astype(np.int64) @ self.member.T.astype(np.int64)
+        above = (combined >= self.config.threshold) & (count >= self.config.min_cells)
+        new = above & ~self.active
+        self.active = above
+        return combined, new
