@@ -48,7 +48,7 @@ class Action(IntEnum):
     SOUTH = 2  # y + 1
     EAST = 3  # x + 1
     WEST = 4  # x - 1
-    INTERACT = 5  # eat / charge / pick up on own cell, else drink / open / answer on the faced cell
+    INTERACT = 5  # eat / charge / pick up on own cell, else drink / open / answer on the cell in reach
     SIGNAL = 6  # broadcast: NPCs within the stage's signal radius see it this tick
 
 
@@ -72,8 +72,8 @@ class Proprio(IntEnum):
     FOG = 7  # {0, 1}
     RAIN = 8  # {0, 1}
     HEARD_SIGNAL = 9  # fraction of other NPCs within signal radius that signalled this tick
-    FACING_LOCK = 10  # {0, 1}: the faced cell is a lock terminal
-    LOCK_A = 11  # the faced lock's problem "a op b", a / 10
+    FACING_LOCK = 10  # {0, 1}: the cell in reach (faced, else first adjacent) is a lock terminal
+    LOCK_A = 11  # that lock's problem "a op b", a / 10
     LOCK_B = 12  # b / 10
     LOCK_OP = 13  # 0 = +, 0.5 = -, 1 = *
     LOCK_SHOWN = 14  # the answer the terminal displays this tick, / 100 (interact when it is right)

@@ -1,0 +1,602 @@
+"""GridWorld: B independent envs x N NPC slots, stepped together in numpy over preallocated buffers.
+
+Layout
+    Grids are padded by the view radius r with WALL, so every view gather and neighbour lookup is
+    in bounds; positions are stored in padded coordinates. Per-cell layers: ``tiles`` (codes from
+    `world.tiles.Tile`) and, for lock terminals, ``lock_a``, ``lock_b``, ``lock_op``, ``lock_phase``.
+    NPCs live in fixed slots: ``pos_y``/``pos_x``, ``alive``, ``lifeforce``, ``battery``,
+    ``has_key``, ``facing``; a dead slot keeps its place until it respawns or the episode ends.
+
+One tick (`step`)
+    1. Dead NPCs do not act (their action is replaced by STAY); moves set ``facing``.
+    2. Moves: an NPC moves unless the target is blocking, holds another NPC (even one that is
+       leaving: no chains, no swaps) or is claimed by a lower slot index this tick (lowest wins).
+       With a battery, a move uses ``battery_drain`` (x rain factor); on an empty battery it
+       costs ``exhaustion_cost`` lifeforce instead.
+    3. Interact: on the own cell eat FOOD, charge at CHARGER, pick up a KEY; else, on the cell in
+       reach (the faced cell if it holds water, a door or a lock, else the first such neighbour in
+       N, S, E, W order: no need to turn, which masked moves could not do) drink WATER, open a DOOR with a key (the key is used up) or answer a LOCK: it opens
+       when its display shows the right answer, else the NPC pays ``wrong_answer_cost``. Two NPCs
+       facing the same door or lock: the lower slot acts.
+    4. Fire drains, lifeforce decays, costs charged through the hook are paid; at 0 an NPC dies.
+    5. Dead NPCs respawn after ``respawn_delay`` ticks on a random free cell (if the stage does).
+    6. Food regrows; sky (day/night, weather) advances; episodes end at ``max_steps``, or when
+       every NPC is dead in a stage without respawn; finished envs reset when ``autoreset``.
+    7. Observations, proprio and action masks are rebuilt.
+
+Rewards (per NPC and tick)
+    reward = change in lifeforce (eating, drinking and charging costs included)
+             + goal_bonus per door or lock opened - death_penalty on death. Dead NPCs get 0.
+
+Success (per NPC and episode)
+    The NPC never died during the episode (and, with ``success_needs_unlock``, opened at least
+    one door or lock). An env's success is the mean over its NPC slots.
+
+Lifeforce hook
+    ``charge(cost)`` adds a float32[B, N] lifeforce cost that is paid at the next tick: later parts
+    use it to charge brain invocations, organ calls and escalations to the cortex.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from world.config import WorldConfig
+from world.tiles import (
+    BLOCKING,
+    MOVE_DX,
+    MOVE_DY,
+    NUM_ACTIONS,
+    PROPRIO_SIZE,
+    Action,
+    Proprio,
+    Tile,
+)
+
+#: Tiles INTERACT can act on from a neighbouring cell.
+REACHABLE = np.zeros(len(Tile), dtype=bool)
+REACHABLE[[Tile.WATER, Tile.DOOR, Tile.LOCK]] = True
+#: What a lock terminal displays, relative to its answer, as ticks go by (right 1 tick in 6).
+LOCK_DISPLAY_OFFSETS = np.array([0, 2, 1, 4, 3, 5], dtype=np.int64)
+VAULT_FOOTPRINT = 7  # a 5x5 walled room with a 1-cell margin
+WEATHER_CLEAR, WEATHER_FOG, WEATHER_RAIN = 0, 1, 2
+
+STAT_KEYS = ("episodes", "success", "return", "length", "deaths", "deaths_fire", "deaths_starved",
+             "opened", "food_eaten")
+
+
+class GridWorld:
+    """B envs x N NPCs of one stage; all state in preallocated numpy arrays."""
+
+    def __init__(self, config: WorldConfig, num_envs: int = 1, seed: int | None = None,
+                 autoreset: bool = True) -> None:
+        config.validate()
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r}: must be an integer >= 1")
+        self.config = config
+        self.num_envs = B = num_envs
+        self.num_npcs = N = config.n_npcs
+        self.autoreset = autoreset
+        self.r = r = config.view_radius
+        self.V = V = config.view_size
+        self.H, self.W = config.height, config.width
+        self.Hp, self.Wp = Hp, Wp = config.height + 2 * r, config.width + 2 * r
+        self.cells = Hp * Wp
+
+        # --- world layers --------------------------------------------------------------------
+        self.tiles = np.full((B, Hp, Wp), Tile.WALL, dtype=np.uint8)
+        self._composite = np.empty_like(self.tiles)
+        self._windows = sliding_window_view(self._composite, (V, V), axis=(1, 2))
+        has_locks = config.n_locks > 0
+        lock_shape = (B, Hp, Wp) if has_locks else (1, 1, 1)
+        self.lock_a = np.zeros(lock_shape, dtype=np.int64)
+        self.lock_b = np.zeros(lock_shape, dtype=np.int64)
+        self.lock_op = np.zeros(lock_shape, dtype=np.int64)
+        self.lock_phase = np.zeros(lock_shape, dtype=np.int64)
+        self.food_count = np.zeros(B, dtype=np.int64)
+        self.t = np.zeros(B, dtype=np.int64)
+        self.weather = np.zeros(B, dtype=np.int64)
+
+        # --- NPC slots -----------------------------------------------------------------------
+        self.pos_y = np.zeros((B, N), dtype=np.int64)
+        self.pos_x = np.zeros((B, N), dtype=np.int64)
+        self.alive = np.zeros((B, N), dtype=bool)
+        self.lifeforce = np.zeros((B, N), dtype=np.float32)
+        self.battery = np.zeros((B, N), dtype=np.float32)
+        self.has_key = np.zeros((B, N), dtype=bool)
+        self.facing = np.full((B, N), Action.NORTH, dtype=np.int64)
+        self.signalling = np.zeros((B, N), dtype=bool)
+        self.dead_ticks = np.zeros((B, N), dtype=np.int64)
+        self.pending_cost = np.zeros((B, N), dtype=np.float32)
+
+        # --- per-episode accounting ----------------------------------------------------------
+        self.ep_return = np.zeros((B, N), dtype=np.float64)
+        self.ep_deaths = np.zeros((B, N), dtype=np.int64)
+        self.ep_opened = np.zeros((B, N), dtype=np.int64)
+        self.ep_food = np.zeros((B, N), dtype=np.int64)
+        self.ep_deaths_fire = np.zeros((B, N), dtype=np.int64)
+        self._stats = dict.fromkeys(STAT_KEYS, 0.0)
+        #: Success of each env's last finished episode (NaN before the first one).
+        self.last_success = np.full(B, np.nan)
+
+        # --- outputs (rebuilt every tick, in place) ------------------------------------------
+        self.views = np.zeros((B, N, V, V), dtype=np.uint8)
+        self.proprio = np.zeros((B, N, PROPRIO_SIZE), dtype=np.float32)
+        self.action_mask = np.zeros((B, N, NUM_ACTIONS), dtype=bool)
+        #: Tile of the cell each NPC's INTERACT reaches besides its own (see `_reach`).
+        self.reach_tile = np.zeros((B, N), dtype=np.uint8)
+        self.rewards = np.zeros((B, N), dtype=np.float32)
+        #: NPC slot ended this tick: it died in a stage without respawn, or its env ended.
+        self.terminals = np.zeros((B, N), dtype=bool)
+        self.truncations = np.zeros((B, N), dtype=bool)
+        #: NPC died this tick (also in stages with respawn, where death does not end the slot).
+        self.died = np.zeros((B, N), dtype=bool)
+        #: Env's episode ended this tick (it was reset already when ``autoreset``).
+        self.env_done = np.zeros(B, dtype=bool)
+
+        # --- constants -----------------------------------------------------------------------
+        self._env_base = (np.arange(B, dtype=np.int64) * self.cells)[:, None]
+        self._slot = np.broadcast_to(np.arange(N, dtype=np.int64), (B, N))
+        self._claim = np.full(B * self.cells, N, dtype=np.int64)
+        self._neighbour_offsets = MOVE_DY[1:5] * Wp + MOVE_DX[1:5]  # N, S, E, W
+        dist = np.maximum(*np.abs(np.mgrid[-r:r + 1, -r:r + 1]))
+        #: hidden_by_radius[k] masks view cells farther than k (Chebyshev) from the centre.
+        self._hidden_by_radius = np.stack([dist > k for k in range(r + 1)])
+        self._sky = config.day_length > 0 or config.weather
+        self.rng = np.random.default_rng(seed)
+        self.reset(seed)
+
+    # ======================================================================================
+    # public API
+    # ======================================================================================
+    def reset(self, seed: int | None = None) -> None:
+        """Reset every env; with a seed, reseed the single generator all randomness comes from."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._stats = dict.fromkeys(STAT_KEYS, 0.0)
+        self.last_success[:] = np.nan
+        self._reset_envs(np.arange(self.num_envs))
+        self.rewards[:] = 0.0
+        self.terminals[:] = False
+        self.truncations[:] = False
+        self.died[:] = False
+        self.env_done[:] = False
+        self._observe()
+
+    def charge(self, cost: np.ndarray) -> None:
+        """Add a lifeforce cost per NPC (float32[B, N], >= 0) to be paid at the next tick."""
+        cost = np.asarray(cost, dtype=np.float32)
+        if cost.shape != (self.num_envs, self.num_npcs):
+            raise ValueError(f"cost: shape {cost.shape} != (num_envs, n_npcs) "
+                             f"{(self.num_envs, self.num_npcs)}")
+        if not np.all(np.isfinite(cost)) or cost.min(initial=0.0) < 0:
+            raise ValueError("cost: must be finite and >= 0")
+        self.pending_cost += cost
+
+    def step(self, actions: np.ndarray) -> None:
+        """Advance every env by one tick; results land in the output buffers in place."""
+        cfg = self.config
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs, self.num_npcs):
+            raise ValueError(f"actions: shape {actions.shape} != (num_envs, n_npcs) "
+                             f"{(self.num_envs, self.num_npcs)}")
+        if actions.dtype.kind not in "iu":
+            raise ValueError(f"actions: dtype {actions.dtype} is not an integer type")
+        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
+            raise ValueError(f"actions: values must be in 0..{NUM_ACTIONS - 1}, "
+                             f"got {actions.min()}..{actions.max()}")
+        # 1. dead NPCs do not act
+        alive0 = self.alive.copy()
+        act = np.where(alive0, actions, Action.STAY).astype(np.int64)
+        life0 = self.lifeforce.copy()
+        moving = (act >= Action.NORTH) & (act <= Action.WEST)
+        self.facing = np.where(moving, act, self.facing)
+        self.signalling = act == Action.SIGNAL
+
+        # 2. moves
+        flat_tiles = self.tiles.reshape(-1)
+        here = self._env_base + self.pos_y * self.Wp + self.pos_x
+        if moving.any():
+            step_flat = MOVE_DY[act] * self.Wp + MOVE_DX[act]
+            target = here + step_flat
+            occupied = np.zeros(self.num_envs * self.cells, dtype=bool)
+            occupied[here[alive0]] = True
+            ok = moving & ~BLOCKING[flat_tiles[target]] & ~occupied[target]
+            claim = self._claim
+            np.minimum.at(claim, target[ok], self._slot[ok])
+            ok &= claim[target] == self._slot
+            claim[target[moving]] = self.num_npcs  # reset only what was touched
+            self.pos_y += np.where(ok, MOVE_DY[act], 0)
+            self.pos_x += np.where(ok, MOVE_DX[act], 0)
+            here = np.where(ok, target, here)
+            if cfg.battery_drain > 0:
+                drain = np.float32(cfg.battery_drain)
+                if cfg.weather:
+                    drain = np.where(self.weather == WEATHER_RAIN, drain * cfg.rain_battery_factor,
+                                     drain)[:, None].astype(np.float32)
+                empty = ok & (self.battery <= 0)
+                self.battery = np.where(ok, np.maximum(self.battery - drain, 0), self.battery)
+                self.lifeforce -= np.where(empty, np.float32(cfg.exhaustion_cost), 0).astype(np.float32)
+
+        # 3. interact
+        opened = np.zeros((self.num_envs, self.num_npcs), dtype=bool)
+        eats = np.zeros((self.num_envs, self.num_npcs), dtype=bool)
+        interacting = act == Action.INTERACT
+        if interacting.any():
+            own = flat_tiles[here]
+            eats = interacting & (own == Tile.FOOD)
+            charges = interacting & (own == Tile.CHARGER)
+            picks = interacting & (own == Tile.KEY) & ~self.has_key
+            self.lifeforce += np.where(eats, np.float32(cfg.food_gain), 0).astype(np.float32)
+            self.battery = np.where(charges, np.float32(1.0), self.battery)
+            self.has_key |= picks
+            cleared = here[eats | picks]
+            flat_tiles[cleared] = Tile.EMPTY
+            self.food_count -= eats.sum(axis=1)
+            # faced-cell interactions
+            faced_any = interacting & ~(eats | charges | picks)
+            if faced_any.any():
+                faced = self._reach(here)
+                ftile = flat_tiles[faced]
+                drinks = faced_any & (ftile == Tile.WATER)
+                self.lifeforce += np.where(drinks, np.float32(cfg.water_gain), 0).astype(np.float32)
+                contest = faced_any & (((ftile == Tile.DOOR) & self.has_key) | (ftile == Tile.LOCK))
+                if contest.any():
+                    claim = self._claim
+                    np.minimum.at(claim, faced[contest], self._slot[contest])
+                    contest &= claim[faced] == self._slot
+                    claim[faced[faced_any]] = self.num_npcs
+                    doors = contest & (ftile == Tile.DOOR)
+                    locks = contest & (ftile == Tile.LOCK)
+                    right = np.zeros_like(locks)
+                    if locks.any():
+                        right = locks & (self._lock_shown(faced) == self._lock_answer(faced))
+                        wrong = locks & ~right
+                        self.lifeforce -= np.where(wrong, np.float32(cfg.wrong_answer_cost),
+                                                   0).astype(np.float32)
+                    self.has_key &= ~doors
+                    opened = doors | right
+                    flat_tiles[faced[opened]] = Tile.EMPTY
+
+        # 4. hazards, decay, hook costs, death
+        on_fire = alive0 & (flat_tiles[here] == Tile.FIRE) if cfg.n_fire else np.zeros_like(alive0)
+        drain = np.float32(cfg.lifeforce_decay) + self.pending_cost
+        if cfg.n_fire:
+            drain = drain + np.where(on_fire, np.float32(cfg.fire_drain), 0).astype(np.float32)
+        self.pending_cost[:] = 0.0
+        self.lifeforce = np.where(alive0, np.clip(self.lifeforce - drain, 0.0, 1.0), 0.0).astype(np.float32)
+        died = alive0 & (self.lifeforce <= 0.0)
+        self.alive &= ~died
+        self.dead_ticks = np.where(self.alive, 0, self.dead_ticks + 1)
+
+        # rewards and episode accounting
+        reward = (self.lifeforce - life0) + cfg.goal_bonus * opened - cfg.death_penalty * died
+        self.rewards[:] = np.where(alive0, reward, 0.0)
+        self.ep_return += self.rewards
+        self.ep_deaths += died
+        self.ep_deaths_fire += died & on_fire
+        self.ep_opened += opened
+        self.ep_food += eats
+        self.died[:] = died
+
+        # 5. respawn
+        if cfg.respawn_delay >= 0:
+            self._respawn()
+
+        # 6. food, sky, episode ends
+        self._regrow()
+        self.t += 1
+        if cfg.weather:
+            change = self.rng.random(self.num_envs) < cfg.weather_change
+            self.weather = np.where(change, self.rng.integers(0, 3, self.num_envs), self.weather)
+        truncated = self.t >= cfg.max_steps
+        if cfg.respawn_delay < 0:
+            extinct = ~self.alive.any(axis=1)
+        else:
+            extinct = np.zeros(self.num_envs, dtype=bool)
+        self.env_done[:] = truncated | extinct
+        self.truncations[:] = (truncated & ~extinct)[:, None]
+        self.terminals[:] = extinct[:, None] | (died & (cfg.respawn_delay < 0))
+        if self.env_done.any():
+            done_ids = np.flatnonzero(self.env_done)
+            self._record_episodes(done_ids)
+            if self.autoreset:
+                self._reset_envs(done_ids)
+
+        # 7. observe
+        self._observe()
+
+    def pop_stats(self) -> dict[str, float]:
+        """Means over the episodes finished since the last call (per NPC slot where it applies)."""
+        stats = self._stats
+        self._stats = dict.fromkeys(STAT_KEYS, 0.0)
+        episodes = stats["episodes"]
+        if episodes == 0:
+            return {"episodes": 0.0}
+        out = {key: value / episodes for key, value in stats.items() if key != "episodes"}
+        out["episodes"] = episodes
+        return out
+
+    def frame(self, env: int = 0) -> dict[str, np.ndarray]:
+        """A snapshot of one env for drawing: unpadded tiles and NPC slots (copies)."""
+        r = self.r
+        return {
+            "tiles": self.tiles[env, r:r + self.H, r:r + self.W].copy(),
+            "npc_y": self.pos_y[env] - r,
+            "npc_x": self.pos_x[env] - r,
+            "alive": self.alive[env].copy(),
+            "lifeforce": self.lifeforce[env].copy(),
+            "battery": self.battery[env].copy(),
+            "has_key": self.has_key[env].copy(),
+            "signalling": self.signalling[env].copy(),
+            "facing": self.facing[env].copy(),
+            "t": np.int64(self.t[env]),
+            "night": np.bool_(self._night()[env]),
+            "weather": np.int64(self.weather[env]),
+            "stage": np.int64(self.config.stage),
+        }
+
+    # ======================================================================================
+    # internals
+    # ======================================================================================
+    def _reach(self, here: np.ndarray) -> np.ndarray:
+        """The cell an NPC's INTERACT acts on besides its own: the faced cell when it holds water, a
+        door or a lock, else the first neighbour (N, S, E, W) that does, else the faced cell."""
+        flat_tiles = self.tiles.reshape(-1)
+        neighbours = here[..., None] + self._neighbour_offsets  # [B, N, 4]
+        usable = REACHABLE[flat_tiles[neighbours]]
+        faced_slot = self.facing - Action.NORTH
+        faced_usable = np.take_along_axis(usable, faced_slot[..., None], axis=-1)[..., 0]
+        slot = np.where(faced_usable | ~usable.any(axis=-1), faced_slot, usable.argmax(axis=-1))
+        return np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+
+    def _lock_answer(self, flat: np.ndarray) -> np.ndarray:
+        a, b, op = self.lock_a.reshape(-1)[flat], self.lock_b.reshape(-1)[flat], self.lock_op.reshape(-1)[flat]
+        return np.where(op == 0, a + b, np.where(op == 1, a - b, a * b))
+
+    def _lock_shown(self, flat: np.ndarray) -> np.ndarray:
+        phase = self.lock_phase.reshape(-1)[flat]
+        t = self.t[flat // self.cells]
+        return self._lock_answer(flat) + LOCK_DISPLAY_OFFSETS[(t + phase) % len(LOCK_DISPLAY_OFFSETS)]
+
+    def _night(self) -> np.ndarray:
+        if self.config.day_length <= 0:
+            return np.zeros(self.num_envs, dtype=bool)
+        return (self.t % self.config.day_length) >= self.config.day_length // 2
+
+    def _record_episodes(self, ids: np.ndarray) -> None:
+        success = self.ep_deaths[ids] == 0
+        if self.config.success_needs_unlock:
+            success &= self.ep_opened[ids] > 0
+        env_success = success.mean(axis=1)
+        self.last_success[ids] = env_success
+        s = self._stats
+        s["episodes"] += len(ids)
+        s["success"] += float(env_success.sum())
+        s["return"] += float(self.ep_return[ids].mean(axis=1).sum())
+        s["length"] += float(self.t[ids].sum())
+        s["deaths"] += float(self.ep_deaths[ids].mean(axis=1).sum())
+        s["deaths_fire"] += float(self.ep_deaths_fire[ids].mean(axis=1).sum())
+        s["deaths_starved"] += float((self.ep_deaths[ids] - self.ep_deaths_fire[ids]).mean(axis=1).sum())
+        s["opened"] += float(self.ep_opened[ids].mean(axis=1).sum())
+        s["food_eaten"] += float(self.ep_food[ids].mean(axis=1).sum())
+
+    def _free_cells(self, ids: np.ndarray, count: int) -> np.ndarray:
+        """Pick `count` distinct EMPTY, unoccupied cells per env in ids: flat padded indices [k, count]."""
+        tiles = self.tiles[ids].reshape(len(ids), -1)
+        keys = self.rng.random(tiles.shape)
+        keys[tiles != Tile.EMPTY] = 2.0
+        if count == 0:
+            return np.zeros((len(ids), 0), dtype=np.int64)
+        chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
+        if (np.take_along_axis(keys, chosen, axis=1) >= 2.0).any():
+            raise RuntimeError(f"stage {self.config.stage}: ran out of free cells while placing items; "
+                               "lower wall_density or item counts")
+        return chosen
+
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        cfg, r, k, rng = self.config, self.r, len(ids), self.rng
+        H, W, Wp = self.H, self.W, self.Wp
+        tiles = np.full((k, self.Hp, Wp), Tile.WALL, dtype=np.uint8)
+        inner = tiles[:, r:r + H, r:r + W]
+        inner[:] = Tile.EMPTY
+        if cfg.wall_density > 0:
+            inner[rng.random((k, H, W)) < cfg.wall_density] = Tile.WALL
+        if cfg.wall_segments > 0:
+            S, L = cfg.wall_segments, cfg.wall_segment_max
+            y0 = rng.integers(0, H, (k, S, 1))
+            x0 = rng.integers(0, W, (k, S, 1))
+            length = rng.integers(2, L + 1, (k, S, 1))
+            vertical = rng.random((k, S, 1)) < 0.5
+            steps = np.arange(L)[None, None, :]
+            ys = np.where(vertical, y0 + steps, y0)
+            xs = np.where(vertical, x0, x0 + steps)
+            keep = (steps < length) & (ys < H) & (xs < W)
+            env_idx = np.broadcast_to(np.arange(k)[:, None, None], keep.shape)
+            inner[env_idx[keep], ys[keep], xs[keep]] = Tile.WALL
+        if cfg.n_locks > 0:
+            self.lock_a[ids] = 0
+            self.lock_b[ids] = 0
+            self.lock_op[ids] = 0
+            self.lock_phase[ids] = 0
+        if cfg.n_vaults > 0:
+            self._place_vaults(ids, inner)
+        self.tiles[ids] = tiles
+
+        # items and NPCs on distinct free cells, drawn at once
+        counts = [(Tile.FOOD, cfg.n_food), (Tile.WATER, cfg.n_water), (Tile.FIRE, cfg.n_fire),
+                  (Tile.CHARGER, cfg.n_chargers), (Tile.KEY, cfg.n_keys)]
+        n_items = sum(c for _, c in counts)
+        chosen = self._free_cells(ids, n_items + self.num_npcs)
+        tiles_flat = tiles.reshape(k, -1)
+        start = 0
+        for code, count in counts:
+            cells = chosen[:, start:start + count]
+            tiles_flat[np.arange(k)[:, None], cells] = code
+            start += count
+        self.tiles[ids] = tiles
+        npc_cells = chosen[:, n_items:]
+        self.pos_y[ids] = npc_cells // Wp
+        self.pos_x[ids] = npc_cells % Wp
+        self.food_count[ids] = (tiles_flat == Tile.FOOD).sum(axis=1)
+
+        self.alive[ids] = True
+        self.lifeforce[ids] = 1.0
+        self.battery[ids] = 1.0
+        self.has_key[ids] = False
+        self.facing[ids] = Action.NORTH
+        self.signalling[ids] = False
+        self.dead_ticks[ids] = 0
+        self.pending_cost[ids] = 0.0
+        self.t[ids] = 0
+        self.weather[ids] = WEATHER_CLEAR
+        for acc in (self.ep_return, self.ep_deaths, self.ep_opened, self.ep_food, self.ep_deaths_fire):
+            acc[ids] = 0
+
+    def _place_vaults(self, ids: np.ndarray, inner: np.ndarray) -> None:
+        """Stamp 5x5 walled food rooms (with a door or lock entrance) onto a lattice of 7x7 slots."""
+        cfg, k, rng, r = self.config, len(ids), self.rng, self.r
+        slots_y, slots_x = self.H // VAULT_FOOTPRINT, self.W // VAULT_FOOTPRINT
+        n = cfg.n_vaults
+        pick = np.argsort(rng.random((k, slots_y * slots_x)), axis=1)[:, :n]
+        oy = (pick // slots_x) * VAULT_FOOTPRINT  # footprint corner, unpadded
+        ox = (pick % slots_x) * VAULT_FOOTPRINT
+        env = np.broadcast_to(np.arange(k)[:, None, None], (k, n, 49))
+        fy, fx = np.divmod(np.arange(49), 7)
+        inner[env, oy[..., None] + fy, ox[..., None] + fx] = Tile.EMPTY  # margin
+        room = np.full((5, 5), Tile.WALL, dtype=np.uint8)
+        room[1:4, 1:4] = Tile.FOOD
+        ry, rx = np.divmod(np.arange(25), 5)
+        env25 = env[..., :25]
+        inner[env25, oy[..., None] + 1 + ry, ox[..., None] + 1 + rx] = room.reshape(-1)
+        # entrance: middle of a random side; locks first (n_locks of them), then doors
+        side = rng.integers(0, 4, (k, n))
+        ey = np.choose(side, [np.zeros_like(side), np.full_like(side, 4), np.full_like(side, 2),
+                              np.full_like(side, 2)]) + oy + 1
+        ex = np.choose(side, [np.full_like(side, 2), np.full_like(side, 2), np.zeros_like(side),
+                              np.full_like(side, 4)]) + ox + 1
+        is_lock = np.arange(n)[None, :] < cfg.n_locks
+        env2 = np.broadcast_to(np.arange(k)[:, None], (k, n))
+        inner[env2, ey, ex] = np.where(is_lock, Tile.LOCK, Tile.DOOR).astype(np.uint8)
+        if cfg.n_locks > 0:
+            sel = np.broadcast_to(is_lock, (k, n))
+            ly, lx = ey[sel] + r, ex[sel] + r
+            le = ids[env2[sel]]
+            m = len(le)
+            op = rng.integers(0, 3, m)
+            a = rng.integers(1, 10, m)
+            b = rng.integers(1, 10, m)
+            a, b = np.where(op == 1, np.maximum(a, b), a), np.where(op == 1, np.minimum(a, b), b)
+            self.lock_a[le, ly, lx] = a
+            self.lock_b[le, ly, lx] = b
+            self.lock_op[le, ly, lx] = op
+            self.lock_phase[le, ly, lx] = rng.integers(0, len(LOCK_DISPLAY_OFFSETS), m)
+
+    def _respawn(self) -> None:
+        due = ~self.alive & (self.dead_ticks > self.config.respawn_delay)
+        if not due.any():
+            return
+        b, n = np.nonzero(due)
+        cell = self.rng.integers(0, self.H * self.W, len(b))
+        y, x = cell // self.W + self.r, cell % self.W + self.r
+        flat = b * self.cells + y * self.Wp + x
+        occupied = np.zeros(self.num_envs * self.cells, dtype=bool)
+        occupied[(self._env_base + self.pos_y * self.Wp + self.pos_x)[self.alive]] = True
+        ok = (self.tiles.reshape(-1)[flat] == Tile.EMPTY) & ~occupied[flat]
+        # two respawns drawing the same cell: the first (lowest env, then slot) wins
+        _, first = np.unique(flat, return_index=True)
+        unique = np.zeros(len(flat), dtype=bool)
+        unique[first] = True
+        ok &= unique
+        b, n, y, x = b[ok], n[ok], y[ok], x[ok]
+        self.pos_y[b, n], self.pos_x[b, n] = y, x
+        self.alive[b, n] = True
+        self.lifeforce[b, n] = 1.0
+        self.battery[b, n] = 1.0
+        self.dead_ticks[b, n] = 0
+
+    def _regrow(self) -> None:
+        cfg = self.config
+        if cfg.food_regrow <= 0:
+            return
+        grow = (self.rng.random(self.num_envs) < cfg.food_regrow) & (self.food_count < cfg.food_cap)
+        cell = self.rng.integers(0, self.H * self.W, self.num_envs)
+        flat = (np.arange(self.num_envs) * self.cells + (cell // self.W + self.r) * self.Wp
+                + cell % self.W + self.r)
+        flat_tiles = self.tiles.reshape(-1)
+        grow &= flat_tiles[flat] == Tile.EMPTY
+        flat_tiles[flat[grow]] = Tile.FOOD
+        self.food_count += grow
+
+    def _observe(self) -> None:
+        cfg, r = self.config, self.r
+        here = self._env_base + self.pos_y * self.Wp + self.pos_x  # [B, N]
+        comp = self._composite
+        np.copyto(comp, self.tiles)
+        comp_flat = comp.reshape(-1)
+        code = np.where(self.signalling, Tile.NPC_SIGNAL, Tile.NPC).astype(np.uint8)
+        comp_flat[here[self.alive]] = code[self.alive]
+        views = self.views
+        views[:] = self._windows[np.arange(self.num_envs)[:, None], self.pos_y - r, self.pos_x - r]
+        own_tile = self.tiles.reshape(-1)[here]
+        views[:, :, r, r] = own_tile
+        night = self._night()
+        if self._sky:
+            radius = np.full(self.num_envs, r)
+            radius = np.where(night, np.minimum(radius, cfg.night_view_radius), radius)
+            radius = np.where(self.weather == WEATHER_FOG, np.minimum(radius, cfg.fog_view_radius), radius)
+            hidden = self._hidden_by_radius[radius]  # [B, V, V]
+            np.copyto(views, np.uint8(Tile.UNSEEN), where=hidden[:, None])
+
+        # proprio
+        p = self.proprio
+        p[..., Proprio.LIFEFORCE] = self.lifeforce
+        p[..., Proprio.BATTERY] = self.battery
+        p[..., Proprio.HAS_KEY] = self.has_key
+        p[..., Proprio.LAST_REWARD] = self.rewards
+        if cfg.day_length > 0:
+            phase = 2 * np.pi * (self.t % cfg.day_length) / cfg.day_length
+            p[..., Proprio.DAY_SIN] = np.sin(phase)[:, None]
+            p[..., Proprio.DAY_COS] = np.cos(phase)[:, None]
+        else:
+            p[..., Proprio.DAY_SIN] = 0.0
+            p[..., Proprio.DAY_COS] = 1.0
+        p[..., Proprio.NIGHT] = night[:, None]
+        p[..., Proprio.FOG] = (self.weather == WEATHER_FOG)[:, None]
+        p[..., Proprio.RAIN] = (self.weather == WEATHER_RAIN)[:, None]
+        if cfg.signal_radius > 0 and self.num_npcs > 1:
+            dy = np.abs(self.pos_y[:, :, None] - self.pos_y[:, None, :])
+            dx = np.abs(self.pos_x[:, :, None] - self.pos_x[:, None, :])
+            near = (np.maximum(dy, dx) <= cfg.signal_radius) & (self.signalling & self.alive)[:, None, :]
+            near &= ~np.eye(self.num_npcs, dtype=bool)[None]
+            p[..., Proprio.HEARD_SIGNAL] = near.sum(axis=2) / (self.num_npcs - 1)
+        faced = self._reach(here)
+        facing_lock = self.tiles.reshape(-1)[faced] == Tile.LOCK
+        p[..., Proprio.FACING_LOCK] = facing_lock
+        if cfg.n_locks > 0:
+            lock_flat = np.where(facing_lock, faced, 0)
+            p[..., Proprio.LOCK_A] = np.where(facing_lock, self.lock_a.reshape(-1)[lock_flat] / 10, 0)
+            p[..., Proprio.LOCK_B] = np.where(facing_lock, self.lock_b.reshape(-1)[lock_flat] / 10, 0)
+            p[..., Proprio.LOCK_OP] = np.where(facing_lock, self.lock_op.reshape(-1)[lock_flat] / 2, 0)
+            p[..., Proprio.LOCK_SHOWN] = np.where(facing_lock, self._lock_shown(lock_flat) / 100, 0)
+        p[..., Proprio.TIME] = (self.t / cfg.max_steps)[:, None]
+        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = (
+            self.facing[..., None] == np.arange(Action.NORTH, Action.WEST + 1))
+        p[~self.alive] = 0.0
+
+        # action masks, read off the view
+        m = self.action_mask
+        m[..., Action.STAY] = True
+        m[..., Action.NORTH] = ~BLOCKING[views[:, :, r - 1, r]]
+        m[..., Action.SOUTH] = ~BLOCKING[views[:, :, r + 1, r]]
+        m[..., Action.EAST] = ~BLOCKING[views[:, :, r, r + 1]]
+        m[..., Action.WEST] = ~BLOCKING[views[:, :, r, r - 1]]
+        faced_tile = self.tiles.reshape(-1)[faced]
+        m[..., Action.INTERACT] = (
+            (own_tile == Tile.FOOD) | (own_tile == Tile.CHARGER) | ((own_tile == Tile.KEY) & ~self.has_key)
+            | (faced_tile == Tile.WATER) | facing_lock | ((faced_tile == Tile.DOOR) & self.has_key))
+        self.reach_tile = faced_tile
+        m[..., Action.SIGNAL] = True
+        m[~self.alive] = False
+        m[..., Action.STAY] = True
