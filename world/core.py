@@ -15,7 +15,8 @@ One tick (`step`)
        costs ``exhaustion_cost`` lifeforce instead.
     3. Interact: on the own cell eat FOOD, charge at CHARGER, pick up a KEY; else, on the cell in
        reach (the faced cell if it holds water, a door or a lock, else the first such neighbour in
-       N, S, E, W order: no need to turn, which masked moves could not do) drink WATER, open a DOOR with a key (the key is used up) or answer a LOCK: it opens
+       N, S, E, W order: no need to turn, which masked moves could not do) drink WATER, open a
+       DOOR with a key (the key is used up) or answer a LOCK: it opens
        when its display shows the right answer, else the NPC pays ``wrong_answer_cost``. Two NPCs
        facing the same door or lock: the lower slot acts.
     4. Fire drains, lifeforce decays, costs charged through the hook are paid; at 0 an NPC dies.
@@ -352,7 +353,8 @@ class GridWorld:
         return np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
 
     def _lock_answer(self, flat: np.ndarray) -> np.ndarray:
-        a, b, op = self.lock_a.reshape(-1)[flat], self.lock_b.reshape(-1)[flat], self.lock_op.reshape(-1)[flat]
+        a, b = self.lock_a.reshape(-1)[flat], self.lock_b.reshape(-1)[flat]
+        op = self.lock_op.reshape(-1)[flat]
         return np.where(op == 0, a + b, np.where(op == 1, a - b, a * b))
 
     def _lock_shown(self, flat: np.ndarray) -> np.ndarray:
