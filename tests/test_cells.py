@@ -1,0 +1,171 @@
+"""Each cell on hand-made senses, and the cell bank's batch outputs."""
+
+import numpy as np
+import pytest
+
+from nervous.cells import CellBank, CellConfig, make_cell
+from nervous.messages import Region, WaveBatch, decode, encode
+from tests.nervous_senses import at, senses
+from world.tiles import Action, Proprio, Tile
+
+
+def step(name: str, views: np.ndarray, proprio: np.ndarray, tick: int = 0, cell=None):
+    cell = cell or make_cell(name)
+    conf, value = cell.step(views, proprio, tick)
+    assert conf.dtype == np.float32 and conf.shape == (len(views),)
+    assert np.all((conf >= 0) & (conf <= 1))
+    return conf, value
+
+
+def test_battery_walks_ok_low_critical_with_hysteresis() -> None:
+    views, proprio = senses(1)
+    cell = make_cell("battery")
+    levels = [1.0, 0.3, 0.32, 0.36, 0.09, 0.12, 0.16, 0.5]
+    confs = []
+    for tick, level in enumerate(levels):
+        proprio[:, Proprio.BATTERY] = level
+        conf, value = step("battery", views, proprio, tick, cell)
+        confs.append(float(conf[0]))
+        assert value[0] == pytest.approx(level)
+    assert confs[0] == 0.0  # OK
+    assert 0.3 <= confs[1] < 0.9  # entered LOW at 0.3
+    assert confs[2] > 0.0  # 0.32 is inside the hysteresis band: still LOW
+    assert confs[3] == 0.0  # 0.36 > 0.3 + 0.05: back to OK
+    assert min(confs[4], confs[5]) == pytest.approx(0.9)  # CRITICAL, held at 0.12
+    assert 0.0 < confs[6] < 0.89  # 0.16 leaves CRITICAL for LOW
+    assert confs[7] == 0.0
+
+
+def test_battery_uses_the_lower_of_lifeforce_and_battery() -> None:
+    views, proprio = senses(2)
+    proprio[0, Proprio.LIFEFORCE] = 0.05
+    conf, value = step("battery", views, proprio)
+    assert conf[0] >= 0.9 - 1e-6 and conf[1] == 0.0
+    assert value[0] == pytest.approx(0.05)
+
+
+def test_proximity_reports_blocked_sides_as_bitmask() -> None:
+    views, proprio = senses(3)
+    views[0][at(7, -1, 0)] = Tile.WALL  # north
+    views[1][at(7, 0, 1)] = Tile.NPC  # east
+    views[1][at(7, 0, -1)] = Tile.WATER  # west
+    views[2][at(7, 0, 1)] = Tile.FIRE  # passable: not a collision
+    views[2][at(7, -2, 0)] = Tile.WALL  # not adjacent
+    conf, value = step("proximity", views, proprio)
+    np.testing.assert_allclose(conf, [0.25, 0.5, 0.0])
+    np.testing.assert_array_equal(value, [1, 4 + 8, 0])
+
+
+def test_smell_points_to_the_nearest_food() -> None:
+    views, proprio = senses(4)
+    views[0][at(7, 0, 2)] = Tile.FOOD  # two east
+    views[0][at(7, -3, -3)] = Tile.FOOD  # farther
+    views[1][at(7, 1, 0)] = Tile.FOOD  # one south
+    views[2][at(7, 0, 0)] = Tile.FOOD  # underfoot
+    conf, value = step("smell", views, proprio)
+    np.testing.assert_allclose(conf, [1 / 3, 0.5, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(value, [Action.EAST, Action.SOUTH, Action.INTERACT, 0])
+
+
+def test_hazard_sees_fire_and_remembers_it_decaying() -> None:
+    views, proprio = senses(2)
+    cell = make_cell("hazard")
+    views[0][at(7, 0, 0)] = Tile.FIRE
+    views[1][at(7, -1, 0)] = Tile.FIRE
+    conf, value = step("hazard", views, proprio, 0, cell)
+    np.testing.assert_allclose(conf, [1.0, 0.5])
+    assert value[1] == Action.NORTH
+    views[:] = Tile.EMPTY
+    conf, value = step("hazard", views, proprio, 1, cell)
+    np.testing.assert_allclose(conf, [0.5, 0.25])  # decayed memory
+    np.testing.assert_array_equal(value, [0, 0])
+    cell.reset_npcs(np.array([True, False]))
+    conf, _ = step("hazard", views, proprio, 2, cell)
+    np.testing.assert_allclose(conf, [0.0, 0.125])
+
+
+def test_social_sees_npcs_signals_and_heard_calls() -> None:
+    views, proprio = senses(4)
+    views[0][at(7, 0, 1)] = Tile.NPC
+    views[0][at(7, 2, 2)] = Tile.NPC
+    views[1][at(7, 0, 1)] = Tile.NPC_SIGNAL
+    proprio[2, Proprio.HEARD_SIGNAL] = 0.75
+    conf, value = step("social", views, proprio)
+    np.testing.assert_allclose(conf, [0.25, 0.5, 0.75, 0.0])
+    np.testing.assert_array_equal(value, [2, 1, 0, 0])
+
+
+def lock(proprio: np.ndarray, row: int, a: int, op: str, b: int, shown: int) -> None:
+    proprio[row, Proprio.FACING_LOCK] = 1.0
+    proprio[row, Proprio.LOCK_A] = a / 10
+    proprio[row, Proprio.LOCK_B] = b / 10
+    proprio[row, Proprio.LOCK_OP] = {"+": 0.0, "-": 0.5, "*": 1.0}[op]
+    proprio[row, Proprio.LOCK_SHOWN] = shown / 100
+
+
+def test_math_solves_easy_problems_and_asks_for_hard_ones() -> None:
+    views, proprio = senses(6)
+    lock(proprio, 0, 3, "+", 4, 7)  # shown answer is right: READY
+    lock(proprio, 1, 9, "-", 2, 1)  # solved, display not there yet
+    lock(proprio, 2, 4, "*", 5, 20)  # small product: READY
+    lock(proprio, 3, 8, "*", 7, 56)  # too hard for the cell
+    lock(proprio, 4, 2, "-", 6, 0)  # negative answer
+    conf, value = step("math", views, proprio)
+    np.testing.assert_allclose(conf, [0.95, 0.6, 0.95, 0.2, 0.6, 0.0])
+    np.testing.assert_array_equal(value, [7, 7, 20, -1, -4, -1])
+
+
+def test_cell_bank_steps_all_cells_and_builds_features_and_batches() -> None:
+    bank = CellBank(CellConfig())
+    views, proprio = senses(5)
+    views[0][at(7, 0, 1)] = Tile.FOOD
+    views[3][at(7, -1, 0)] = Tile.WALL
+    lock(proprio, 4, 1, "+", 1, 2)
+    waves = bank.step(views, proprio, tick=9)
+    c = len(bank.names)
+    assert waves.confidence.shape == (5, c) and waves.fired.shape == (5, c)
+    assert bank.feature_size == 2 * c and len(bank.feature_names) == 2 * c
+    feats = bank.features()
+    assert feats.shape == (5, 2 * c) and feats.dtype == np.float32
+    smell = bank.names.index("smell")
+    assert feats[0, smell] == pytest.approx(0.5) and feats[1, smell] == 0.0
+    batch = waves.to_batch(npc_ids=np.array([10, 11, 12, 13, 14]))
+    back = decode(encode(batch), WaveBatch, "s")
+    got = {(w.npc, w.region) for w in back.waves()}
+    assert got == {(10, Region.FOOD), (13, Region.COLLISION), (14, Region.MATH)}
+
+
+def test_cell_bank_rejects_bad_shapes_and_unknown_cells() -> None:
+    bank = CellBank()
+    views, proprio = senses(2)
+    with pytest.raises(ValueError, match="views"):
+        bank.step(views[:, :, :6], proprio, 0)
+    with pytest.raises(ValueError, match="proprio"):
+        bank.step(views, proprio[:1], 0)
+    with pytest.raises(ValueError, match="telepathy"):
+        CellBank(CellConfig(cells=("telepathy",)))
+
+
+def test_cell_bank_reset_forgets_only_masked_npcs() -> None:
+    bank = CellBank(CellConfig(cells=("hazard",)))
+    views, proprio = senses(2)
+    views[:, 3, 3] = Tile.FIRE
+    bank.step(views, proprio, 0)
+    views[:] = Tile.EMPTY
+    bank.reset(np.array([True, False]))
+    waves = bank.step(views, proprio, 1)
+    np.testing.assert_allclose(waves.confidence[:, 0], [0.0, 0.5])
+
+
+def test_cells_are_vectorised_over_large_batches() -> None:
+    rng = np.random.default_rng(1)
+    m = 4096
+    views = rng.integers(0, 12, size=(m, 9, 9), dtype=np.uint8)
+    proprio = rng.random((m, 20), dtype=np.float32)
+    bank = CellBank()
+    waves = bank.step(views, proprio, 0)
+    # row-by-row results equal the batch (no cross-NPC mixing)
+    for row in (0, 17, m - 1):
+        single = CellBank().step(views[row : row + 1], proprio[row : row + 1], 0)
+        np.testing.assert_allclose(single.confidence[0], waves.confidence[row])
+        np.testing.assert_allclose(single.value[0], waves.value[row])

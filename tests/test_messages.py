@@ -1,0 +1,126 @@
+"""Messages: round trips, validation and one-line errors naming subject and field."""
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nervous.messages import (
+    Action,
+    Allocation,
+    CellRequest,
+    Command,
+    GateEvent,
+    Heartbeat,
+    MessageError,
+    NpcState,
+    Observation,
+    Region,
+    Wave,
+    WaveBatch,
+    decode,
+    encode,
+)
+
+SAMPLES = [
+    Wave(cell="math", npc=3, region=Region.MATH, confidence=0.6, value=12.0, tick=5),
+    NpcState(npc=1, tick=2, lifeforce=0.5, battery=1.0, reward_rate=0.1, tick_rate=10, cpu_use=3.5),
+    Command(npc=1, tick=2, tick_rate=20, gates={Region.MATH: True}),
+    Allocation(npc=1, tick=2, tick_rate=1, cpu_quota=5.0, gates={Region.FOOD: False}, llm_priority=10),
+    GateEvent(npc=4, tick=9, region=Region.HAZARD, open=True, confidence=0.9, reason="collapse"),
+    Heartbeat(domain="nervous", service="math", seq=3, uptime_s=1.5),
+    Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0),
+    Action(npc=0, tick=1, action=6),
+]
+
+
+@pytest.mark.parametrize("msg", SAMPLES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips_with_a_version(msg: msgspec.Struct) -> None:
+    data = encode(msg)
+    assert decode(data, type(msg), "dev.x.y.z") == msg
+    assert msg.version == 1
+
+
+@pytest.mark.parametrize(
+    "kind, fields, field",
+    [
+        (Wave, dict(cell="m", npc=1, region="math", confidence=1.5, value=0.0, tick=1), "confidence"),
+        (Wave, dict(cell="m", npc=-1, region="math", confidence=0.5, value=0.0, tick=1), "npc"),
+        (Wave, dict(cell="m", npc=1, region="maths", confidence=0.5, value=0.0, tick=1), "region"),
+        (Wave, dict(cell="m", npc=1, region="math", confidence=0.5, value="x", tick=1), "value"),
+        (Command, dict(npc=1, tick=1, tick_rate=21, gates={}), "tick_rate"),
+        (Allocation, dict(npc=1, tick=1, tick_rate=5, cpu_quota=4.0, gates={}, llm_priority=1), "cpu_quota"),
+        (
+            Allocation,
+            dict(npc=1, tick=1, tick_rate=5, cpu_quota=50.0, gates={}, llm_priority=11),
+            "llm_priority",
+        ),
+        (Wave, dict(cell="m", npc=1, region="math", confidence=0.5, value=0.0, tick=1, version=2), "version"),
+    ],
+)
+def test_invalid_fields_raise_message_error_naming_subject_and_field(kind, fields, field) -> None:
+    tag = kind.__struct_config__.tag
+    names = [f.name for f in msgspec.structs.fields(kind)]
+    defaults = {"version": 1}
+    row = [tag] + [fields.get(n, defaults.get(n)) for n in names]
+    with pytest.raises(MessageError) as err:
+        decode(msgspec.msgpack.encode(row), kind, "dev.nervous.cells.math.wave")
+    assert err.value.field == field
+    assert "dev.nervous.cells.math.wave" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_wrong_message_type_and_oversize_are_rejected() -> None:
+    wave = encode(SAMPLES[0])
+    with pytest.raises(MessageError, match="type"):
+        decode(wave, Action, "s")
+    with pytest.raises(MessageError, match="limit"):
+        decode(wave, Wave, "s", max_bytes=10)
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
+    try:
+        msg = decode(data, Wave, "s")
+    except MessageError:
+        return
+    assert 0.0 <= msg.confidence <= 1.0
+
+
+def test_wave_batch_round_trips_arrays_and_rejects_inconsistent_columns() -> None:
+    rng = np.random.default_rng(0)
+    n = 100
+    batch = WaveBatch.from_arrays(
+        7,
+        ["smell", "math"],
+        [Region.FOOD, Region.MATH],
+        np.arange(n),
+        rng.integers(0, 2, n),
+        rng.random(n),
+        rng.normal(size=n),
+    )
+    back = decode(encode(batch), WaveBatch, "s")
+    npc, idx, conf, value = back.arrays()
+    np.testing.assert_array_equal(npc, np.arange(n))
+    assert len(back) == n and len(back.waves()) == n
+    assert back.waves()[3].cell == ["smell", "math"][idx[3]]
+    row = msgspec.msgpack.decode(encode(batch))
+    row[6] = row[6][:-4]  # confidence column one short
+    with pytest.raises(MessageError, match="confidence"):
+        decode(msgspec.msgpack.encode(row), WaveBatch, "s")
+    row = msgspec.msgpack.decode(encode(batch))
+    row[6] = np.full(n, 2.0, dtype="<f4").tobytes()
+    with pytest.raises(MessageError, match="confidence"):
+        decode(msgspec.msgpack.encode(row), WaveBatch, "s")
+
+
+def test_cell_request_checks_view_and_proprio_sizes() -> None:
+    good = CellRequest(
+        tick=1, npc=np.arange(2, dtype="<i4").tobytes(), side=3, views=bytes(18), proprio=bytes(160)
+    )
+    assert decode(encode(good), CellRequest, "s") == good
+    row = msgspec.msgpack.decode(encode(good))
+    row[4] = bytes(17)
+    with pytest.raises(MessageError, match="views"):
+        decode(msgspec.msgpack.encode(row), CellRequest, "s")

@@ -1,0 +1,53 @@
+"""Subjects: shape, env prefix and token validation."""
+
+import pytest
+
+from nervous import subjects
+
+
+def test_subjects_follow_env_domain_service_detail(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NIMMERVERSE_ENV", raising=False)
+    assert subjects.cell_wave("math") == "dev.nervous.cells.math.wave"
+    assert subjects.cell_request("math") == "dev.nervous.cells.math.request"
+    assert subjects.cell_response("math") == "dev.nervous.cells.math.response"
+    assert subjects.npc_state(7) == "dev.npc.7.state"
+    assert subjects.npc_obs("npc_3") == "dev.npc.npc_3.obs"
+    assert subjects.npc_action(3) == "dev.npc.3.action"
+    assert subjects.npc_command(3) == "dev.npc.3.command"
+    assert subjects.governor_allocate() == "dev.thalamus.governor.allocate"
+    assert subjects.gate_open() == "dev.thalamus.gate.open"
+    assert subjects.gate_close() == "dev.thalamus.gate.close"
+    assert subjects.cortex_request() == "dev.cortex.nyx.request"
+    assert subjects.organ("vision", "detect") == "dev.organs.vision.detect"
+    assert subjects.world_frame("run1") == "dev.world.run1.frame"
+    assert subjects.heartbeat("thalamus", "governor") == "dev.thalamus.governor.heartbeat"
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_env_prefix_comes_from_environment(monkeypatch: pytest.MonkeyPatch, env: str) -> None:
+    monkeypatch.setenv("NIMMERVERSE_ENV", env)
+    assert subjects.gate_open() == f"{env}.thalamus.gate.open"
+    assert subjects.inbox_prefix("cell-math") == f"_INBOX.{env}.cell-math"
+
+
+def test_unknown_env_is_rejected_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMMERVERSE_ENV", "production")
+    with pytest.raises(ValueError, match="NIMMERVERSE_ENV"):
+        subjects.cell_wave("math")
+
+
+@pytest.mark.parametrize("bad", ["", " ", "ma th", "*", ">", "a.b", "math*", "\t", "é"])
+def test_bad_tokens_are_rejected_naming_the_token(bad: str) -> None:
+    with pytest.raises(ValueError, match="cell"):
+        subjects.cell_wave(bad)
+    with pytest.raises(ValueError, match="organ|verb"):
+        subjects.organ("vision", bad)
+
+
+def test_events_pattern_covers_waves_gates_and_allocations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMMERVERSE_ENV", "staging")
+    assert subjects.events_pattern() == [
+        "staging.nervous.cells.*.wave",
+        "staging.thalamus.gate.*",
+        "staging.thalamus.governor.allocate",
+    ]
