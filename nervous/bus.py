@@ -14,6 +14,7 @@ and never reaches the handler.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,7 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig, StreamInfo
 
 from nervous import subjects
-from nervous.messages import CellError, Message, MessageError, decode, encode
+from nervous.messages import CellError, Message, MessageDecoder, MessageError, decode, encode
 from nervous.server import EmbeddedServer
 
 log = logging.getLogger(__name__)
@@ -183,27 +185,43 @@ class Bus:
 
     # -- core NATS --------------------------------------------------------------------------------
 
-    async def publish(self, subject: str, msg: Message, headers: dict[str, str] | None = None) -> None:
-        """Publish one typed message."""
-        await self.nc.publish(subject, encode(msg), headers=headers)
+    def publish(self, subject: str, msg: Message, headers: dict[str, str] | None = None) -> Awaitable[None]:
+        """Publish one typed message (await the result)."""
+        nc = self._nc if self._nc is not None else self.nc
+        return nc.publish(subject, encode(msg), headers=headers)
 
     async def subscribe(
         self,
         subject: str,
         kind: type[M],
-        handler: Callable[[M, Msg], Awaitable[None]],
+        handler: Callable[[M, Msg], Awaitable[None] | None],
         queue: str = "",
         max_bytes: int = 1 << 20,
     ) -> Subscription:
-        """Subscribe with decoding; bad payloads are counted, answered if they expect a reply, and dropped."""
+        """Subscribe with decoding; bad payloads are counted, answered if they expect a reply, and dropped.
+
+        ``handler(msg, raw)`` may be a coroutine function or, for hot paths, a plain function.
+        """
+        fast = MessageDecoder(kind, max_bytes)._decode
+        slow = MessageDecoder(kind, max_bytes)
+        is_async = inspect.iscoroutinefunction(handler)
 
         async def on_msg(raw: Msg) -> None:
+            data = raw.data
             try:
-                msg = decode(raw.data, kind, raw.subject, max_bytes)
-            except MessageError as exc:
-                await self.reject(raw, exc)
+                if len(data) > max_bytes:
+                    raise ValueError
+                msg = fast(data)
+            except (ValueError, msgspec.DecodeError):  # msgspec.ValidationError is a ValueError
+                try:
+                    slow(data, raw.subject)
+                except MessageError as exc:
+                    await self.reject(raw, exc)
                 return
-            await handler(msg, raw)
+            if is_async:
+                await handler(msg, raw)  # type: ignore[misc]
+            else:
+                handler(msg, raw)
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
 

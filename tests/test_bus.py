@@ -43,6 +43,21 @@ async def test_publish_subscribe_delivers_typed_messages_and_counts_bad_ones(bus
     assert got == [WAVE] * 3
 
 
+async def test_plain_function_handlers_receive_decoded_messages(bus: Bus) -> None:
+    got: list[Wave] = []
+    subject = subjects.cell_wave("smell")
+    await bus.subscribe(subject, Wave, lambda msg, raw: got.append(msg))
+    await bus.publish(subject, WAVE)
+    await bus.nc.publish(subject, bytes(2000))  # over the subscription's size limit below
+    await asyncio.wait_for(bus.flush(), 2)
+    await wait_until(lambda: got == [WAVE], 2)
+    small = subjects.cell_wave("tiny")
+    await bus.subscribe(small, Wave, lambda msg, raw: got.append(msg), max_bytes=16)
+    await bus.publish(small, WAVE)  # 37 bytes > 16
+    await wait_until(lambda: bus.bad_messages[small] == 1, 2)
+    assert got == [WAVE]
+
+
 async def test_request_reply_and_error_replies(bus: Bus) -> None:
     subject = subjects.cortex_request()
 
