@@ -67,7 +67,7 @@ class WorldConfig:
     wrong_answer_cost: float = 0.05
     """Lifeforce lost by entering a wrong lock answer."""
     respawn_delay: int = -1
-    """Ticks a dead NPC waits before it respawns; -1 means death is final within the episode."""
+    """Ticks an NPC stays dead (the death tick included) before it respawns; -1: death is final."""
     signal_radius: int = 0
     """Chebyshev radius within which a signal is heard (0: signals only show in views)."""
 

@@ -261,10 +261,9 @@ class GridWorld:
                     flat_tiles[faced[opened]] = Tile.EMPTY
 
         # 4. hazards, decay, hook costs, death
-        on_fire = alive0 & (flat_tiles[here] == Tile.FIRE) if cfg.n_fire else np.zeros_like(alive0)
+        on_fire = alive0 & (flat_tiles[here] == Tile.FIRE)
         drain = np.float32(cfg.lifeforce_decay) + self.pending_cost
-        if cfg.n_fire:
-            drain = drain + np.where(on_fire, np.float32(cfg.fire_drain), 0).astype(np.float32)
+        drain += np.where(on_fire, np.float32(cfg.fire_drain), np.float32(0))
         self.pending_cost[:] = 0.0
         self.lifeforce = np.where(alive0, np.clip(self.lifeforce - drain, 0.0, 1.0), 0.0).astype(np.float32)
         died = alive0 & (self.lifeforce <= 0.0)
@@ -306,6 +305,10 @@ class GridWorld:
                 self._reset_envs(done_ids)
 
         # 7. observe
+        self._observe()
+
+    def refresh(self) -> None:
+        """Rebuild views, proprio and masks after state was edited by hand (tests, scenario builders)."""
         self._observe()
 
     def pop_stats(self) -> dict[str, float]:
