@@ -1,0 +1,138 @@
+"""world.draw: pixels of the background per environment, NPCs, ripples, overrides and line styles."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["SDL_VIDEODRIVER"] = "dummy"
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import numpy as np  # noqa: E402
+import pygame  # noqa: E402
+import pytest  # noqa: E402
+
+from world.draw import (  # noqa: E402
+    DOMAIN_COLOURS,
+    ENV_BACKGROUND,
+    OVERRIDE_COLOUR,
+    REGION_COLOURS,
+    WINDOW,
+    Drawer,
+    ViewState,
+    draw_line,
+    empty_tile_colour,
+    ripple_radius,
+)
+from world.tiles import Tile  # noqa: E402
+
+REGIONS = ["food", "hazard", "collision", "math", "social", "energy"]
+
+
+@pytest.fixture
+def surface() -> pygame.Surface:
+    pygame.display.init()
+    return pygame.Surface(WINDOW)
+
+
+def make_frame(n: int = 2, size: int = 16) -> dict:
+    """A hand-made frame: empty grid, NPC 0 at (4, 5), NPC 1 at (10, 12)."""
+    return {
+        "tiles": np.zeros((size, size), dtype=np.uint8),
+        "npc_y": np.array([4, 10][:n]), "npc_x": np.array([5, 12][:n]),
+        "alive": np.ones(n, dtype=bool), "lifeforce": np.ones(n, dtype=np.float32),
+        "battery": np.ones(n, dtype=np.float32), "has_key": np.zeros(n, dtype=bool),
+        "signalling": np.zeros(n, dtype=bool), "facing": np.ones(n, dtype=np.int8),
+        "t": 0, "night": False, "weather": 0, "stage": 0,
+    }
+
+
+def pixel(surface: pygame.Surface, xy: tuple[float, float]) -> tuple[int, int, int]:
+    return tuple(surface.get_at((int(xy[0]), int(xy[1]))))[:3]
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_background_colour_is_the_environment(surface: pygame.Surface, env: str) -> None:
+    Drawer(REGIONS).draw(surface, make_frame(), ViewState(env=env))
+    assert pixel(surface, (2, 2)) == ENV_BACKGROUND[env]
+    assert pixel(surface, (WINDOW[0] - 3, WINDOW[1] - 3)) == ENV_BACKGROUND[env]
+
+
+def test_npc_is_nervous_cyan_at_its_cell_and_dims_with_lifeforce(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    frame["lifeforce"][1] = 0.0
+    drawer.draw(surface, frame, ViewState())
+    assert pixel(surface, drawer.cell_centre(4, 5)) == DOMAIN_COLOURS["nervous"]
+    dim = pixel(surface, drawer.cell_centre(10, 12))
+    assert dim == tuple(int(c * 0.35) for c in DOMAIN_COLOURS["nervous"])
+    assert pixel(surface, drawer.cell_centre(0, 0)) == empty_tile_colour()
+
+
+def test_wave_ripple_in_region_colour(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    frame["waves"] = np.zeros((2, 6), dtype=np.float32)
+    frame["waves"][0, 1] = 1.0  # hazard, confident: a solid ring
+    drawer.draw(surface, frame, ViewState())
+    cx, cy = drawer.cell_centre(4, 5)
+    radius = ripple_radius(1, 0, drawer.cell)
+    assert pixel(surface, (cx + radius - 1, cy)) == REGION_COLOURS["hazard"]
+    assert pixel(surface, (cx, cy - radius + 1)) == REGION_COLOURS["hazard"]
+    other_cx, other_cy = drawer.cell_centre(10, 12)  # NPC 1 has no waves: no ring
+    assert pixel(surface, (other_cx + radius - 1, other_cy)) == empty_tile_colour()
+
+
+def test_override_mark_and_layer_toggle(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    frame["overrides"] = np.array([True, False])
+    state = ViewState()
+    drawer.draw(surface, frame, state)
+    cx, cy = drawer.cell_centre(4, 5)
+    corner = (cx + drawer.cell / 2 - drawer.cell // 6 - 2, cy - drawer.cell / 2 + drawer.cell // 6 + 1)
+    assert pixel(surface, corner) == OVERRIDE_COLOUR
+    state.layers["npcs"] = state.layers["overrides"] = False
+    drawer.draw(surface, frame, state)
+    assert pixel(surface, (cx, cy)) == empty_tile_colour()
+    assert pixel(surface, corner) == empty_tile_colour()
+
+
+def test_tiles_use_the_palette_and_the_layer_is_cached(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    frame["tiles"][2, 3] = Tile.FIRE
+    drawer.draw(surface, frame, ViewState())
+    from world.render import PALETTE
+
+    assert pixel(surface, drawer.cell_centre(2, 3)) == tuple(PALETTE[Tile.FIRE])
+    cached = drawer._tile_surface
+    drawer.draw(surface, frame, ViewState())
+    assert drawer._tile_surface is cached
+    frame["tiles"][2, 3] = Tile.EMPTY
+    drawer.draw(surface, frame, ViewState())
+    assert drawer._tile_surface is not cached
+    assert pixel(surface, drawer.cell_centre(2, 3)) == empty_tile_colour()
+
+
+def test_follow_zooms_on_the_selected_npc(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame(size=32)
+    drawer.draw(surface, frame, ViewState())
+    whole = drawer.cell
+    drawer.draw(surface, frame, ViewState(selected=1, follow=True))
+    assert drawer.cell == 2 * whole
+    assert drawer.cell_at(tuple(int(v) for v in drawer.cell_centre(10, 12))) == (10, 12)
+    assert pixel(surface, drawer.cell_centre(10, 12)) == DOMAIN_COLOURS["nervous"]
+
+
+@pytest.mark.parametrize(("style", "lit"), [("solid", 100), ("dashed", (50, 70)), ("dotted", (20, 40))])
+def test_line_styles(style: str, lit: int | tuple[int, int]) -> None:
+    surface = pygame.Surface((120, 5))
+    draw_line(surface, (255, 255, 255), (0, 2), (100, 2), style)
+    count = sum(surface.get_at((x, 2))[0] == 255 for x in range(100))
+    if isinstance(lit, int):
+        assert count == lit
+    else:
+        assert lit[0] <= count <= lit[1]
+
+
+def test_no_frame_draws_only_the_message(surface: pygame.Surface) -> None:
+    drawer = Drawer()
+    drawer.draw(surface, None, ViewState(env="prod", message="no frames on dev.world.x.frame"))
+    assert pixel(surface, (2, 2)) == ENV_BACKGROUND["prod"]
+    assert pixel(surface, (drawer.grid_rect.centerx - 100, drawer.grid_rect.centery - 9)) == (120, 20, 20)
