@@ -1,0 +1,202 @@
+"""The live feed: frame messages, FramePublisher rate limiting, and the viewer against a real nats-server."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["SDL_VIDEODRIVER"] = "dummy"
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pygame  # noqa: E402
+import pytest  # noqa: E402
+
+from nervous.messages import MessageError, WaveBatch, decode, encode  # noqa: E402
+from nervous.server import EmbeddedServer, free_port  # noqa: E402
+from train.live_feed import FrameMessage, FramePublisher, discovery_path  # noqa: E402
+from train.view import LiveSource, find_live_run, view  # noqa: E402
+from world.core import GridWorld  # noqa: E402
+from world.draw import WINDOW  # noqa: E402
+from world.stages import stage_config  # noqa: E402
+
+MESSAGE_RED = (120, 20, 20)
+
+
+def make_world(stage: int = 0) -> GridWorld:
+    world = GridWorld(stage_config(stage), num_envs=2, seed=0)
+    world.reset(seed=0)
+    return world
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_frame_message_round_trip_and_validation() -> None:
+    world = make_world(5)
+    frame = world.frame(1)
+    frame["waves"] = np.random.default_rng(0).random((world.num_npcs, 6)).astype(np.float32)
+    frame["overrides"] = np.arange(world.num_npcs) % 3 == 0
+    message = FrameMessage.from_frame(frame, "run1")
+    data = encode(message)
+    assert len(data) < 8000  # a 64x64 stage-5 frame with waves stays small
+    back = decode(data, FrameMessage, "dev.world.run1.frame").to_frame()
+    for key in ("tiles", "npc_y", "npc_x", "alive", "lifeforce", "battery", "has_key", "signalling",
+                "facing", "waves", "overrides"):
+        np.testing.assert_array_equal(back[key], frame[key], err_msg=key)
+    assert back["t"] == frame["t"] and back["stage"] == 5 and back["night"] == frame["night"]
+    broken = encode(FrameMessage.from_frame(frame, "run1"))
+    message.tiles = message.tiles[:-1]
+    with pytest.raises(MessageError, match="tiles"):
+        decode(encode(message), FrameMessage, "dev.world.run1.frame")
+    with pytest.raises(MessageError):
+        decode(broken[:-20], FrameMessage, "dev.world.run1.frame")
+
+
+def test_publisher_is_rate_limited_and_cheap_when_not_due(nats_server: EmbeddedServer) -> None:
+    world = make_world(5)
+    with FramePublisher(run="rate", url=nats_server.url, fps=20.0) as feed:
+        assert feed.active, feed.error
+        queued, calls, not_due_s = 0, 0, 0.0
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.5:
+            t0 = time.perf_counter()
+            sent = feed.maybe_publish(world)
+            if not sent:
+                not_due_s += time.perf_counter() - t0
+            queued += sent
+            calls += 1
+        assert 5 <= queued <= 11  # 20 fps for 0.5 s, plus the first
+        assert not_due_s / (calls - queued) < 20e-6
+        assert wait_for(lambda: feed.published + feed.replaced >= queued)
+        feed.max_share = 1e-6  # a feed that would cost too much is spaced further apart than fps
+        assert feed.interval_s > 1 / feed.fps
+    assert not feed.active
+
+
+def test_publisher_costs_under_five_percent_of_a_training_loop(nats_server: EmbeddedServer) -> None:
+    world = make_world(3)
+    actions = np.zeros((2, world.num_npcs), dtype=np.int64)
+
+    def loop(feed: FramePublisher | None, steps: int = 1500) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            world.step(actions)
+            if feed is not None:
+                feed.maybe_publish(world)
+        return time.perf_counter() - start
+
+    with FramePublisher(run="cost", url=nats_server.url, fps=30.0) as feed:
+        loop(None, 200)
+        bare = min(loop(None) for _ in range(2))
+        fed = min(loop(feed) for _ in range(2))
+        assert feed.published > 0
+    assert fed <= bare * 1.05 + 0.01
+
+
+def test_unreachable_bus_turns_the_publisher_off_without_raising(capsys: pytest.CaptureFixture[str]) -> None:
+    feed = FramePublisher(run="nobus", url=f"nats://127.0.0.1:{free_port()}", connect_timeout_s=10)
+    try:
+        assert not feed.active and "cannot connect" in feed.error
+        assert feed.maybe_publish(make_world()) is False
+    finally:
+        feed.close()
+    assert "live feed: cannot connect" in capsys.readouterr().err
+
+
+def test_embedded_server_is_found_by_the_viewer() -> None:
+    with FramePublisher(run="found") as feed:
+        assert feed.active, feed.error
+        assert discovery_path("dev", "found").read_text() == feed.url
+        assert find_live_run("dev", "found") == (feed.url, "found")
+        assert find_live_run("dev", None)[0] is not None
+    assert not discovery_path("dev", "found").exists()
+
+
+def publish_in_background(url: str, run: str, stop: threading.Event, waves: bool = True) -> threading.Thread:
+    def work() -> None:
+        world = make_world(3)
+        rng = np.random.default_rng(0)
+        with FramePublisher(run=run, url=url, fps=50.0) as feed:
+            while not stop.is_set():
+                world.step(rng.integers(0, 7, (2, world.num_npcs)))
+                feed.maybe_publish(world, waves=rng.random((2, world.num_npcs, 6)) if waves else None)
+                time.sleep(0.002)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_live_viewer_shows_frames_from_the_bus(nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    stop = threading.Event()
+    thread = publish_in_background(nats_server.url, "live1", stop)
+    try:
+        out = tmp_path / "live.png"
+        status = view(live=True, bus_url=nats_server.url, run="live1", frames=4, screenshot=str(out), wait=5)
+        assert status == 0
+    finally:
+        stop.set()
+        thread.join(5)
+    image = pygame.image.load(str(out))
+    assert image.get_size() == WINDOW
+    assert tuple(image.get_at((2, 2)))[:3] == (46, 125, 50)  # dev green
+
+
+def test_live_source_merges_cell_waves_from_the_bus(nats_server: EmbeddedServer) -> None:
+    import asyncio
+
+    from nervous import subjects
+    from nervous.bus import Bus, BusConfig
+    from nervous.messages import Region
+
+    stop = threading.Event()
+    thread = publish_in_background(nats_server.url, "waves1", stop, waves=False)
+    source = LiveSource(nats_server.url, "waves1", wait_s=5)
+    try:
+        assert wait_for(lambda: source.received > 0)
+        batch = WaveBatch.from_arrays(7, ["smell"], [Region.FOOD], np.array([2]), np.array([0]),
+                                      np.array([0.75], dtype=np.float32), np.array([1.0], dtype=np.float32))
+
+        async def send() -> None:
+            async with Bus(BusConfig(url=nats_server.url, name="cells")) as bus:
+                await bus.publish(subjects.cell_wave("smell"), batch)
+                await bus.flush()
+
+        asyncio.run(send())
+
+        def merged() -> bool:
+            frame = source.next_frame()
+            return frame is not None and "waves" in frame and frame["waves"][2, 0] == pytest.approx(0.75)
+
+        assert wait_for(merged)
+    finally:
+        source.close()
+        stop.set()
+        thread.join(5)
+
+
+def test_bus_without_frames_gives_a_message(nats_server: EmbeddedServer, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "empty.png"
+    assert view(live=True, bus_url=nats_server.url, run="empty", frames=3, screenshot=str(out), wait=0.3) == 1
+    err = capsys.readouterr().err
+    assert f"no frames on dev.world.empty.frame from {nats_server.url}" in err
+    image = pygame.image.load(str(out))
+    assert tuple(image.get_at((WINDOW[0] // 2 - 200, 8 + 320 - 9)))[:3] == MESSAGE_RED
+
+
+def test_unreachable_bus_gives_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"nats://127.0.0.1:{free_port()}"
+    assert view(live=True, bus_url=url, run="x", frames=3, wait=5) == 1
+    err = capsys.readouterr().err
+    assert f"cannot connect to bus at {url}" in err and "Traceback" not in err
