@@ -63,6 +63,10 @@ LOCK_DISPLAY_OFFSETS = np.array([0, 2, 1, 4, 3, 5], dtype=np.int64)
 VAULT_FOOTPRINT = 7  # a 5x5 walled room with a 1-cell margin
 WEATHER_CLEAR, WEATHER_FOG, WEATHER_RAIN = 0, 1, 2
 
+#: Proprio one-hot of each facing (indexed by action; only NORTH..WEST occur).
+_FACING_ONE_HOT = np.zeros((len(Action), 4), dtype=np.float32)
+_FACING_ONE_HOT[Action.NORTH:Action.WEST + 1] = np.eye(4, dtype=np.float32)
+
 STAT_KEYS = ("episodes", "success", "return", "length", "deaths", "deaths_fire", "deaths_starved",
              "opened", "food_eaten")
 
@@ -87,8 +91,8 @@ class GridWorld:
 
         # --- world layers --------------------------------------------------------------------
         self.tiles = np.full((B, Hp, Wp), Tile.WALL, dtype=np.uint8)
-        self._composite = np.empty_like(self.tiles)
-        self._windows = sliding_window_view(self._composite, (V, V), axis=(1, 2))
+        #: (B, H, W, V, V) windows over the tiles: an NPC's view is one index (never rebind tiles)
+        self._windows = sliding_window_view(self.tiles, (V, V), axis=(1, 2))
         has_locks = config.n_locks > 0
         lock_shape = (B, Hp, Wp) if has_locks else (1, 1, 1)
         self.lock_a = np.zeros(lock_shape, dtype=np.int64)
@@ -141,6 +145,9 @@ class GridWorld:
         self._slot = np.broadcast_to(np.arange(N, dtype=np.int64), (B, N))
         self._claim = np.full(B * self.cells, N, dtype=np.int64)
         self._neighbour_offsets = MOVE_DY[1:5] * Wp + MOVE_DX[1:5]  # N, S, E, W
+        self._move_flat = MOVE_DY * Wp + MOVE_DX
+        self._nb_rows = np.array([r - 1, r + 1, r, r])  # view cells of the N, S, E, W neighbours
+        self._nb_cols = np.array([r, r, r + 1, r - 1])
         dist = np.maximum(*np.abs(np.mgrid[-r:r + 1, -r:r + 1]))
         #: hidden_by_radius[k] masks view cells farther than k (Chebyshev) from the centre.
         self._hidden_by_radius = np.stack([dist > k for k in range(r + 1)])
@@ -188,87 +195,99 @@ class GridWorld:
             raise ValueError(f"actions: values must be in 0..{NUM_ACTIONS - 1}, "
                              f"got {actions.min()}..{actions.max()}")
         # 1. dead NPCs do not act
+        N = self.num_npcs
         alive0 = self.alive.copy()
         act = np.where(alive0, actions, Action.STAY).astype(np.int64)
+        act_flat = act.reshape(-1)
         life0 = self.lifeforce.copy()
+        lifeforce = self.lifeforce.reshape(-1)
+        battery = self.battery.reshape(-1)
+        has_key = self.has_key.reshape(-1)
         moving = (act >= Action.NORTH) & (act <= Action.WEST)
-        self.facing = np.where(moving, act, self.facing)
-        self.signalling = act == Action.SIGNAL
+        np.copyto(self.facing, act, where=moving)
+        np.equal(act, Action.SIGNAL, out=self.signalling)
 
-        # 2. moves
+        # 2. moves (sparse: only the NPCs that try to move)
         flat_tiles = self.tiles.reshape(-1)
-        here = self._env_base + self.pos_y * self.Wp + self.pos_x
-        if moving.any():
-            step_flat = MOVE_DY[act] * self.Wp + MOVE_DX[act]
-            target = here + step_flat
-            occupied = np.zeros(self.num_envs * self.cells, dtype=bool)
-            occupied[here[alive0]] = True
-            ok = moving & ~BLOCKING[flat_tiles[target]] & ~occupied[target]
-            claim = self._claim
-            np.minimum.at(claim, target[ok], self._slot[ok])
-            ok &= claim[target] == self._slot
-            claim[target[moving]] = self.num_npcs  # reset only what was touched
-            self.pos_y += np.where(ok, MOVE_DY[act], 0)
-            self.pos_x += np.where(ok, MOVE_DX[act], 0)
-            here = np.where(ok, target, here)
+        here = (self._env_base + self.pos_y * self.Wp + self.pos_x).reshape(-1)
+        movers = np.flatnonzero(moving)
+        if movers.size:
+            move = act_flat[movers]
+            target = here[movers] + self._move_flat[move]
+            # paint live NPCs into the grid so BLOCKING also covers occupied cells (a leaving NPC
+            # still blocks: no chains, no swaps), then restore what lay under them
+            occupied = here[alive0.reshape(-1)]
+            under = flat_tiles[occupied]
+            flat_tiles[occupied] = Tile.NPC
+            ok = ~BLOCKING[flat_tiles[target]]
+            flat_tiles[occupied] = under
+            # several NPCs claiming one cell: the lowest slot wins
+            cells, slots = target[ok], movers[ok] % N
+            np.minimum.at(self._claim, cells, slots)
+            ok[ok] = self._claim[cells] == slots
+            self._claim[cells] = N
+            moved, move = movers[ok], move[ok]
+            self.pos_y.reshape(-1)[moved] += MOVE_DY[move]
+            self.pos_x.reshape(-1)[moved] += MOVE_DX[move]
+            here[moved] = target[ok]
             if cfg.battery_drain > 0:
-                drain = np.float32(cfg.battery_drain)
+                drain = np.full(len(moved), cfg.battery_drain, dtype=np.float32)
                 if cfg.weather:
-                    drain = np.where(self.weather == WEATHER_RAIN, drain * cfg.rain_battery_factor,
-                                     drain)[:, None].astype(np.float32)
-                empty = ok & (self.battery <= 0)
-                self.battery = np.where(ok, np.maximum(self.battery - drain, 0), self.battery)
-                self.lifeforce -= np.where(empty, np.float32(cfg.exhaustion_cost), 0).astype(np.float32)
+                    drain[self.weather[moved // N] == WEATHER_RAIN] *= cfg.rain_battery_factor
+                exhausted = moved[battery[moved] <= 0]
+                battery[moved] = np.maximum(battery[moved] - drain, 0)
+                lifeforce[exhausted] -= np.float32(cfg.exhaustion_cost)
 
-        # 3. interact
-        opened = np.zeros((self.num_envs, self.num_npcs), dtype=bool)
-        eats = np.zeros((self.num_envs, self.num_npcs), dtype=bool)
-        interacting = act == Action.INTERACT
-        if interacting.any():
-            own = flat_tiles[here]
-            eats = interacting & (own == Tile.FOOD)
-            charges = interacting & (own == Tile.CHARGER)
-            picks = interacting & (own == Tile.KEY) & ~self.has_key
-            self.lifeforce += np.where(eats, np.float32(cfg.food_gain), 0).astype(np.float32)
-            self.battery = np.where(charges, np.float32(1.0), self.battery)
-            self.has_key |= picks
-            cleared = here[eats | picks]
-            flat_tiles[cleared] = Tile.EMPTY
-            self.food_count -= eats.sum(axis=1)
-            # faced-cell interactions
-            faced_any = interacting & ~(eats | charges | picks)
-            if faced_any.any():
-                faced = self._reach(here)
-                ftile = flat_tiles[faced]
-                drinks = faced_any & (ftile == Tile.WATER)
-                self.lifeforce += np.where(drinks, np.float32(cfg.water_gain), 0).astype(np.float32)
-                contest = faced_any & (((ftile == Tile.DOOR) & self.has_key) | (ftile == Tile.LOCK))
+        # 3. interact (sparse)
+        opened = np.zeros((self.num_envs, N), dtype=bool)
+        eats = np.zeros((self.num_envs, N), dtype=bool)
+        users = np.flatnonzero(act_flat == Action.INTERACT)
+        if users.size:
+            own = flat_tiles[here[users]]
+            eat = own == Tile.FOOD
+            charge = own == Tile.CHARGER
+            pick = (own == Tile.KEY) & ~has_key[users]
+            lifeforce[users[eat]] += np.float32(cfg.food_gain)
+            battery[users[charge]] = 1.0
+            has_key[users[pick]] = True
+            flat_tiles[here[users[eat | pick]]] = Tile.EMPTY
+            eats.reshape(-1)[users[eat]] = True
+            self.food_count -= np.bincount(users[eat] // N, minlength=self.num_envs)
+            # the cell in reach: drink, open a door, answer a lock
+            rest = users[~(eat | charge | pick)]
+            if rest.size:
+                reach = self._reach(here[rest], self.facing.reshape(-1)[rest])
+                tile = flat_tiles[reach]
+                lifeforce[rest[tile == Tile.WATER]] += np.float32(cfg.water_gain)
+                contest = ((tile == Tile.DOOR) & has_key[rest]) | (tile == Tile.LOCK)
                 if contest.any():
-                    claim = self._claim
-                    np.minimum.at(claim, faced[contest], self._slot[contest])
-                    contest &= claim[faced] == self._slot
-                    claim[faced[faced_any]] = self.num_npcs
-                    doors = contest & (ftile == Tile.DOOR)
-                    locks = contest & (ftile == Tile.LOCK)
-                    right = np.zeros_like(locks)
-                    if locks.any():
-                        right = locks & (self._lock_shown(faced) == self._lock_answer(faced))
-                        wrong = locks & ~right
-                        self.lifeforce -= np.where(wrong, np.float32(cfg.wrong_answer_cost),
-                                                   0).astype(np.float32)
-                    self.has_key &= ~doors
-                    opened = doors | right
-                    flat_tiles[faced[opened]] = Tile.EMPTY
+                    who, cells = rest[contest], reach[contest]
+                    np.minimum.at(self._claim, cells, who % N)
+                    first = self._claim[cells] == who % N
+                    self._claim[cells] = N
+                    who, cells = who[first], cells[first]
+                    tile = flat_tiles[cells]
+                    door, lock = tile == Tile.DOOR, tile == Tile.LOCK
+                    right = np.zeros(len(who), dtype=bool)
+                    if lock.any():
+                        right[lock] = self._lock_shown(cells[lock]) == self._lock_answer(cells[lock])
+                        lifeforce[who[lock & ~right]] -= np.float32(cfg.wrong_answer_cost)
+                    has_key[who[door]] = False
+                    opens = door | right
+                    opened.reshape(-1)[who[opens]] = True
+                    flat_tiles[cells[opens]] = Tile.EMPTY
+        here = here.reshape(self.num_envs, N)
 
         # 4. hazards, decay, hook costs, death
         on_fire = alive0 & (flat_tiles[here] == Tile.FIRE)
         drain = np.float32(cfg.lifeforce_decay) + self.pending_cost
         drain += np.where(on_fire, np.float32(cfg.fire_drain), np.float32(0))
         self.pending_cost[:] = 0.0
-        self.lifeforce = np.where(alive0, np.clip(self.lifeforce - drain, 0.0, 1.0), 0.0).astype(np.float32)
+        self.lifeforce[:] = np.where(alive0, np.clip(self.lifeforce - drain, 0.0, 1.0), 0.0)
         died = alive0 & (self.lifeforce <= 0.0)
         self.alive &= ~died
-        self.dead_ticks = np.where(self.alive, 0, self.dead_ticks + 1)
+        self.dead_ticks += 1
+        self.dead_ticks[self.alive] = 0
 
         # rewards and episode accounting
         reward = (self.lifeforce - life0) + cfg.goal_bonus * opened - cfg.death_penalty * died
@@ -344,16 +363,22 @@ class GridWorld:
     # ======================================================================================
     # internals
     # ======================================================================================
-    def _reach(self, here: np.ndarray) -> np.ndarray:
+    def _reach(self, here: np.ndarray, facing: np.ndarray) -> np.ndarray:
         """The cell an NPC's INTERACT acts on besides its own: the faced cell when it holds water, a
         door or a lock, else the first neighbour (N, S, E, W) that does, else the faced cell."""
-        flat_tiles = self.tiles.reshape(-1)
-        neighbours = here[..., None] + self._neighbour_offsets  # [B, N, 4]
-        usable = REACHABLE[flat_tiles[neighbours]]
-        faced_slot = self.facing - Action.NORTH
-        faced_usable = np.take_along_axis(usable, faced_slot[..., None], axis=-1)[..., 0]
-        slot = np.where(faced_usable | ~usable.any(axis=-1), faced_slot, usable.argmax(axis=-1))
+        neighbours = here[..., None] + self._neighbour_offsets
+        slot = self._reach_slot(self.tiles.reshape(-1)[neighbours], facing)
         return np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+
+    @staticmethod
+    def _reach_slot(neighbour_tiles: np.ndarray, facing: np.ndarray) -> np.ndarray:
+        """Which of the 4 neighbours (0=N, 1=S, 2=E, 3=W) is in reach, given their tiles."""
+        usable = REACHABLE[neighbour_tiles]
+        faced = facing - Action.NORTH
+        if not usable.any():
+            return faced
+        faced_usable = np.take_along_axis(usable, faced[..., None], axis=-1)[..., 0]
+        return np.where(faced_usable | ~usable.any(axis=-1), faced, usable.argmax(axis=-1))
 
     def _lock_answer(self, flat: np.ndarray) -> np.ndarray:
         a, b = self.lock_a.reshape(-1)[flat], self.lock_b.reshape(-1)[flat]
@@ -535,17 +560,27 @@ class GridWorld:
         self.food_count += grow
 
     def _observe(self) -> None:
-        cfg, r = self.config, self.r
+        cfg, r, N = self.config, self.r, self.num_npcs
+        flat_tiles = self.tiles.reshape(-1)
         here = self._env_base + self.pos_y * self.Wp + self.pos_x  # [B, N]
-        comp = self._composite
-        np.copyto(comp, self.tiles)
-        comp_flat = comp.reshape(-1)
-        code = np.where(self.signalling, Tile.NPC_SIGNAL, Tile.NPC).astype(np.uint8)
-        comp_flat[here[self.alive]] = code[self.alive]
+        # views: paint live NPCs into the grid, gather each window, restore what lay under them
+        occupied = here[self.alive]
+        under = flat_tiles[occupied]
+        flat_tiles[occupied] = np.where(self.signalling[self.alive], Tile.NPC_SIGNAL, Tile.NPC)
         views = self.views
         views[:] = self._windows[np.arange(self.num_envs)[:, None], self.pos_y - r, self.pos_x - r]
-        own_tile = self.tiles.reshape(-1)[here]
+        flat_tiles[occupied] = under
+        own_tile = flat_tiles[here]
         views[:, :, r, r] = own_tile
+        p = self.proprio
+        if cfg.signal_radius > 0 and N > 1:  # heard, not seen: counted before night and fog hide cells
+            if self.signalling.any():
+                k = min(cfg.signal_radius, r)
+                near = views[:, :, r - k:r + k + 1, r - k:r + k + 1] == Tile.NPC_SIGNAL
+                p[..., Proprio.HEARD_SIGNAL] = near.sum(axis=(2, 3)) / (N - 1)
+            else:
+                p[..., Proprio.HEARD_SIGNAL] = 0.0
+        neighbours = views[:, :, self._nb_rows, self._nb_cols]  # [B, N, 4]: N, S, E, W
         night = self._night()
         if self._sky:
             radius = np.full(self.num_envs, r)
@@ -554,8 +589,13 @@ class GridWorld:
             hidden = self._hidden_by_radius[radius]  # [B, V, V]
             np.copyto(views, np.uint8(Tile.UNSEEN), where=hidden[:, None])
 
+        # the cell in reach (tiles there never hold NPCs, so the view's codes are the tiles')
+        slot = self._reach_slot(neighbours, self.facing)
+        reach_tile = np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+        self.reach_tile[:] = reach_tile
+        facing_lock = reach_tile == Tile.LOCK
+
         # proprio
-        p = self.proprio
         p[..., Proprio.LIFEFORCE] = self.lifeforce
         p[..., Proprio.BATTERY] = self.battery
         p[..., Proprio.HAS_KEY] = self.has_key
@@ -570,38 +610,27 @@ class GridWorld:
         p[..., Proprio.NIGHT] = night[:, None]
         p[..., Proprio.FOG] = (self.weather == WEATHER_FOG)[:, None]
         p[..., Proprio.RAIN] = (self.weather == WEATHER_RAIN)[:, None]
-        if cfg.signal_radius > 0 and self.num_npcs > 1:
-            dy = np.abs(self.pos_y[:, :, None] - self.pos_y[:, None, :])
-            dx = np.abs(self.pos_x[:, :, None] - self.pos_x[:, None, :])
-            near = (np.maximum(dy, dx) <= cfg.signal_radius) & (self.signalling & self.alive)[:, None, :]
-            near &= ~np.eye(self.num_npcs, dtype=bool)[None]
-            p[..., Proprio.HEARD_SIGNAL] = near.sum(axis=2) / (self.num_npcs - 1)
-        faced = self._reach(here)
-        facing_lock = self.tiles.reshape(-1)[faced] == Tile.LOCK
         p[..., Proprio.FACING_LOCK] = facing_lock
-        if cfg.n_locks > 0:
-            lock_flat = np.where(facing_lock, faced, 0)
-            p[..., Proprio.LOCK_A] = np.where(facing_lock, self.lock_a.reshape(-1)[lock_flat] / 10, 0)
-            p[..., Proprio.LOCK_B] = np.where(facing_lock, self.lock_b.reshape(-1)[lock_flat] / 10, 0)
-            p[..., Proprio.LOCK_OP] = np.where(facing_lock, self.lock_op.reshape(-1)[lock_flat] / 2, 0)
-            p[..., Proprio.LOCK_SHOWN] = np.where(facing_lock, self._lock_shown(lock_flat) / 100, 0)
+        p[..., Proprio.LOCK_A:Proprio.LOCK_SHOWN + 1] = 0.0
+        if cfg.n_locks > 0 and facing_lock.any():
+            who = np.flatnonzero(facing_lock)
+            cells = here.reshape(-1)[who] + self._neighbour_offsets[slot.reshape(-1)[who]]
+            lock = p.reshape(-1, PROPRIO_SIZE)
+            lock[who, Proprio.LOCK_A] = self.lock_a.reshape(-1)[cells] / 10
+            lock[who, Proprio.LOCK_B] = self.lock_b.reshape(-1)[cells] / 10
+            lock[who, Proprio.LOCK_OP] = self.lock_op.reshape(-1)[cells] / 2
+            lock[who, Proprio.LOCK_SHOWN] = self._lock_shown(cells) / 100
         p[..., Proprio.TIME] = (self.t / cfg.max_steps)[:, None]
-        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = (
-            self.facing[..., None] == np.arange(Action.NORTH, Action.WEST + 1))
+        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = _FACING_ONE_HOT[self.facing]
         p[~self.alive] = 0.0
 
-        # action masks, read off the view
+        # action masks
         m = self.action_mask
         m[..., Action.STAY] = True
-        m[..., Action.NORTH] = ~BLOCKING[views[:, :, r - 1, r]]
-        m[..., Action.SOUTH] = ~BLOCKING[views[:, :, r + 1, r]]
-        m[..., Action.EAST] = ~BLOCKING[views[:, :, r, r + 1]]
-        m[..., Action.WEST] = ~BLOCKING[views[:, :, r, r - 1]]
-        faced_tile = self.tiles.reshape(-1)[faced]
+        m[..., Action.NORTH:Action.WEST + 1] = ~BLOCKING[neighbours]
         m[..., Action.INTERACT] = (
             (own_tile == Tile.FOOD) | (own_tile == Tile.CHARGER) | ((own_tile == Tile.KEY) & ~self.has_key)
-            | (faced_tile == Tile.WATER) | facing_lock | ((faced_tile == Tile.DOOR) & self.has_key))
-        self.reach_tile = faced_tile
+            | (reach_tile == Tile.WATER) | facing_lock | ((reach_tile == Tile.DOOR) & self.has_key))
         m[..., Action.SIGNAL] = True
         m[~self.alive] = False
         m[..., Action.STAY] = True

@@ -120,7 +120,7 @@ class NimmerverseEnv(ParallelEnv):
         """Start an episode; the same seed gives the same episode."""
         self.core.reset(seed)
         self.agents = list(self.possible_agents)
-        return self._observations(self.agents), {agent: self._info(agent) for agent in self.agents}
+        return self._observations(self.agents), self._infos(self.agents)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Apply one action per live agent (missing ones stay) and advance one tick."""
@@ -143,10 +143,13 @@ class NimmerverseEnv(ParallelEnv):
         core.step(self._actions)
         acting = self.agents
         observations = self._observations(acting)
-        rewards = {a: float(core.rewards[0, self._index[a]]) for a in acting}
-        terminations = {a: bool(core.terminals[0, self._index[a]]) for a in acting}
-        truncations = {a: bool(core.truncations[0, self._index[a]]) for a in acting}
-        infos = {a: self._info(a) for a in acting}
+        index = self._index
+        reward, term = core.rewards[0].tolist(), core.terminals[0].tolist()
+        trunc = core.truncations[0].tolist()
+        rewards = {a: reward[index[a]] for a in acting}
+        terminations = {a: term[index[a]] for a in acting}
+        truncations = {a: trunc[index[a]] for a in acting}
+        infos = self._infos(acting)
         self.agents = [a for a in acting if not (terminations[a] or truncations[a])]
         if self.render_mode == "human":
             self.render()
@@ -181,21 +184,19 @@ class NimmerverseEnv(ParallelEnv):
 
     # --------------------------------------------------------------------------------------
     def _observations(self, agents: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        # one copy per buffer and tick; each agent gets slices of it (the core rewrites its buffers)
         core = self.core
-        return {
-            agent: {
-                "view": core.views[0, i].copy(),
-                "proprio": core.proprio[0, i].copy(),
-                "action_mask": core.action_mask[0, i].astype(np.int8),
-            }
-            for agent in agents
-            for i in (self._index[agent],)
-        }
+        views, proprio = core.views[0].copy(), core.proprio[0].copy()
+        masks = core.action_mask[0].astype(np.int8)
+        index = self._index
+        return {a: {"view": views[index[a]], "proprio": proprio[index[a]], "action_mask": masks[index[a]]}
+                for a in agents}
 
-    def _info(self, agent: str) -> dict[str, Any]:
-        i = self._index[agent]
-        return {"dead": not bool(self.core.alive[0, i]), "died": bool(self.core.died[0, i]),
-                "lifeforce": float(self.core.lifeforce[0, i])}
+    def _infos(self, agents: list[str]) -> dict[str, dict[str, Any]]:
+        core, index = self.core, self._index
+        alive, died, life = core.alive[0].tolist(), core.died[0].tolist(), core.lifeforce[0].tolist()
+        return {a: {"dead": not alive[index[a]], "died": died[index[a]], "lifeforce": life[index[a]]}
+                for a in agents}
 
 
 def parallel_env(stage: int | str = 0, render_mode: str | None = None, **overrides: Any) -> NimmerverseEnv:
