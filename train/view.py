@@ -60,6 +60,7 @@ class LiveSource:
     def __init__(self, url: str, run: str, wait_s: float = 5.0) -> None:
         self.url, self.run, self.wait_s = url, run, wait_s
         self.subject = subjects.world_frame(run)
+        self.waves_pattern = subjects.all_cell_waves_pattern()
         self.name = f"live {self.subject}"
         self.regions: list[str] = [r.value for r in REGIONS]
         self.cells: list[str] = []
@@ -73,7 +74,7 @@ class LiveSource:
         self._wave_tick = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._started = time.monotonic()
+        self._started = self._last_frame = time.monotonic()
         self._thread = threading.Thread(target=self._serve, name="viewer-live", daemon=True)
         self._thread.start()
 
@@ -100,9 +101,15 @@ class LiveSource:
         """Why nothing is shown: a connection error, or no frames after the wait."""
         if self.error:
             return self.error
-        if self.received == 0 and time.monotonic() - self._started > self.wait_s:
-            self.done = True
-            return f"no frames on {self.subject} from {self.url} after {self.wait_s:g} s"
+        now = time.monotonic()
+        if self.received == 0:
+            if now - self._started > self.wait_s:
+                self.done = True
+                return f"no frames on {self.subject} from {self.url} after {self.wait_s:g} s"
+            return f"waiting for frames on {self.subject} from {self.url}"
+        if now - self._last_frame > max(self.wait_s, 5.0):
+            self.done = True  # headless use stops; a window keeps waiting
+            return f"no new frames on {self.subject} for over {max(self.wait_s, 5.0):g} s (run ended?)"
         return ""
 
     def close(self) -> None:
@@ -124,7 +131,7 @@ class LiveSource:
             return
         try:
             await bus.subscribe(self.subject, FrameMessage, self._on_frame, max_bytes=8 << 20)
-            await bus.subscribe(subjects.all_cell_waves_pattern(), WaveBatch, self._on_waves)
+            await bus.subscribe(self.waves_pattern, WaveBatch, self._on_waves)
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)
                 self.bad = sum(bus.bad_messages.values())
@@ -135,6 +142,7 @@ class LiveSource:
         with self._lock:
             self._latest = message
             self.received += 1
+            self._last_frame = time.monotonic()
 
     async def _on_waves(self, batch: WaveBatch, raw: Any) -> None:
         npc, index, confidence, _ = batch.arrays()
@@ -175,6 +183,18 @@ def view(replay: str | None = None, live: bool = False, bus_url: str | None = No
          env: str | None = None, screenshot: str | None = None, record: str | None = None,
          frames: int | None = None, speed: float = 10.0, wait: float = 5.0) -> int:
     """Open the viewer on a replay or a live run; the exit status (0 ok, 1 a problem was shown)."""
+    before = os.environ.get(subjects.ENV_VAR)
+    try:
+        return _view(replay, live, bus_url, run, env, screenshot, record, frames, speed, wait)
+    finally:  # the env only picks subjects while the viewer runs; callers keep theirs
+        if before is None:
+            os.environ.pop(subjects.ENV_VAR, None)
+        else:
+            os.environ[subjects.ENV_VAR] = before
+
+
+def _view(replay: str | None, live: bool, bus_url: str | None, run: str | None, env: str | None,
+          screenshot: str | None, record: str | None, frames: int | None, speed: float, wait: float) -> int:
     env = env or os.environ.get(subjects.ENV_VAR, "dev")
     problem = ""
     if env not in subjects.ENVS:
