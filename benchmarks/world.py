@@ -47,6 +47,25 @@ def core(stage: int, batch: int, seconds: float) -> float:
     return _timed(step, seconds)
 
 
+def observation_encoding(batch: int, repeats: int = 20) -> dict[str, float]:
+    """Codes vs one-hot channels (stage 5): build time per tick and bytes per NPC of each."""
+    from world.tiles import NUM_CODES
+
+    world = GridWorld(stage_config(5), num_envs=batch, seed=0)
+    eye = np.eye(NUM_CODES, dtype=np.float32)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        world.refresh()
+    codes = (time.perf_counter() - start) / repeats
+    start = time.perf_counter()
+    for _ in range(repeats):
+        channels = eye[world.views]
+    extra = (time.perf_counter() - start) / repeats
+    return {"obs_codes_build_ms": round(codes * 1e3, 2), "obs_channels_extra_ms": round(extra * 1e3, 2),
+            "obs_codes_bytes_per_npc": int(world.views[0, 0].nbytes),
+            "obs_channels_bytes_per_npc": int(channels[0, 0].nbytes)}
+
+
 def pettingzoo_wrapper(stage: int, seconds: float) -> float:
     """Agent-steps/s of the PettingZoo ParallelEnv (one env) with random actions."""
     env = parallel_env(stage=stage)
@@ -161,6 +180,7 @@ def main() -> None:
     if result["minigrid_doorkey_steps_per_s"]:
         result["ratio_pettingzoo_stage3_vs_minigrid"] = round(
             result["pettingzoo_stage3_agent_steps_per_s"] / result["minigrid_doorkey_steps_per_s"], 2)
+    result |= observation_encoding(min(args.batch, 1024))
     if missing:
         result["missing_peers"] = missing  # install with: pip install -e ".[bench]"
     print(json.dumps(result))

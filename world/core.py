@@ -41,7 +41,7 @@ Lifeforce hook
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from world.config import WorldConfig
 from world.tiles import (
@@ -62,10 +62,6 @@ REACHABLE[[Tile.WATER, Tile.DOOR, Tile.LOCK]] = True
 LOCK_DISPLAY_OFFSETS = np.array([0, 2, 1, 4, 3, 5], dtype=np.int64)
 VAULT_FOOTPRINT = 7  # a 5x5 walled room with a 1-cell margin
 WEATHER_CLEAR, WEATHER_FOG, WEATHER_RAIN = 0, 1, 2
-
-#: Proprio one-hot of each facing (indexed by action; only NORTH..WEST occur).
-_FACING_ONE_HOT = np.zeros((len(Action), 4), dtype=np.float32)
-_FACING_ONE_HOT[Action.NORTH:Action.WEST + 1] = np.eye(4, dtype=np.float32)
 
 STAT_KEYS = ("episodes", "success", "return", "length", "deaths", "deaths_fire", "deaths_starved",
              "opened", "food_eaten")
@@ -91,8 +87,12 @@ class GridWorld:
 
         # --- world layers --------------------------------------------------------------------
         self.tiles = np.full((B, Hp, Wp), Tile.WALL, dtype=np.uint8)
-        #: (B, H, W, V, V) windows over the tiles: an NPC's view is one index (never rebind tiles)
-        self._windows = sliding_window_view(self.tiles, (V, V), axis=(1, 2))
+        #: windows[i] is the V x V window whose corner is flat cell i: an NPC's view is one index
+        #: into a read-only strided view of the tiles (so never rebind self.tiles)
+        flat = self.tiles.reshape(-1)
+        self._windows = as_strided(flat, shape=(flat.size - (V - 1) * (Wp + 1), V, V), strides=(1, Wp, 1),
+                                   writeable=False)
+        self._corner = -r * Wp - r  # flat offset from an NPC's cell to its window's corner
         has_locks = config.n_locks > 0
         lock_shape = (B, Hp, Wp) if has_locks else (1, 1, 1)
         self.lock_a = np.zeros(lock_shape, dtype=np.int64)
@@ -146,6 +146,7 @@ class GridWorld:
         self._claim = np.full(B * self.cells, N, dtype=np.int64)
         self._neighbour_offsets = MOVE_DY[1:5] * Wp + MOVE_DX[1:5]  # N, S, E, W
         self._move_flat = MOVE_DY * Wp + MOVE_DX
+        self._proprio_rows = np.arange(B * N, dtype=np.int64) * PROPRIO_SIZE
         self._nb_rows = np.array([r - 1, r + 1, r, r])  # view cells of the N, S, E, W neighbours
         self._nb_cols = np.array([r, r, r + 1, r - 1])
         dist = np.maximum(*np.abs(np.mgrid[-r:r + 1, -r:r + 1]))
@@ -568,7 +569,7 @@ class GridWorld:
         under = flat_tiles[occupied]
         flat_tiles[occupied] = np.where(self.signalling[self.alive], Tile.NPC_SIGNAL, Tile.NPC)
         views = self.views
-        views[:] = self._windows[np.arange(self.num_envs)[:, None], self.pos_y - r, self.pos_x - r]
+        views[:] = self._windows[here + self._corner]
         flat_tiles[occupied] = under
         own_tile = flat_tiles[here]
         views[:, :, r, r] = own_tile
@@ -591,7 +592,10 @@ class GridWorld:
 
         # the cell in reach (tiles there never hold NPCs, so the view's codes are the tiles')
         slot = self._reach_slot(neighbours, self.facing)
-        reach_tile = np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+        if REACHABLE[neighbours].any():
+            reach_tile = np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+        else:  # nothing to drink, open or answer next to anyone: the tile in reach does not matter
+            reach_tile = np.zeros_like(self.reach_tile)
         self.reach_tile[:] = reach_tile
         facing_lock = reach_tile == Tile.LOCK
 
@@ -621,7 +625,8 @@ class GridWorld:
             lock[who, Proprio.LOCK_OP] = self.lock_op.reshape(-1)[cells] / 2
             lock[who, Proprio.LOCK_SHOWN] = self._lock_shown(cells) / 100
         p[..., Proprio.TIME] = (self.t / cfg.max_steps)[:, None]
-        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = _FACING_ONE_HOT[self.facing]
+        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = 0.0
+        p.reshape(-1)[self._proprio_rows + Proprio.FACING_N - Action.NORTH + self.facing.reshape(-1)] = 1.0
         p[~self.alive] = 0.0
 
         # action masks
