@@ -9,10 +9,10 @@ or a penalty); ``bank.last_overrides`` holds the mask per nerve. Nerves run in t
   that proposed STAY or a move towards a well-visited cell is sent to the least-visited free
   neighbour instead. Visits are counted in a per-NPC ``memory_size`` x ``memory_size`` torus
   around a dead-reckoned position (the world does not tell NPCs where they are).
-- ``collision_avoidance`` (last, so it also guards exploration): a move into a wall, another NPC or
-  fire is redirected to a random free, fire-free neighbour (STAY if there is none). A move into
-  water, a door or a lock is allowed once, because the bump turns the NPC to face it (needed to
-  drink, open or answer); it is redirected only when the NPC already faces that cell.
+- ``collision_avoidance`` (last, so it also guards exploration): a move into any blocking cell
+  (wall, water, door, lock, another NPC) or into fire is redirected to a random free, fire-free
+  neighbour (STAY if there is none). No bump is ever needed: INTERACT reaches water, doors and
+  locks in any adjacent cell without turning (`world.core`).
 
 ``NerveConfig(enabled=False)`` (or per-nerve flags) switches them off for ablation.
 """
@@ -25,11 +25,11 @@ import numpy as np
 
 from nervous.cells.base import MOVE_OFFSETS, check_senses, neighbours, tile_mask
 from nervous.cells.proximity import blocked_moves
-from world.tiles import Action, Proprio, Tile
+from world.tiles import BLOCKING, Action, Tile
 
-_HARD = np.array([Tile.WALL, Tile.NPC, Tile.NPC_SIGNAL, Tile.FIRE], dtype=np.uint8)
-_FACE_FIRST = np.array([Tile.WATER, Tile.DOOR, Tile.LOCK], dtype=np.uint8)
-_FACING = [Proprio.FACING_N, Proprio.FACING_S, Proprio.FACING_E, Proprio.FACING_W]  # MOVES order
+#: Cells collision avoidance keeps NPCs out of: every blocking tile, and fire.
+_UNSAFE = BLOCKING.copy()
+_UNSAFE[Tile.FIRE] = True
 _DY = np.array([oy for oy, _ in MOVE_OFFSETS])
 _DX = np.array([ox for _, ox in MOVE_OFFSETS])
 
@@ -41,7 +41,7 @@ class NerveConfig:
     enabled: bool = True
     """Master switch; False turns every nerve off (ablation)."""
     collision_avoidance: bool = True
-    """Redirect moves into walls, NPCs, fire and already-faced water/doors/locks."""
+    """Redirect moves into blocking cells (walls, water, doors, locks, NPCs) and fire."""
     exploration: bool = True
     """Bias NPCs that smell no food towards less-visited cells."""
     explore_prob: float = 0.2
@@ -54,9 +54,7 @@ class NerveConfig:
 
 def unsafe_moves(views: np.ndarray, proprio: np.ndarray) -> np.ndarray:
     """bool [M, 4]: moves (N, S, E, W) collision avoidance vetoes."""
-    nb = neighbours(views)
-    facing = proprio[:, _FACING] > 0.5
-    return np.isin(nb, _HARD) | (np.isin(nb, _FACE_FIRST) & facing)
+    return _UNSAFE[neighbours(views)]
 
 
 def free_moves(views: np.ndarray) -> np.ndarray:

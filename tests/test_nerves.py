@@ -35,13 +35,13 @@ def test_redirect_picks_only_free_safe_moves_or_stays() -> None:
     assert overridden.all()
 
 
-def test_face_first_tiles_allow_one_bump_then_veto() -> None:
-    views, proprio = senses(2)
-    views[:, *at(7, 0, 1)] = Tile.LOCK  # east of both
-    proprio[1, Proprio.FACING_E] = 1.0  # the second already faces it
-    final, overridden = avoid_only().apply(np.array([E, E]), views, proprio)
-    assert final[0] == E and not overridden[0]
-    assert final[1] != E and overridden[1]
+def test_moves_into_water_doors_and_locks_are_vetoed_whatever_the_facing() -> None:
+    views, proprio = senses(3)
+    for i, tile in enumerate((Tile.WATER, Tile.DOOR, Tile.LOCK)):
+        views[i][at(7, 0, 1)] = tile  # east
+    proprio[1, Proprio.FACING_E] = 1.0
+    final, overridden = avoid_only().apply(np.array([E, E, E]), views, proprio)
+    assert (final != E).all() and overridden.all()
 
 
 def test_safe_moves_and_non_moves_pass_untouched() -> None:
