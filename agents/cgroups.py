@@ -319,7 +319,8 @@ class _FsCgroups(Cgroups):
                     self._remove_tree(run_dir)
                     swept.append(run_dir.name)
         if swept:
-            log.warning("cgroups: swept %d stale group(s) of dead runs: %s", len(swept), ", ".join(sorted(set(swept))))
+            names = ", ".join(sorted(set(swept)))
+            log.warning("cgroups: swept %d stale group(s) of dead runs: %s", len(set(swept)), names)
         return sorted(set(swept))
 
     def pids(self, group: str) -> list[int]:
@@ -408,7 +409,8 @@ class CgroupV1(_FsCgroups):
         return None if quota < 0 else 100.0 * quota / period
 
     def set_memory_max(self, group: str, max_bytes: int | None) -> None:
-        self._write(self._dir("memory", group) / "memory.limit_in_bytes", "-1" if max_bytes is None else str(max_bytes))
+        value = "-1" if max_bytes is None else str(max_bytes)
+        self._write(self._dir("memory", group) / "memory.limit_in_bytes", value)
 
     def cpu_seconds(self, group: str) -> float:
         if "cpuacct" in self.controllers:
@@ -416,7 +418,8 @@ class CgroupV1(_FsCgroups):
         return 0.0
 
     def oom_kills(self, group: str) -> int:
-        return parse_flat_keyed(self._read(self._dir("memory", group) / "memory.oom_control")).get("oom_kill", 0)
+        text = self._read(self._dir("memory", group) / "memory.oom_control")
+        return parse_flat_keyed(text).get("oom_kill", 0)
 
 
 class CgroupV2(_FsCgroups):
@@ -530,7 +533,8 @@ class SystemdScope(Cgroups):
 
     def wrap_command(self, group: str, argv: list[str]) -> list[str]:
         props = [a for k, v in self.limits.get(group, {}).items() for a in ("-p", f"{k}={v}")]
-        return ["systemd-run", "--user", "--scope", "--quiet", f"--unit={self.unit(group)}", *props, "--", *argv]
+        unit = f"--unit={self.unit(group)}"
+        return ["systemd-run", "--user", "--scope", "--quiet", unit, *props, "--", *argv]
 
     def attach(self, group: str, pid: int) -> None:
         return None  # joined by wrap_command

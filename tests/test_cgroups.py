@@ -49,7 +49,8 @@ def v1() -> Iterator[CgroupV1]:
 
 
 def _spin(seconds: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", f"import time\nt=time.time()+{seconds}\nwhile time.time()<t: pass"])
+    code = f"import time\nt = time.time() + {seconds}\nwhile time.time() < t: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
 
 
 @needs_v1
