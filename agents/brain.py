@@ -1,0 +1,176 @@
+"""Brains: N per-NPC actor-critics held as stacked weights and evaluated as one batched computation.
+
+Inputs are brain-major: ``codes`` int [G, M, V, V] (view cell codes), ``proprio`` float [G, M, P],
+``mask`` bool [G, M, A], where group g is driven by brain g (or by the one shared brain when
+``shared``, with G = 1 and all NPC slots flattened into M).
+
+Network (per brain): the view's cell codes are one-hot per cell position and fed to a linear layer,
+computed as a sum of embedding rows (``embedding_bag``: 49 row adds instead of a 588-wide matmul);
+plus a linear layer of the proprio vector; ReLU; a hidden layer (grouped ``baddbmm``); ReLU; a policy
+head whose illegal actions get a large negative logit; a value head.
+
+View sizes: the brain has a fixed ``view_size`` S. A smaller view (V < S) sits in the centre of the
+S x S grid (the cells around it add nothing, exactly like an unused one-hot); a larger view is
+centre-cropped. So a brain trained on 7x7 views keeps its weights when stage 5 shows 9x9.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
+
+#: Logit given to illegal actions: large and finite, so entropy and log-probs stay NaN-free.
+MASKED_LOGIT = -1e8
+
+
+@dataclass
+class BrainConfig:
+    """The NPC brain network."""
+
+    shared: bool = False
+    """One parameter-shared brain for every NPC slot instead of one brain per slot (for comparison)."""
+    hidden: int = 128
+    """Width of both hidden layers."""
+    view_size: int = 7
+    """Side S of the view grid the encoder reads; other view sizes are centred (padded) or cropped."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"brain.hidden={self.hidden!r}: must be an integer >= 1")
+        if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
+            raise ValueError(f"brain.view_size={self.view_size!r}: must be an odd integer >= 1")
+
+
+def _orthogonal(shape: tuple[int, ...], gain: float, generator: torch.Generator | None = None) -> Tensor:
+    """A stack of independently drawn orthogonal matrices [G, fan_in, fan_out] times gain."""
+    out = torch.empty(shape)
+    for g in range(shape[0]):
+        w = torch.empty(shape[2], shape[1])  # nn.init works on [out, in]
+        nn.init.orthogonal_(w, gain=gain, generator=generator)
+        out[g] = w.T
+    return out
+
+
+class Brain(nn.Module):
+    """G stacked actor-critic brains (G = n_brains, or 1 when shared)."""
+
+    def __init__(self, config: BrainConfig, n_brains: int, n_codes: int = NUM_CODES,
+                 proprio_size: int = PROPRIO_SIZE, n_actions: int = NUM_ACTIONS,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if n_brains < 1:
+            raise ValueError(f"n_brains={n_brains!r}: must be >= 1")
+        self.config = config
+        self.n_brains = n_brains
+        self.groups = G = 1 if config.shared else n_brains
+        self.n_codes, self.proprio_size, self.n_actions = n_codes, proprio_size, n_actions
+        S, H = config.view_size, config.hidden
+        self.cells = S * S
+        root2 = math.sqrt(2.0)
+        self.embed = nn.Parameter(_orthogonal((G, self.cells * n_codes, H), root2, generator))
+        self.w_proprio = nn.Parameter(_orthogonal((G, proprio_size, H), root2, generator))
+        self.b1 = nn.Parameter(torch.zeros(G, 1, H))
+        self.w2 = nn.Parameter(_orthogonal((G, H, H), root2, generator))
+        self.b2 = nn.Parameter(torch.zeros(G, 1, H))
+        self.w_actor = nn.Parameter(_orthogonal((G, H, n_actions), 0.01, generator))
+        self.b_actor = nn.Parameter(torch.zeros(G, 1, n_actions))
+        self.w_critic = nn.Parameter(_orthogonal((G, H, 1), 1.0, generator))
+        self.b_critic = nn.Parameter(torch.zeros(G, 1, 1))
+        self._layout: dict[int, Tensor] = {}
+
+    # --- inputs ------------------------------------------------------------------------------
+    def _cell_rows(self, view: int) -> Tensor:
+        """Embedding row base (cell position * n_codes) of each cell of a view x view view, [view*view]."""
+        if view not in self._layout:
+            S = self.config.view_size
+            pad = (S - min(view, S)) // 2
+            ys, xs = torch.meshgrid(torch.arange(min(view, S)), torch.arange(min(view, S)), indexing="ij")
+            self._layout[view] = ((ys + pad) * S + (xs + pad)).reshape(-1) * self.n_codes
+        return self._layout[view]
+
+    def _embed_views(self, codes: Tensor) -> Tensor:
+        """Sum of the embedding rows picked by every (cell, code) of every view: [G', M, H]."""
+        g, m, view = codes.shape[0], codes.shape[1], codes.shape[-1]
+        S = self.config.view_size
+        if view > S:
+            lo = (view - S) // 2
+            codes = codes[..., lo:lo + S, lo:lo + S]
+            view = S
+        rows = self._cell_rows(view)
+        table = self.embed[:g]
+        group_base = (torch.arange(g) * table.shape[1]).view(g, 1, 1)
+        index = codes.reshape(g, m, view * view).long() + (rows + group_base)
+        out = F.embedding_bag(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]), mode="sum")
+        return out.view(g, m, -1)
+
+    def _groups_for(self, codes: Tensor) -> int:
+        g = codes.shape[0]
+        if g > self.groups:
+            raise ValueError(f"inputs have {g} brain groups but the brain holds {self.groups}")
+        return g
+
+    # --- network -----------------------------------------------------------------------------
+    def trunk(self, codes: Tensor, proprio: Tensor) -> Tensor:
+        """Hidden features [G', M, H] of views [G', M, V, V] and proprio [G', M, P]."""
+        g = self._groups_for(codes)
+        h = self._embed_views(codes)
+        h = torch.relu(torch.baddbmm(self.b1[:g] + h, proprio, self.w_proprio[:g]))
+        return torch.relu(torch.baddbmm(self.b2[:g], h, self.w2[:g]))
+
+    def get_value(self, codes: Tensor, proprio: Tensor) -> Tensor:
+        """State values [G', M]."""
+        g = self._groups_for(codes)
+        hidden = self.trunk(codes, proprio)
+        return torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+
+    def _logits(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        g = hidden.shape[0]
+        logits = torch.baddbmm(self.b_actor[:g], hidden, self.w_actor[:g])
+        return logits.masked_fill(~mask, MASKED_LOGIT)
+
+    def get_greedy_action(self, codes: Tensor, proprio: Tensor, mask: Tensor) -> Tensor:
+        """The most likely legal action [G', M]."""
+        return self._logits(self.trunk(codes, proprio), mask).argmax(-1)
+
+    def get_action_and_value(self, codes: Tensor, proprio: Tensor, mask: Tensor,
+                             action: Tensor | None = None, generator: torch.Generator | None = None
+                             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(action, log-prob, entropy, value), each [G', M]; samples an action when none is given."""
+        g = self._groups_for(codes)
+        hidden = self.trunk(codes, proprio)
+        logits = self._logits(hidden, mask)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        if action is None:
+            # Gumbel-max: argmax(logits + Gumbel noise) is a sample of Categorical(logits).
+            noise = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
+            action = torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
+        logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        return action, logprob, entropy, value
+
+    # --- growth ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def grow(self, n_brains: int, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Add brains up to n_brains; new brain i is a clone of brain i mod n_old (Adam moments too)."""
+        old = self.n_brains
+        if n_brains <= old:
+            return
+        self.n_brains = n_brains
+        if self.config.shared:
+            return
+        src = torch.tensor([i % old for i in range(old, n_brains)])
+        for param in self.parameters():
+            states = optimizer.state.get(param, {}) if optimizer is not None else {}
+            for key, value in list(states.items()):
+                if isinstance(value, Tensor) and value.shape == param.shape:
+                    states[key] = torch.cat([value, value[src]])
+            param.data = torch.cat([param.data, param.data[src]])
+            param.grad = None
+        self.groups = n_brains

@@ -1,0 +1,190 @@
+"""PPO after CleanRL's ``ppo.py``: GAE, the clipped loss and the update, over G stacked brains.
+
+Every tensor is brain-major ([G, ...]); each brain's loss is a mean over its own samples and the
+brains' losses are summed, so brain g's gradient is exactly what a lone PPO on slot g would compute.
+Gradient-norm clipping is per brain too. ``mask`` (float or bool, 1 = use) drops samples whose NPC
+was dead when it observed (and any sample a reflex overrode) from every mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from agents.brain import Brain
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (names follow CleanRL)."""
+
+    num_envs: int = 512
+    """Batched env copies stepped together."""
+    num_steps: int = 32
+    """Ticks per rollout; each brain gets num_envs * num_steps samples per update."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    anneal_lr: bool = False
+    """Anneal the learning rate linearly to 0 over the run's agent-step budget."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    num_minibatches: int = 4
+    """Minibatches per epoch."""
+    update_epochs: int = 2
+    """Passes over the rollout per update."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch (per brain)."""
+    clip_coef: float = 0.2
+    """Surrogate clipping coefficient."""
+    clip_vloss: bool = True
+    """Clip the value loss like the surrogate."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Per-brain gradient-norm clip."""
+    target_kl: float | None = None
+    """Stop the update's epochs early when approx_kl passes this (None: never)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"ppo.{name}={value!r}: must be an integer >= 1")
+        if self.num_envs * self.num_steps < self.num_minibatches:
+            raise ValueError(f"ppo.num_minibatches={self.num_minibatches!r}: more minibatches than samples")
+        for name in ("learning_rate", "clip_coef", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ppo.{name}={getattr(self, name)!r}: must be > 0")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ppo.{name}={getattr(self, name)!r}: must be in [0, 1]")
+        for name in ("ent_coef", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ppo.{name}={getattr(self, name)!r}: must be >= 0")
+
+
+def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
+        gamma: float, gae_lambda: float) -> tuple[Tensor, Tensor]:
+    """Advantages and returns [T, ...]; ``dones[t]`` says obs t began a new life (CleanRL layout)."""
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        if t == T - 1:
+            nonterminal, next_values = 1.0 - next_done.float(), next_value
+        else:
+            nonterminal, next_values = 1.0 - dones[t + 1].float(), values[t + 1]
+        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
+        advantages[t] = last = delta + gamma * gae_lambda * nonterminal * last
+    return advantages, advantages + values
+
+
+def _masked_mean(x: Tensor, mask: Tensor, count: Tensor) -> Tensor:
+    """Mean over the last dim of the masked entries, per brain: [G]."""
+    return (x * mask).sum(-1) / count
+
+
+def ppo_loss(new_logprob: Tensor, entropy: Tensor, new_value: Tensor, old_logprob: Tensor,
+             old_value: Tensor, advantages: Tensor, returns: Tensor, mask: Tensor, clip_coef: float,
+             vf_coef: float, ent_coef: float, clip_vloss: bool = True, norm_adv: bool = True
+             ) -> tuple[Tensor, dict[str, float]]:
+    """CleanRL's PPO loss over [G, m] tensors, summed over brains; also returns logging stats."""
+    mask = mask.float()
+    count = mask.sum(-1).clamp(min=1.0)
+    if norm_adv:
+        mean = _masked_mean(advantages, mask, count).unsqueeze(-1)
+        var = (((advantages - mean) ** 2) * mask).sum(-1) / (count - 1).clamp(min=1.0)
+        advantages = (advantages - mean) / (var.sqrt().unsqueeze(-1) + 1e-8)
+    logratio = new_logprob - old_logprob
+    ratio = logratio.exp()
+    pg_loss = _masked_mean(torch.max(-advantages * ratio,
+                                     -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)), mask, count)
+    v_unclipped = (new_value - returns) ** 2
+    if clip_vloss:
+        v_clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
+        v_loss = 0.5 * _masked_mean(torch.max(v_unclipped, (v_clipped - returns) ** 2), mask, count)
+    else:
+        v_loss = 0.5 * _masked_mean(v_unclipped, mask, count)
+    entropy_loss = _masked_mean(entropy, mask, count)
+    loss = (pg_loss - ent_coef * entropy_loss + vf_coef * v_loss).sum()
+    with torch.no_grad():
+        stats = {
+            "policy_loss": pg_loss.mean().item(),
+            "value_loss": v_loss.mean().item(),
+            "entropy": entropy_loss.mean().item(),
+            "old_approx_kl": _masked_mean(-logratio, mask, count).mean().item(),
+            "approx_kl": _masked_mean((ratio - 1) - logratio, mask, count).mean().item(),
+            "clipfrac": _masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask, count).mean().item(),
+        }
+    return loss, stats
+
+
+def explained_variance(pred: Tensor, target: Tensor, mask: Tensor) -> float:
+    """1 - Var[target - pred] / Var[target] over the masked samples (NaN when Var[target] is 0)."""
+    keep = mask.bool()
+    y, p = target[keep].double(), pred[keep].double()
+    if y.numel() < 2:
+        return float("nan")
+    var_y = y.var()
+    return float("nan") if var_y == 0 else float(1 - (y - p).var() / var_y)
+
+
+@torch.no_grad()
+def clip_grad_norm_per_brain(parameters: list[Tensor], max_norm: float) -> Tensor:
+    """Scale each brain's gradient (leading dim = brain) to norm <= max_norm; return the norms [G]."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    sq = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(-1) for g in grads]).sum(0)
+    norms = sq.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.dim() - 1))))
+    return norms
+
+
+@dataclass
+class Batch:
+    """A flattened rollout, brain-major: [G, S, ...] with S = num_steps * envs (or slots) per brain."""
+
+    codes: Tensor
+    proprio: Tensor
+    action_mask: Tensor
+    actions: Tensor
+    logprobs: Tensor
+    values: Tensor
+    advantages: Tensor
+    returns: Tensor
+    mask: Tensor
+
+
+def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, config: PPOConfig
+               ) -> dict[str, float]:
+    """Run CleanRL's epochs x minibatches over the batch; return the last minibatch's stats (means)."""
+    samples = batch.actions.shape[1]
+    minibatch = max(1, samples // config.num_minibatches)
+    params = [p for p in brain.parameters() if p.requires_grad]
+    stats: dict[str, float] = {}
+    for _epoch in range(config.update_epochs):
+        order = torch.randperm(samples)
+        for start in range(0, samples, minibatch):
+            idx = order[start:start + minibatch]
+            _, new_logprob, entropy, new_value = brain.get_action_and_value(
+                batch.codes[:, idx], batch.proprio[:, idx], batch.action_mask[:, idx], batch.actions[:, idx])
+            loss, stats = ppo_loss(
+                new_logprob, entropy, new_value, batch.logprobs[:, idx], batch.values[:, idx],
+                batch.advantages[:, idx], batch.returns[:, idx], batch.mask[:, idx], config.clip_coef,
+                config.vf_coef, config.ent_coef, config.clip_vloss, config.norm_adv)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            norms = clip_grad_norm_per_brain(params, config.max_grad_norm)
+            optimizer.step()
+        if config.target_kl is not None and stats["approx_kl"] > config.target_kl:
+            break
+    stats["grad_norm"] = float(norms.mean())
+    stats["explained_variance"] = explained_variance(batch.values, batch.returns, batch.mask)
+    return stats

@@ -1,0 +1,148 @@
+"""Brains: stacked per-NPC weights evaluated batched, masking, view sizes, the shared variant, growth."""
+
+import pytest
+import torch
+
+from agents.brain import Brain, BrainConfig
+from agents.layout import SlotLayout
+from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
+
+
+def _inputs(g, m, view=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, NUM_CODES, (g, m, view, view), generator=gen).to(torch.uint8)
+    proprio = torch.rand(g, m, PROPRIO_SIZE, generator=gen)
+    mask = torch.rand(g, m, NUM_ACTIONS, generator=gen) < 0.6
+    mask[..., 0] = True
+    return codes, proprio, mask
+
+
+def _single(brain: Brain, g: int) -> Brain:
+    """Brain g of a stack as a one-brain Brain."""
+    one = Brain(brain.config, 1)
+    one.load_state_dict({k: v[g : g + 1].clone() for k, v in brain.state_dict().items()})
+    return one
+
+
+def test_batched_brains_equal_each_brain_run_alone():
+    brain = Brain(BrainConfig(hidden=32), 3, generator=torch.Generator().manual_seed(0))
+    codes, proprio, mask = _inputs(3, 5)
+    actions = torch.randint(0, NUM_ACTIONS, (3, 5))
+    actions[~mask.gather(-1, actions.unsqueeze(-1)).squeeze(-1)] = 0
+    _, logp, ent, value = brain.get_action_and_value(codes, proprio, mask, actions)
+    for g in range(3):
+        one = _single(brain, g)
+        _, lp1, e1, v1 = one.get_action_and_value(
+            codes[g : g + 1], proprio[g : g + 1], mask[g : g + 1], actions[g : g + 1]
+        )
+        torch.testing.assert_close(logp[g], lp1[0])
+        torch.testing.assert_close(ent[g], e1[0])
+        torch.testing.assert_close(value[g], v1[0])
+        torch.testing.assert_close(
+            brain.get_value(codes, proprio)[g], one.get_value(codes[g : g + 1], proprio[g : g + 1])[0]
+        )
+
+
+def test_brains_have_their_own_weights():
+    brain = Brain(BrainConfig(hidden=16), 2, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(brain.w2[0], brain.w2[1])
+    codes, proprio, _ = _inputs(2, 4)
+    before = brain.get_value(codes, proprio)
+    with torch.no_grad():
+        brain.w2[1] += 1.0
+    after = brain.get_value(codes, proprio)
+    torch.testing.assert_close(before[0], after[0])
+    assert not torch.allclose(before[1], after[1])
+
+
+def test_masked_actions_are_never_sampled_and_logprobs_stay_finite():
+    brain = Brain(BrainConfig(hidden=16), 2)
+    codes, proprio, mask = _inputs(2, 2000)
+    action, logp, ent, _ = brain.get_action_and_value(
+        codes, proprio, mask, generator=torch.Generator().manual_seed(1)
+    )
+    assert mask.gather(-1, action.unsqueeze(-1)).all()
+    assert torch.isfinite(logp).all() and torch.isfinite(ent).all()
+    only_stay = torch.zeros_like(mask)
+    only_stay[..., 0] = True
+    action, logp, ent, _ = brain.get_action_and_value(codes, proprio, only_stay)
+    assert (action == 0).all() and torch.allclose(logp, torch.zeros_like(logp)) and (ent.abs() < 1e-6).all()
+    assert mask.gather(-1, brain.get_greedy_action(codes, proprio, mask).unsqueeze(-1)).all()
+
+
+def test_sampling_follows_the_policy_distribution():
+    brain = Brain(BrainConfig(hidden=8), 1)
+    codes, proprio, mask = _inputs(1, 1)
+    mask[:] = True
+    codes, proprio, mask = (
+        codes.expand(1, 20000, 7, 7),
+        proprio.expand(1, 20000, -1),
+        mask.expand(1, 20000, -1),
+    )
+    action, logp, _, _ = brain.get_action_and_value(
+        codes, proprio, mask, generator=torch.Generator().manual_seed(2)
+    )
+    freq = torch.bincount(action[0], minlength=NUM_ACTIONS).float() / 20000
+    probs = torch.zeros(NUM_ACTIONS).scatter_(0, action[0], logp[0].exp())
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+
+
+def test_smaller_views_sit_in_the_centre_and_larger_are_cropped():
+    brain = Brain(BrainConfig(hidden=16, view_size=7), 1)
+    codes7, proprio, mask = _inputs(1, 3, view=7)
+    codes9 = torch.full((1, 3, 9, 9), 5, dtype=torch.uint8)
+    codes9[..., 1:8, 1:8] = codes7
+    torch.testing.assert_close(brain.get_value(codes9, proprio), brain.get_value(codes7, proprio))
+    big = Brain(BrainConfig(hidden=16, view_size=9), 1)
+    with torch.no_grad():  # rows of the outer ring: a 7x7 view must not touch them
+        rows = big.embed.view(1, 9, 9, NUM_CODES, 16)
+        rows[:, 0], rows[:, 8], rows[:, :, 0], rows[:, :, 8] = 0.0, 0.0, 0.0, 0.0
+    codes9[..., 1:8, 1:8] = codes7
+    torch.testing.assert_close(big.get_value(codes7, proprio), big.get_value(codes9, proprio))
+
+
+def test_shared_brain_drives_every_slot_with_one_set_of_weights():
+    brain = Brain(BrainConfig(hidden=16, shared=True), 4)
+    assert brain.embed.shape[0] == 1
+    layout = SlotLayout(shared=True, num_envs=3, num_npcs=4)
+    import numpy as np
+
+    views = np.zeros((3, 4, 7, 7), dtype=np.uint8)
+    views[:, 2] = 2  # slot 2 sees food everywhere
+    codes = layout.to_groups(views)
+    assert codes.shape == (1, 12, 7, 7)
+    values = layout.to_slots(brain.get_value(codes, torch.zeros(1, 12, PROPRIO_SIZE)).detach())
+    assert values.shape == (3, 4)
+    assert np.allclose(values[:, 0], values[:, 1]) and not np.allclose(values[:, 0], values[:, 2])
+
+
+def test_per_npc_layout_maps_slot_i_to_brain_i():
+    import numpy as np
+
+    layout = SlotLayout(shared=False, num_envs=3, num_npcs=2)
+    x = np.arange(6).reshape(3, 2)
+    groups = layout.to_groups(x)
+    assert groups.shape == (2, 3) and groups[1].tolist() == [1, 3, 5]
+    assert np.array_equal(layout.to_slots(groups), x)
+
+
+def test_grow_clones_brains_and_their_adam_moments():
+    brain = Brain(BrainConfig(hidden=8), 2, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(brain.parameters(), lr=1e-3)
+    codes, proprio, _ = _inputs(2, 4)
+    brain.get_value(codes, proprio).sum().backward()
+    opt.step()
+    brain.grow(5, opt)
+    assert brain.n_brains == 5 and brain.w2.shape[0] == 5
+    for new, src in ((2, 0), (3, 1), (4, 0)):
+        assert torch.equal(brain.w2[new], brain.w2[src])
+        assert torch.equal(opt.state[brain.w2]["exp_avg"][new], opt.state[brain.w2]["exp_avg"][src])
+    codes, proprio, _ = _inputs(5, 4)
+    brain.get_value(codes, proprio).sum().backward()
+    opt.step()  # the optimiser keeps working on the grown tensors
+
+
+@pytest.mark.parametrize("field,value", [("hidden", 0), ("view_size", 6)])
+def test_brain_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=rf"^brain\.{field}="):
+        BrainConfig(**{field: value})
