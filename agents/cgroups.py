@@ -143,6 +143,10 @@ class Cgroups(ABC):
         """The command that starts argv inside the group (systemd scopes); others return argv."""
         return argv
 
+    def cpu_usage_file(self, group: str) -> str:
+        """The file a member reads its group's CPU usage from ('' when there is none)."""
+        return ""
+
     @abstractmethod
     def attach(self, group: str, pid: int) -> None:
         """Move a process into the group."""
@@ -410,7 +414,18 @@ class CgroupV1(_FsCgroups):
 
     def set_memory_max(self, group: str, max_bytes: int | None) -> None:
         value = "-1" if max_bytes is None else str(max_bytes)
-        self._write(self._dir("memory", group) / "memory.limit_in_bytes", value)
+        d = self._dir("memory", group)
+        try:
+            (d / "memory.limit_in_bytes").write_text(value)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or self._dir_pids(d):
+                raise CgroupError(f"cgroup write {value!r} to {d / 'memory.limit_in_bytes'}: "
+                                  f"{exc.strerror} (v1 cannot shrink below the group's usage)") from None
+            self._write(d / "memory.force_empty", "0")  # an empty group: drop its stale charges first
+            self._write(d / "memory.limit_in_bytes", value)
+
+    def cpu_usage_file(self, group: str) -> str:
+        return str(self._dir("cpuacct", group) / "cpuacct.usage") if "cpuacct" in self.controllers else ""
 
     def cpu_seconds(self, group: str) -> float:
         if "cpuacct" in self.controllers:
@@ -479,6 +494,9 @@ class CgroupV2(_FsCgroups):
 
     def set_memory_max(self, group: str, max_bytes: int | None) -> None:
         self._write(self._group(group) / "memory.max", "max" if max_bytes is None else str(max_bytes))
+
+    def cpu_usage_file(self, group: str) -> str:
+        return str(self._group(group) / "cpu.stat")
 
     def cpu_seconds(self, group: str) -> float:
         return parse_flat_keyed(self._read(self._group(group) / "cpu.stat")).get("usage_usec", 0) / 1e6

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.cgroups import Cgroups, check_quota
+from agents.cgroups import CgroupError, Cgroups, check_quota
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.messages import Allocation, Command, Heartbeat
@@ -198,7 +198,10 @@ class Supervisor:
     def set_memory_max(self, name: str, max_bytes: int | None) -> None:
         """Change a child's memory max live (kept for its restarts)."""
         self.children[name].spec.memory_max = max_bytes
-        self.cgroups.set_memory_max(name, max_bytes)
+        try:
+            self.cgroups.set_memory_max(name, max_bytes)
+        except CgroupError as exc:
+            log.warning("%s: memory max applies from its next start: %s", name, exc)
 
     def kill(self, name: str, reason: str) -> None:
         """SIGKILL a live child (its group and cgroup); it is restarted as after a crash."""
@@ -309,6 +312,11 @@ class Supervisor:
     def _spawn(self, child: Child, reason: str) -> None:
         now = self.clock()
         name = self.cgroups_safe_kill(child.spec.name)
+        if child.spec.memory_max is not None or child.restarts or child.exits:
+            try:
+                self.cgroups.set_memory_max(name, child.spec.memory_max)
+            except CgroupError as exc:
+                log.warning("%s: %s", name, exc)
         child.oom_at_start = self._ooms(child)
         child.sigkill_sent = False
         try:

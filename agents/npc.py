@@ -1,0 +1,469 @@
+"""The NPC process: one brain, one life. ``python -m agents.npc --id 7 --tick-rate 5 --bus-url nats://...``
+
+Connects to the bus, loads its own brain (``agents.brain.Brain`` with one brain: weights from its
+checkpoint, or fresh with a warning, saved at once so a restart gets the same weights), runs its
+cells and nerves over its own 1-row batch and acts at its tick rate (1-20 Hz): on each observation
+from the world server it acts when at least one period (less half a world tick) has passed since its
+last action, so it keeps in phase with the world clock. Each action goes to ``{env}.npc.{id}.action``
+(for the observation's tick), its state (lifeforce, battery, reward rate, tick rate, CPU use read from
+its cgroup) to ``.state``, its fired waves to ``{env}.nervous.cells.bank.wave`` and a heartbeat every
+``heartbeat_s`` to ``{env}.npc.{id}.heartbeat``. ``{env}.npc.{id}.command`` (tick rate, gates) is
+obeyed at once; a malformed command, or one for another NPC, is rejected and logged.
+
+With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``):
+every ``num_steps`` actions one update; weights are checkpointed atomically every
+``checkpoint_every`` updates and on SIGTERM. ``status.json`` next to the checkpoint tells where the
+weights came from and their digest. Started by the fork server (``agents.forkserver``) through
+``child_main(config)``; ``preload()`` warms torch up in the server so children share those pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.brain import Brain, BrainConfig
+from agents.ppo import PPOConfig, ppo_update
+from agents.rollout import Rollout
+from nervous import subjects
+from nervous.bus import Bus, BusConfig
+from nervous.cells import CellBank
+from nervous.messages import Action, Command, Heartbeat, NpcState, Observation, WaveBatch
+from nervous.nerves import NerveBank
+from world.tiles import BLOCKING, NUM_ACTIONS, PROPRIO_SIZE, Proprio, Tile
+from world.tiles import Action as Act
+
+log = logging.getLogger("agents.npc")
+
+CHECKPOINT_FORMAT = "nimmerverse-npc-1"
+
+
+@dataclass
+class NpcConfig:
+    """One NPC process (serialised to the process as JSON, never re-composed by Hydra)."""
+
+    npc: int = 0
+    """NPC id: the world slot it drives and its subjects' token."""
+    tick_rate: int = 20
+    """Actions per second (1-20) until a command changes it."""
+    bus_url: str = ""
+    """nats://host:port of the organism's bus (the parent's embedded server)."""
+    run_dir: str = ""
+    """Folder for its checkpoint and status ('' : no files; fresh weights are not kept)."""
+    checkpoint: str = ""
+    """Weights file to load and to write ('' : <run_dir>/npc-<id>.pt)."""
+    learn: bool = False
+    """Learn online with its own PPO learner."""
+    num_steps: int = 64
+    """Actions per online PPO update."""
+    checkpoint_every: int = 5
+    """PPO updates between checkpoints."""
+    hidden: int = 64
+    """Brain hidden width (must match a loaded checkpoint)."""
+    view_size: int = 7
+    """Brain view grid side."""
+    world_hz: float = 20.0
+    """The world clock, for phase keeping (half a world tick of slack)."""
+    heartbeat_s: float = 0.5
+    """Seconds between heartbeats."""
+    cpu_usage_file: str = ""
+    """Its cgroup's CPU usage file (cpuacct.usage or cpu.stat); '' : its own process times."""
+    seed: int = 0
+    """Run seed; the NPC's generators use seed * 10007 + npc."""
+    burn_cpu: bool = False
+    """Spin between ticks to use all the CPU its quota allows (quota tests and benchmarks)."""
+    nerves: bool = True
+    """Run the reflexes (collision avoidance, exploration) over the brain's action."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.npc, int) or self.npc < 0:
+            raise ValueError(f"npc.npc={self.npc!r}: must be an integer >= 0")
+        if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
+            raise ValueError(f"npc.tick_rate={self.tick_rate!r}: must be an integer in 1..20")
+        for name in ("num_steps", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"npc.{name}={getattr(self, name)!r}: must be an integer >= 1")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NpcConfig:
+        """A config from a dict; ValueError naming an unknown field."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"npc.{unknown[0]}: unknown NPC config field")
+        return cls(**data)
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Where its weights live (None when it keeps no files)."""
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        return Path(self.run_dir) / f"npc-{self.npc}.pt" if self.run_dir else None
+
+
+def action_mask(view: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+    """bool [A]: the world's action mask as far as one NPC's senses show it."""
+    r = view.shape[0] // 2
+    nb = view[[r - 1, r + 1, r, r], [r, r, r + 1, r - 1]]  # N, S, E, W
+    own = view[r, r]
+    has_key = proprio[Proprio.HAS_KEY] > 0.5
+    mask = np.ones(NUM_ACTIONS, dtype=bool)
+    mask[Act.NORTH:Act.WEST + 1] = ~BLOCKING[nb]
+    mask[Act.INTERACT] = bool(own in (Tile.FOOD, Tile.CHARGER) or (own == Tile.KEY and not has_key)
+                              or np.isin(nb, (Tile.WATER, Tile.LOCK)).any()
+                              or (has_key and (nb == Tile.DOOR).any()))
+    return mask
+
+
+def weights_digest(brain: torch.nn.Module) -> str:
+    """A short digest of the brain's weights (equal weights, equal digest)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(brain.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class CpuMeter:
+    """CPU use (cores) of the NPC's cgroup, or of its own process, between two reads."""
+
+    def __init__(self, usage_file: str = "") -> None:
+        self.path = Path(usage_file) if usage_file else None
+        self.last = (time.monotonic(), self.seconds())
+
+    def seconds(self) -> float:
+        """CPU seconds used so far."""
+        if self.path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                text = self.path.read_text()
+                if self.path.name == "cpu.stat":
+                    return int(text.split("usage_usec", 1)[1].split()[0]) / 1e6
+                return int(text) / 1e9
+        return time.process_time()
+
+    def rate(self) -> float:
+        """Cores used since the last call."""
+        now, used = time.monotonic(), self.seconds()
+        (t0, u0), self.last = self.last, (now, used)
+        return max(0.0, (used - u0) / (now - t0)) if now > t0 else 0.0
+
+
+class NpcAgent:
+    """The NPC's mind without the bus: brain, learner, cells, nerves, counters."""
+
+    def __init__(self, config: NpcConfig) -> None:
+        self.config = config
+        seed = config.seed * 10007 + config.npc
+        torch.manual_seed(seed)
+        self.rng = torch.Generator().manual_seed(seed)
+        self.brain = Brain(BrainConfig(hidden=config.hidden, view_size=config.view_size), 1,
+                           generator=torch.Generator().manual_seed(seed))
+        self.ppo = PPOConfig(num_envs=1, num_steps=config.num_steps, num_minibatches=2, update_epochs=2,
+                             learning_rate=3e-4)
+        self.optimizer = torch.optim.Adam(self.brain.parameters(), lr=self.ppo.learning_rate, eps=1e-5)
+        self.cells = CellBank()
+        self.nerves = NerveBank() if config.nerves else None
+        self.tick_rate = config.tick_rate
+        self.gates: dict[str, bool] = {}
+        self.updates = 0
+        self.actions = 0
+        self.reward_rate = 0.0
+        self.source = "fresh"
+        self.rollout: Rollout | None = None
+        self.step = 0
+        self.pending_reward = 0.0
+        self.pending_done = False
+        self.last_stats: dict[str, float] = {}
+
+    # -- weights ----------------------------------------------------------------------------------
+
+    def load_or_create(self) -> str:
+        """Load the checkpoint, or start fresh with a warning and save it; where the weights came from."""
+        path = self.config.checkpoint_path
+        if path is not None and path.exists():
+            try:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+                if data.get("format") != CHECKPOINT_FORMAT:
+                    raise ValueError(f"format {data.get('format')!r} is not {CHECKPOINT_FORMAT}")
+                self.brain.load_state_dict(data["brain"])
+                if "optimizer" in data:
+                    self.optimizer.load_state_dict(data["optimizer"])
+                self.updates = int(data.get("updates", 0))
+                self.source = "checkpoint"
+                return self.source
+            except Exception as exc:
+                log.warning("npc %d: checkpoint %s unusable (%s); starting fresh", self.config.npc, path, exc)
+        elif path is not None:
+            log.warning("npc %d: no checkpoint at %s; starting fresh", self.config.npc, path)
+        self.source = "fresh"
+        self.save()
+        return self.source
+
+    def save(self) -> None:
+        """Write the weights atomically (temp file, then rename)."""
+        path = self.config.checkpoint_path
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"format": CHECKPOINT_FORMAT, "npc": self.config.npc, "brain": self.brain.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                    "hidden": self.config.hidden, "view_size": self.config.view_size}, tmp)
+        os.replace(tmp, path)
+
+    # -- acting -----------------------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> None:
+        """Account an observation's reward (every observation, acted on or not)."""
+        self.pending_reward += obs.reward
+        self.pending_done = self.pending_done or obs.terminated or obs.truncated
+
+    def act(self, obs: Observation) -> tuple[int, bool]:
+        """(action, overridden by a nerve) for an observation; learns when configured."""
+        view = np.frombuffer(obs.view, dtype=np.uint8).reshape(obs.side, obs.side)
+        proprio = np.frombuffer(obs.proprio, dtype="<f4")[:PROPRIO_SIZE]
+        mask = action_mask(view, proprio)
+        codes_t = torch.from_numpy(view.copy()).view(1, 1, obs.side, obs.side)
+        proprio_t = torch.from_numpy(proprio.copy()).view(1, 1, -1)
+        mask_t = torch.from_numpy(mask).view(1, 1, -1)
+        with torch.no_grad():
+            a, logp, _, value = self.brain.get_action_and_value(codes_t, proprio_t, mask_t,
+                                                                generator=self.rng)
+        action = int(a)
+        self.cells.step(view[None], proprio[None], obs.tick)
+        overridden = False
+        if self.nerves is not None:
+            final, over = self.nerves.apply(np.array([action]), view[None], proprio[None])
+            action, overridden = int(final[0]), bool(over[0])
+        reward, done = self.pending_reward, self.pending_done
+        self.pending_reward, self.pending_done = 0.0, False
+        self.reward_rate = 0.95 * self.reward_rate + 0.05 * reward
+        if self.config.learn:
+            self._learn(codes_t, proprio_t, mask_t, a, logp, value, reward, done, overridden)
+        self.actions += 1
+        return action, overridden
+
+    def _learn(self, codes: torch.Tensor, proprio: torch.Tensor, mask: torch.Tensor, action: torch.Tensor,
+               logp: torch.Tensor, value: torch.Tensor, reward: float, done: bool, overridden: bool) -> None:
+        T = self.config.num_steps
+        if self.rollout is None:
+            self.rollout = Rollout(1, T, 1, codes.shape[-1], proprio.shape[-1], NUM_ACTIONS)
+        ro = self.rollout
+        if self.step > 0:
+            ro.rewards[0, self.step - 1, 0] = reward
+        if self.step == T:  # the rollout is full: this observation bootstraps it
+            batch = ro.batch(value.view(1, 1), torch.tensor([[done]]), self.ppo.gamma, self.ppo.gae_lambda)
+            self.last_stats = ppo_update(self.brain, self.optimizer, batch, self.ppo)
+            self.updates += 1
+            self.step = 0
+            if self.updates % self.config.checkpoint_every == 0:
+                self.save()
+        t = self.step
+        if codes.shape[-1] == ro.codes.shape[-1]:
+            ro.codes[0, t, 0] = codes[0, 0]
+            ro.proprio[0, t, 0] = proprio[0, 0]
+            ro.action_mask[0, t, 0] = mask[0, 0]
+            ro.actions[0, t, 0] = action.view(-1)[0]
+            ro.logprobs[0, t, 0] = logp.view(-1)[0]
+            ro.values[0, t, 0] = value.view(-1)[0]
+            ro.dones[0, t, 0] = done
+            ro.mask[0, t, 0] = not overridden
+            self.step += 1
+
+    def state(self, obs: Observation, cpu_use: float) -> NpcState:
+        """The state report for the governor."""
+        p = np.frombuffer(obs.proprio, dtype="<f4")
+        alive = bool(np.any(p != 0.0))
+        return NpcState(npc=self.config.npc, tick=obs.tick,
+                        lifeforce=float(np.clip(p[Proprio.LIFEFORCE], 0.0, 1.0)),
+                        battery=float(np.clip(p[Proprio.BATTERY], 0.0, 1.0)), reward_rate=self.reward_rate,
+                        tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive)
+
+    def waves(self, npc: int) -> WaveBatch | None:
+        """The fired waves of the last step, or None when none fired."""
+        last = self.cells.last
+        if last is None or not last.fired.any():
+            return None
+        idx = np.flatnonzero(last.fired[0])
+        return WaveBatch.from_arrays(last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc),
+                                     idx, last.confidence[0, idx], last.value[0, idx])
+
+    def command(self, msg: Command) -> bool:
+        """Obey a command for this NPC; False (logged) when it is for another one."""
+        if msg.npc != self.config.npc:
+            log.warning("npc %d: rejected command for npc %d", self.config.npc, msg.npc)
+            return False
+        self.tick_rate = msg.tick_rate
+        self.gates = {str(k): v for k, v in msg.gates.items()}
+        log.info("npc %d: command: tick rate %d Hz, gates %s", self.config.npc, msg.tick_rate, self.gates)
+        return True
+
+
+def write_status(config: NpcConfig, agent: NpcAgent, **extra: Any) -> None:
+    """Write status.json (pid, weights source and digest) next to the checkpoint."""
+    path = config.checkpoint_path
+    if path is None:
+        return
+    status = {"npc": config.npc, "pid": os.getpid(), "source": agent.source,
+              "weights": weights_digest(agent.brain), "updates": agent.updates, **extra}
+    tmp = path.with_name(f".npc-{config.npc}.status.tmp")
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, path.with_name(f"npc-{config.npc}.status.json"))
+
+
+async def run(config: NpcConfig) -> int:
+    """Live until SIGTERM/SIGINT: observe, act, report; checkpoint on the way out."""
+    torch.set_num_threads(1)
+    agent = NpcAgent(config)
+    agent.load_or_create()
+    write_status(config, agent)
+    npc = config.npc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    latest: list[Observation | None] = [None]
+    new_obs = asyncio.Event()
+    started = time.monotonic()
+    counters = {"bad_commands": 0, "rejected_commands": 0}
+
+    def on_obs(msg: Observation, raw: Any) -> None:
+        agent.observe(msg)
+        latest[0] = msg
+        new_obs.set()
+
+    def on_command(msg: Command, raw: Any) -> None:
+        if not agent.command(msg):
+            counters["rejected_commands"] += 1
+
+    async with contextlib.AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(Bus(BusConfig(url=config.bus_url, name=f"npc-{npc}")))
+        await bus.subscribe(subjects.npc_obs(npc), Observation, on_obs)
+        await bus.subscribe(subjects.npc_command(npc), Command, on_command)
+        action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
+        wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
+        cpu = CpuMeter(config.cpu_usage_file)
+
+        async def heartbeat() -> None:
+            seq = 0
+            while True:
+                with contextlib.suppress(Exception):  # a broker restart must not end the NPC
+                    await bus.publish(hb_subject, Heartbeat(domain="npc", service=f"npc-{npc}", seq=seq,
+                                                            uptime_s=time.monotonic() - started,
+                                                            requests=agent.actions,
+                                                            errors=sum(bus.bad_messages.values())))
+                seq += 1
+                await asyncio.sleep(config.heartbeat_s)
+
+        beat = asyncio.create_task(heartbeat())
+        stack.callback(beat.cancel)
+        await bus.flush()
+        last_act = 0.0
+        cpu_use = 0.0
+        last_cpu = time.monotonic()
+        slack = 0.5 / config.world_hz
+        stopping = asyncio.create_task(stop.wait())
+        while not stop.is_set():
+            if config.burn_cpu:
+                while not new_obs.is_set() and not stop.is_set():
+                    end = time.perf_counter() + 0.005
+                    while time.perf_counter() < end:
+                        pass
+                    await asyncio.sleep(0)
+            waiter = asyncio.create_task(new_obs.wait())
+            await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            if stop.is_set():
+                break
+            new_obs.clear()
+            obs = latest[0]
+            now = time.monotonic()
+            if obs is None or now - last_act < 1.0 / agent.tick_rate - slack:
+                continue
+            last_act = now
+            action, _ = agent.act(obs)
+            try:
+                await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
+                if now - last_cpu >= 0.5:
+                    cpu_use, last_cpu = cpu.rate(), now
+                await bus.publish(state_subject, agent.state(obs, cpu_use))
+                waves = agent.waves(npc)
+                if waves is not None:
+                    await bus.publish(wave_subject, waves)
+            except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
+                log.debug("npc %d: publish failed: %s", npc, exc)
+        stopping.cancel()
+        counters["bad_commands"] = bus.bad_messages.get(subjects.npc_command(npc), 0)
+    agent.save()
+    write_status(config, agent, actions=agent.actions, **counters)
+    log.info("npc %d: stopped after %d actions, %d updates", npc, agent.actions, agent.updates)
+    return 0
+
+
+def preload() -> None:
+    """Warm torch and the NPC up (brain, optimiser, one PPO update, a save) so children share those pages."""
+    import io
+
+    torch.set_num_threads(1)
+    agent = NpcAgent(NpcConfig(learn=True, num_steps=2, nerves=True))
+    v = 7
+    obs = Observation(npc=0, tick=0, side=v, view=bytes(v * v), proprio=bytes(4 * PROPRIO_SIZE), reward=0.0)
+    for _ in range(3):
+        agent.act(obs)
+    agent.state(obs, 0.0)
+    torch.save(agent.brain.state_dict(), io.BytesIO())
+
+
+def child_main(config: dict[str, Any]) -> int:
+    """Entry point in a forked child: the config dict to an exit code."""
+    cfg = NpcConfig.from_dict(config)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s npc-{cfg.npc} %(levelname)s %(message)s",
+                        force=True)
+    return asyncio.run(run(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.npc``: one NPC process from flags or a JSON config."""
+    parser = argparse.ArgumentParser(prog="python -m agents.npc", description=__doc__.splitlines()[0])
+    parser.add_argument("--config-json", default="", help="the whole NpcConfig as JSON")
+    parser.add_argument("--id", type=int, dest="npc", help="NPC id")
+    parser.add_argument("--tick-rate", type=int, help="actions per second, 1-20")
+    parser.add_argument("--bus-url", help="nats://host:port")
+    parser.add_argument("--run-dir", help="folder for checkpoint and status")
+    parser.add_argument("--checkpoint", help="weights file")
+    parser.add_argument("--learn", action="store_true", default=None, help="learn online with PPO")
+    args = parser.parse_args(argv)
+    try:
+        data = json.loads(args.config_json) if args.config_json else {}
+    except json.JSONDecodeError as exc:
+        parser.error(f"--config-json: {exc}")
+    for f in ("npc", "tick_rate", "bus_url", "run_dir", "checkpoint", "learn"):
+        if getattr(args, f) is not None:
+            data[f] = getattr(args, f)
+    try:
+        config = NpcConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        parser.error(str(exc))
+    if not config.bus_url:
+        parser.error("--bus-url: required (the organism's nats://host:port)")
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s npc-{config.npc} %(levelname)s %(message)s")
+    return asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,349 @@
+"""The live organism (``runtime=processes``): world server, supervisor and one OS process per NPC.
+
+``run(OrganismConfig(...)) -> summary`` (``python -m agents.organism --npcs 16 --duration 60``):
+
+1. starts one embedded nats-server (fixed port, so a restarted broker keeps its address) unless a
+   bus url is given, and passes its url to every process;
+2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
+3. starts the fork server (torch and the project preloaded) and the supervisor, which forks N NPC
+   processes, each in its own cgroup with its CPU quota and memory max;
+4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
+5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
+   after the stop timeout), removes every group and returns the per-NPC summary (ticks, missed
+   ticks, late actions, CPU seconds, lifeforce, restarts), also written to ``<run_dir>/summary.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.cgroups import BACKENDS, CgroupConfig, Cgroups, check_quota, detect
+from agents.forkserver import ForkServer, SpawnFactory
+from agents.npc import NpcConfig
+from agents.supervisor import ChildSpec, Supervisor, SupervisorConfig, serve
+from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
+from nervous.bus import Bus, BusConfig
+from nervous.server import EmbeddedServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OrganismConfig:
+    """The process runtime: how many NPC processes, for how long, with which limits."""
+
+    npcs: int = 16
+    """NPC processes (and world slots)."""
+    duration_s: float = 60.0
+    """Seconds to live; 0 runs until SIGTERM/SIGINT."""
+    stage: int = 3
+    """Curriculum stage preset of the world."""
+    tick_rate: int = 20
+    """Initial NPC tick rate in Hz (1-20); the governor changes it through commands."""
+    hz: float = 20.0
+    """World ticks per second."""
+    clock: str = "realtime"
+    """realtime (20 Hz wall clock) or lockstep (each tick waits for the due NPCs)."""
+    cpu_quota: float = 100.0
+    """Initial CPU quota per NPC in percent of one core (5-100); changed live by allocations."""
+    memory_max_mib: int = 512
+    """Memory max per NPC group in MiB (0: unlimited)."""
+    learn: bool = False
+    """NPCs learn online with their own PPO learners."""
+    hidden: int = 64
+    """NPC brain hidden width."""
+    checkpoint_dir: str = ""
+    """Folder of per-NPC weights (npc-<id>.pt) to start from and to write ('' : run_dir/npcs)."""
+    run: str = "organism"
+    """Run name (cgroup parent, frames subject)."""
+    run_dir: str = "runs/organism"
+    """Folder for checkpoints, logs, the broker's store and summary.json."""
+    bus_url: str | None = None
+    """nats://host:port of an existing bus; None starts one embedded nats-server for all processes."""
+    cgroups: str = "auto"
+    """Cgroup backend: auto, v2, v1, systemd or none."""
+    fork: bool = True
+    """Fork NPCs from the preloaded fork server (False: spawn python -m agents.npc each)."""
+    seed: int = 0
+    """Seed of the world and of fresh brains."""
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    """Restart policy and timeouts."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.supervisor, dict):
+            self.supervisor = SupervisorConfig(**self.supervisor)
+        if not isinstance(self.npcs, int) or self.npcs < 1:
+            raise ValueError(f"runtime.npcs={self.npcs!r}: must be an integer >= 1")
+        if self.duration_s < 0:
+            raise ValueError(f"runtime.duration_s={self.duration_s!r}: must be >= 0")
+        if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
+            raise ValueError(f"runtime.tick_rate={self.tick_rate!r}: must be an integer in 1..20")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"runtime.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
+        if self.cgroups not in BACKENDS:
+            raise ValueError(f"runtime.cgroups={self.cgroups!r}: must be one of {', '.join(BACKENDS)}")
+        if self.memory_max_mib < 0:
+            raise ValueError(f"runtime.memory_max_mib={self.memory_max_mib!r}: must be >= 0")
+        try:
+            check_quota(self.cpu_quota)
+        except ValueError:
+            raise ValueError(f"runtime.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
+
+
+class Organism:
+    """World server + supervisor + NPC processes on one bus; ``async with``, then ``run()``."""
+
+    def __init__(
+        self,
+        config: OrganismConfig,
+        on_frame: Callable[..., Any] | None = None,
+        npc_overrides: dict[int, dict[str, Any]] | None = None,
+    ) -> None:
+        self.config = config
+        self.on_frame = on_frame
+        self.npc_overrides = npc_overrides or {}
+        self.run_dir = Path(config.run_dir)
+        self.server: EmbeddedServer | None = None
+        self.bus: Bus | None = None
+        self.cgroups: Cgroups | None = None
+        self.factory: ForkServer | SpawnFactory | None = None
+        self.supervisor: Supervisor | None = None
+        self.world: WorldServer | None = None
+        self.stop = asyncio.Event()
+        self.spawn_all_s = float("nan")
+        self.started_at = 0.0
+        self.supervising = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the NPCs' weights live."""
+        return Path(self.config.checkpoint_dir) if self.config.checkpoint_dir else self.run_dir / "npcs"
+
+    def npc_config(self, i: int) -> NpcConfig:
+        """The NPC config of slot i."""
+        c = self.config
+        assert self.bus is not None and self.cgroups is not None
+        data: dict[str, Any] = {
+            "npc": i,
+            "tick_rate": c.tick_rate,
+            "bus_url": self.bus.url,
+            "run_dir": str(self.checkpoint_dir),
+            "learn": c.learn,
+            "hidden": c.hidden,
+            "world_hz": c.hz,
+            "seed": c.seed,
+            "cpu_usage_file": self.cgroups.cpu_usage_file(f"npc-{i}"),
+        }
+        data.update(self.npc_overrides.get(i, {}))
+        return NpcConfig.from_dict(data)
+
+    async def __aenter__(self) -> Organism:
+        c = self.config
+        stack = self._stack
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "logs").mkdir(exist_ok=True)
+            url = c.bus_url
+            if url is None:
+                self.server = EmbeddedServer(self.run_dir / "nats")
+                await asyncio.to_thread(self.server.start)
+                stack.callback(self.server.close)
+                url = self.server.url
+            self.bus = await stack.enter_async_context(Bus(BusConfig(url=url, name="organism")))
+            self.cgroups = detect(c.run, CgroupConfig(backend=c.cgroups))
+            if c.fork and self.cgroups.name != "systemd":
+                fork = ForkServer(log_dir=self.run_dir / "logs")
+                fork.start()  # in this thread: the server dies with the thread that started it
+                stack.callback(fork.close)
+                self.factory = fork
+            else:
+                wrap = self.cgroups.wrap_command if self.cgroups.name == "systemd" else None
+                self.factory = SpawnFactory(log_dir=self.run_dir / "logs", wrap=wrap)
+            self.supervisor = Supervisor(c.supervisor, self.factory, self.cgroups)
+            stack.callback(self.supervisor.close)  # runs before the fork server closes
+            memory = c.memory_max_mib << 20 if c.memory_max_mib else None
+            for i in range(c.npcs):
+                self.supervisor.add(
+                    ChildSpec(
+                        name=f"npc-{i}",
+                        npc=i,
+                        config=dataclasses.asdict(self.npc_config(i)),
+                        cpu_quota=c.cpu_quota,
+                        memory_max=memory,
+                    )
+                )
+            wcfg = WorldServerConfig(
+                stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run
+            )
+            self.world = WorldServer(wcfg, self.bus, self.on_frame)
+            await self.world.start()
+        except BaseException:
+            await stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def run(self, duration_s: float | None = None) -> dict[str, Any]:
+        """Live for duration_s (config's when None; 0: until stop is set); the summary."""
+        assert self.supervisor is not None and self.world is not None and self.bus is not None
+        duration = self.config.duration_s if duration_s is None else duration_s
+        sup_stop = asyncio.Event()
+        self.started_at = time.monotonic()
+        supervising = asyncio.create_task(serve(self.supervisor, self.bus, sup_stop, self.supervising))
+        ticking = asyncio.create_task(self.world.run(self.stop))
+        watch = asyncio.create_task(self._watch_spawn())
+        try:
+            if duration > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), duration)
+            else:
+                await self.stop.wait()
+        finally:
+            self.stop.set()
+            sup_stop.set()
+            watch.cancel()
+            await asyncio.gather(ticking, supervising, return_exceptions=True)
+            await self.world.stop()
+        return self.summary()
+
+    async def _watch_spawn(self) -> None:
+        assert self.supervisor is not None
+        await self.supervising.wait()
+        while not all(c.heartbeats > 0 for c in self.supervisor.children.values()):
+            await asyncio.sleep(0.01)
+        self.spawn_all_s = time.monotonic() - self.started_at
+
+    def summary(self) -> dict[str, Any]:
+        """Per NPC: ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts; and totals."""
+        assert self.supervisor is not None and self.world is not None and self.cgroups is not None
+        world, sup = self.world.summary(), self.supervisor.summary()
+        npcs = {}
+        for i in range(self.config.npcs):
+            s = sup[f"npc-{i}"]
+            npcs[i] = {
+                **world[i],
+                "cpu_s": round(s["cpu_s"], 3),
+                "restarts": s["restarts"],
+                "exits": s["exits"],
+                "state": s["state"],
+                "oom_kills": s["oom_kills"],
+            }
+        lat = self.world.latencies_ms()
+        ticks = sum(n["ticks"] for n in npcs.values())
+        missed = sum(n["missed"] for n in npcs.values())
+        out = {
+            "cgroups": self.cgroups.describe(),
+            "world_ticks": self.world.tick,
+            "spawn_all_s": self.spawn_all_s,
+            "missed_tick_fraction": missed / max(1, ticks + missed),
+            "action_latency_p50_ms": float(_percentile(lat, 50)),
+            "action_latency_p99_ms": float(_percentile(lat, 99)),
+            "overruns": self.world.overruns,
+            "npcs": npcs,
+        }
+        with contextlib.suppress(OSError):
+            (self.run_dir / "summary.json").write_text(json.dumps(out, indent=1, default=str))
+        return out
+
+
+def _percentile(values: Any, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None) -> dict[str, Any]:
+    async with Organism(config, on_frame) as org:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, org.stop.set)
+        return await org.run()
+
+
+def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Run the live organism to its end; the per-NPC summary (see module docstring)."""
+    return asyncio.run(_main(config, on_frame))
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as a table, one line per NPC."""
+    lines = [
+        summary["cgroups"],
+        f"world ticks {summary['world_ticks']}, spawn {summary['spawn_all_s']:.2f} s, "
+        f"action latency p50 {summary['action_latency_p50_ms']:.2f} ms p99 "
+        f"{summary['action_latency_p99_ms']:.2f} ms, missed {100 * summary['missed_tick_fraction']:.2f} %",
+        f"{'npc':>4} {'ticks':>6} {'missed':>6} {'late':>5} {'cpu_s':>7} {'lifeforce':>9} "
+        f"{'restarts':>8} state",
+    ]
+    for i, n in summary["npcs"].items():
+        lines.append(
+            f"{i:>4} {n['ticks']:>6} {n['missed']:>6} {n['late']:>5} {n['cpu_s']:>7.2f} "
+            f"{n['lifeforce']:>9.3f} {n['restarts']:>8} {n['state']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m agents.organism``: run the live organism standalone and print its summary."""
+    p = argparse.ArgumentParser(prog="python -m agents.organism", description=__doc__.splitlines()[0])
+    d = OrganismConfig()
+    p.add_argument("--npcs", type=int, default=d.npcs, help="NPC processes")
+    p.add_argument("--duration", type=float, default=d.duration_s, help="seconds to live (0: until SIGTERM)")
+    p.add_argument("--stage", type=int, default=d.stage, help="world stage preset 0-5")
+    p.add_argument("--tick-rate", type=int, default=d.tick_rate, help="initial NPC tick rate in Hz")
+    p.add_argument("--clock", choices=CLOCKS, default=d.clock, help="world clock")
+    p.add_argument(
+        "--cpu-quota", type=float, default=d.cpu_quota, help="CPU quota per NPC, percent of a core"
+    )
+    p.add_argument(
+        "--memory-max-mib", type=int, default=d.memory_max_mib, help="memory max per NPC (0: none)"
+    )
+    p.add_argument("--learn", action="store_true", help="NPCs learn online with PPO")
+    p.add_argument("--run-dir", default=d.run_dir, help="folder for checkpoints, logs and summary.json")
+    p.add_argument("--checkpoint-dir", default=d.checkpoint_dir, help="per-NPC weights folder")
+    p.add_argument("--bus-url", default=None, help="existing nats://host:port (default: embedded)")
+    p.add_argument("--cgroups", choices=BACKENDS, default=d.cgroups, help="cgroup backend")
+    p.add_argument("--spawn", action="store_true", help="spawn NPC processes instead of forking")
+    p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
+    a = p.parse_args(argv)
+    try:
+        config = OrganismConfig(
+            npcs=a.npcs,
+            duration_s=a.duration,
+            stage=a.stage,
+            tick_rate=a.tick_rate,
+            clock=a.clock,
+            cpu_quota=a.cpu_quota,
+            memory_max_mib=a.memory_max_mib,
+            learn=a.learn,
+            run_dir=a.run_dir,
+            checkpoint_dir=a.checkpoint_dir,
+            bus_url=a.bus_url,
+            cgroups=a.cgroups,
+            fork=not a.spawn,
+            seed=a.seed,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(format_summary(run(config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The world server: the authoritative grid world on the bus (process runtime).
+
+Lives above ``world`` (which knows nothing of the bus). Each world tick it steps one env of
+``GridWorld`` with the latest action of every NPC and publishes each NPC's ``Observation`` on
+``{env}.npc.{id}.obs``. Clocks: ``realtime`` (a 20 Hz wall clock, ticks never wait for NPCs) or
+``lockstep`` (a tick waits until every NPC that is due has acted, or ``lockstep_timeout_s``).
+
+An action counts for a tick only when it names the tick's observation and arrives before the step:
+a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
+NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
+tick rate in its state reports; a due NPC with no fresh action is a missed tick. Latency is measured
+from publishing an observation to receiving its action. ``on_frame(world, actions=, tick_rate=,
+cpu_use=)`` (e.g. ``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nervous import subjects
+from nervous.bus import Bus
+from nervous.messages import Action, NpcState, Observation
+from world import GridWorld, stage_config
+from world.tiles import Action as Act
+
+log = logging.getLogger(__name__)
+
+CLOCKS = ("realtime", "lockstep")
+
+
+@dataclass
+class WorldServerConfig:
+    """The world server of the process runtime."""
+
+    stage: int = 3
+    """Curriculum stage preset of the world."""
+    n_npcs: int = 16
+    """NPC slots (one NPC process each)."""
+    seed: int = 0
+    """World seed."""
+    hz: float = 20.0
+    """World ticks per second."""
+    clock: str = "realtime"
+    """realtime (wall clock) or lockstep (each tick waits for the due NPCs)."""
+    lockstep_timeout_s: float = 0.5
+    """Lockstep: longest wait for due NPCs before stepping anyway."""
+    run: str = "organism"
+    """Run name (frames subject)."""
+    latency_samples: int = 200_000
+    """Action latencies kept for percentiles."""
+
+    def __post_init__(self) -> None:
+        if self.clock not in CLOCKS:
+            raise ValueError(f"runtime.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
+        if not 1.0 <= self.hz <= 100.0:
+            raise ValueError(f"world_server.hz={self.hz!r}: must be in 1..100")
+        if not isinstance(self.n_npcs, int) or self.n_npcs < 1:
+            raise ValueError(f"world_server.n_npcs={self.n_npcs!r}: must be an integer >= 1")
+
+
+def ticks_per_action(hz: float, rate: float) -> int:
+    """World ticks between two actions of an NPC acting at rate Hz."""
+    return max(1, math.ceil(hz / rate - 0.5))
+
+
+class WorldServer:
+    """One env of the grid world, driven by the NPCs' actions on the bus."""
+
+    def __init__(self, config: WorldServerConfig, bus: Bus,
+                 on_frame: Callable[..., Any] | None = None) -> None:
+        self.config = config
+        self.bus = bus
+        self.on_frame = on_frame
+        self.world = GridWorld(stage_config(config.stage, n_npcs=config.n_npcs), num_envs=1, seed=config.seed)
+        n = config.n_npcs
+        self.tick = 0
+        self.pending = np.zeros(n, dtype=np.int64)
+        self.pending_tick = np.full(n, -1, dtype=np.int64)
+        self.applied = np.zeros(n, dtype=np.int64)
+        self.rate = np.full(n, 20.0, dtype=np.float32)
+        self.cpu_use = np.zeros(n, dtype=np.float32)
+        self.last_acted = np.full(n, -1, dtype=np.int64)
+        self.acted = np.zeros(n, dtype=np.int64)
+        self.missed = np.zeros(n, dtype=np.int64)
+        self.late = np.zeros(n, dtype=np.int64)
+        self.lifeforce_sum = np.zeros(n, dtype=np.float64)
+        self.deaths = np.zeros(n, dtype=np.int64)
+        self.obs_time = 0.0
+        self.latency = np.zeros(config.latency_samples, dtype=np.float64)
+        self.n_latency = 0
+        self.overruns = 0
+        self.bad_actions = 0
+        self._due_left = 0
+        self._all_in = asyncio.Event()
+        self._subs: list[Any] = []
+        side = self.world.V
+        self._side = side
+
+    # -- bus --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to every NPC's actions and state reports."""
+        for i in range(self.config.n_npcs):
+            self._subs.append(await self.bus.subscribe(subjects.npc_action(i), Action, self._on_action))
+            self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState, self._on_state))
+
+    async def stop(self) -> None:
+        """Unsubscribe."""
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+
+    def _on_action(self, msg: Action, raw: Any) -> None:
+        i = msg.npc
+        if i >= self.config.n_npcs:
+            self.bad_actions += 1
+            return
+        if msg.tick == self.tick:
+            if self.pending_tick[i] != self.tick:
+                if self.n_latency < len(self.latency):
+                    self.latency[self.n_latency] = time.monotonic() - self.obs_time
+                    self.n_latency += 1
+                if self._is_due(i):
+                    self._due_left -= 1
+                    if self._due_left <= 0:
+                        self._all_in.set()
+            self.pending[i] = msg.action
+            self.pending_tick[i] = msg.tick
+        elif msg.tick < self.tick:
+            self.late[i] += 1
+        else:
+            self.bad_actions += 1
+
+    def _on_state(self, msg: NpcState, raw: Any) -> None:
+        if msg.npc < self.config.n_npcs:
+            self.rate[msg.npc] = msg.tick_rate
+            self.cpu_use[msg.npc] = msg.cpu_use
+
+    def _is_due(self, i: int) -> bool:
+        if self.last_acted[i] < 0:
+            return True
+        return self.tick - self.last_acted[i] >= ticks_per_action(self.config.hz, float(self.rate[i]))
+
+    # -- ticks ------------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Apply the fresh actions (STAY otherwise), count missed ticks, step the world."""
+        fresh = self.pending_tick == self.tick
+        started = self.last_acted >= 0
+        for i in np.flatnonzero(~fresh & started):
+            if self._is_due(int(i)):
+                self.missed[i] += 1
+        self.applied[:] = np.where(fresh, self.pending, Act.STAY)
+        self.acted += fresh
+        self.last_acted[fresh] = self.tick
+        self.world.step(self.applied[None])
+        self.lifeforce_sum += self.world.lifeforce[0]
+        self.deaths += self.world.died[0]
+        self.tick += 1
+        if self.on_frame is not None:
+            self.on_frame(self.world, actions=self.applied, tick_rate=self.rate, cpu_use=self.cpu_use)
+
+    async def publish_observations(self) -> None:
+        """Publish every NPC's observation of the current tick."""
+        w = self.world
+        self._due_left = sum(self._is_due(i) for i in range(self.config.n_npcs))
+        self._all_in.clear()
+        self.obs_time = time.monotonic()
+        for i in range(self.config.n_npcs):
+            obs = Observation(npc=i, tick=self.tick, side=self._side, view=w.views[0, i].tobytes(),
+                              proprio=w.proprio[0, i].tobytes(), reward=float(w.rewards[0, i]),
+                              terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]))
+            try:
+                await self.bus.publish(subjects.npc_obs(i), obs)
+            except Exception as exc:  # broker away beyond the pending buffer: the NPCs miss this tick
+                log.debug("obs publish failed: %s", exc)
+
+    async def run(self, stop: asyncio.Event, ticks: int | None = None) -> None:
+        """Tick until stop is set (or for a number of ticks)."""
+        period = 1.0 / self.config.hz
+        await self.publish_observations()
+        next_t = time.monotonic() + period
+        done = 0
+        while not stop.is_set() and (ticks is None or done < ticks):
+            if self.config.clock == "lockstep":
+                if self._due_left > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._all_in.wait(), self.config.lockstep_timeout_s)
+            else:
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    if stop.is_set():
+                        break
+                elif delay < -period:
+                    self.overruns += 1
+                    next_t = time.monotonic()
+                next_t += period
+            self.step()
+            await self.publish_observations()
+            done += 1
+
+    # -- results ----------------------------------------------------------------------------------
+
+    def latencies_ms(self) -> np.ndarray:
+        """Measured observation-to-action latencies, in ms."""
+        return self.latency[:self.n_latency] * 1000.0
+
+    def summary(self) -> dict[int, dict[str, Any]]:
+        """Per NPC: ticks acted, missed, late, mean and final lifeforce, deaths."""
+        t = max(self.tick, 1)
+        return {i: {"ticks": int(self.acted[i]), "missed": int(self.missed[i]), "late": int(self.late[i]),
+                    "lifeforce_mean": float(self.lifeforce_sum[i] / t),
+                    "lifeforce": float(self.world.lifeforce[0, i]), "deaths": int(self.deaths[i])}
+                for i in range(self.config.n_npcs)}

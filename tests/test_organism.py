@@ -1,0 +1,164 @@
+"""The live organism with real NPC processes and real cgroups: faults, commands, quotas, clean exit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agents.cgroups import v1_mounts
+from agents.organism import Organism, OrganismConfig
+from agents.supervisor import State, SupervisorConfig
+from nervous import subjects
+from nervous.messages import Allocation, Command
+
+CAPPED = "cpu" in v1_mounts() and os.geteuid() == 0
+pytestmark = pytest.mark.slow
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until check() holds; fails naming what after timeout."""
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def _config(tmp_path: Path, npcs: int) -> OrganismConfig:
+    sup = SupervisorConfig(start_s=0.5, heartbeat_timeout_s=1.5, stop_timeout_s=3.0, backoff_s=0.2)
+    return OrganismConfig(
+        npcs=npcs,
+        duration_s=0,
+        stage=0,
+        run="test-organism",
+        run_dir=str(tmp_path / "run"),
+        hidden=32,
+        supervisor=sup,
+    )
+
+
+def _status(org: Organism, npc: int) -> dict:
+    return json.loads((org.checkpoint_dir / f"npc-{npc}.status.json").read_text())
+
+
+async def test_faults_commands_and_quota(tmp_path: Path) -> None:
+    burner = {3: {"burn_cpu": True}}
+    async with Organism(_config(tmp_path, 4), npc_overrides=burner) as org:
+        sup, world, bus = org.supervisor, org.world, org.bus
+        assert sup is not None and world is not None and bus is not None
+        running = asyncio.create_task(org.run(0))
+        children = sup.children
+        try:
+            await until(
+                lambda: all(c.state == State.RUNNING and c.heartbeats for c in children.values()),
+                20,
+                "every NPC running",
+            )
+            await until(lambda: world.acted.min() > 5, 10, "every NPC acting")
+
+            # kill -9: restarted at once with the same weights
+            before = _status(org, 0)
+            pid = children["npc-0"].handle.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+            hb = children["npc-0"].heartbeats
+            took = await until(
+                lambda: children["npc-0"].heartbeats > hb + 1 and children["npc-0"].pids[-1] != pid,
+                5,
+                "npc-0 back after kill -9",
+            )
+            assert took < 2.0
+            after = _status(org, 0)
+            assert after["pid"] != pid and after["source"] == "checkpoint"
+            assert after["weights"] == before["weights"]
+            assert children["npc-0"].exits[-1].reason == "crash"
+
+            # a command changes the tick rate at once; a malformed one is rejected and logged
+            await bus.nc.publish(subjects.npc_command(1), b"\x93garbage")
+            await bus.publish(subjects.npc_command(1), Command(npc=2, tick=0, tick_rate=3))  # wrong NPC
+            await bus.publish(subjects.npc_command(1), Command(npc=1, tick=0, tick_rate=5))
+            await until(lambda: world.rate[1] == 5, 3, "npc-1 at 5 Hz")
+            acted = int(world.acted[1])
+            await asyncio.sleep(1.0)
+            assert 3 <= world.acted[1] - acted <= 7  # about 5 actions per second
+            log = (org.run_dir / "logs" / "npc-1.log").read_text()
+            assert "bad Command" in log and "rejected command for npc 2" in log
+
+            # a governor allocation sets the CPU quota live; the burner is held to it
+            await bus.publish(
+                subjects.governor_allocate(),
+                Allocation(npc=3, tick=0, tick_rate=20, cpu_quota=25.0, gates={}, llm_priority=0),
+            )
+            await until(lambda: children["npc-3"].spec.cpu_quota == 25.0, 3, "quota applied")
+            if CAPPED:
+                await asyncio.sleep(0.3)
+                c0, t0 = sup.cgroups.cpu_seconds("npc-3"), time.monotonic()
+                await asyncio.sleep(1.5)
+                used = (sup.cgroups.cpu_seconds("npc-3") - c0) / (time.monotonic() - t0)
+                assert used == pytest.approx(0.25, rel=0.15)
+
+            # a hung NPC (stopped, no heartbeat) is killed and restarted
+            pid = children["npc-2"].handle.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGSTOP)
+            await until(
+                lambda: children["npc-2"].exits and children["npc-2"].exits[-1].reason == "hang",
+                5,
+                "hang detected",
+            )
+            await until(lambda: children["npc-2"].state == State.RUNNING, 5, "npc-2 running again")
+
+            # memory max: an NPC that exceeds it is OOM-killed, seen as such and restarted
+            if CAPPED:
+                sup.set_memory_max("npc-2", 4 << 20)
+                sup.kill("npc-2", "test")
+                await until(lambda: any(e.reason == "oom" for e in children["npc-2"].exits), 10, "OOM seen")
+                sup.set_memory_max("npc-2", 512 << 20)
+                await until(lambda: children["npc-2"].state == State.RUNNING, 10, "npc-2 running after OOM")
+                assert sup.cgroups.oom_kills("npc-2") >= 1
+        finally:
+            pids = [p for c in children.values() for p in c.pids]
+            groups = [d for name in children for d in sup.cgroups.dirs(name)] if CAPPED else []  # type: ignore[attr-defined]
+            org.stop.set()
+            summary = await asyncio.wait_for(running, 20)
+    assert not [p for p in pids if _alive(p)]
+    assert not [g for g in groups if g.exists()]
+    assert summary["npcs"][0]["restarts"] >= 1
+    assert all(n["state"] == "STOPPED" for n in summary["npcs"].values())
+
+
+async def test_broker_restart_is_survived_and_sigterm_checkpoints(tmp_path: Path) -> None:
+    async with Organism(_config(tmp_path, 2)) as org:
+        sup, world, server = org.supervisor, org.world, org.server
+        assert sup is not None and world is not None and server is not None
+        running = asyncio.create_task(org.run(0))
+        try:
+            await until(lambda: world.acted.min() > 5, 20, "every NPC acting")
+            server.kill()
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(server.start)
+            acted = world.acted.copy()
+            await until(lambda: (world.acted > acted + 10).all(), 15, "NPCs acting after the broker restart")
+            assert all(c.state == State.RUNNING and c.restarts == 0 for c in sup.children.values())
+        finally:
+            pids = [p for c in sup.children.values() for p in c.pids]
+            org.stop.set()
+            await asyncio.wait_for(running, 20)
+    for npc in range(2):
+        status = json.loads((org.checkpoint_dir / f"npc-{npc}.status.json").read_text())
+        assert status["actions"] > 0  # written on the way out after SIGTERM
+    assert not [p for p in pids if _alive(p)]
