@@ -80,6 +80,8 @@ class NpcConfig:
     """The world clock, for phase keeping (half a world tick of slack)."""
     heartbeat_s: float = 0.5
     """Seconds between heartbeats."""
+    state_s: float = 0.2
+    """Least seconds between two state reports (a command's tick rate shows in the next one)."""
     cpu_usage_file: str = ""
     """Its cgroup's CPU usage file (cpuacct.usage or cpu.stat); '' : its own process times."""
     seed: int = 0
@@ -375,6 +377,7 @@ async def run(config: NpcConfig) -> int:
         last_act = 0.0
         cpu_use = 0.0
         last_cpu = time.monotonic()
+        last_state = 0.0
         slack = 0.5 / config.world_hz
         stopping = asyncio.create_task(stop.wait())
         while not stop.is_set():
@@ -398,9 +401,11 @@ async def run(config: NpcConfig) -> int:
             action, _ = agent.act(obs)
             try:
                 await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
-                if now - last_cpu >= 0.5:
-                    cpu_use, last_cpu = cpu.rate(), now
-                await bus.publish(state_subject, agent.state(obs, cpu_use))
+                if now - last_state >= config.state_s:  # the action went first; reports are rate-limited
+                    last_state = now
+                    if now - last_cpu >= 0.5:
+                        cpu_use, last_cpu = cpu.rate(), now
+                    await bus.publish(state_subject, agent.state(obs, cpu_use))
                 waves = agent.waves(npc)
                 if waves is not None:
                     await bus.publish(wave_subject, waves)
