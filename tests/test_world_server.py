@@ -1,0 +1,91 @@
+"""The world server applies fresh actions, and counts late and missing ones as STAY (real nats-server)."""
+
+import asyncio
+
+import numpy as np
+
+from agents.world_server import WorldServer, WorldServerConfig
+from nervous import subjects
+from nervous.messages import Action, Observation
+from world.tiles import Action as Act
+
+
+async def settle(bus, condition, timeout: float = 2.0) -> None:
+    """Flush, then wait until the server's subscription callbacks made condition() true."""
+    await bus.nc.flush()
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def make_server(bus, n_npcs: int = 2) -> WorldServer:
+    server = WorldServer(WorldServerConfig(stage=0, n_npcs=n_npcs, seed=1, clock="lockstep"), bus)
+    await server.start()
+    return server
+
+
+async def test_fresh_action_is_applied_and_observations_published(bus):
+    server = await make_server(bus)
+    got: list[Observation] = []
+    await bus.subscribe(subjects.npc_obs(1), Observation, lambda msg, raw: got.append(msg))
+    await server.publish_observations()
+    await settle(bus, lambda: len(got) == 1)
+    assert got[0].npc == 1 and got[0].tick == 0 and len(got[0].view) == server.world.V ** 2
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=Act.INTERACT))
+    await settle(bus, lambda: server.pending_tick[1] == 0)
+    server.step()
+    assert server.applied.tolist() == [Act.STAY, Act.INTERACT]
+    assert server.acted.tolist() == [0, 1] and server.tick == 1
+    await server.stop()
+
+
+async def test_late_action_means_stay_and_is_counted(bus):
+    server = await make_server(bus)
+    server.step()  # tick 0 passes with no actions
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.SOUTH))  # names tick 0
+    await settle(bus, lambda: server.late[0] == 1)
+    y = server.world.pos_y[0, 0]
+    server.step()
+    assert server.applied[0] == Act.STAY and server.world.pos_y[0, 0] == y
+    assert server.summary()[0]["late"] == 1
+    await server.stop()
+
+
+async def test_missing_action_of_a_due_npc_is_a_missed_tick(bus):
+    server = await make_server(bus)
+    for npc in (0, 1):
+        await bus.publish(subjects.npc_action(npc), Action(npc=npc, tick=0, action=Act.STAY))
+    await settle(bus, lambda: (server.pending_tick == 0).all())
+    server.step()
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=1, action=Act.STAY))  # npc 0 stays silent
+    await settle(bus, lambda: server.pending_tick[1] == 1)
+    server.step()
+    summary = server.summary()
+    assert (summary[0]["missed"], summary[1]["missed"]) == (1, 0)
+    assert (summary[0]["ticks"], summary[1]["ticks"]) == (1, 2)
+    await server.stop()
+
+
+async def test_action_from_the_future_or_an_unknown_npc_is_rejected(bus):
+    server = await make_server(bus)
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=5, action=Act.NORTH))
+    await bus.publish(subjects.npc_action(1), Action(npc=7, tick=0, action=Act.NORTH))
+    await settle(bus, lambda: server.bad_actions == 2)
+    server.step()
+    assert (server.applied == Act.STAY).all()
+    await server.stop()
+
+
+async def test_malformed_action_bytes_do_not_stop_the_server(bus):
+    server = await make_server(bus)
+    subject = subjects.npc_action(0)
+    before = bus.bad_messages[subject]
+    await bus.nc.publish(subjects.npc_action(0), b"\x00garbage")
+    await bus.nc.publish(subjects.npc_action(0), np.arange(10, dtype=np.uint8).tobytes())
+    await settle(bus, lambda: bus.bad_messages[subject] == before + 2)
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.EAST))
+    await settle(bus, lambda: server.pending_tick[0] == 0)
+    server.step()
+    assert server.applied[0] == Act.EAST
+    await server.stop()
