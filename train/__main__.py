@@ -1,0 +1,83 @@
+"""`python -m train`: Hydra entry point; bad input ends with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from train.checkpoint import CheckpointError
+from train.config import ConfigError, register_configs, to_run_config
+from world.replay import ReplayError
+
+#: Errors that mean bad input (config, CLI, files), reported in one line.
+INPUT_ERRORS = (ConfigError, CheckpointError, ReplayError)
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def hydra_main(cfg: DictConfig) -> dict:
+    """Run one job (one mode) with the composed config."""
+    from train.modes import eval_mode, train_mode  # after Hydra parsed the CLI: keeps --help fast
+
+    try:
+        run = to_run_config(cfg)
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        if run.mode == "eval":
+            return eval_mode(run, run_dir)
+        return train_mode(run, run_dir, overrides=list(hydra_cfg.overrides.task))
+    except INPUT_ERRORS as error:  # here, so Hydra does not log the job's failure as well
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error, plus the first line of its cause when that says more."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause).strip() and not isinstance(error, INPUT_ERRORS):
+        text = f"{text.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    return text
+
+
+def _check_argv(argv: list[str]) -> None:
+    """Catch `world.<field>=...` without a stage before Hydra turns it into an assertion."""
+    args = [a for a in argv if not a.startswith("-")]
+    if any(a.lstrip("+").startswith("world.") for a in args) and not any(
+            a.lstrip("+").startswith("world=") for a in args):
+        field = next(a for a in args if a.lstrip("+").startswith("world.")).split("=", 1)[0]
+        raise ConfigError(f"{field}: choose a stage first, e.g. world=stage0 {field}=...")
+
+
+def main() -> None:
+    """Run Hydra; print bad-input errors as one line and exit 2 (HYDRA_FULL_ERROR=1 shows tracebacks)."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise instead of printing its own report
+    try:
+        _check_argv(sys.argv[1:])
+        hydra_main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        if previous != "1" and isinstance(error, (*INPUT_ERRORS, HydraException, OmegaConfBaseException)):
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            sys.exit(2)
+        raise
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The run's structured config: one dataclass per part, registered in Hydra's ConfigStore.
+
+Groups (``conf/<group>/*.yaml``): world, brain, ppo, curriculum, logger, runtime; named overlays in
+``conf/experiment/``. With no ``world`` chosen the run follows the progressive curriculum over the
+stage presets; choosing one (``world=stage3``, optionally with ``world.<field>=...``) trains on that
+stage alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from agents.brain import BrainConfig
+from agents.ppo import PPOConfig
+from world import CurriculumConfig, WorldConfig
+
+MODES = ("train", "eval")
+LOGGER_MODES = ("offline", "online", "disabled")
+RUNTIMES = ("inproc",)
+VIEWERS = ("none", "live")
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message is one line naming the field."""
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go: wandb, metrics.jsonl in the run folder, and the progress bar."""
+
+    mode: str = "offline"
+    """wandb mode: offline (run files in the run folder), online, or disabled."""
+    project: str = "nimmerverse"
+    """wandb project."""
+    entity: str | None = None
+    """wandb entity (team or user); None: the default one."""
+    progress: bool = True
+    """Show a progress bar with SPS, stage and success."""
+    log_every: int = 1
+    """Updates between metric rows."""
+
+
+@dataclass
+class RuntimeConfig:
+    """How NPC brains run: ``inproc`` evaluates every brain batched in this process."""
+
+    name: str = "inproc"
+    """Runtime: inproc (the processes runtime comes later)."""
+    torch_threads: int = 2
+    """torch intra-op threads."""
+
+
+@dataclass
+class CurriculumSettings(CurriculumConfig):
+    """The world's curriculum settings plus per-stage thresholds."""
+
+    stage_thresholds: dict[int, float] = field(default_factory=dict)
+    """Threshold per stage overriding ``threshold`` (e.g. a stage's heuristic success)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything one `python -m train` run needs."""
+
+    world: WorldConfig | None = None
+    """A fixed stage to train or evaluate on; None: the progressive curriculum's presets."""
+    brain: BrainConfig = field(default_factory=BrainConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    mode: str = "train"
+    """train or eval."""
+    seed: int = 1
+    """Seed of torch and of the worlds."""
+    total_agent_steps: int = 8_000_000
+    """Training budget in agent steps (NPC slots x ticks)."""
+    max_wall_s: float | None = None
+    """Stop training after this many seconds (None: no limit)."""
+    stop_when_passed: bool = False
+    """Stop training once the curriculum's last stage is passed."""
+    checkpoint_every: int = 20
+    """Updates between checkpoints (a crash loses at most this many)."""
+    checkpoint: str | None = None
+    """Checkpoint file to evaluate (mode=eval)."""
+    resume: str | None = None
+    """Run folder to continue training from (its checkpoints/latest.pt)."""
+    episodes: int = 100
+    """Episodes to evaluate (mode=eval)."""
+    record: bool = False
+    """Also save a replay of one evaluated episode (mode=eval)."""
+    greedy: bool = False
+    """Evaluate with the most likely action instead of sampling."""
+    viewer: str = "none"
+    """none, or live: publish frames through train.live_feed.FramePublisher while training."""
+
+
+def register_configs() -> None:
+    """Register the schemas: the top-level one and each group's, so YAML is type-checked."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="brain", name="schema", node=BrainConfig)
+    cs.store(group="ppo", name="schema", node=PPOConfig)
+    cs.store(group="curriculum", name="schema", node=CurriculumSettings)
+    cs.store(group="logger", name="schema", node=LoggerConfig)
+    cs.store(group="runtime", name="schema", node=RuntimeConfig)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field_name}={value!r}: must be one of {', '.join(allowed)}")
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Convert a composed config to a validated RunConfig; raise ConfigError naming the bad field."""
+    try:
+        run = OmegaConf.to_object(cfg)
+    except ValueError as error:  # the dataclasses' own validation
+        raise ConfigError(str(error).splitlines()[0]) from None
+    if not isinstance(run, RunConfig):
+        raise ConfigError("config: not a RunConfig (compose it with conf/config.yaml)")
+    _choice(run.mode, MODES, "mode")
+    _choice(run.logger.mode, LOGGER_MODES, "logger.mode")
+    _choice(run.runtime.name, RUNTIMES, "runtime.name")
+    _choice(run.viewer, VIEWERS, "viewer")
+    for name in ("total_agent_steps", "checkpoint_every", "episodes"):
+        if getattr(run, name) < 1:
+            raise ConfigError(f"{name}={getattr(run, name)!r}: must be >= 1")
+    if run.runtime.torch_threads < 1:
+        raise ConfigError(f"runtime.torch_threads={run.runtime.torch_threads!r}: must be >= 1")
+    if run.logger.log_every < 1:
+        raise ConfigError(f"logger.log_every={run.logger.log_every!r}: must be >= 1")
+    if run.max_wall_s is not None and run.max_wall_s <= 0:
+        raise ConfigError(f"max_wall_s={run.max_wall_s!r}: must be > 0")
+    for stage, value in run.curriculum.stage_thresholds.items():
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"curriculum.stage_thresholds.{stage}={value!r}: must be in (0, 1]")
+    if run.mode == "eval" and not run.checkpoint:
+        raise ConfigError("checkpoint: mode=eval needs checkpoint=<path to a .pt file>")
+    return run

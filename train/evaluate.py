@@ -1,0 +1,88 @@
+"""Evaluate trained brains on a stage over many episodes, and record an episode replay for the viewer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.brain import Brain
+from agents.layout import SlotLayout
+from world import GridWorld, WorldConfig
+from world.replay import ReplayWriter
+
+#: Columns of the evaluation table, in order.
+COLUMNS = ("success", "return", "length", "deaths", "food_eaten", "opened")
+
+
+def check_fits(brain: Brain, config: WorldConfig) -> None:
+    """Raise ValueError when the brain cannot drive this world's NPC slots."""
+    if not brain.config.shared and config.n_npcs > brain.n_brains:
+        raise ValueError(f"world.n_npcs={config.n_npcs}: the checkpoint holds only {brain.n_brains} brains "
+                         "(one per NPC slot)")
+
+
+def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool,
+         generator: torch.Generator) -> np.ndarray:
+    codes, proprio = layout.to_groups(world.views), layout.to_groups(world.proprio)
+    mask = layout.to_groups(world.action_mask)
+    if greedy:
+        action = brain.get_greedy_action(codes, proprio, mask)
+    else:
+        action = brain.get_action_and_value(codes, proprio, mask, generator=generator)[0]
+    return layout.to_slots(action)
+
+
+@torch.inference_mode()
+def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed: int = 0,
+                   greedy: bool = False, num_envs: int = 64) -> dict[str, float]:
+    """Run at least `episodes` episodes (whole batches) and return the world's episode means."""
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes!r}: must be >= 1")
+    check_fits(brain, config)
+    world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
+    layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
+    generator = torch.Generator().manual_seed(seed)
+    totals: dict[str, float] = {}
+    done = 0
+    while done < episodes:
+        world.step(_act(brain, layout, world, greedy, generator))
+        if world.env_done.any():
+            stats = world.pop_stats()
+            n = stats.pop("episodes")
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value * n
+            done += int(n)
+    out = {key: value / done for key, value in totals.items()}
+    out["episodes"] = float(done)
+    return out
+
+
+@torch.inference_mode()
+def record_episode(brain: Brain, config: WorldConfig, path: str | os.PathLike, seed: int = 0,
+                   greedy: bool = False, extra: dict | None = None) -> Path:
+    """Play one episode of one env and save it as a replay file (format: `world.replay`)."""
+    check_fits(brain, config)
+    world = GridWorld(config, num_envs=1, seed=seed, autoreset=False)
+    layout = SlotLayout(brain.config.shared, 1, world.num_npcs)
+    generator = torch.Generator().manual_seed(seed)
+    writer = ReplayWriter(config.stage, config.name, extra=extra)
+    while True:
+        actions = _act(brain, layout, world, greedy, generator)
+        writer.add(world.frame(0), actions=actions[0])
+        world.step(actions)
+        if world.env_done[0]:
+            break
+    writer.add(world.frame(0), actions=np.zeros(world.num_npcs, dtype=np.int8))  # the end: no action taken
+    return writer.save(path)
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    """A plain-text table: one row per policy, the COLUMNS as columns."""
+    header = f"{'policy':<12}" + "".join(f"{c:>12}" for c in COLUMNS)
+    lines = [header, "-" * len(header)]
+    for name, stats in rows.items():
+        lines.append(f"{name:<12}" + "".join(f"{stats.get(c, float('nan')):>12.3f}" for c in COLUMNS))
+    return "\n".join(lines)

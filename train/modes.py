@@ -1,0 +1,155 @@
+"""What `python -m train` does in each mode: train (fresh or resumed) and eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from agents.brain import Brain
+from train.checkpoint import (
+    LATEST,
+    CheckpointError,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+    saved_run_config,
+)
+from train.config import ConfigError, RunConfig
+from train.evaluate import evaluate_brain, format_table, record_episode
+from train.loop import Publisher, Trainer
+from train.tracking import Tracker
+from world import stage_config
+from world.rollout import POLICIES
+from world.rollout import evaluate as evaluate_policy
+from world.tiles import PROPRIO_SIZE
+
+#: Top-level fields (and groups, as prefixes) a resumed run may change; the rest come from the checkpoint.
+RESUMABLE = ("total_agent_steps", "max_wall_s", "stop_when_passed", "checkpoint_every", "logger", "runtime",
+             "viewer", "resume")
+
+
+def make_publisher(run: RunConfig, name: str) -> Publisher | None:
+    """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None."""
+    if run.viewer != "live":
+        return None
+    try:
+        from train.live_feed import FramePublisher  # the viewer's; guarded so training never needs it
+    except ImportError as error:
+        print(f"viewer=live: no live feed ({error}); training without one", file=sys.stderr)
+        return None
+    return FramePublisher(run=name)
+
+
+def _resumed_config(run: RunConfig, saved: RunConfig, overrides: list[str]) -> RunConfig:
+    """The checkpoint's config with the resumable fields taken from this invocation."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.split(".", 1)[0] not in RESUMABLE:
+            raise ConfigError(f"{key}: cannot change in a resumed run (it comes from the checkpoint); "
+                              f"changeable: {', '.join(RESUMABLE[:-1])}")
+    values = {f.name: getattr(saved, f.name) for f in fields(RunConfig)}
+    values.update({name: getattr(run, name) for name in RESUMABLE})
+    return RunConfig(**values)
+
+
+def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train (or continue a run with `resume`) until the budget is spent; return the summary."""
+    state = None
+    if run.resume:
+        resume_dir = Path(run.resume)
+        if not resume_dir.is_dir():
+            raise ConfigError(f"resume={run.resume}: no such run folder")
+        if not (resume_dir / LATEST).is_file():
+            raise ConfigError(f"resume={run.resume}: the folder holds no {LATEST}")
+        state = load_checkpoint(resume_dir / LATEST)
+        run = _resumed_config(run, saved_run_config(state), overrides or [])
+        run_dir = resume_dir
+    run_dir = Path(run_dir)
+    publisher = make_publisher(run, run_dir.name)
+    trainer = Trainer(run, publisher=publisher)
+    if state is not None:
+        restore(trainer, state)
+    wandb_id = (state or {}).get("extra", {}).get("wandb_id")
+    tracker = Tracker(run.logger, run_dir, OmegaConf.to_container(OmegaConf.structured(run), resolve=True),
+                      total=run.total_agent_steps, initial=trainer.global_step, run_id=wandb_id,
+                      name=run_dir.name)
+    extra = {"wandb_id": tracker.run_id}
+    checkpoint_path = run_dir / LATEST
+    if state is not None:
+        tracker.message(f"resumed {run_dir} at update {trainer.updates}, stage {trainer.stage}, "
+                        f"{trainer.global_step:,} agent steps")
+    interrupted = False
+    try:
+        while not trainer.done_training:
+            metrics = trainer.train_step()
+            passed = "charts/passed_stage" in metrics
+            tracker.log(metrics, trainer.global_step,
+                        write=passed or trainer.updates % run.logger.log_every == 0)
+            if passed:
+                row = trainer.passed[-1]
+                after = "curriculum finished" if trainer.curriculum.finished else f"now stage {trainer.stage}"
+                tracker.message(f"stage {row['stage']:.0f} passed (success {row['success']:.3f}) after "
+                                f"{row['stage_steps']:,.0f} agent steps, {row['stage_s']:.0f} s; {after}")
+            if trainer.updates % run.checkpoint_every == 0:
+                save_checkpoint(trainer, checkpoint_path, extra)
+    except KeyboardInterrupt:
+        interrupted = True
+        tracker.message("interrupted: saving a checkpoint")
+    finally:
+        if publisher is not None and hasattr(publisher, "close"):
+            publisher.close()
+    save_checkpoint(trainer, checkpoint_path, extra)
+    summary = {
+        "stage": trainer.stage, "world": run.world.name if run.world else "progressive",
+        "success": trainer.curriculum.success, "return": trainer.last_return,
+        "agent_steps": trainer.global_step, "updates": trainer.updates, "wall_s": round(trainer.elapsed, 2),
+        "passed": trainer.passed, "finished": trainer.curriculum.finished, "interrupted": interrupted,
+        "checkpoint": str(checkpoint_path),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
+    tracker.close()
+    print(f"trained {trainer.global_step:,} agent steps in {trainer.elapsed:.0f} s: stage {trainer.stage}, "
+          f"success {trainer.curriculum.success:.3f}; checkpoint {checkpoint_path}")
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Evaluate a checkpoint's brains on a stage; print a table, save eval.json (and a replay)."""
+    assert run.checkpoint is not None
+    state = load_checkpoint(run.checkpoint)
+    saved = saved_run_config(state)
+    meta = state["brain_meta"]
+    world = run.world or saved.world or stage_config(saved.curriculum.stages[state["curriculum"]["index"]])
+    if meta["proprio_size"] != PROPRIO_SIZE:
+        raise CheckpointError(f"checkpoint {run.checkpoint}: trained with extra senses "
+                              f"(proprio_size={meta['proprio_size']}); evaluating it needs them")
+    brain = Brain(saved.brain, meta["n_brains"])
+    brain.load_state_dict(state["brain"])
+    try:
+        rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy)}
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
+    for name in ("heuristic", "random"):
+        rows[name] = evaluate_policy(world, POLICIES[name], run.episodes, run.seed)
+    run_dir = Path(run_dir)
+    result = {"checkpoint": str(run.checkpoint), "stage": world.stage, "world": asdict(world),
+              "episodes": run.episodes, "greedy": run.greedy, "results": rows}
+    if run.record:
+        replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
+                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)})
+        result["replay"] = str(replay)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"stage {world.stage} ({world.name}), {run.episodes} episodes, "
+          f"{'greedy' if run.greedy else 'sampled'} actions, checkpoint {run.checkpoint}")
+    print(format_table(rows))
+    print(f"saved {run_dir / 'eval.json'}" + (f" and {result['replay']}" if run.record else ""))
+    return result
