@@ -1,0 +1,95 @@
+"""Hydra composition: every conf file and experiment composes into a valid RunConfig; bad values fail."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from train.config import ConfigError, RunConfig
+from world import WorldConfig, stage_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("brain", "ppo", "curriculum", "logger", "runtime")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_default_config_is_the_progressive_curriculum_with_per_npc_brains(compose_run):
+    run = compose_run()
+    assert isinstance(run, RunConfig)
+    assert run.world is None and run.curriculum.stages == [0, 1, 2, 3, 4, 5]
+    assert not run.brain.shared and run.runtime.name == "inproc" and run.logger.mode == "offline"
+
+
+@pytest.mark.parametrize("stage", _options("world"))
+def test_every_world_option_composes_to_its_stage_preset(compose_run, stage):
+    run = compose_run(f"world={stage}")
+    assert isinstance(run.world, WorldConfig)
+    assert run.world == stage_config(stage)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes(compose_run, group, option):
+    run = compose_run(f"{group}={option}")
+    assert getattr(run, group) is not None
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_composes(compose_run, experiment):
+    run = compose_run(f"+experiment={experiment}")
+    assert isinstance(run, RunConfig)
+
+
+def test_experiments_change_what_they_say(compose_run):
+    assert compose_run("+experiment=shared_brain").brain.shared
+    bench = compose_run("+experiment=benchmark")
+    assert bench.curriculum.stages == [0, 1, 2] and bench.stop_when_passed
+    assert bench.curriculum.stage_thresholds == {0: 0.96, 1: 0.74, 2: 0.734}
+    assert compose_run("+experiment=quick").logger.mode == "disabled"
+
+
+def test_world_field_overrides_are_typed_and_validated(compose_run):
+    assert compose_run("world=stage2", "world.n_food=30").world.n_food == 30
+    with pytest.raises(ConfigError, match=r"^world\.n_food=-1"):
+        compose_run("world=stage0", "world.n_food=-1")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["ppo.lr=3"],
+        ["ppo.num_envs=abc"],
+        ["world=stage9"],
+        ["brain=nope"],
+        ["+experiment=nope"],
+        ["world=stage0", "world.colour=red"],
+        ["logger.verbose=true"],
+    ],
+)
+def test_unknown_keys_groups_and_wrong_types_fail_at_composition(compose_run, overrides):
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        compose_run(*overrides)
+
+
+@pytest.mark.parametrize(
+    "override,field",
+    [
+        ("ppo.num_envs=0", "ppo.num_envs"),
+        ("mode=fly", "mode"),
+        ("logger.mode=loud", "logger.mode"),
+        ("runtime.name=processes", "runtime.name"),
+        ("viewer=tv", "viewer"),
+        ("curriculum.threshold=2.0", "curriculum.threshold"),
+        ("brain.view_size=8", "brain.view_size"),
+        ("total_agent_steps=0", "total_agent_steps"),
+        ("mode=eval", "checkpoint"),
+    ],
+)
+def test_bad_values_give_one_line_errors_naming_the_field(compose_run, override, field):
+    with pytest.raises(ConfigError) as info:
+        compose_run(override)
+    message = str(info.value)
+    assert message.startswith(field) and "\n" not in message

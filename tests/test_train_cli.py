@@ -1,0 +1,143 @@
+"""`python -m train` as a user runs it: a tiny training run, resume, eval with a replay, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from world.replay import load_replay
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["logger.mode=disabled", "logger.progress=false"]
+
+
+def run_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [sys.executable, "-m", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A run folder of a tiny training run."""
+    tmp = tmp_path_factory.mktemp("run")
+    result = run_train("+experiment=quick", f"hydra.run.dir={tmp / 'run'}", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    return tmp / "run"
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_metrics_checkpoint_and_summary(trained):
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["agent_steps"] == 2048 and summary["updates"] == 4 and summary["stage"] == 0
+    rows = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for prefix in (
+        "charts/SPS",
+        "charts/stage",
+        "charts/success",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "losses/explained_variance",
+        "perf/rollout_s",
+    ):
+        assert prefix in rows[-1]
+    assert (trained / "checkpoints" / "latest.pt").is_file()
+    assert not list((trained / "checkpoints").glob("*.tmp"))
+    assert (trained / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_resume_continues_the_run_in_its_folder(trained, tmp_path):
+    result = run_train(
+        f"resume={trained}", "total_agent_steps=4096", *QUIET, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "resumed" in result.stderr
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["agent_steps"] == 4096 and summary["updates"] == 8
+
+
+@pytest.mark.slow
+def test_eval_prints_a_table_saves_json_and_a_replay(trained, tmp_path):
+    out = tmp_path / "eval"
+    result = run_train(
+        "mode=eval",
+        f"checkpoint={trained / 'checkpoints' / 'latest.pt'}",
+        "world=stage0",
+        "episodes=8",
+        "record=true",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "success" in result.stdout and "heuristic" in result.stdout
+    saved = json.loads((out / "eval.json").read_text())
+    assert saved["stage"] == 0 and saved["results"]["brain"]["episodes"] >= 8
+    replay = load_replay(out / "replay_stage0.npz")
+    assert replay.stage == 0 and len(replay) >= 2 and "actions" in replay.arrays
+    assert replay.arrays["npc_y"].shape[1] == 4
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
+    """Call `python -m train`'s main in-process; return (exit status, stderr lines)."""
+    from train.__main__ import main
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["train", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["ppo.lr=3"], "ppo.lr"),
+        (["ppo.num_envs=abc"], "ppo.num_envs"),
+        (["world=stage9"], "world/stage9"),
+        (["brain=nope"], "brain/nope"),
+        (["+experiment=nope"], "experiment/nope"),
+        (["world.n_food=3"], "world.n_food"),
+        (["world=stage0", "world.n_food=-1"], "world.n_food"),
+        (["world=stage0", "world.colour=red"], "colour"),
+        (["resume=/no/such/run"], "resume="),
+        (["mode=eval"], "checkpoint"),
+        (["mode=eval", "checkpoint=/no/such.pt"], "no such file"),
+        (["mode=fly"], "mode="),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field_and_exit_2(monkeypatch, capsys, tmp_path, args, needle):
+    code, lines = run_main(monkeypatch, capsys, *args, *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+@pytest.mark.slow
+def test_bad_input_from_the_shell_is_one_line_and_exit_2(tmp_path):
+    result = run_train("ppo.num_envs=abc", f"hydra.run.dir={tmp_path / 'x'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Error merging override ppo.num_envs=abc: Value 'abc' of type 'str' could not be converted to "
+        "Integer"
+    ]
+
+
+@pytest.mark.slow
+def test_incompatible_checkpoints_and_resume_changes_are_refused(monkeypatch, capsys, trained, tmp_path):
+    checkpoint = trained / "checkpoints" / "latest.pt"
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cases = [
+        (["mode=eval", f"checkpoint={checkpoint}", "world=stage3"], "only 4 brains"),  # 16 NPC slots
+        (["mode=eval", f"checkpoint={garbage}"], "not a readable checkpoint"),
+        ([f"resume={trained}", "world=stage2"], "cannot change in a resumed run"),
+        ([f"resume={tmp_path}"], "holds no checkpoints/latest.pt"),
+    ]
+    for args, needle in cases:
+        code, lines = run_main(monkeypatch, capsys, *args, *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+        assert code == 2 and len(lines) == 1 and needle in lines[0], (args, lines)
