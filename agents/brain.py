@@ -11,7 +11,8 @@ head whose illegal actions get a large negative logit; a value head.
 
 View sizes: the brain has a fixed ``view_size`` S. A smaller view (V < S) sits in the centre of the
 S x S grid (the cells around it add nothing, exactly like an unused one-hot); a larger view is
-centre-cropped. So a brain trained on 7x7 views keeps its weights when stage 5 shows 9x9.
+centre-cropped. The default S = 9 is stage 5's view: stages 0-4 (7x7) train the centre, and at
+stage 5 the outer ring joins in with the trained weights unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class BrainConfig:
     """One parameter-shared brain for every NPC slot instead of one brain per slot (for comparison)."""
     hidden: int = 128
     """Width of both hidden layers."""
-    view_size: int = 7
+    view_size: int = 9
     """Side S of the view grid the encoder reads; other view sizes are centred (padded) or cropped."""
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from agents.brain import Brain
 class PPOConfig:
     """PPO hyperparameters (names follow CleanRL)."""
 
-    num_envs: int = 512
+    num_envs: int = 256
     """Batched env copies stepped together."""
     num_steps: int = 32
     """Ticks per rollout; each brain gets num_envs * num_steps samples per update."""
