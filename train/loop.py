@@ -188,11 +188,14 @@ class Trainer:
         self.elapsed += time.perf_counter() - start
 
         # --- curriculum and metrics ------------------------------------------------------------
+        window = self.curriculum.config.window
+        rolling = (self.curriculum.state_dict()["recent"] + successes)[-window:]  # what record() judges
         passed = self.curriculum.record(successes)
+        rolling_success = float(np.mean(rolling)) if rolling else 0.0
         metrics: dict[str, float] = {
             "charts/SPS": ppo.num_steps * world.num_envs * world.num_npcs / (rollout_s + update_s),
             "charts/stage": float(stage),
-            "charts/success": self.curriculum.success if not passed else float(np.mean(successes)),
+            "charts/success": rolling_success,
             "charts/learning_rate": lr,
             "charts/episodes": episodes,
             "perf/rollout_s": rollout_s,
@@ -209,7 +212,7 @@ class Trainer:
             self.passed.append({"stage": stage, "step": self.global_step, "elapsed_s": self.elapsed,
                                 "stage_steps": self.global_step - self.stage_started["step"],
                                 "stage_s": self.elapsed - self.stage_started["elapsed"],
-                                "success": float(np.mean(successes[-self.curriculum.config.window:]))})
+                                "success": rolling_success})
             metrics["charts/passed_stage"] = float(stage)
             if not self.curriculum.finished:
                 self.stage_started = {"step": self.global_step, "elapsed": self.elapsed}
