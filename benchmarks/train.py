@@ -6,7 +6,10 @@ each of stages 1 and 2; a stage not passed by its cap ends the run and is report
 After each stage ends, the brains are evaluated on it (200 episodes, sampled actions; not timed).
 ``*_wall_s`` is training time from the start until the stage was passed (null if it was not).
 
-    python -m benchmarks.train [--caps 300,900,900] [--episodes 200] [--seed 1]
+    python -m benchmarks.train [--caps 300,900,900] [--episodes 200] [--seed 1] [+experiment=no_nerves]
+
+Cells and nerves run as in `python -m train` (conf/nervous/default.yaml); `+experiment=no_nerves`
+is the ablation. Per stage it also reports deaths per NPC and episode (fire, starvation).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from hydra import compose, initialize_config_module
 from train.config import register_configs, to_run_config
 from train.evaluate import evaluate_brain
 from train.loop import Trainer
+from train.nervous_link import build_nervous
 from world import stage_config
 from world.rollout import POLICIES, evaluate
 
@@ -58,7 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     overrides += [f"curriculum.stage_thresholds={{{pairs}}}", *args.overrides]
     with initialize_config_module("conf", version_base="1.3"):
         run = to_run_config(compose("config", overrides=overrides))
-    trainer = Trainer(run)
+    senses, reflex = build_nervous(run.nervous)
+    trainer = Trainer(run, senses=senses, reflex=reflex)
+    out["cells"], out["nerves"] = run.nervous.cells, run.nervous.nerves.enabled
     stage_start = 0.0
     for index, stage in enumerate(STAGES):
         passed = False
@@ -78,8 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
             out[f"stage{stage}_wall_s"] = None
         # evaluate the brains as they are now (the next stage's world may already be set up)
         t0 = time.perf_counter()
-        result = evaluate_brain(trainer.brain, stage_config(stage), args.episodes, seed=12345)
+        result = evaluate_brain(trainer.brain, stage_config(stage), args.episodes, seed=12345,
+                                nervous=run.nervous)
         out[f"stage{stage}_success"] = round(result["success"], 4)
+        for key in ("deaths", "deaths_fire", "deaths_starved"):  # per NPC and episode: the ablation's figures
+            out[f"stage{stage}_{key}"] = round(result[key], 4)
         out[f"stage{stage}_passed"] = passed
         print(f"stage {stage}: passed={passed} eval success {result['success']:.3f} "
               f"(heuristic {heuristic[stage]:.3f}; eval took {time.perf_counter() - t0:.0f} s)",

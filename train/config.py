@@ -1,6 +1,6 @@
 """The run's structured config: one dataclass per part, registered in Hydra's ConfigStore.
 
-Groups (``conf/<group>/*.yaml``): world, brain, ppo, curriculum, logger, runtime; named overlays in
+Groups (``conf/<group>/*.yaml``): world, brain, ppo, curriculum, nervous, logger, runtime; named overlays in
 ``conf/experiment/``. With no ``world`` chosen the run follows the progressive curriculum over the
 stage presets; choosing one (``world=stage3``, optionally with ``world.<field>=...``) trains on that
 stage alone.
@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents.brain import BrainConfig
 from agents.ppo import PPOConfig
+from nervous.config import NervousConfig
 from world import CurriculumConfig, WorldConfig
 
 MODES = ("train", "eval")
@@ -72,6 +73,8 @@ class RunConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    nervous: NervousConfig = field(default_factory=NervousConfig)
+    """Cells (wave features in the observation), nerves (reflexes) and lifeforce costs."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     mode: str = "train"
     """train or eval."""
@@ -106,6 +109,7 @@ def register_configs() -> None:
     cs.store(group="brain", name="schema", node=BrainConfig)
     cs.store(group="ppo", name="schema", node=PPOConfig)
     cs.store(group="curriculum", name="schema", node=CurriculumSettings)
+    cs.store(group="nervous", name="schema", node=NervousConfig)
     cs.store(group="logger", name="schema", node=LoggerConfig)
     cs.store(group="runtime", name="schema", node=RuntimeConfig)
 

@@ -10,8 +10,11 @@ import torch
 
 from agents.brain import Brain
 from agents.layout import SlotLayout
+from nervous.config import NervousConfig
+from train.nervous_link import Reflexes, WaveSenses, build_nervous
 from world import GridWorld, WorldConfig
 from world.replay import ReplayWriter
+from world.tiles import PROPRIO_SIZE
 
 #: Columns of the evaluation table, in order.
 COLUMNS = ("success", "return", "length", "deaths", "food_eaten", "opened")
@@ -24,31 +27,49 @@ def check_fits(brain: Brain, config: WorldConfig) -> None:
                          "(one per NPC slot)")
 
 
-def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool,
-         generator: torch.Generator) -> np.ndarray:
-    codes, proprio = layout.to_groups(world.views), layout.to_groups(world.proprio)
+def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool, generator: torch.Generator,
+         senses: WaveSenses | None = None, reflex: Reflexes | None = None) -> np.ndarray:
+    proprio = world.proprio
+    if senses is not None:
+        proprio = np.concatenate([proprio, senses(world)], axis=-1)
+    codes, proprio = layout.to_groups(world.views), layout.to_groups(proprio)
     mask = layout.to_groups(world.action_mask)
     if greedy:
         action = brain.get_greedy_action(codes, proprio, mask)
     else:
         action = brain.get_action_and_value(codes, proprio, mask, generator=generator)[0]
-    return layout.to_slots(action)
+    actions = layout.to_slots(action)
+    if reflex is not None:
+        actions, _ = reflex(world, actions)
+    return actions
+
+
+def _nervous_parts(brain: Brain, nervous: NervousConfig | None) -> tuple[WaveSenses | None, Reflexes | None]:
+    """The senses and reflexes the brain was trained with; ValueError if its input width disagrees."""
+    senses, reflex = build_nervous(nervous) if nervous is not None else (None, None)
+    extra = senses.size if senses is not None else 0
+    if brain.proprio_size != PROPRIO_SIZE + extra:
+        raise ValueError(f"nervous.cells: the brain takes {brain.proprio_size - PROPRIO_SIZE} wave features, "
+                         f"this nervous config gives {extra}")
+    return senses, reflex
 
 
 @torch.inference_mode()
 def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed: int = 0,
-                   greedy: bool = False, num_envs: int = 64) -> dict[str, float]:
+                   greedy: bool = False, num_envs: int = 64,
+                   nervous: NervousConfig | None = None) -> dict[str, float]:
     """Run at least `episodes` episodes (whole batches) and return the world's episode means."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
     check_fits(brain, config)
+    senses, reflex = _nervous_parts(brain, nervous)
     world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
     layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
     generator = torch.Generator().manual_seed(seed)
     totals: dict[str, float] = {}
     done = 0
     while done < episodes:
-        world.step(_act(brain, layout, world, greedy, generator))
+        world.step(_act(brain, layout, world, greedy, generator, senses, reflex))
         if world.env_done.any():
             stats = world.pop_stats()
             n = stats.pop("episodes")
@@ -62,20 +83,40 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
 
 @torch.inference_mode()
 def record_episode(brain: Brain, config: WorldConfig, path: str | os.PathLike, seed: int = 0,
-                   greedy: bool = False, extra: dict | None = None) -> Path:
-    """Play one episode of one env and save it as a replay file (format: `world.replay`)."""
+                   greedy: bool = False, extra: dict | None = None,
+                   nervous: NervousConfig | None = None) -> Path:
+    """Play one episode of one env and save it as a replay file (format: `world.replay`).
+
+    With cells running, each frame carries the NPCs' wave confidences per cell, and with nerves the
+    overrides, so the viewer shows ripples and override marks."""
     check_fits(brain, config)
+    senses, reflex = _nervous_parts(brain, nervous)
     world = GridWorld(config, num_envs=1, seed=seed, autoreset=False)
     layout = SlotLayout(brain.config.shared, 1, world.num_npcs)
     generator = torch.Generator().manual_seed(seed)
-    writer = ReplayWriter(config.stage, config.name, extra=extra)
+    bank = senses.bank if senses is not None else None
+    extra = dict(extra or {}) | ({"cells": list(bank.names)} if bank is not None else {})
+    regions = list(bank.regions) if bank is not None else None
+    writer = ReplayWriter(config.stage, config.name, regions=regions, extra=extra)
+    no_overrides = np.zeros(world.num_npcs, dtype=bool)
+
+    def add(actions: np.ndarray) -> None:
+        waves = bank.last.confidence if bank is not None and bank.last is not None else None
+        overridden = reflex.last_overridden if reflex is not None else None
+        writer.add(world.frame(0), actions=actions, waves=waves,
+                   overrides=overridden[0] if overridden is not None else None)
+
     while True:
-        actions = _act(brain, layout, world, greedy, generator)
-        writer.add(world.frame(0), actions=actions[0])
+        actions = _act(brain, layout, world, greedy, generator, senses, reflex)
+        add(actions[0])
         world.step(actions)
         if world.env_done[0]:
             break
-    writer.add(world.frame(0), actions=np.zeros(world.num_npcs, dtype=np.int8))  # the end: no action taken
+    if senses is not None:
+        senses(world)  # the last frame's waves
+    if reflex is not None:
+        reflex.last_overridden = no_overrides[None]
+    add(np.zeros(world.num_npcs, dtype=np.int8))  # the end: no action taken
     return writer.save(path)
 
 

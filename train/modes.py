@@ -22,11 +22,11 @@ from train.checkpoint import (
 from train.config import ConfigError, RunConfig
 from train.evaluate import evaluate_brain, format_table, record_episode
 from train.loop import Publisher, Trainer
+from train.nervous_link import build_nervous
 from train.tracking import Tracker
 from world import stage_config
 from world.rollout import POLICIES
 from world.rollout import evaluate as evaluate_policy
-from world.tiles import PROPRIO_SIZE
 
 #: Top-level fields (and groups, as prefixes) a resumed run may change; the rest come from the checkpoint.
 RESUMABLE = ("total_agent_steps", "max_wall_s", "stop_when_passed", "checkpoint_every", "logger", "runtime",
@@ -71,7 +71,8 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         run_dir = resume_dir
     run_dir = Path(run_dir)
     publisher = make_publisher(run, run_dir.name)
-    trainer = Trainer(run, publisher=publisher)
+    senses, reflex = build_nervous(run.nervous)
+    trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
         restore(trainer, state)
     wandb_id = (state or {}).get("extra", {}).get("wandb_id")
@@ -128,13 +129,11 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     saved = saved_run_config(state)
     meta = state["brain_meta"]
     world = run.world or saved.world or stage_config(saved.curriculum.stages[state["curriculum"]["index"]])
-    if meta["proprio_size"] != PROPRIO_SIZE:
-        raise CheckpointError(f"checkpoint {run.checkpoint}: trained with extra senses "
-                              f"(proprio_size={meta['proprio_size']}); evaluating it needs them")
-    brain = Brain(saved.brain, meta["n_brains"])
+    brain = Brain(saved.brain, meta["n_brains"], proprio_size=meta["proprio_size"])
     brain.load_state_dict(state["brain"])
-    try:
-        rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy)}
+    try:  # the brains act with the senses and reflexes they were trained with
+        rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy,
+                                        nervous=saved.nervous)}
     except ValueError as error:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
     for name in ("heuristic", "random"):
@@ -144,7 +143,8 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
               "episodes": run.episodes, "greedy": run.greedy, "results": rows}
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
-                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)})
+                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
+                                nervous=saved.nervous)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

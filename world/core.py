@@ -153,6 +153,8 @@ class GridWorld:
         #: hidden_by_radius[k] masks view cells farther than k (Chebyshev) from the centre.
         self._hidden_by_radius = np.stack([dist > k for k in range(r + 1)])
         self._sky = config.day_length > 0 or config.weather
+        #: Ticks stepped since the last reset() (all envs together); lets observers cache per tick.
+        self.ticks = 0
         self.rng = np.random.default_rng(seed)
         self.reset(seed)
 
@@ -165,6 +167,7 @@ class GridWorld:
             self.rng = np.random.default_rng(seed)
         self._stats = dict.fromkeys(STAT_KEYS, 0.0)
         self.last_success[:] = np.nan
+        self.ticks = 0
         self._reset_envs(np.arange(self.num_envs))
         self.rewards[:] = 0.0
         self.terminals[:] = False
@@ -325,6 +328,7 @@ class GridWorld:
                 self._reset_envs(done_ids)
 
         # 7. observe
+        self.ticks += 1
         self._observe()
 
     def refresh(self) -> None:

@@ -1,0 +1,92 @@
+"""The nervous system plugged into the in-process trainer and evaluator (its `senses` and `reflex` seams).
+
+- `WaveSenses`: runs the cell bank once per world tick over all B x N NPCs and returns its wave
+  features [B, N, F] (F = 2 per cell: confidence and scaled value), appended to each NPC's proprio.
+- `Reflexes`: applies the nerves to the brains' actions and reports which ones they overrode (kept
+  out of the PPO loss: the brain did not choose them); it also charges the lifeforce of the tick's
+  brain invocations (and `per_tick`) through `GridWorld.charge`: every live NPC's brain ran.
+Cell and nerve memories of an env are forgotten when its episode ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nervous.cells import CellBank
+from nervous.config import NervousConfig
+from nervous.lifeforce import LifeforceConfig, lifeforce_cost
+from nervous.nerves import NerveBank
+from world import GridWorld
+
+
+def _flat_senses(world: GridWorld) -> tuple[np.ndarray, np.ndarray]:
+    m = world.num_envs * world.num_npcs
+    return world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1)
+
+
+def _ended_rows(world: GridWorld) -> np.ndarray | None:
+    """NPC rows [B*N] of envs whose episode ended (and restarted) at the last tick, or None."""
+    if world.ticks == 0 or not world.env_done.any():
+        return None
+    return np.repeat(world.env_done, world.num_npcs)
+
+
+class WaveSenses:
+    """Wave features of the cell bank, computed once per world tick."""
+
+    def __init__(self, bank: CellBank) -> None:
+        self.bank = bank
+        self.size = bank.feature_size
+        self._key: tuple[int, int] | None = None
+        self._features: np.ndarray | None = None
+
+    def __call__(self, world: GridWorld) -> np.ndarray:
+        """float32 [B, N, F] wave features of the world's current senses."""
+        key = (id(world), world.ticks)
+        if key != self._key or self._features is None:
+            ended = _ended_rows(world)
+            if ended is not None:
+                self.bank.reset(ended)
+            views, proprio = _flat_senses(world)
+            waves = self.bank.step(views, proprio, world.ticks)
+            self._features = waves.features().reshape(world.num_envs, world.num_npcs, self.size)
+            self._key = key
+        return self._features
+
+
+class Reflexes:
+    """Nerves over the brains' actions, and the lifeforce the tick's thinking costs."""
+
+    def __init__(self, nerves: NerveBank | None, lifeforce: LifeforceConfig) -> None:
+        self.nerves = nerves
+        self.lifeforce = lifeforce
+        self.charges = lifeforce.per_tick > 0 or lifeforce.per_brain_call > 0
+        #: Overrides of the last call, bool [B, N] (for replays and the viewer).
+        self.last_overridden: np.ndarray | None = None
+
+    def __call__(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(final actions [B, N], overridden [B, N]) for the brains' proposed actions."""
+        if self.charges:
+            world.charge(lifeforce_cost(self.lifeforce, ticks=1, brain_calls=1, alive=world.alive))
+        if self.nerves is None:
+            overridden = np.zeros(actions.shape, dtype=bool)
+        else:
+            ended = _ended_rows(world)
+            if ended is not None:
+                self.nerves.reset(ended)
+            views, proprio = _flat_senses(world)
+            final, overridden = self.nerves.apply(actions.reshape(-1), views, proprio)
+            actions = final.reshape(actions.shape)
+            overridden = overridden.reshape(actions.shape)
+        self.last_overridden = overridden
+        return actions, overridden
+
+
+def build_nervous(config: NervousConfig) -> tuple[WaveSenses | None, Reflexes | None]:
+    """The trainer's (senses, reflex) for a run's nervous config; None where nothing runs."""
+    senses = WaveSenses(CellBank(config.cell)) if config.cells else None
+    nerves = NerveBank(config.nerves) if config.nerves.enabled else None
+    reflex = Reflexes(nerves, config.lifeforce)
+    if nerves is None and not reflex.charges:
+        reflex = None
+    return senses, reflex
