@@ -10,7 +10,7 @@ from train.config import ConfigError, RunConfig
 from world import WorldConfig, stage_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ("brain", "ppo", "curriculum", "logger", "runtime")
+GROUPS = ("brain", "ppo", "curriculum", "nervous", "logger", "runtime")
 
 
 def _options(group: str) -> list[str]:

@@ -23,14 +23,18 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> dict:
     """Run one job (one mode) with the composed config."""
-    from train.modes import eval_mode, train_mode  # after Hydra parsed the CLI: keeps --help fast
+    from train.modes import eval_mode, organism_mode, train_mode, view_mode  # after Hydra parsed the CLI
 
     try:
         run = to_run_config(cfg)
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        if run.mode == "view":
+            sys.exit(view_mode(run))
         if run.mode == "eval":
             return eval_mode(run, run_dir)
+        if run.runtime.name == "processes":
+            return organism_mode(run, run_dir)
         return train_mode(run, run_dir, overrides=list(hydra_cfg.overrides.task))
     except INPUT_ERRORS as error:  # here, so Hydra does not log the job's failure as well
         print(f"error: {one_line(error)}", file=sys.stderr)

@@ -15,13 +15,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from agents.brain import BrainConfig
+from agents.organism import OrganismConfig
 from agents.ppo import PPOConfig
 from nervous.config import NervousConfig
 from world import CurriculumConfig, WorldConfig
 
-MODES = ("train", "eval")
+MODES = ("train", "eval", "view")
 LOGGER_MODES = ("offline", "online", "disabled")
-RUNTIMES = ("inproc",)
+RUNTIMES = ("inproc", "processes")
 VIEWERS = ("none", "live")
 
 
@@ -47,12 +48,40 @@ class LoggerConfig:
 
 @dataclass
 class RuntimeConfig:
-    """How NPC brains run: ``inproc`` evaluates every brain batched in this process."""
+    """How NPC brains run: ``inproc`` batched in this process, ``processes`` one OS process per NPC."""
 
     name: str = "inproc"
-    """Runtime: inproc (the processes runtime comes later)."""
+    """Runtime: inproc (training, sweeps) or processes (the live organism, agents/organism.py)."""
     torch_threads: int = 2
-    """torch intra-op threads."""
+    """torch intra-op threads of this process."""
+    organism: OrganismConfig = field(default_factory=OrganismConfig)
+    """The live organism (runtime=processes): NPC processes, cgroup limits, clock, supervisor."""
+
+
+@dataclass
+class ViewConfig:
+    """The viewer (mode=view); the same options as `python -m train.view`."""
+
+    replay: str | None = None
+    """Replay file to play (written by mode=eval record=true)."""
+    live: bool = False
+    """Watch a live run's frames on the bus instead of a replay."""
+    bus_url: str | None = None
+    """nats://host:port of the live run's bus (None: the url a local run left for viewers)."""
+    run: str | None = None
+    """The live run's name (None: the newest local run)."""
+    env: str | None = None
+    """dev, staging or prod (None: NIMMERVERSE_ENV)."""
+    screenshot: str | None = None
+    """Write the last drawn frame to this PNG."""
+    record: str | None = None
+    """Record the frames shown to this GIF."""
+    frames: int | None = None
+    """Exit after this many frames (headless use)."""
+    speed: float = 10.0
+    """Replay frames per second."""
+    wait: float = 5.0
+    """Live: seconds to wait for the first frame before saying there is none."""
 
 
 @dataclass
@@ -77,7 +106,7 @@ class RunConfig:
     """Cells (wave features in the observation), nerves (reflexes) and lifeforce costs."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     mode: str = "train"
-    """train or eval."""
+    """train, eval, or view (the viewer on a replay or a live run)."""
     seed: int = 1
     """Seed of torch and of the worlds."""
     total_agent_steps: int = 8_000_000
@@ -100,6 +129,10 @@ class RunConfig:
     """Evaluate with the most likely action instead of sampling."""
     viewer: str = "none"
     """none, or live: publish frames through train.live_feed.FramePublisher while training."""
+    view: ViewConfig = field(default_factory=ViewConfig)
+    """The viewer's options (mode=view)."""
+    duration: float | None = None
+    """Seconds the live organism runs (runtime=processes; overrides runtime.organism.duration_s)."""
 
 
 def register_configs() -> None:
@@ -143,6 +176,10 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     for stage, value in run.curriculum.stage_thresholds.items():
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"curriculum.stage_thresholds.{stage}={value!r}: must be in (0, 1]")
+    if run.duration is not None and run.duration < 0:
+        raise ConfigError(f"duration={run.duration!r}: must be >= 0 seconds (0: until SIGTERM)")
+    if run.mode == "view" and not (run.view.replay or run.view.live):
+        raise ConfigError("view: mode=view needs view.replay=<file> or view.live=true")
     if run.mode == "eval" and not run.checkpoint:
         raise ConfigError("checkpoint: mode=eval needs checkpoint=<path to a .pt file>")
     return run

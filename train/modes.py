@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from train.checkpoint import (
 from train.config import ConfigError, RunConfig
 from train.evaluate import evaluate_brain, format_table, record_episode
 from train.loop import Publisher, Trainer
-from train.nervous_link import build_nervous
+from train.nervous_link import Reflexes, WaveSenses, build_nervous
 from train.tracking import Tracker
-from world import stage_config
+from world import GridWorld, stage_config
 from world.rollout import POLICIES
 from world.rollout import evaluate as evaluate_policy
 
@@ -33,16 +32,66 @@ RESUMABLE = ("total_agent_steps", "max_wall_s", "stop_when_passed", "checkpoint_
              "viewer", "resume")
 
 
-def make_publisher(run: RunConfig, name: str) -> Publisher | None:
+class LiveFeed:
+    """The trainer's frame publisher: env 0's frames, with the NPCs' waves and nerve overrides."""
+
+    def __init__(self, publisher: Any, senses: WaveSenses | None, reflex: Reflexes | None) -> None:
+        self.publisher, self.senses, self.reflex = publisher, senses, reflex
+
+    def maybe_publish(self, world: GridWorld) -> Any:
+        """Hand the frame to the publisher (which drops it unless one is due)."""
+        bank = self.senses.bank if self.senses is not None else None
+        waves = bank.last.confidence if bank is not None and bank.last is not None else None
+        overrides = self.reflex.last_overridden if self.reflex is not None else None
+        return self.publisher.maybe_publish(world, waves=waves, overrides=overrides)
+
+    def close(self) -> None:
+        """Stop the publisher."""
+        self.publisher.close()
+
+
+def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
+                   reflex: Reflexes | None = None) -> Publisher | None:
     """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None."""
     if run.viewer != "live":
         return None
+    from train.live_feed import FramePublisher
+
+    regions = list(senses.bank.regions) if senses is not None else None
+    cells = list(senses.bank.names) if senses is not None else None
+    return LiveFeed(FramePublisher(run=name, regions=regions, cells=cells), senses, reflex)
+
+
+def view_mode(run: RunConfig) -> int:
+    """Open the viewer on a replay or a live run (`python -m train.view` with Hydra options)."""
+    from train.view import view
+
+    v = run.view
+    return view(replay=v.replay, live=v.live, bus_url=v.bus_url, run=v.run, env=v.env,
+                screenshot=v.screenshot, record=v.record, frames=v.frames, speed=v.speed, wait=v.wait)
+
+
+def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the live organism (runtime=processes) and print its per-NPC summary."""
+    from agents.organism import format_summary
+    from agents.organism import run as run_organism
+
+    organism = replace(run.runtime.organism, run_dir=str(run_dir / "organism"), seed=run.seed,
+                       run=run_dir.name.replace(".", "-").replace(" ", "-") or "organism")
+    if run.duration is not None:
+        organism = replace(organism, duration_s=float(run.duration))
+    if run.world is not None:
+        organism = replace(organism, stage=run.world.stage)
+    feed = make_publisher(run, organism.run)
+    # the world server passes actions, tick rates and CPU use along with each frame
+    on_frame = feed.publisher.maybe_publish if isinstance(feed, LiveFeed) else None
     try:
-        from train.live_feed import FramePublisher  # the viewer's; guarded so training never needs it
-    except ImportError as error:
-        print(f"viewer=live: no live feed ({error}); training without one", file=sys.stderr)
-        return None
-    return FramePublisher(run=name)
+        summary = run_organism(organism, on_frame=on_frame)
+    finally:
+        if feed is not None:
+            feed.close()
+    print(format_summary(summary))
+    return summary
 
 
 def _resumed_config(run: RunConfig, saved: RunConfig, overrides: list[str]) -> RunConfig:
@@ -70,8 +119,8 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         run = _resumed_config(run, saved_run_config(state), overrides or [])
         run_dir = resume_dir
     run_dir = Path(run_dir)
-    publisher = make_publisher(run, run_dir.name)
     senses, reflex = build_nervous(run.nervous)
+    publisher = make_publisher(run, run_dir.name, senses, reflex)
     trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
         restore(trainer, state)

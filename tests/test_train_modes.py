@@ -1,0 +1,96 @@
+"""`python -m train` modes beyond training: the viewer (mode=view), the live organism, the live feed."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from train.config import ConfigError
+from train.modes import LiveFeed
+from train.nervous_link import build_nervous
+from world import GridWorld, stage_config
+from world.replay import ReplayWriter
+
+
+def run_train(*args: str, cwd, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = os.environ | {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_processes_runtime_and_duration_compose(compose_run):
+    run = compose_run("runtime=processes", "duration=42", "runtime.organism.npcs=3")
+    assert run.runtime.name == "processes" and run.duration == 42
+    assert run.runtime.organism.npcs == 3 and run.runtime.torch_threads == 1
+    with pytest.raises(ConfigError, match="duration=-1"):
+        compose_run("runtime=processes", "duration=-1")
+
+
+def test_view_mode_needs_a_source(compose_run):
+    with pytest.raises(ConfigError, match="mode=view needs view.replay"):
+        compose_run("mode=view")
+
+
+def test_view_mode_plays_a_replay_headless(tmp_path):
+    world = GridWorld(stage_config(1), num_envs=1, seed=2)
+    writer = ReplayWriter(1, "walls")
+    for _ in range(6):
+        writer.add(world.frame(0))
+        world.step(np.random.default_rng(0).integers(0, 7, (1, 4)))
+    replay = writer.save(tmp_path / "walls.npz")
+    shot = tmp_path / "shot.png"
+    done = run_train("mode=view", f"view.replay={replay}", "view.frames=6", f"view.screenshot={shot}",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Image.open(shot).size[0] > 400
+
+
+def test_view_mode_reports_an_unreadable_replay_in_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a replay")
+    done = run_train("mode=view", f"view.replay={bad}", "view.frames=2", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "not a readable .npz replay" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_processes_runtime_runs_the_live_organism(tmp_path):
+    done = run_train("runtime=processes", "duration=3", "runtime.organism.npcs=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout
+    assert "world ticks" in table and " npc  ticks" in table
+    rows = [line.split() for line in table.splitlines() if line.strip().startswith(("0 ", "1 "))]
+    assert len(rows) == 2 and all(int(row[1]) > 10 for row in rows)  # both NPCs acted for seconds
+
+
+class RecordingPublisher:
+    """Stands in for FramePublisher's interface (the bus side is tested in test_live_feed.py)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def maybe_publish(self, world, **extras):
+        self.calls.append(extras)
+
+    def close(self):
+        self.calls.append("closed")
+
+
+def test_live_feed_sends_waves_and_overrides_with_frames(compose_run):
+    run = compose_run("world=stage2")
+    senses, reflex = build_nervous(run.nervous)
+    world = GridWorld(stage_config(2), num_envs=2, seed=0)
+    senses(world)
+    reflex(world, np.full((2, 4), 1))
+    publisher = RecordingPublisher()
+    feed = LiveFeed(publisher, senses, reflex)
+    feed.maybe_publish(world)
+    feed.close()
+    extras = publisher.calls[0]
+    assert extras["waves"].shape == (8, len(run.nervous.cell.cells))
+    assert extras["overrides"].shape == (2, 4)
+    assert publisher.calls[-1] == "closed"
