@@ -80,7 +80,7 @@ def test_unknown_keys_groups_and_wrong_types_fail_at_composition(compose_run, ov
         ("ppo.num_envs=0", "ppo.num_envs"),
         ("mode=fly", "mode"),
         ("logger.mode=loud", "logger.mode"),
-        ("runtime.name=processes", "runtime.name"),
+        ("runtime.name=threads", "runtime.name"),
         ("viewer=tv", "viewer"),
         ("curriculum.threshold=2.0", "curriculum.threshold"),
         ("brain.view_size=8", "brain.view_size"),
