@@ -6,10 +6,11 @@ each of stages 1 and 2; a stage not passed by its cap ends the run and is report
 After each stage ends, the brains are evaluated on it (200 episodes, sampled actions; not timed).
 ``*_wall_s`` is training time from the start until the stage was passed (null if it was not).
 
-    python -m benchmarks.train [--caps 300,900,900] [--episodes 200] [--seed 1] [+experiment=no_nerves]
+    python -m benchmarks.train [--caps 300,900,900] [--episodes 200] [--seed 1] [overrides...]
 
-Cells and nerves run as in `python -m train` (conf/nervous/default.yaml); `+experiment=no_nerves`
-is the ablation. Per stage it also reports deaths per NPC and episode (fire, starvation).
+Cells and nerves run as in `python -m train` (conf/nervous/default.yaml); the ablation is
+`nervous.cells=false nervous.nerves.enabled=false nervous.lifeforce.per_brain_call=0`. Per stage it
+also reports deaths per NPC and episode (fire, starvation).
 """
 
 from __future__ import annotations

@@ -94,3 +94,18 @@ def test_live_feed_sends_waves_and_overrides_with_frames(compose_run):
     assert extras["waves"].shape == (8, len(run.nervous.cell.cells))
     assert extras["overrides"].shape == (2, 4)
     assert publisher.calls[-1] == "closed"
+
+
+@pytest.mark.slow
+def test_eval_record_logs_a_gif_to_wandb_offline(tmp_path):
+    trained = run_train("+experiment=quick", "world=stage0", "hydra.run.dir=trained", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    done = run_train("mode=eval", "checkpoint=trained/checkpoints/latest.pt", "world=stage0", "episodes=2",
+                     "world.max_steps=15", "record=true", "logger.mode=offline", "hydra.run.dir=evaluated",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    gif = tmp_path / "evaluated" / "replay_stage0.gif"
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames >= 10
+    logged = list((tmp_path / "evaluated" / "wandb").glob("offline-run-*/files/media/videos/**/*.gif"))
+    assert logged, "the recording is in the offline wandb run"

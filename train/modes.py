@@ -1,8 +1,9 @@
-"""What `python -m train` does in each mode: train (fresh or resumed) and eval."""
+"""What `python -m train` does in each mode: train (fresh or resumed), eval, view, and the live organism."""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from train.loop import Publisher, Trainer
 from train.nervous_link import Reflexes, WaveSenses, build_nervous
 from train.tracking import Tracker
 from world import GridWorld, stage_config
+from world.replay import ReplayError
 from world.rollout import POLICIES
 from world.rollout import evaluate as evaluate_policy
 
@@ -196,9 +198,39 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                                 nervous=saved.nervous)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if run.record and run.logger.mode != "disabled":
+        result["recording"] = str(log_recording(run, run_dir, Path(result["replay"]), rows))
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"stage {world.stage} ({world.name}), {run.episodes} episodes, "
           f"{'greedy' if run.greedy else 'sampled'} actions, checkpoint {run.checkpoint}")
     print(format_table(rows))
     print(f"saved {run_dir / 'eval.json'}" + (f" and {result['replay']}" if run.record else ""))
     return result
+
+
+def log_recording(run: RunConfig, run_dir: Path, replay: Path, rows: dict[str, dict[str, float]]) -> Path:
+    """Draw the replay into a GIF with the viewer (headless) and log it, and the eval table, to wandb."""
+    from train.view import view
+    from world.replay import load_replay
+
+    gif = replay.with_suffix(".gif")
+    headless = "DISPLAY" not in os.environ and "SDL_VIDEODRIVER" not in os.environ
+    if headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    try:
+        status = view(replay=str(replay), frames=len(load_replay(replay)), record=str(gif), speed=20.0)
+    finally:
+        if headless:
+            os.environ.pop("SDL_VIDEODRIVER", None)
+    if status != 0 or not gif.is_file():
+        raise ReplayError(f"replay {replay}: the viewer could not record it to {gif}")
+    import wandb
+
+    tracker = Tracker(run.logger, run_dir, OmegaConf.to_container(OmegaConf.structured(run), resolve=True),
+                      total=0, name=f"eval-{run_dir.name}")
+    assert tracker.wandb_run is not None
+    metrics = {f"eval/{policy}/{key}": value for policy, stats in rows.items() for key, value in stats.items()
+               if isinstance(value, int | float)}
+    tracker.wandb_run.log(metrics | {"media/episode": wandb.Video(str(gif), format="gif")})
+    tracker.close()
+    return gif
