@@ -40,6 +40,8 @@ Lifeforce hook
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -55,9 +57,15 @@ from world.tiles import (
     Tile,
 )
 
+# Plain ints for the hot path: on Python 3.11 an Enum member lookup (Tile.FOOD) costs about a
+# microsecond, a SimpleNamespace attribute a few tens of nanoseconds.
+T = SimpleNamespace(**{member.name: int(member) for member in Tile})
+A = SimpleNamespace(**{member.name: int(member) for member in Action})
+P = SimpleNamespace(**{member.name: int(member) for member in Proprio})
+
 #: Tiles INTERACT can act on from a neighbouring cell.
 REACHABLE = np.zeros(len(Tile), dtype=bool)
-REACHABLE[[Tile.WATER, Tile.DOOR, Tile.LOCK]] = True
+REACHABLE[[T.WATER, T.DOOR, T.LOCK]] = True
 #: What a lock terminal displays, relative to its answer, as ticks go by (right 1 tick in 6).
 LOCK_DISPLAY_OFFSETS = np.array([0, 2, 1, 4, 3, 5], dtype=np.int64)
 VAULT_FOOTPRINT = 7  # a 5x5 walled room with a 1-cell margin
@@ -70,8 +78,12 @@ STAT_KEYS = ("episodes", "success", "return", "length", "deaths", "deaths_fire",
 class GridWorld:
     """B envs x N NPCs of one stage; all state in preallocated numpy arrays."""
 
+    #: Output arrays a caller may provide (e.g. in shared memory), written in place every tick.
+    BUFFERS = ("views", "proprio", "action_mask", "rewards", "terminals", "truncations", "died", "env_done",
+               "alive", "lifeforce", "last_success")
+
     def __init__(self, config: WorldConfig, num_envs: int = 1, seed: int | None = None,
-                 autoreset: bool = True) -> None:
+                 autoreset: bool = True, buffers: dict[str, np.ndarray] | None = None) -> None:
         config.validate()
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r}: must be an integer >= 1")
@@ -85,8 +97,24 @@ class GridWorld:
         self.Hp, self.Wp = Hp, Wp = config.height + 2 * r, config.width + 2 * r
         self.cells = Hp * Wp
 
+        buffers = dict(buffers or {})
+        unknown = sorted(set(buffers) - set(self.BUFFERS))
+        if unknown:
+            raise ValueError(f"buffers[{unknown[0]!r}]: not an output buffer; choose from {self.BUFFERS}")
+
+        def array(name: str, shape: tuple[int, ...], dtype: type, fill: float = 0) -> np.ndarray:
+            """A zeroed output array, or the caller's buffer of that name (checked, then filled)."""
+            given = buffers.get(name)
+            if given is None:
+                return np.full(shape, fill, dtype=dtype)
+            if given.shape != shape or given.dtype != np.dtype(dtype) or not given.flags.c_contiguous:
+                raise ValueError(f"buffers[{name!r}]: need a C-contiguous {np.dtype(dtype)} array of shape "
+                                 f"{shape}, got {given.dtype} {given.shape}")
+            given.fill(fill)
+            return given
+
         # --- world layers --------------------------------------------------------------------
-        self.tiles = np.full((B, Hp, Wp), Tile.WALL, dtype=np.uint8)
+        self.tiles = np.full((B, Hp, Wp), T.WALL, dtype=np.uint8)
         #: windows[i] is the V x V window whose corner is flat cell i: an NPC's view is one index
         #: into a read-only strided view of the tiles (so never rebind self.tiles)
         flat = self.tiles.reshape(-1)
@@ -106,11 +134,11 @@ class GridWorld:
         # --- NPC slots -----------------------------------------------------------------------
         self.pos_y = np.zeros((B, N), dtype=np.int64)
         self.pos_x = np.zeros((B, N), dtype=np.int64)
-        self.alive = np.zeros((B, N), dtype=bool)
-        self.lifeforce = np.zeros((B, N), dtype=np.float32)
+        self.alive = array("alive", (B, N), bool)
+        self.lifeforce = array("lifeforce", (B, N), np.float32)
         self.battery = np.zeros((B, N), dtype=np.float32)
         self.has_key = np.zeros((B, N), dtype=bool)
-        self.facing = np.full((B, N), Action.NORTH, dtype=np.int64)
+        self.facing = np.full((B, N), A.NORTH, dtype=np.int64)
         self.signalling = np.zeros((B, N), dtype=bool)
         self.dead_ticks = np.zeros((B, N), dtype=np.int64)
         self.pending_cost = np.zeros((B, N), dtype=np.float32)
@@ -123,22 +151,22 @@ class GridWorld:
         self.ep_deaths_fire = np.zeros((B, N), dtype=np.int64)
         self._stats = dict.fromkeys(STAT_KEYS, 0.0)
         #: Success of each env's last finished episode (NaN before the first one).
-        self.last_success = np.full(B, np.nan)
+        self.last_success = array("last_success", (B,), np.float64, np.nan)
 
         # --- outputs (rebuilt every tick, in place) ------------------------------------------
-        self.views = np.zeros((B, N, V, V), dtype=np.uint8)
-        self.proprio = np.zeros((B, N, PROPRIO_SIZE), dtype=np.float32)
-        self.action_mask = np.zeros((B, N, NUM_ACTIONS), dtype=bool)
+        self.views = array("views", (B, N, V, V), np.uint8)
+        self.proprio = array("proprio", (B, N, PROPRIO_SIZE), np.float32)
+        self.action_mask = array("action_mask", (B, N, NUM_ACTIONS), bool)
         #: Tile of the cell each NPC's INTERACT reaches besides its own (see `_reach`).
         self.reach_tile = np.zeros((B, N), dtype=np.uint8)
-        self.rewards = np.zeros((B, N), dtype=np.float32)
+        self.rewards = array("rewards", (B, N), np.float32)
         #: NPC slot ended this tick: it died in a stage without respawn, or its env ended.
-        self.terminals = np.zeros((B, N), dtype=bool)
-        self.truncations = np.zeros((B, N), dtype=bool)
+        self.terminals = array("terminals", (B, N), bool)
+        self.truncations = array("truncations", (B, N), bool)
         #: NPC died this tick (also in stages with respawn, where death does not end the slot).
-        self.died = np.zeros((B, N), dtype=bool)
+        self.died = array("died", (B, N), bool)
         #: Env's episode ended this tick (it was reset already when ``autoreset``).
-        self.env_done = np.zeros(B, dtype=bool)
+        self.env_done = array("env_done", (B,), bool)
 
         # --- constants -----------------------------------------------------------------------
         self._env_base = (np.arange(B, dtype=np.int64) * self.cells)[:, None]
@@ -201,15 +229,15 @@ class GridWorld:
         # 1. dead NPCs do not act
         N = self.num_npcs
         alive0 = self.alive.copy()
-        act = np.where(alive0, actions, Action.STAY).astype(np.int64)
+        act = np.where(alive0, actions, A.STAY).astype(np.int64)
         act_flat = act.reshape(-1)
         life0 = self.lifeforce.copy()
         lifeforce = self.lifeforce.reshape(-1)
         battery = self.battery.reshape(-1)
         has_key = self.has_key.reshape(-1)
-        moving = (act >= Action.NORTH) & (act <= Action.WEST)
+        moving = (act >= A.NORTH) & (act <= A.WEST)
         np.copyto(self.facing, act, where=moving)
-        np.equal(act, Action.SIGNAL, out=self.signalling)
+        np.equal(act, A.SIGNAL, out=self.signalling)
 
         # 2. moves (sparse: only the NPCs that try to move)
         flat_tiles = self.tiles.reshape(-1)
@@ -222,7 +250,7 @@ class GridWorld:
             # still blocks: no chains, no swaps), then restore what lay under them
             occupied = here[alive0.reshape(-1)]
             under = flat_tiles[occupied]
-            flat_tiles[occupied] = Tile.NPC
+            flat_tiles[occupied] = T.NPC
             ok = ~BLOCKING[flat_tiles[target]]
             flat_tiles[occupied] = under
             # several NPCs claiming one cell: the lowest slot wins
@@ -245,16 +273,16 @@ class GridWorld:
         # 3. interact (sparse)
         opened = np.zeros((self.num_envs, N), dtype=bool)
         eats = np.zeros((self.num_envs, N), dtype=bool)
-        users = np.flatnonzero(act_flat == Action.INTERACT)
+        users = np.flatnonzero(act_flat == A.INTERACT)
         if users.size:
             own = flat_tiles[here[users]]
-            eat = own == Tile.FOOD
-            charge = own == Tile.CHARGER
-            pick = (own == Tile.KEY) & ~has_key[users]
+            eat = own == T.FOOD
+            charge = own == T.CHARGER
+            pick = (own == T.KEY) & ~has_key[users]
             lifeforce[users[eat]] += np.float32(cfg.food_gain)
             battery[users[charge]] = 1.0
             has_key[users[pick]] = True
-            flat_tiles[here[users[eat | pick]]] = Tile.EMPTY
+            flat_tiles[here[users[eat | pick]]] = T.EMPTY
             eats.reshape(-1)[users[eat]] = True
             self.food_count -= np.bincount(users[eat] // N, minlength=self.num_envs)
             # the cell in reach: drink, open a door, answer a lock
@@ -262,8 +290,8 @@ class GridWorld:
             if rest.size:
                 reach = self._reach(here[rest], self.facing.reshape(-1)[rest])
                 tile = flat_tiles[reach]
-                lifeforce[rest[tile == Tile.WATER]] += np.float32(cfg.water_gain)
-                contest = ((tile == Tile.DOOR) & has_key[rest]) | (tile == Tile.LOCK)
+                lifeforce[rest[tile == T.WATER]] += np.float32(cfg.water_gain)
+                contest = ((tile == T.DOOR) & has_key[rest]) | (tile == T.LOCK)
                 if contest.any():
                     who, cells = rest[contest], reach[contest]
                     np.minimum.at(self._claim, cells, who % N)
@@ -271,7 +299,7 @@ class GridWorld:
                     self._claim[cells] = N
                     who, cells = who[first], cells[first]
                     tile = flat_tiles[cells]
-                    door, lock = tile == Tile.DOOR, tile == Tile.LOCK
+                    door, lock = tile == T.DOOR, tile == T.LOCK
                     right = np.zeros(len(who), dtype=bool)
                     if lock.any():
                         right[lock] = self._lock_shown(cells[lock]) == self._lock_answer(cells[lock])
@@ -279,11 +307,11 @@ class GridWorld:
                     has_key[who[door]] = False
                     opens = door | right
                     opened.reshape(-1)[who[opens]] = True
-                    flat_tiles[cells[opens]] = Tile.EMPTY
+                    flat_tiles[cells[opens]] = T.EMPTY
         here = here.reshape(self.num_envs, N)
 
         # 4. hazards, decay, hook costs, death
-        on_fire = alive0 & (flat_tiles[here] == Tile.FIRE)
+        on_fire = alive0 & (flat_tiles[here] == T.FIRE)
         drain = np.float32(cfg.lifeforce_decay) + self.pending_cost
         drain += np.where(on_fire, np.float32(cfg.fire_drain), np.float32(0))
         self.pending_cost[:] = 0.0
@@ -371,18 +399,19 @@ class GridWorld:
     def _reach(self, here: np.ndarray, facing: np.ndarray) -> np.ndarray:
         """The cell an NPC's INTERACT acts on besides its own: the faced cell when it holds water, a
         door or a lock, else the first neighbour (N, S, E, W) that does, else the faced cell."""
-        neighbours = here[..., None] + self._neighbour_offsets
+        neighbours = here[:, None] + self._neighbour_offsets  # here, facing: flat [K]
         slot = self._reach_slot(self.tiles.reshape(-1)[neighbours], facing)
-        return np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+        return neighbours[np.arange(len(here)), slot]
 
     @staticmethod
     def _reach_slot(neighbour_tiles: np.ndarray, facing: np.ndarray) -> np.ndarray:
         """Which of the 4 neighbours (0=N, 1=S, 2=E, 3=W) is in reach, given their tiles."""
         usable = REACHABLE[neighbour_tiles]
-        faced = facing - Action.NORTH
+        faced = facing - A.NORTH
         if not usable.any():
             return faced
-        faced_usable = np.take_along_axis(usable, faced[..., None], axis=-1)[..., 0]
+        flat = usable.reshape(-1, 4)
+        faced_usable = flat[np.arange(len(flat)), faced.reshape(-1)].reshape(faced.shape)
         return np.where(faced_usable | ~usable.any(axis=-1), faced, usable.argmax(axis=-1))
 
     def _lock_answer(self, flat: np.ndarray) -> np.ndarray:
@@ -421,7 +450,7 @@ class GridWorld:
         """Pick `count` distinct EMPTY, unoccupied cells per env in ids: flat padded indices [k, count]."""
         tiles = self.tiles[ids].reshape(len(ids), -1)
         keys = self.rng.random(tiles.shape)
-        keys[tiles != Tile.EMPTY] = 2.0
+        keys[tiles != T.EMPTY] = 2.0
         if count == 0:
             return np.zeros((len(ids), 0), dtype=np.int64)
         chosen = np.argpartition(keys, count - 1, axis=1)[:, :count]
@@ -433,11 +462,11 @@ class GridWorld:
     def _reset_envs(self, ids: np.ndarray) -> None:
         cfg, r, k, rng = self.config, self.r, len(ids), self.rng
         H, W, Wp = self.H, self.W, self.Wp
-        tiles = np.full((k, self.Hp, Wp), Tile.WALL, dtype=np.uint8)
+        tiles = np.full((k, self.Hp, Wp), T.WALL, dtype=np.uint8)
         inner = tiles[:, r:r + H, r:r + W]
-        inner[:] = Tile.EMPTY
+        inner[:] = T.EMPTY
         if cfg.wall_density > 0:
-            inner[rng.random((k, H, W)) < cfg.wall_density] = Tile.WALL
+            inner[rng.random((k, H, W)) < cfg.wall_density] = T.WALL
         if cfg.wall_segments > 0:
             S, L = cfg.wall_segments, cfg.wall_segment_max
             y0 = rng.integers(0, H, (k, S, 1))
@@ -449,7 +478,7 @@ class GridWorld:
             xs = np.where(vertical, x0, x0 + steps)
             keep = (steps < length) & (ys < H) & (xs < W)
             env_idx = np.broadcast_to(np.arange(k)[:, None, None], keep.shape)
-            inner[env_idx[keep], ys[keep], xs[keep]] = Tile.WALL
+            inner[env_idx[keep], ys[keep], xs[keep]] = T.WALL
         if cfg.n_locks > 0:
             self.lock_a[ids] = 0
             self.lock_b[ids] = 0
@@ -460,8 +489,8 @@ class GridWorld:
         self.tiles[ids] = tiles
 
         # items and NPCs on distinct free cells, drawn at once
-        counts = [(Tile.FOOD, cfg.n_food), (Tile.WATER, cfg.n_water), (Tile.FIRE, cfg.n_fire),
-                  (Tile.CHARGER, cfg.n_chargers), (Tile.KEY, cfg.n_keys)]
+        counts = [(T.FOOD, cfg.n_food), (T.WATER, cfg.n_water), (T.FIRE, cfg.n_fire),
+                  (T.CHARGER, cfg.n_chargers), (T.KEY, cfg.n_keys)]
         n_items = sum(c for _, c in counts)
         chosen = self._free_cells(ids, n_items + self.num_npcs)
         tiles_flat = tiles.reshape(k, -1)
@@ -474,13 +503,13 @@ class GridWorld:
         npc_cells = chosen[:, n_items:]
         self.pos_y[ids] = npc_cells // Wp
         self.pos_x[ids] = npc_cells % Wp
-        self.food_count[ids] = (tiles_flat == Tile.FOOD).sum(axis=1)
+        self.food_count[ids] = (tiles_flat == T.FOOD).sum(axis=1)
 
         self.alive[ids] = True
         self.lifeforce[ids] = 1.0
         self.battery[ids] = 1.0
         self.has_key[ids] = False
-        self.facing[ids] = Action.NORTH
+        self.facing[ids] = A.NORTH
         self.signalling[ids] = False
         self.dead_ticks[ids] = 0
         self.pending_cost[ids] = 0.0
@@ -499,9 +528,9 @@ class GridWorld:
         ox = (pick % slots_x) * VAULT_FOOTPRINT
         env = np.broadcast_to(np.arange(k)[:, None, None], (k, n, 49))
         fy, fx = np.divmod(np.arange(49), 7)
-        inner[env, oy[..., None] + fy, ox[..., None] + fx] = Tile.EMPTY  # margin
-        room = np.full((5, 5), Tile.WALL, dtype=np.uint8)
-        room[1:4, 1:4] = Tile.FOOD
+        inner[env, oy[..., None] + fy, ox[..., None] + fx] = T.EMPTY  # margin
+        room = np.full((5, 5), T.WALL, dtype=np.uint8)
+        room[1:4, 1:4] = T.FOOD
         ry, rx = np.divmod(np.arange(25), 5)
         env25 = env[..., :25]
         inner[env25, oy[..., None] + 1 + ry, ox[..., None] + 1 + rx] = room.reshape(-1)
@@ -513,7 +542,7 @@ class GridWorld:
                               np.full_like(side, 4)]) + ox + 1
         is_lock = np.arange(n)[None, :] < cfg.n_locks
         env2 = np.broadcast_to(np.arange(k)[:, None], (k, n))
-        inner[env2, ey, ex] = np.where(is_lock, Tile.LOCK, Tile.DOOR).astype(np.uint8)
+        inner[env2, ey, ex] = np.where(is_lock, T.LOCK, T.DOOR).astype(np.uint8)
         if cfg.n_locks > 0:
             sel = np.broadcast_to(is_lock, (k, n))
             ly, lx = ey[sel] + r, ex[sel] + r
@@ -538,7 +567,7 @@ class GridWorld:
         flat = b * self.cells + y * self.Wp + x
         occupied = np.zeros(self.num_envs * self.cells, dtype=bool)
         occupied[(self._env_base + self.pos_y * self.Wp + self.pos_x)[self.alive]] = True
-        ok = (self.tiles.reshape(-1)[flat] == Tile.EMPTY) & ~occupied[flat]
+        ok = (self.tiles.reshape(-1)[flat] == T.EMPTY) & ~occupied[flat]
         # two respawns drawing the same cell: the first (lowest env, then slot) wins
         _, first = np.unique(flat, return_index=True)
         unique = np.zeros(len(flat), dtype=bool)
@@ -560,8 +589,8 @@ class GridWorld:
         flat = (np.arange(self.num_envs) * self.cells + (cell // self.W + self.r) * self.Wp
                 + cell % self.W + self.r)
         flat_tiles = self.tiles.reshape(-1)
-        grow &= flat_tiles[flat] == Tile.EMPTY
-        flat_tiles[flat[grow]] = Tile.FOOD
+        grow &= flat_tiles[flat] == T.EMPTY
+        flat_tiles[flat[grow]] = T.FOOD
         self.food_count += grow
 
     def _observe(self) -> None:
@@ -571,7 +600,7 @@ class GridWorld:
         # views: paint live NPCs into the grid, gather each window, restore what lay under them
         occupied = here[self.alive]
         under = flat_tiles[occupied]
-        flat_tiles[occupied] = np.where(self.signalling[self.alive], Tile.NPC_SIGNAL, Tile.NPC)
+        flat_tiles[occupied] = np.where(self.signalling[self.alive], T.NPC_SIGNAL, T.NPC)
         views = self.views
         views[:] = self._windows[here + self._corner]
         flat_tiles[occupied] = under
@@ -581,10 +610,10 @@ class GridWorld:
         if cfg.signal_radius > 0 and N > 1:  # heard, not seen: counted before night and fog hide cells
             if self.signalling.any():
                 k = min(cfg.signal_radius, r)
-                near = views[:, :, r - k:r + k + 1, r - k:r + k + 1] == Tile.NPC_SIGNAL
-                p[..., Proprio.HEARD_SIGNAL] = near.sum(axis=(2, 3)) / (N - 1)
+                near = views[:, :, r - k:r + k + 1, r - k:r + k + 1] == T.NPC_SIGNAL
+                p[..., P.HEARD_SIGNAL] = near.sum(axis=(2, 3)) / (N - 1)
             else:
-                p[..., Proprio.HEARD_SIGNAL] = 0.0
+                p[..., P.HEARD_SIGNAL] = 0.0
         neighbours = views[:, :, self._nb_rows, self._nb_cols]  # [B, N, 4]: N, S, E, W
         night = self._night()
         if self._sky:
@@ -592,54 +621,55 @@ class GridWorld:
             radius = np.where(night, np.minimum(radius, cfg.night_view_radius), radius)
             radius = np.where(self.weather == WEATHER_FOG, np.minimum(radius, cfg.fog_view_radius), radius)
             hidden = self._hidden_by_radius[radius]  # [B, V, V]
-            np.copyto(views, np.uint8(Tile.UNSEEN), where=hidden[:, None])
+            np.copyto(views, np.uint8(T.UNSEEN), where=hidden[:, None])
 
         # the cell in reach (tiles there never hold NPCs, so the view's codes are the tiles')
         slot = self._reach_slot(neighbours, self.facing)
         if REACHABLE[neighbours].any():
-            reach_tile = np.take_along_axis(neighbours, slot[..., None], axis=-1)[..., 0]
+            flat = neighbours.reshape(-1, 4)
+            reach_tile = flat[np.arange(len(flat)), slot.reshape(-1)].reshape(slot.shape)
         else:  # nothing to drink, open or answer next to anyone: the tile in reach does not matter
             reach_tile = np.zeros_like(self.reach_tile)
         self.reach_tile[:] = reach_tile
-        facing_lock = reach_tile == Tile.LOCK
+        facing_lock = reach_tile == T.LOCK
 
         # proprio
-        p[..., Proprio.LIFEFORCE] = self.lifeforce
-        p[..., Proprio.BATTERY] = self.battery
-        p[..., Proprio.HAS_KEY] = self.has_key
-        p[..., Proprio.LAST_REWARD] = self.rewards
+        p[..., P.LIFEFORCE] = self.lifeforce
+        p[..., P.BATTERY] = self.battery
+        p[..., P.HAS_KEY] = self.has_key
+        p[..., P.LAST_REWARD] = self.rewards
         if cfg.day_length > 0:
             phase = 2 * np.pi * (self.t % cfg.day_length) / cfg.day_length
-            p[..., Proprio.DAY_SIN] = np.sin(phase)[:, None]
-            p[..., Proprio.DAY_COS] = np.cos(phase)[:, None]
+            p[..., P.DAY_SIN] = np.sin(phase)[:, None]
+            p[..., P.DAY_COS] = np.cos(phase)[:, None]
         else:
-            p[..., Proprio.DAY_SIN] = 0.0
-            p[..., Proprio.DAY_COS] = 1.0
-        p[..., Proprio.NIGHT] = night[:, None]
-        p[..., Proprio.FOG] = (self.weather == WEATHER_FOG)[:, None]
-        p[..., Proprio.RAIN] = (self.weather == WEATHER_RAIN)[:, None]
-        p[..., Proprio.FACING_LOCK] = facing_lock
-        p[..., Proprio.LOCK_A:Proprio.LOCK_SHOWN + 1] = 0.0
+            p[..., P.DAY_SIN] = 0.0
+            p[..., P.DAY_COS] = 1.0
+        p[..., P.NIGHT] = night[:, None]
+        p[..., P.FOG] = (self.weather == WEATHER_FOG)[:, None]
+        p[..., P.RAIN] = (self.weather == WEATHER_RAIN)[:, None]
+        p[..., P.FACING_LOCK] = facing_lock
+        p[..., P.LOCK_A:P.LOCK_SHOWN + 1] = 0.0
         if cfg.n_locks > 0 and facing_lock.any():
             who = np.flatnonzero(facing_lock)
             cells = here.reshape(-1)[who] + self._neighbour_offsets[slot.reshape(-1)[who]]
             lock = p.reshape(-1, PROPRIO_SIZE)
-            lock[who, Proprio.LOCK_A] = self.lock_a.reshape(-1)[cells] / 10
-            lock[who, Proprio.LOCK_B] = self.lock_b.reshape(-1)[cells] / 10
-            lock[who, Proprio.LOCK_OP] = self.lock_op.reshape(-1)[cells] / 2
-            lock[who, Proprio.LOCK_SHOWN] = self._lock_shown(cells) / 100
-        p[..., Proprio.TIME] = (self.t / cfg.max_steps)[:, None]
-        p[..., Proprio.FACING_N:Proprio.FACING_W + 1] = 0.0
-        p.reshape(-1)[self._proprio_rows + Proprio.FACING_N - Action.NORTH + self.facing.reshape(-1)] = 1.0
+            lock[who, P.LOCK_A] = self.lock_a.reshape(-1)[cells] / 10
+            lock[who, P.LOCK_B] = self.lock_b.reshape(-1)[cells] / 10
+            lock[who, P.LOCK_OP] = self.lock_op.reshape(-1)[cells] / 2
+            lock[who, P.LOCK_SHOWN] = self._lock_shown(cells) / 100
+        p[..., P.TIME] = (self.t / cfg.max_steps)[:, None]
+        p[..., P.FACING_N:P.FACING_W + 1] = 0.0
+        p.reshape(-1)[self._proprio_rows + P.FACING_N - A.NORTH + self.facing.reshape(-1)] = 1.0
         p[~self.alive] = 0.0
 
         # action masks
         m = self.action_mask
-        m[..., Action.STAY] = True
-        m[..., Action.NORTH:Action.WEST + 1] = ~BLOCKING[neighbours]
-        m[..., Action.INTERACT] = (
-            (own_tile == Tile.FOOD) | (own_tile == Tile.CHARGER) | ((own_tile == Tile.KEY) & ~self.has_key)
-            | (reach_tile == Tile.WATER) | facing_lock | ((reach_tile == Tile.DOOR) & self.has_key))
-        m[..., Action.SIGNAL] = True
+        m[..., A.STAY] = True
+        m[..., A.NORTH:A.WEST + 1] = ~BLOCKING[neighbours]
+        m[..., A.INTERACT] = (
+            (own_tile == T.FOOD) | (own_tile == T.CHARGER) | ((own_tile == T.KEY) & ~self.has_key)
+            | (reach_tile == T.WATER) | facing_lock | ((reach_tile == T.DOOR) & self.has_key))
+        m[..., A.SIGNAL] = True
         m[~self.alive] = False
-        m[..., Action.STAY] = True
+        m[..., A.STAY] = True
