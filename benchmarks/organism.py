@@ -72,9 +72,19 @@ async def main_window(npcs: int, duration: float, run_dir: Path) -> dict[str, An
             pid, hb = child.handle.pid, child.heartbeats  # type: ignore[union-attr]
             t0 = time.monotonic()
             os.kill(pid, signal.SIGKILL)
-            await _until(lambda: child.heartbeats > hb and child.pids[-1] != pid, 10)
+            status_file = org.checkpoint_dir / "npc-0.status.json"
+
+            def successor_status() -> dict:
+                return json.loads(status_file.read_text()) if status_file.exists() else {}
+
+            # a heartbeat the killed process sent just before dying can still arrive: wait until the
+            # successor has loaded its weights (its status names its pid), then for its own heartbeat
+            await _until(lambda: child.pids[-1] != pid
+                         and successor_status().get("pid") == child.pids[-1], 10)
+            hb = child.heartbeats
+            await _until(lambda: child.heartbeats > hb, 10)
             out["restart_after_kill9_s"] = round(time.monotonic() - t0, 3)
-            status = json.loads((org.checkpoint_dir / "npc-0.status.json").read_text())
+            status = successor_status()
             out["restart_same_weights"] = status["weights"] == before and status["pid"] != pid
         finally:
             org.stop.set()

@@ -116,9 +116,17 @@ class Cell:
         raise NotImplementedError
 
 
+@cache
+def _tile_table(tiles: tuple[int, ...]) -> np.ndarray:
+    """A bool lookup table over every cell code, True at `tiles`."""
+    table = np.zeros(256, dtype=bool)
+    table[list(tiles)] = True
+    return table
+
+
 def tile_mask(views: np.ndarray, *tiles: Tile) -> np.ndarray:
-    """bool [M, V, V]: where the view shows one of tiles."""
-    return np.isin(views, np.array(tiles, dtype=np.uint8))
+    """bool [M, V, V]: where the view shows one of tiles (a table lookup: np.isin costs ~40 us a call)."""
+    return _tile_table(tuple(int(t) for t in tiles))[views]
 
 
 @dataclass
