@@ -14,6 +14,7 @@ from nervous.config import NervousConfig
 from train.nervous_link import Reflexes, WaveSenses, build_nervous
 from world import GridWorld, WorldConfig
 from world.replay import ReplayWriter
+from world.rollout import collect_episodes
 from world.tiles import PROPRIO_SIZE
 
 #: Columns of the evaluation table, in order.
@@ -66,19 +67,8 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
     world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
     layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
     generator = torch.Generator().manual_seed(seed)
-    totals: dict[str, float] = {}
-    done = 0
-    while done < episodes:
-        world.step(_act(brain, layout, world, greedy, generator, senses, reflex))
-        if world.env_done.any():
-            stats = world.pop_stats()
-            n = stats.pop("episodes")
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value * n
-            done += int(n)
-    out = {key: value / done for key, value in totals.items()}
-    out["episodes"] = float(done)
-    return out
+    return collect_episodes(world, lambda w: _act(brain, layout, w, greedy, generator, senses, reflex),
+                            episodes)
 
 
 @torch.inference_mode()

@@ -75,6 +75,29 @@ STAT_KEYS = ("episodes", "success", "return", "length", "deaths", "deaths_fire",
              "opened", "food_eaten")
 
 
+def checked_actions(actions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Actions as an integer array of `shape` (B, N) within the action space; ValueError otherwise."""
+    actions = np.asarray(actions)
+    if actions.shape != shape:
+        raise ValueError(f"actions: shape {actions.shape} != (num_envs, n_npcs) {shape}")
+    if actions.dtype.kind not in "iu":
+        raise ValueError(f"actions: dtype {actions.dtype} is not an integer type")
+    if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
+        raise ValueError(f"actions: values must be in 0..{NUM_ACTIONS - 1}, "
+                         f"got {actions.min()}..{actions.max()}")
+    return actions
+
+
+def checked_cost(cost: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A lifeforce cost as float32 of `shape` (B, N), finite and >= 0; ValueError otherwise."""
+    cost = np.asarray(cost, dtype=np.float32)
+    if cost.shape != shape:
+        raise ValueError(f"cost: shape {cost.shape} != (num_envs, n_npcs) {shape}")
+    if not np.all(np.isfinite(cost)) or cost.min(initial=0.0) < 0:
+        raise ValueError("cost: must be finite and >= 0")
+    return cost
+
+
 class GridWorld:
     """B envs x N NPCs of one stage; all state in preallocated numpy arrays."""
 
@@ -206,26 +229,12 @@ class GridWorld:
 
     def charge(self, cost: np.ndarray) -> None:
         """Add a lifeforce cost per NPC (float32[B, N], >= 0) to be paid at the next tick."""
-        cost = np.asarray(cost, dtype=np.float32)
-        if cost.shape != (self.num_envs, self.num_npcs):
-            raise ValueError(f"cost: shape {cost.shape} != (num_envs, n_npcs) "
-                             f"{(self.num_envs, self.num_npcs)}")
-        if not np.all(np.isfinite(cost)) or cost.min(initial=0.0) < 0:
-            raise ValueError("cost: must be finite and >= 0")
-        self.pending_cost += cost
+        self.pending_cost += checked_cost(cost, (self.num_envs, self.num_npcs))
 
     def step(self, actions: np.ndarray) -> None:
         """Advance every env by one tick; results land in the output buffers in place."""
         cfg = self.config
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.num_npcs):
-            raise ValueError(f"actions: shape {actions.shape} != (num_envs, n_npcs) "
-                             f"{(self.num_envs, self.num_npcs)}")
-        if actions.dtype.kind not in "iu":
-            raise ValueError(f"actions: dtype {actions.dtype} is not an integer type")
-        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
-            raise ValueError(f"actions: values must be in 0..{NUM_ACTIONS - 1}, "
-                             f"got {actions.min()}..{actions.max()}")
+        actions = checked_actions(actions, (self.num_envs, self.num_npcs))
         # 1. dead NPCs do not act
         N = self.num_npcs
         alive0 = self.alive.copy()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from world.config import WorldConfig
-from world.core import GridWorld
+from world.core import GridWorld, checked_actions, checked_cost
 from world.tiles import NUM_ACTIONS, PROPRIO_SIZE
 
 
@@ -131,29 +131,14 @@ class MultiprocessWorld:
     # --------------------------------------------------------------------------------------
     def step(self, actions: np.ndarray) -> None:
         """Advance every env by one tick, in parallel; outputs land in the shared arrays."""
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.num_npcs):
-            raise ValueError(f"actions: shape {actions.shape} != (num_envs, n_npcs) "
-                             f"{(self.num_envs, self.num_npcs)}")
-        if actions.dtype.kind not in "iu":
-            raise ValueError(f"actions: dtype {actions.dtype} is not an integer type")
-        if actions.size and (actions.min() < 0 or actions.max() >= NUM_ACTIONS):
-            raise ValueError(f"actions: values must be in 0..{NUM_ACTIONS - 1}, "
-                             f"got {actions.min()}..{actions.max()}")
-        self._shared["actions"][:] = actions
+        self._shared["actions"][:] = checked_actions(actions, (self.num_envs, self.num_npcs))
         self._broadcast("step", self._charged)
         self._charged = False
         self.ticks += 1
 
     def charge(self, cost: np.ndarray) -> None:
         """Add a lifeforce cost per NPC (float32[B, N], >= 0) to be paid at the next tick."""
-        cost = np.asarray(cost, dtype=np.float32)
-        if cost.shape != (self.num_envs, self.num_npcs):
-            raise ValueError(f"cost: shape {cost.shape} != (num_envs, n_npcs) "
-                             f"{(self.num_envs, self.num_npcs)}")
-        if not np.all(np.isfinite(cost)) or cost.min(initial=0.0) < 0:
-            raise ValueError("cost: must be finite and >= 0")
-        self._shared["charges"] += cost
+        self._shared["charges"] += checked_cost(cost, (self.num_envs, self.num_npcs))
         self._charged = True
 
     def reset(self, seed: int | None = None) -> None:

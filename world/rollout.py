@@ -19,24 +19,34 @@ def evaluate(config: WorldConfig, policy: FlatPolicy, episodes: int = 100, seed:
     """Run `episodes` full episodes (rounded up to whole batches) and return the world's episode means."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
-    num_envs = min(num_envs, episodes)
-    world = GridWorld(config, num_envs=num_envs, seed=seed, autoreset=True)
+    world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
     rng = np.random.default_rng(seed + 1)
-    B, N = world.num_envs, world.num_npcs
+    M = world.num_envs * world.num_npcs
+
+    def act(world: GridWorld) -> np.ndarray:
+        actions = policy(world.views.reshape(M, world.V, world.V), world.proprio.reshape(M, -1),
+                         world.action_mask.reshape(M, -1), rng)
+        return np.asarray(actions).reshape(world.num_envs, world.num_npcs)
+
+    return collect_episodes(world, act, episodes)
+
+
+def collect_episodes(world: GridWorld, act: Callable[[GridWorld], np.ndarray],
+                     episodes: int) -> dict[str, float]:
+    """Step an autoresetting world with act(world) -> actions [B, N] until `episodes` episodes have
+    ended (whole batches); the episode means of `GridWorld.pop_stats`, weighted over all of them."""
     totals: dict[str, float] = {}
-    done_episodes = 0
-    while done_episodes < episodes:
-        actions = policy(world.views.reshape(B * N, world.V, world.V), world.proprio.reshape(B * N, -1),
-                         world.action_mask.reshape(B * N, -1), rng)
-        world.step(np.asarray(actions).reshape(B, N))
+    done = 0
+    while done < episodes:
+        world.step(act(world))
         if world.env_done.any():
             stats = world.pop_stats()
             n = stats.pop("episodes")
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value * n
-            done_episodes += int(n)
-    out = {key: value / done_episodes for key, value in totals.items()}
-    out["episodes"] = float(done_episodes)
+            done += int(n)
+    out = {key: value / done for key, value in totals.items()}
+    out["episodes"] = float(done)
     return out
 
 
