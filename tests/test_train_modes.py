@@ -109,3 +109,19 @@ def test_eval_record_logs_a_gif_to_wandb_offline(tmp_path):
         assert image.format == "GIF" and image.n_frames >= 10
     logged = list((tmp_path / "evaluated" / "wandb").glob("offline-run-*/files/media/videos/**/*.gif"))
     assert logged, "the recording is in the offline wandb run"
+
+
+def test_viewer_live_opens_the_viewer_when_there_is_a_display(monkeypatch, capsys):
+    from train.modes import open_viewer
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert open_viewer("run-1") is None
+    assert "-m train.view --live --run run-1" in capsys.readouterr().err
+    monkeypatch.setenv("DISPLAY", ":99")  # a display that is not there: the viewer starts, then says so
+    viewer = open_viewer("run-1")
+    try:
+        assert viewer is not None and viewer.args[1:5] == ["-m", "train.view", "--live", "--run"]
+    finally:
+        viewer.kill()
+        viewer.wait()

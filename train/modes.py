@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
@@ -61,7 +63,18 @@ def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
 
     regions = list(senses.bank.regions) if senses is not None else None
     cells = list(senses.bank.names) if senses is not None else None
-    return LiveFeed(FramePublisher(run=name, regions=regions, cells=cells), senses, reflex)
+    feed = LiveFeed(FramePublisher(run=name, regions=regions, cells=cells), senses, reflex)
+    open_viewer(name)
+    return feed
+
+
+def open_viewer(run: str) -> subprocess.Popen | None:
+    """Open the live viewer on this run beside it when there is a display; else say how to watch."""
+    command = [sys.executable, "-m", "train.view", "--live", "--run", run, "--wait", "30"]
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        print(f"viewer=live: no display here; watch with: {' '.join(command[1:])}", file=sys.stderr)
+        return None
+    return subprocess.Popen(command, start_new_session=True)
 
 
 def view_mode(run: RunConfig) -> int:
