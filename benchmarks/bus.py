@@ -176,6 +176,8 @@ async def cell_service(url: str, n: int = 2000, npcs: int = 16) -> float:
                 proprio=proprio.tobytes(),
             )
             subject, lat = subjects.cell_request("math"), []
+            for _ in range(200):  # warm-up: the service's first calls import and allocate lazily
+                await bus.request(subject, req, WaveBatch, timeout=2)
             for _ in range(n):
                 t = time.perf_counter()
                 await bus.request(subject, req, WaveBatch, timeout=2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -110,8 +111,9 @@ class CellService:
             await self._error(raw, f"cell {self.config.cell} failed: {type(exc).__name__}: {exc}", "")
             return
         payload = encode(batch)
-        await self.bus.nc.publish(self.wave_subject, payload)
-        await self._reply(raw, payload)
+        await self._reply(raw, payload)  # the requester waits on the reply: it goes out first
+        if batch.npc:  # broadcast only waves that fired
+            await self.bus.nc.publish(self.wave_subject, payload)
 
     async def _error(self, raw: Msg, text: str, field_name: str) -> None:
         self.errors += 1
@@ -152,6 +154,8 @@ async def serve(
         bus = await stack.enter_async_context(Bus(config.bus, run_dir=run_dir))
         service = CellService(config, bus)
         await service.start()
+        gc.collect()
+        gc.freeze()  # start-up objects leave the collector's generations: shorter pauses, a lower p99
         log.info("cell %s serving %s on %s", config.cell, service.request_subject, bus.url)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
