@@ -44,8 +44,7 @@ from nervous.bus import Bus, BusConfig
 from nervous.cells import CellBank
 from nervous.messages import Action, Command, Heartbeat, NpcState, Observation, WaveBatch
 from nervous.nerves import NerveBank
-from world.tiles import BLOCKING, NUM_ACTIONS, PROPRIO_SIZE, Proprio, Tile
-from world.tiles import Action as Act
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 
 log = logging.getLogger("agents.npc")
 
@@ -115,20 +114,6 @@ class NpcConfig:
         if self.checkpoint:
             return Path(self.checkpoint)
         return Path(self.run_dir) / f"npc-{self.npc}.pt" if self.run_dir else None
-
-
-def action_mask(view: np.ndarray, proprio: np.ndarray) -> np.ndarray:
-    """bool [A]: the world's action mask as far as one NPC's senses show it."""
-    r = view.shape[0] // 2
-    nb = view[[r - 1, r + 1, r, r], [r, r, r + 1, r - 1]]  # N, S, E, W
-    own = view[r, r]
-    has_key = proprio[Proprio.HAS_KEY] > 0.5
-    mask = np.ones(NUM_ACTIONS, dtype=bool)
-    mask[Act.NORTH:Act.WEST + 1] = ~BLOCKING[nb]
-    mask[Act.INTERACT] = bool(own in (Tile.FOOD, Tile.CHARGER) or (own == Tile.KEY and not has_key)
-                              or np.isin(nb, (Tile.WATER, Tile.LOCK)).any()
-                              or (has_key and (nb == Tile.DOOR).any()))
-    return mask
 
 
 def weights_digest(brain: torch.nn.Module) -> str:
@@ -238,7 +223,8 @@ class NpcAgent:
         """(action, overridden by a nerve) for an observation; learns when configured."""
         view = np.frombuffer(obs.view, dtype=np.uint8).reshape(obs.side, obs.side)
         proprio = np.frombuffer(obs.proprio, dtype="<f4")[:PROPRIO_SIZE]
-        mask = action_mask(view, proprio)
+        mask = (np.frombuffer(obs.action_mask, dtype=bool) if obs.action_mask
+                else np.ones(NUM_ACTIONS, dtype=bool))  # the world's own mask
         codes_t = torch.from_numpy(view.copy()).view(1, 1, obs.side, obs.side)
         proprio_t = torch.from_numpy(proprio.copy()).view(1, 1, -1)
         mask_t = torch.from_numpy(mask).view(1, 1, -1)

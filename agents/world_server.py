@@ -179,6 +179,7 @@ class WorldServer:
         for i in range(self.config.n_npcs):
             obs = Observation(npc=i, tick=self.tick, side=self._side, view=w.views[0, i].tobytes(),
                               proprio=w.proprio[0, i].tobytes(), reward=float(w.rewards[0, i]),
+                              action_mask=w.action_mask[0, i].tobytes(),
                               terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]))
             try:
                 await self.bus.publish(subjects.npc_obs(i), obs)

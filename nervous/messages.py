@@ -22,6 +22,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import numpy as np
 
+from world.tiles import NUM_ACTIONS
+
 SCHEMA_VERSION = 1
 #: Default upper bound on a decoded payload; services may pass their own.
 MAX_PAYLOAD_BYTES = 1 << 20
@@ -223,7 +225,7 @@ class Heartbeat(Message, tag="heartbeat"):
 
 
 class Observation(Message, tag="observation"):
-    """World -> NPC: view codes (uint8, side x side), proprio (float32) and reward."""
+    """World -> NPC: view codes (uint8, side x side), proprio (float32), reward and the action mask."""
 
     npc: NpcId
     tick: Tick
@@ -233,6 +235,8 @@ class Observation(Message, tag="observation"):
     reward: float
     terminated: bool = False
     truncated: bool = False
+    action_mask: bytes = b""
+    """One byte per action (1: useful), as the world computed it; empty: every action allowed."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -240,6 +244,9 @@ class Observation(Message, tag="observation"):
             raise ValueError(f"view has {len(self.view)} bytes, expected side*side - at `$.view`")
         if len(self.proprio) % 4:
             raise ValueError("proprio is not whole float32 values - at `$.proprio`")
+        if self.action_mask and len(self.action_mask) != NUM_ACTIONS:
+            raise ValueError(f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} "
+                             "- at `$.action_mask`")
 
 
 class Action(Message, tag="action"):

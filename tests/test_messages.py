@@ -124,3 +124,16 @@ def test_cell_request_checks_view_and_proprio_sizes() -> None:
     row[4] = bytes(17)
     with pytest.raises(MessageError, match="views"):
         decode(msgspec.msgpack.encode(row), CellRequest, "s")
+
+
+def test_observation_action_mask_must_cover_every_action():
+    from nervous.messages import MessageError, Observation, decode, encode
+
+    obs = Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0,
+                      action_mask=bytes([1, 1, 0, 0, 1, 0, 1]))
+    assert decode(encode(obs), Observation, "dev.npc.0.obs").action_mask == obs.action_mask
+    fields = msgspec.msgpack.decode(encode(obs))  # messages travel as arrays
+    fields[fields.index(obs.action_mask)] = b"\x01"
+    bad = msgspec.msgpack.encode(fields)
+    with pytest.raises(MessageError, match="action_mask"):
+        decode(bad, Observation, "dev.npc.0.obs")

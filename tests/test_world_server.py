@@ -89,3 +89,14 @@ async def test_malformed_action_bytes_do_not_stop_the_server(bus):
     server.step()
     assert server.applied[0] == Act.EAST
     await server.stop()
+
+
+async def test_observations_carry_the_worlds_action_mask(bus):
+    server = await make_server(bus)
+    got: list[Observation] = []
+    await bus.subscribe(subjects.npc_obs(0), Observation, lambda msg, raw: got.append(msg))
+    await server.publish_observations()
+    await settle(bus, lambda: len(got) == 1)
+    mask = np.frombuffer(got[0].action_mask, dtype=bool)
+    np.testing.assert_array_equal(mask, server.world.action_mask[0, 0])
+    await server.stop()
