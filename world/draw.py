@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pygame
 
-from world.render import PALETTE
+from world.render import PALETTE, npc_shade
 from world.tiles import Action, Tile
 
 WINDOW = (964, 822)
@@ -57,7 +57,7 @@ ENV_BACKGROUND: dict[str, tuple[int, int, int]] = {
 }
 DOMAIN_COLOURS: dict[str, tuple[int, int, int]] = {
     "cognitive": (148, 87, 235),  # violet
-    "nervous": (0, 220, 230),  # cyan
+    "nervous": tuple(int(v) for v in PALETTE[Tile.NPC]),  # cyan: NPC bodies are nervous-domain nodes
     "organs": (255, 127, 80),  # coral
 }
 REGION_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -290,7 +290,6 @@ class Drawer:
                     name = self.regions[k] if k < len(self.regions) else str(k)
                     draw_ring(surface, region_colour(name), centre, ripple_radius(k, t, cell),
                               "solid" if conf >= 0.5 else "dotted", 1 + int(conf * 2.5))
-        base = np.array(DOMAIN_COLOURS["nervous"], dtype=np.float32)
         inset = max(1, cell // 6)
         signalling = np.asarray(frame.get("signalling", np.zeros_like(alive)), dtype=bool)
         overrides = frame.get("overrides")
@@ -298,7 +297,7 @@ class Drawer:
             cx, cy = self.cell_centre(int(ys[n]), int(xs[n]))
             left, top = int(cx - cell / 2), int(cy - cell / 2)
             if state.layers["npcs"]:
-                colour = (base * (0.35 + 0.65 * life[n])).astype(int).tolist()
+                colour = npc_shade(life[n]).astype(int).tolist()
                 surface.fill(colour, (left + inset, top + inset, cell - 2 * inset, cell - 2 * inset))
                 if n == state.selected:
                     pygame.draw.rect(surface, DOMAIN_COLOURS["cognitive"], (left, top, cell, cell), 2)
@@ -348,8 +347,8 @@ class Drawer:
             surface.blit(self._text(str(n), colour), (x + cols[0], y))
             bar = pygame.Rect(x + cols[1], y + 3, 60, self.row_h - 6)
             surface.fill((60, 60, 60), bar)
-            shade = np.array(DOMAIN_COLOURS["nervous"]) * (0.35 + 0.65 * float(np.clip(life[n], 0, 1)))
-            surface.fill(shade.astype(int).tolist(), (bar.x, bar.y, int(60 * np.clip(life[n], 0, 1)), bar.h))
+            width = int(60 * np.clip(life[n], 0, 1))
+            surface.fill(npc_shade(life[n]).astype(int).tolist(), (bar.x, bar.y, width, bar.h))
             surface.blit(self._text(f"{life[n]:.2f}" if alive else "dead", colour), (x + cols[1] + 64, y))
             surface.blit(self._text(f"{battery[n]:.2f}", colour), (x + cols[2], y))
             stage = int(stages[n]) if stages is not None else int(frame.get("stage", -1))

@@ -79,7 +79,7 @@ from pettingzoo import ParallelEnv
 from world.core import GridWorld
 from world.render import Window, frame_rgb
 from world.stages import stage_config
-from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE, Action
+from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE, Action, Tile
 
 
 class NimmerverseEnv(ParallelEnv):
@@ -179,7 +179,7 @@ class NimmerverseEnv(ParallelEnv):
         frame = self.core.frame(0)
         grid = frame["tiles"].copy()
         alive = frame["alive"]
-        grid[frame["npc_y"][alive], frame["npc_x"][alive]] = 9
+        grid[frame["npc_y"][alive], frame["npc_x"][alive]] = Tile.NPC
         return grid
 
     # --------------------------------------------------------------------------------------

@@ -27,11 +27,15 @@ PALETTE[Tile.NPC_SIGNAL] = (255, 255, 255)
 PALETTE[Tile.UNSEEN] = (0, 0, 0)
 
 
+def npc_shade(lifeforce: np.ndarray | float) -> np.ndarray:
+    """NPC body colour(s) as float RGB: cyan (nervous domain), dimmer as lifeforce falls."""
+    level = 0.35 + 0.65 * np.clip(np.asarray(lifeforce, dtype=np.float32), 0, 1)
+    return level[..., None] * PALETTE[Tile.NPC].astype(np.float32)
+
+
 def npc_colour(lifeforce: np.ndarray, signalling: np.ndarray) -> np.ndarray:
-    """NPC body colour: cyan (nervous domain), dimmer as lifeforce falls, white while signalling."""
-    base = PALETTE[Tile.NPC].astype(np.float32)
-    shade = (0.35 + 0.65 * np.clip(lifeforce, 0, 1))[:, None] * base
-    return np.where(signalling[:, None], PALETTE[Tile.NPC_SIGNAL], shade).astype(np.uint8)
+    """NPC body colour: `npc_shade`, white while signalling."""
+    return np.where(signalling[:, None], PALETTE[Tile.NPC_SIGNAL], npc_shade(lifeforce)).astype(np.uint8)
 
 
 def frame_rgb(frame: dict[str, Any], cell: int = 8) -> np.ndarray:
