@@ -88,25 +88,22 @@ def record_episode(brain: Brain, config: WorldConfig, path: str | os.PathLike, s
     extra = dict(extra or {}) | ({"cells": list(bank.names)} if bank is not None else {})
     regions = list(bank.regions) if bank is not None else None
     writer = ReplayWriter(config.stage, config.name, regions=regions, extra=extra)
-    no_overrides = np.zeros(world.num_npcs, dtype=bool)
+    no_action = np.zeros(world.num_npcs, dtype=np.int8)
 
-    def add(actions: np.ndarray) -> None:
-        waves = bank.last.confidence if bank is not None and bank.last is not None else None
-        overridden = reflex.last_overridden if reflex is not None else None
-        writer.add(world.frame(0), actions=actions, waves=waves,
-                   overrides=overridden[0] if overridden is not None else None)
+    def add(actions: np.ndarray, overridden: np.ndarray | None) -> None:
+        waves = None
+        if senses is not None:
+            senses(world)  # this tick's waves (cached: computed once per tick)
+            waves = senses.bank.last.confidence
+        writer.add(world.frame(0), actions=actions, waves=waves, overrides=overridden)
 
     while True:
         actions = _act(brain, layout, world, greedy, generator, senses, reflex)
-        add(actions[0])
+        add(actions[0], reflex.last_overridden[0] if reflex is not None else None)
         world.step(actions)
         if world.env_done[0]:
             break
-    if senses is not None:
-        senses(world)  # the last frame's waves
-    if reflex is not None:
-        reflex.last_overridden = no_overrides[None]
-    add(np.zeros(world.num_npcs, dtype=np.int8))  # the end: no action taken
+    add(no_action, np.zeros(world.num_npcs, dtype=bool) if reflex is not None else None)  # the end
     return writer.save(path)
 
 

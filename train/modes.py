@@ -23,7 +23,7 @@ from train.checkpoint import (
 )
 from train.config import ConfigError, RunConfig
 from train.evaluate import evaluate_brain, format_table, record_episode
-from train.loop import Publisher, Trainer
+from train.loop import Trainer
 from train.nervous_link import Reflexes, WaveSenses, build_nervous
 from train.tracking import Tracker
 from world import GridWorld, stage_config
@@ -55,7 +55,7 @@ class LiveFeed:
 
 
 def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
-                   reflex: Reflexes | None = None) -> Publisher | None:
+                   reflex: Reflexes | None = None) -> LiveFeed | None:
     """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None."""
     if run.viewer != "live":
         return None
@@ -99,7 +99,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, stage=run.world.stage)
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
-    on_frame = feed.publisher.maybe_publish if isinstance(feed, LiveFeed) else None
+    on_frame = feed.publisher.maybe_publish if feed is not None else None
     try:
         summary = run_organism(organism, on_frame=on_frame)
     finally:
