@@ -409,13 +409,12 @@ class GridWorld:
         """The cell an NPC's INTERACT acts on besides its own: the faced cell when it holds water, a
         door or a lock, else the first neighbour (N, S, E, W) that does, else the faced cell."""
         neighbours = here[:, None] + self._neighbour_offsets  # here, facing: flat [K]
-        slot = self._reach_slot(self.tiles.reshape(-1)[neighbours], facing)
+        slot = self._reach_slot(REACHABLE[self.tiles.reshape(-1)[neighbours]], facing)
         return neighbours[np.arange(len(here)), slot]
 
     @staticmethod
-    def _reach_slot(neighbour_tiles: np.ndarray, facing: np.ndarray) -> np.ndarray:
-        """Which of the 4 neighbours (0=N, 1=S, 2=E, 3=W) is in reach, given their tiles."""
-        usable = REACHABLE[neighbour_tiles]
+    def _reach_slot(usable: np.ndarray, facing: np.ndarray) -> np.ndarray:
+        """Which of the 4 neighbours (0=N, 1=S, 2=E, 3=W) is in reach, given which are REACHABLE."""
         faced = facing - A.NORTH
         if not usable.any():
             return faced
@@ -633,8 +632,9 @@ class GridWorld:
             np.copyto(views, np.uint8(T.UNSEEN), where=hidden[:, None])
 
         # the cell in reach (tiles there never hold NPCs, so the view's codes are the tiles')
-        slot = self._reach_slot(neighbours, self.facing)
-        if REACHABLE[neighbours].any():
+        usable = REACHABLE[neighbours]
+        slot = self._reach_slot(usable, self.facing)
+        if usable.any():
             flat = neighbours.reshape(-1, 4)
             reach_tile = flat[np.arange(len(flat)), slot.reshape(-1)].reshape(slot.shape)
         else:  # nothing to drink, open or answer next to anyone: the tile in reach does not matter
