@@ -52,7 +52,7 @@ class NerveConfig:
     """Seed of the nerves' random choices."""
 
 
-def unsafe_moves(views: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+def unsafe_moves(views: np.ndarray) -> np.ndarray:
     """bool [M, 4]: moves (N, S, E, W) collision avoidance vetoes."""
     return _UNSAFE[neighbours(views)]
 
@@ -109,13 +109,13 @@ class NerveBank:
         if cfg.enabled and cfg.exploration:
             final = self._explore(final, views)
         if cfg.enabled and cfg.collision_avoidance:
-            final = self._avoid(final, views, proprio)
+            final = self._avoid(final, views)
         self._remember(final, views)
         return final, final != proposed
 
-    def _avoid(self, actions: np.ndarray, views: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+    def _avoid(self, actions: np.ndarray, views: np.ndarray) -> np.ndarray:
         move = (actions >= Action.NORTH) & (actions <= Action.WEST)
-        unsafe = unsafe_moves(views, proprio)
+        unsafe = unsafe_moves(views)
         rows = np.nonzero(move)[0]
         veto = np.zeros(len(actions), dtype=bool)
         veto[rows] = unsafe[rows, actions[rows] - Action.NORTH]
