@@ -11,6 +11,7 @@ States per child (supervisord's names)::
   ``start_retries`` failed starts in a row to FATAL.
 - A RUNNING child that exits, is OOM-killed (its group's OOM count rose) or stops heartbeating for
   ``heartbeat_timeout_s`` (it is SIGKILLed: "hang") is restarted at once, from its last checkpoint;
+  while the supervisor's own bus is down it hears no one, so silence then does not count;
   more than ``max_restarts`` restarts inside ``restart_period_s`` (OTP's restart intensity) is FATAL.
 - Every child is its own process group in its own cgroup; signals go to the group, and the cgroup is
   killed too, so no grandchild survives a restart or the end.
@@ -155,6 +156,8 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.by_npc: dict[int, str] = {}
         self.stopping = False
+        #: The supervisor cannot hear heartbeats (its bus is down): silence is not a hang then.
+        self.deaf = False
         #: (time, child, from state, to state, reason) of every transition.
         self.events: list[tuple[float, str, State, State, str]] = []
 
@@ -188,6 +191,15 @@ class Supervisor:
         if child is not None:
             child.last_heartbeat = self.clock()
             child.heartbeats += 1
+
+    def hearing(self, connected: bool) -> None:
+        """Tell the supervisor whether it can hear heartbeats; after deafness every child gets a fresh
+        heartbeat_timeout_s to be heard again (a broker outage silences everyone, it hangs no one)."""
+        if self.deaf and connected:
+            now = self.clock()
+            for child in self.children.values():
+                child.last_heartbeat = max(child.last_heartbeat, now)
+        self.deaf = not connected
 
     def set_quota(self, name: str, percent: float) -> None:
         """Change a child's CPU quota live (kept for its restarts)."""
@@ -269,7 +281,8 @@ class Supervisor:
                     else:
                         child.restarts += 1
                         self._spawn(child, f"restart after {reason}")
-                elif now - child.last_heartbeat > cfg.heartbeat_timeout_s and not child.killed_for:
+                elif (not self.deaf and now - child.last_heartbeat > cfg.heartbeat_timeout_s
+                      and not child.killed_for):
                     log.warning("%s: no heartbeat for %.1f s, killing it", child.spec.name,
                                 now - child.last_heartbeat)
                     self.kill(child.spec.name, "hang")
@@ -390,6 +403,7 @@ async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio
         started.set()
     try:
         while not stop.is_set():
+            sup.hearing(bus.connected.is_set())
             sup.poll()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), sup.config.poll_s)

@@ -206,3 +206,22 @@ def test_quota_changes_are_checked_and_kept() -> None:
         sup.set_quota("npc-0", 150)
     with pytest.raises(ValueError, match="supervisor.start_retries"):
         SupervisorConfig(start_retries=-1)
+
+
+def test_silence_while_the_supervisor_is_deaf_is_not_a_hang() -> None:
+    sup, clock, factory, _ = make()
+    sup.start_all()
+    clock.now += 1.5
+    sup.poll()
+    sup.heartbeat("npc-0")
+    sup.hearing(False)  # the broker went away: no heartbeat can arrive
+    clock.now += 10.0
+    sup.poll()
+    assert factory.started[0].signals == [] and state(sup) == State.RUNNING
+    sup.hearing(True)  # back: a fresh timeout to be heard again
+    clock.now += 2.9
+    sup.poll()
+    assert factory.started[0].signals == []
+    clock.now += 0.2
+    sup.poll()
+    assert factory.started[0].signals == [signal.SIGKILL]  # still silent after the grace: a hang
