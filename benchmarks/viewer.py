@@ -2,7 +2,8 @@
 
 Draws recorded frames of a random-action episode with waves, overrides and signals on every
 NPC (the busiest picture) onto the dummy video driver's display surface, flipping each frame, and
-prints one JSON object: {"cores", "fps", "npcs", "grid"}. The issue's target is >= 60 fps.
+prints one JSON object: {"cores", "fps", "npcs", "grid", "live_feed_slowdown_pct"}. The issue's
+targets: >= 60 fps, and a training loop slowed by <= 5 % by the live frame feed.
 
     python -m benchmarks.viewer [--seconds 3]
 """
@@ -64,7 +65,31 @@ def main() -> None:
         drawn += 1
     fps = drawn / (time.perf_counter() - start)
     print(json.dumps({"cores": os.cpu_count(), "fps": round(fps, 1), "npcs": len(recorded[0]["alive"]),
-                      "grid": list(recorded[0]["tiles"].shape)}))
+                      "grid": list(recorded[0]["tiles"].shape),
+                      "live_feed_slowdown_pct": round(live_feed_slowdown_pct(), 2)}))
+
+
+def live_feed_slowdown_pct(steps: int = 6000, repeats: int = 3) -> float:
+    """How much a training-style loop (a stage-3 batch stepping) slows with `viewer=live`'s frame feed
+    on its own embedded bus, in percent (the issue's limit: 5)."""
+    from train.live_feed import FramePublisher
+
+    world = GridWorld(stage_config(3), num_envs=2, seed=0)
+    actions = np.zeros((2, world.num_npcs), dtype=np.int64)
+
+    def loop(feed: FramePublisher | None) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            world.step(actions)
+            if feed is not None:
+                feed.maybe_publish(world)
+        return time.perf_counter() - start
+
+    with FramePublisher(run="bench-feed") as feed:  # as viewer=live builds it (default fps)
+        loop(None)  # warm-up
+        bare = min(loop(None) for _ in range(repeats))
+        fed = min(loop(feed) for _ in range(repeats))
+    return 100.0 * (fed / bare - 1.0)
 
 
 if __name__ == "__main__":

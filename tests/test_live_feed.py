@@ -83,24 +83,23 @@ def test_publisher_is_rate_limited_and_cheap_when_not_due(nats_server: EmbeddedS
     assert not feed.active
 
 
-def test_publisher_costs_under_five_percent_of_a_training_loop(nats_server: EmbeddedServer) -> None:
+def test_rate_limit_keeps_the_feed_within_its_share_of_the_loop(nats_server: EmbeddedServer) -> None:
+    """The slowdown itself is measured by benchmarks/viewer.py (live_feed_slowdown_pct), not timed here."""
     world = make_world(3)
     actions = np.zeros((2, world.num_npcs), dtype=np.int64)
-
-    def loop(feed: FramePublisher | None, steps: int = 1500) -> float:
-        start = time.perf_counter()
-        for _ in range(steps):
-            world.step(actions)
-            if feed is not None:
-                feed.maybe_publish(world)
-        return time.perf_counter() - start
-
     with FramePublisher(run="cost", url=nats_server.url, fps=30.0) as feed:
-        loop(None, 200)
-        bare = min(loop(None) for _ in range(2))
-        fed = min(loop(feed) for _ in range(2))
+        assert feed.maybe_publish(world)  # the first frame is due at once
+        assert not feed.maybe_publish(world)  # the next one is not: nothing is copied or queued
+        queued, start = 1, time.perf_counter()
+        for _ in range(1500):
+            world.step(actions)
+            queued += feed.maybe_publish(world)
+            # the interval always leaves the feed at most max_share of the caller's time
+            assert feed.interval_s >= 1 / 30.0
+            assert (feed._caller_cost + feed._thread_cost) <= feed.max_share * feed.interval_s + 1e-12
+        elapsed = time.perf_counter() - start
+        assert queued <= elapsed * 30.0 + 2  # never above the frame rate
         assert feed.published > 0
-    assert fed <= bare * 1.05 + 0.01
 
 
 def test_unreachable_bus_turns_the_publisher_off_without_raising(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,10 @@
 connection and encodes and publishes it; a frame still waiting when the next one arrives is replaced
 (the viewer wants the newest, not all). Frames are at most ``fps`` per second, and further apart
 when needed so that the feed's measured cost (copy in the caller plus encode and publish in the
-thread) stays under ``max_share`` of wall time: with the default 5 % training slows by at most
-about 5 %. A bus that cannot be reached is reported once and the publisher turns into a no-op.
+thread) stays under ``max_share`` of wall time. The default share is 3 %, not the 5 % training may
+lose: the thread's GIL contention is partly invisible to that accounting, and measured slowdowns
+run up to ~4 % at a 5 % share (benchmarks/viewer.py, live_feed_slowdown_pct). A bus that cannot be
+reached is reported once and the publisher turns into a no-op.
 
 When the publisher starts its own server it writes the url to a discovery file
 (``discovery_path(env, run)``), so ``python -m train.view --live --run NAME`` finds it without a url.
@@ -143,7 +145,7 @@ class FramePublisher:
     """Publishes env `env`'s frames of a GridWorld on the bus from a background thread, rate-limited."""
 
     def __init__(self, run: str = "default", url: str | None = None, fps: float = 10.0,
-                 max_share: float = 0.05, env: int = 0, regions: list[str] | None = None,
+                 max_share: float = 0.03, env: int = 0, regions: list[str] | None = None,
                  cells: list[str] | None = None, connect_timeout_s: float = 10.0,
                  run_dir: str | os.PathLike | None = None) -> None:
         self.run, self.env, self.fps, self.max_share = run, env, fps, max_share
