@@ -64,7 +64,7 @@ def test_frame_message_round_trip_and_validation() -> None:
 
 def test_publisher_is_rate_limited_and_cheap_when_not_due(nats_server: EmbeddedServer) -> None:
     world = make_world(5)
-    with FramePublisher(run="rate", url=nats_server.url, fps=20.0) as feed:
+    with FramePublisher(run="rate", url=nats_server.url, fps=20.0, max_share=0.05) as feed:
         assert feed.active, feed.error
         queued, calls, not_due_s = 0, 0, 0.0
         start = time.perf_counter()
