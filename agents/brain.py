@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -175,3 +176,60 @@ class Brain(nn.Module):
             param.data = torch.cat([param.data, param.data[src]])
             param.grad = None
         self.groups = n_brains
+
+
+class BrainPolicy:
+    """Brain g's network for one NPC at a time, in numpy over views of the brain's own parameters.
+
+    The NPC process acts on one observation per tick, where torch's per-op dispatch costs more than
+    the arithmetic (about 0.95 ms a call measured in a live NPC, against 0.2 ms here). The arrays
+    share memory with the parameters, so optimiser steps and ``load_state_dict`` show at once;
+    ``Brain.grow`` replaces the parameters, after which a new policy must be made.
+    """
+
+    def __init__(self, brain: Brain, g: int = 0) -> None:
+        if not 0 <= g < brain.groups:
+            raise ValueError(f"brain group {g} is not in 0..{brain.groups - 1}")
+        self.brain = brain
+
+        def view(param: nn.Parameter) -> np.ndarray:
+            return param.detach()[g].numpy()
+
+        self.embed, self.w_proprio, self.b1 = view(brain.embed), view(brain.w_proprio), view(brain.b1)[0]
+        self.w2, self.b2 = view(brain.w2), view(brain.b2)[0]
+        self.w_actor, self.b_actor = view(brain.w_actor), view(brain.b_actor)[0]
+        self.w_critic, self.b_critic = view(brain.w_critic)[:, 0], view(brain.b_critic)[0]
+        self._rows: dict[int, np.ndarray] = {}
+
+    def _cell_rows(self, view: int) -> np.ndarray:
+        if view not in self._rows:
+            self._rows[view] = self.brain._cell_rows(view).numpy()
+        return self._rows[view]
+
+    def forward(self, codes: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
+        """(log-probabilities float32 [A], value) of one view uint8 [V, V], proprio [P], mask bool [A]."""
+        view, S = codes.shape[-1], self.brain.config.view_size
+        if view > S:
+            lo = (view - S) // 2
+            codes, view = codes[lo:lo + S, lo:lo + S], S
+        h = self.embed[self._cell_rows(view) + codes.reshape(-1)].sum(axis=0)
+        h += proprio @ self.w_proprio
+        h += self.b1
+        np.maximum(h, 0.0, out=h)
+        h = h @ self.w2
+        h += self.b2
+        np.maximum(h, 0.0, out=h)
+        logits = h @ self.w_actor
+        logits += self.b_actor
+        logits[~mask] = MASKED_LOGIT
+        top = logits.max()
+        logp = logits - (top + np.log(np.exp(logits - top).sum()))
+        return logp, float(h @ self.w_critic + self.b_critic[0])
+
+    def act(self, codes: np.ndarray, proprio: np.ndarray, mask: np.ndarray,
+            rng: np.random.Generator) -> tuple[int, float, float]:
+        """(sampled action, its log-probability, value) for one NPC's senses."""
+        logp, value = self.forward(codes, proprio, mask)
+        noise = np.maximum(rng.random(len(logp)), 1e-20)
+        action = int(np.argmax(logp - np.log(-np.log(noise))))  # Gumbel-max, as Brain samples
+        return action, float(logp[action]), value

@@ -1,9 +1,10 @@
 """Brains: stacked per-NPC weights evaluated batched, masking, view sizes, the shared variant, growth."""
 
+import numpy as np
 import pytest
 import torch
 
-from agents.brain import Brain, BrainConfig
+from agents.brain import Brain, BrainConfig, BrainPolicy
 from agents.layout import SlotLayout
 from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
 
@@ -146,3 +147,61 @@ def test_grow_clones_brains_and_their_adam_moments():
 def test_brain_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=rf"^brain\.{field}="):
         BrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("view", [5, 7, 9, 11])
+def test_numpy_policy_matches_the_torch_brain(view):
+    brain = Brain(BrainConfig(hidden=32, view_size=9), 3, generator=torch.Generator().manual_seed(1))
+    codes, proprio, mask = _inputs(3, 6, view=view, seed=2)
+    with torch.no_grad():
+        hidden = brain.trunk(codes, proprio)
+        logp_all = torch.log_softmax(brain._logits(hidden, mask), -1)
+        value = brain.get_value(codes, proprio)
+    for g in (0, 2):
+        policy = BrainPolicy(brain, g)
+        for m in range(6):
+            logp, v = policy.forward(codes[g, m].numpy(), proprio[g, m].numpy(), mask[g, m].numpy())
+            legal = mask[g, m].numpy()
+            np.testing.assert_allclose(logp[legal], logp_all[g, m].numpy()[legal], rtol=1e-5, atol=1e-5)
+            assert (logp[~legal] < -1e6).all()
+            assert v == pytest.approx(float(value[g, m]), rel=1e-5, abs=1e-5)
+
+
+def test_numpy_policy_samples_legal_actions_by_their_probabilities():
+    brain = Brain(BrainConfig(hidden=16, view_size=7), 1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        brain.w_actor.mul_(200.0)  # a peaked policy, so frequencies are far from uniform
+    codes, proprio, mask = _inputs(1, 1, seed=3)
+    policy = BrainPolicy(brain)
+    c, p, k = codes[0, 0].numpy(), proprio[0, 0].numpy(), mask[0, 0].numpy()
+    probs = np.exp(policy.forward(c, p, k)[0])
+    rng = np.random.default_rng(0)
+    draws = [policy.act(c, p, k, rng) for _ in range(4000)]
+    counts = np.bincount([a for a, _, _ in draws], minlength=NUM_ACTIONS) / len(draws)
+    assert counts[~k].sum() == 0
+    np.testing.assert_allclose(counts, probs, atol=0.03)
+    action, logp, _ = draws[0]
+    assert logp == pytest.approx(float(np.log(probs[action])), abs=1e-5)
+
+
+def test_numpy_policy_sees_optimiser_steps_and_loaded_weights():
+    brain = Brain(BrainConfig(hidden=16, view_size=7), 1, generator=torch.Generator().manual_seed(0))
+    policy = BrainPolicy(brain)
+    codes, proprio, mask = _inputs(1, 1, seed=4)
+    c, p, k = codes[0, 0].numpy(), proprio[0, 0].numpy(), mask[0, 0].numpy()
+    before = policy.forward(c, p, k)[1]
+    optimizer = torch.optim.Adam(brain.parameters(), lr=0.1)
+    brain.get_value(codes, proprio).sum().backward()
+    optimizer.step()
+    after_step = policy.forward(c, p, k)[1]
+    assert after_step != pytest.approx(before)
+    with torch.no_grad():
+        assert after_step == pytest.approx(float(brain.get_value(codes, proprio)[0, 0]), rel=1e-5, abs=1e-5)
+    other = Brain(BrainConfig(hidden=16, view_size=7), 1, generator=torch.Generator().manual_seed(9))
+    brain.load_state_dict(other.state_dict())
+    assert policy.forward(c, p, k)[1] == pytest.approx(BrainPolicy(other).forward(c, p, k)[1], rel=1e-6)
+
+
+def test_numpy_policy_rejects_a_missing_brain_group():
+    with pytest.raises(ValueError, match="brain group 2"):
+        BrainPolicy(Brain(BrainConfig(hidden=8), 2), 2)
