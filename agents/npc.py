@@ -29,6 +29,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.brain import Brain, BrainConfig
+from agents.brain import Brain, BrainConfig, BrainPolicy
 from agents.ppo import PPOConfig, ppo_update
 from agents.rollout import Rollout
 from nervous import subjects
@@ -49,6 +50,7 @@ from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 log = logging.getLogger("agents.npc")
 
 CHECKPOINT_FORMAT = "nimmerverse-npc-1"
+ALL_LEGAL = np.ones(NUM_ACTIONS, dtype=bool)
 
 
 @dataclass
@@ -116,6 +118,24 @@ class NpcConfig:
         return Path(self.run_dir) / f"npc-{self.npc}.pt" if self.run_dir else None
 
 
+def write_weights(path: Path, npc: int, brain: dict[str, torch.Tensor], hidden: int, view_size: int,
+                  optimizer: dict[str, Any] | None = None, updates: int = 0) -> None:
+    """Write an NPC weights file (a one-brain state dict) atomically: temp file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": CHECKPOINT_FORMAT, "npc": npc, "brain": brain, "updates": updates, "hidden": hidden,
+            "view_size": view_size}
+    if optimizer is not None:
+        data["optimizer"] = optimizer
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+def brain_slot(brain: dict[str, torch.Tensor], g: int) -> dict[str, torch.Tensor]:
+    """Brain g of a stacked state dict (``agents.brain.Brain``, G brains) as a one-brain state dict."""
+    return {name: tensor[g:g + 1].clone() for name, tensor in brain.items()}
+
+
 def weights_digest(brain: torch.nn.Module) -> str:
     """A short digest of the brain's weights (equal weights, equal digest)."""
     h = hashlib.sha256()
@@ -128,9 +148,10 @@ def weights_digest(brain: torch.nn.Module) -> str:
 class CpuMeter:
     """CPU use (cores) of the NPC's cgroup, or of its own process, between two reads."""
 
-    def __init__(self, usage_file: str = "") -> None:
+    def __init__(self, usage_file: str = "", clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(usage_file) if usage_file else None
-        self.last = (time.monotonic(), self.seconds())
+        self.clock = clock
+        self.last = (clock(), self.seconds())
 
     def seconds(self) -> float:
         """CPU seconds used so far."""
@@ -144,7 +165,7 @@ class CpuMeter:
 
     def rate(self) -> float:
         """Cores used since the last call."""
-        now, used = time.monotonic(), self.seconds()
+        now, used = self.clock(), self.seconds()
         (t0, u0), self.last = self.last, (now, used)
         return max(0.0, (used - u0) / (now - t0)) if now > t0 else 0.0
 
@@ -156,9 +177,10 @@ class NpcAgent:
         self.config = config
         seed = config.seed * 10007 + config.npc
         torch.manual_seed(seed)
-        self.rng = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.brain = Brain(BrainConfig(hidden=config.hidden, view_size=config.view_size), 1,
                            generator=torch.Generator().manual_seed(seed))
+        self.policy = BrainPolicy(self.brain)
         self.ppo = PPOConfig(num_envs=1, num_steps=config.num_steps, num_minibatches=2, update_epochs=2,
                              learning_rate=3e-4)
         self.optimizer = torch.optim.Adam(self.brain.parameters(), lr=self.ppo.learning_rate, eps=1e-5)
@@ -203,14 +225,9 @@ class NpcAgent:
     def save(self) -> None:
         """Write the weights atomically (temp file, then rename)."""
         path = self.config.checkpoint_path
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"format": CHECKPOINT_FORMAT, "npc": self.config.npc, "brain": self.brain.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "updates": self.updates,
-                    "hidden": self.config.hidden, "view_size": self.config.view_size}, tmp)
-        os.replace(tmp, path)
+        if path is not None:
+            write_weights(path, self.config.npc, self.brain.state_dict(), self.config.hidden,
+                          self.config.view_size, optimizer=self.optimizer.state_dict(), updates=self.updates)
 
     # -- acting -----------------------------------------------------------------------------------
 
@@ -223,15 +240,9 @@ class NpcAgent:
         """(action, overridden by a nerve) for an observation; learns when configured."""
         view = np.frombuffer(obs.view, dtype=np.uint8).reshape(obs.side, obs.side)
         proprio = np.frombuffer(obs.proprio, dtype="<f4")[:PROPRIO_SIZE]
-        mask = (np.frombuffer(obs.action_mask, dtype=bool) if obs.action_mask
-                else np.ones(NUM_ACTIONS, dtype=bool))  # the world's own mask
-        codes_t = torch.from_numpy(view.copy()).view(1, 1, obs.side, obs.side)
-        proprio_t = torch.from_numpy(proprio.copy()).view(1, 1, -1)
-        mask_t = torch.from_numpy(mask).view(1, 1, -1)
-        with torch.no_grad():
-            a, logp, _, value = self.brain.get_action_and_value(codes_t, proprio_t, mask_t,
-                                                                generator=self.rng)
-        action = int(a)
+        mask = np.frombuffer(obs.action_mask, dtype=bool) if obs.action_mask else ALL_LEGAL  # the world's
+        action, logp, value = self.policy.act(view, proprio, mask, self.rng)
+        sampled = action
         self.cells.step(view[None], proprio[None], obs.tick)
         overridden = False
         if self.nerves is not None:
@@ -241,33 +252,35 @@ class NpcAgent:
         self.pending_reward, self.pending_done = 0.0, False
         self.reward_rate = 0.95 * self.reward_rate + 0.05 * reward
         if self.config.learn:
-            self._learn(codes_t, proprio_t, mask_t, a, logp, value, reward, done, overridden)
+            self._learn(view, proprio, mask, sampled, logp, value, reward, done, overridden)
         self.actions += 1
         return action, overridden
 
-    def _learn(self, codes: torch.Tensor, proprio: torch.Tensor, mask: torch.Tensor, action: torch.Tensor,
-               logp: torch.Tensor, value: torch.Tensor, reward: float, done: bool, overridden: bool) -> None:
+    def _learn(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray, action: int, logp: float,
+               value: float, reward: float, done: bool, overridden: bool) -> None:
+        """Store the tick (the reward is the previous action's); one PPO update per full rollout."""
         T = self.config.num_steps
         if self.rollout is None:
-            self.rollout = Rollout(1, T, 1, codes.shape[-1], proprio.shape[-1], NUM_ACTIONS)
+            self.rollout = Rollout(1, T, 1, view.shape[-1], len(proprio), NUM_ACTIONS)
         ro = self.rollout
         if self.step > 0:
             ro.rewards[0, self.step - 1, 0] = reward
         if self.step == T:  # the rollout is full: this observation bootstraps it
-            batch = ro.batch(value.view(1, 1), torch.tensor([[done]]), self.ppo.gamma, self.ppo.gae_lambda)
+            batch = ro.batch(torch.tensor([[value]]), torch.tensor([[done]]), self.ppo.gamma,
+                             self.ppo.gae_lambda)
             self.last_stats = ppo_update(self.brain, self.optimizer, batch, self.ppo)
             self.updates += 1
             self.step = 0
             if self.updates % self.config.checkpoint_every == 0:
                 self.save()
         t = self.step
-        if codes.shape[-1] == ro.codes.shape[-1]:
-            ro.codes[0, t, 0] = codes[0, 0]
-            ro.proprio[0, t, 0] = proprio[0, 0]
-            ro.action_mask[0, t, 0] = mask[0, 0]
-            ro.actions[0, t, 0] = action.view(-1)[0]
-            ro.logprobs[0, t, 0] = logp.view(-1)[0]
-            ro.values[0, t, 0] = value.view(-1)[0]
+        if view.shape[-1] == ro.codes.shape[-1]:  # a view of another size cannot join this rollout
+            ro.codes[0, t, 0].numpy()[:] = view
+            ro.proprio[0, t, 0].numpy()[:] = proprio
+            ro.action_mask[0, t, 0].numpy()[:] = mask
+            ro.actions[0, t, 0] = action
+            ro.logprobs[0, t, 0] = logp
+            ro.values[0, t, 0] = value
             ro.dones[0, t, 0] = done
             ro.mask[0, t, 0] = not overridden
             self.step += 1
@@ -324,15 +337,37 @@ async def run(config: NpcConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    latest: list[Observation | None] = [None]
-    new_obs = asyncio.Event()
     started = time.monotonic()
     counters = {"bad_commands": 0, "rejected_commands": 0}
+    slack = 0.5 / config.world_hz
+    clock = {"act": 0.0, "state": 0.0, "cpu": time.monotonic(), "cpu_use": 0.0}
+    cpu = CpuMeter(config.cpu_usage_file)
+    action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
+    wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
+    obs_sub: list[Any] = []
 
-    def on_obs(msg: Observation, raw: Any) -> None:
-        agent.observe(msg)
-        latest[0] = msg
-        new_obs.set()
+    async def on_obs(obs: Observation, raw: Any) -> None:
+        # acts in the subscription's own task: no hand-over to another task on the hot path
+        agent.observe(obs)
+        if stop.is_set() or (obs_sub and obs_sub[0].pending_msgs > 0):
+            return  # stopping, or a newer observation is already waiting: act on that one
+        now = time.monotonic()
+        if now - clock["act"] < 1.0 / agent.tick_rate - slack:
+            return
+        clock["act"] = now
+        action, _ = agent.act(obs)
+        try:
+            await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
+            if now - clock["state"] >= config.state_s:  # the action went first; reports are rate-limited
+                clock["state"] = now
+                if now - clock["cpu"] >= 0.5:
+                    clock["cpu_use"], clock["cpu"] = cpu.rate(), now
+                await bus.publish(state_subject, agent.state(obs, clock["cpu_use"]))
+            waves = agent.waves(npc)
+            if waves is not None:
+                await bus.publish(wave_subject, waves)
+        except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
+            log.debug("npc %d: publish failed: %s", npc, exc)
 
     def on_command(msg: Command, raw: Any) -> None:
         if not agent.command(msg):
@@ -340,11 +375,8 @@ async def run(config: NpcConfig) -> int:
 
     async with contextlib.AsyncExitStack() as stack:
         bus = await stack.enter_async_context(Bus(BusConfig(url=config.bus_url, name=f"npc-{npc}")))
-        await bus.subscribe(subjects.npc_obs(npc), Observation, on_obs)
+        obs_sub.append(await bus.subscribe(subjects.npc_obs(npc), Observation, on_obs))
         await bus.subscribe(subjects.npc_command(npc), Command, on_command)
-        action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
-        wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
-        cpu = CpuMeter(config.cpu_usage_file)
 
         async def heartbeat() -> None:
             seq = 0
@@ -360,44 +392,13 @@ async def run(config: NpcConfig) -> int:
         beat = asyncio.create_task(heartbeat())
         stack.callback(beat.cancel)
         await bus.flush()
-        last_act = 0.0
-        cpu_use = 0.0
-        last_cpu = time.monotonic()
-        last_state = 0.0
-        slack = 0.5 / config.world_hz
-        stopping = asyncio.create_task(stop.wait())
-        while not stop.is_set():
-            if config.burn_cpu:
-                while not new_obs.is_set() and not stop.is_set():
-                    end = time.perf_counter() + 0.005
-                    while time.perf_counter() < end:
-                        pass
-                    await asyncio.sleep(0)
-            waiter = asyncio.create_task(new_obs.wait())
-            await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            if stop.is_set():
-                break
-            new_obs.clear()
-            obs = latest[0]
-            now = time.monotonic()
-            if obs is None or now - last_act < 1.0 / agent.tick_rate - slack:
-                continue
-            last_act = now
-            action, _ = agent.act(obs)
-            try:
-                await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
-                if now - last_state >= config.state_s:  # the action went first; reports are rate-limited
-                    last_state = now
-                    if now - last_cpu >= 0.5:
-                        cpu_use, last_cpu = cpu.rate(), now
-                    await bus.publish(state_subject, agent.state(obs, cpu_use))
-                waves = agent.waves(npc)
-                if waves is not None:
-                    await bus.publish(wave_subject, waves)
-            except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
-                log.debug("npc %d: publish failed: %s", npc, exc)
-        stopping.cancel()
+        if config.burn_cpu:  # spin in slices, letting the observations in between
+            while not stop.is_set():
+                end = time.perf_counter() + 0.005
+                while time.perf_counter() < end:
+                    pass
+                await asyncio.sleep(0)
+        await stop.wait()
         counters["bad_commands"] = bus.bad_messages.get(subjects.npc_command(npc), 0)
     agent.save()
     write_status(config, agent, actions=agent.actions, **counters)

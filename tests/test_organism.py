@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from agents.cgroups import v1_mounts
 from agents.organism import Organism, OrganismConfig
@@ -162,3 +164,26 @@ async def test_broker_restart_is_survived_and_sigterm_checkpoints(tmp_path: Path
         status = json.loads((org.checkpoint_dir / f"npc-{npc}.status.json").read_text())
         assert status["actions"] > 0  # written on the way out after SIGTERM
     assert not [p for p in pids if _alive(p)]
+
+
+async def test_an_npc_process_learns_online_and_checkpoints_its_updates(tmp_path: Path) -> None:
+    config = dataclasses.replace(_config(tmp_path, 1), learn=True)
+    async with Organism(config, npc_overrides={0: {"num_steps": 16, "checkpoint_every": 2}}) as org:
+        running = asyncio.create_task(org.run(0))
+        weights = org.checkpoint_dir / "npc-0.pt"
+        try:
+            await until(lambda: org.world.acted[0] > 0, 20, "npc-0 acting")  # type: ignore[union-attr]
+            fresh = _status(org, 0)["weights"]
+
+            def saved_updates() -> int:
+                try:
+                    return int(torch.load(weights, weights_only=True)["updates"])
+                except (OSError, RuntimeError, EOFError):
+                    return 0
+
+            await until(lambda: saved_updates() >= 2, 20, "two online updates checkpointed")
+        finally:
+            org.stop.set()
+            await asyncio.wait_for(running, 20)
+    status = _status(org, 0)
+    assert status["updates"] >= 2 and status["weights"] != fresh  # learnt, and saved on SIGTERM

@@ -1,0 +1,234 @@
+"""The NPC's mind without the bus: weights on disk, acting under the world's mask, commands, state,
+CPU metering, the command line, and online learning that actually learns."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.brain import Brain, BrainConfig
+from agents.npc import (
+    CHECKPOINT_FORMAT,
+    CpuMeter,
+    NpcAgent,
+    NpcConfig,
+    brain_slot,
+    main,
+    weights_digest,
+    write_status,
+    write_weights,
+)
+from nervous.messages import Command, Observation, Region
+from world import GridWorld, stage_config
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Action, Proprio, Tile
+
+SIDE = 7
+
+
+def _obs(tick: int = 0, reward: float = 0.0, mask: np.ndarray | None = None,
+         proprio: np.ndarray | None = None, view: np.ndarray | None = None) -> Observation:
+    view = np.zeros((SIDE, SIDE), np.uint8) if view is None else view
+    proprio = np.full(PROPRIO_SIZE, 0.5, np.float32) if proprio is None else proprio
+    mask = np.ones(NUM_ACTIONS, bool) if mask is None else mask
+    return Observation(npc=0, tick=tick, side=SIDE, view=view.tobytes(),
+                       proprio=proprio.astype("<f4").tobytes(), reward=reward, action_mask=mask.tobytes())
+
+
+def _agent(tmp_path: Path | None = None, **kw) -> NpcAgent:
+    kw.setdefault("hidden", 32)
+    kw.setdefault("view_size", SIDE)
+    return NpcAgent(NpcConfig(run_dir=str(tmp_path) if tmp_path else "", **kw))
+
+
+# -- config -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("tick_rate", 0, "npc.tick_rate=0: must be an integer in 1..20"),
+    ("tick_rate", 21, "npc.tick_rate=21"),
+    ("npc", -1, "npc.npc=-1"),
+    ("num_steps", 0, "npc.num_steps=0"),
+    ("checkpoint_every", 0, "npc.checkpoint_every=0"),
+])
+def test_bad_config_values_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        NpcConfig(**{field: value})
+
+
+def test_unknown_config_field_is_named():
+    with pytest.raises(ValueError, match="npc.tick_hz: unknown NPC config field"):
+        NpcConfig.from_dict({"npc": 1, "tick_hz": 5})
+
+
+def test_command_line_without_a_bus_url_fails_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--id", "3"])
+    assert exc.value.code == 2
+    assert "--bus-url: required" in capsys.readouterr().err
+
+
+def test_command_line_rejects_a_bad_tick_rate(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--id", "3", "--tick-rate", "40", "--bus-url", "nats://127.0.0.1:1"])
+    assert exc.value.code == 2
+    assert "npc.tick_rate=40" in capsys.readouterr().err
+
+
+# -- weights ----------------------------------------------------------------------------------------
+
+def test_missing_checkpoint_starts_fresh_with_a_warning_and_is_saved_at_once(tmp_path, caplog):
+    first = _agent(tmp_path, npc=3, seed=1)
+    with caplog.at_level(logging.WARNING, logger="agents.npc"):
+        assert first.load_or_create() == "fresh"
+    assert "npc 3: no checkpoint" in caplog.text
+    path = tmp_path / "npc-3.pt"
+    assert torch.load(path, weights_only=True)["format"] == CHECKPOINT_FORMAT
+    again = _agent(tmp_path, npc=3, seed=99)  # another seed: different fresh weights
+    assert weights_digest(again.brain) != weights_digest(first.brain)
+    assert again.load_or_create() == "checkpoint"
+    assert weights_digest(again.brain) == weights_digest(first.brain)
+
+
+def test_unusable_checkpoint_starts_fresh_with_a_warning(tmp_path, caplog):
+    (tmp_path / "npc-0.pt").write_bytes(b"not a torch file")
+    with caplog.at_level(logging.WARNING, logger="agents.npc"):
+        assert _agent(tmp_path).load_or_create() == "fresh"
+    assert "checkpoint" in caplog.text and "unusable" in caplog.text
+    wrong_width = _agent(tmp_path, hidden=16)  # the file now holds a hidden=32 brain
+    assert wrong_width.load_or_create() == "fresh"
+
+
+def test_status_names_the_source_and_the_weights(tmp_path):
+    agent = _agent(tmp_path, npc=2)
+    agent.load_or_create()
+    write_status(agent.config, agent, actions=5)
+    status = json.loads((tmp_path / "npc-2.status.json").read_text())
+    assert status["source"] == "fresh" and status["actions"] == 5
+    assert status["weights"] == weights_digest(agent.brain)
+
+
+def test_a_trainer_brain_slot_becomes_an_npc_weights_file(tmp_path):
+    stacked = Brain(BrainConfig(hidden=32, view_size=SIDE), 3, generator=torch.Generator().manual_seed(4))
+    write_weights(tmp_path / "npc-5.pt", 5, brain_slot(stacked.state_dict(), 2), hidden=32, view_size=SIDE)
+    agent = _agent(tmp_path, npc=5)
+    assert agent.load_or_create() == "checkpoint"
+    for name, tensor in agent.brain.state_dict().items():
+        torch.testing.assert_close(tensor[0], stacked.state_dict()[name][2])
+
+
+# -- acting -----------------------------------------------------------------------------------------
+
+def test_actions_respect_the_worlds_mask():
+    agent = _agent(nerves=False)
+    only = np.zeros(NUM_ACTIONS, bool)
+    only[Action.WEST] = True
+    assert {agent.act(_obs(t, mask=only))[0] for t in range(50)} == {Action.WEST}
+    anything = {agent.act(_obs(t))[0] for t in range(300)}
+    assert len(anything) >= 4  # a fresh brain is close to uniform
+
+
+def test_nerves_override_a_move_into_a_wall():
+    agent = _agent()
+    view = np.zeros((SIDE, SIDE), np.uint8)
+    walls = np.ones(NUM_ACTIONS, bool)
+    view[SIDE // 2 - 1, SIDE // 2] = Tile.WALL  # north of the NPC
+    agent.brain.b_actor.data[0, 0, Action.NORTH] = 50.0  # the brain always wants north
+    results = [agent.act(_obs(t, view=view, mask=walls)) for t in range(20)]
+    assert all(a != Action.NORTH and over for a, over in results)
+
+
+def test_rewards_of_skipped_observations_are_kept_for_the_next_action():
+    agent = _agent(nerves=False)
+    agent.act(_obs(0))
+    for t, r in ((1, 0.25), (2, 0.5), (3, -1.0)):
+        agent.observe(_obs(t, reward=r))
+    assert agent.pending_reward == pytest.approx(-0.25)
+    agent.act(_obs(3))
+    assert agent.pending_reward == 0.0 and agent.reward_rate == pytest.approx(0.05 * -0.25)
+
+
+def test_commands_for_this_npc_are_obeyed_and_others_rejected(caplog):
+    agent = _agent(npc=4, tick_rate=20)
+    with caplog.at_level(logging.WARNING, logger="agents.npc"):
+        assert not agent.command(Command(npc=5, tick=0, tick_rate=2))
+    assert agent.tick_rate == 20 and "rejected command for npc 5" in caplog.text
+    assert agent.command(Command(npc=4, tick=0, tick_rate=5, gates={Region.MATH: True}))
+    assert agent.tick_rate == 5 and agent.gates == {"math": True}
+
+
+def test_state_report_reads_lifeforce_battery_and_death():
+    agent = _agent(npc=1, tick_rate=7)
+    p = np.zeros(PROPRIO_SIZE, np.float32)
+    p[Proprio.LIFEFORCE], p[Proprio.BATTERY] = 0.75, 1.5
+    state = agent.state(_obs(9, proprio=p), cpu_use=0.3)
+    assert (state.npc, state.tick, state.tick_rate, state.alive) == (1, 9, 7, True)
+    assert state.lifeforce == pytest.approx(0.75) and state.battery == 1.0 and state.cpu_use == 0.3
+    assert not agent.state(_obs(10, proprio=np.zeros(PROPRIO_SIZE, np.float32)), 0.0).alive
+
+
+def test_fired_waves_are_reported_for_this_npc():
+    agent = _agent(npc=6)
+    p = np.full(PROPRIO_SIZE, 0.5, np.float32)
+    p[Proprio.LIFEFORCE] = 0.05  # the battery cell fires CRITICAL
+    agent.act(_obs(3, proprio=p))
+    waves = agent.waves(6)
+    assert waves is not None and waves.tick == 3
+    fired = {waves.cells[c] for c in np.frombuffer(waves.cell_index, np.uint8)}
+    assert "battery" in fired and set(np.frombuffer(waves.npc, "<i4")) == {6}
+
+
+# -- CPU metering -----------------------------------------------------------------------------------
+
+def test_cpu_meter_reads_cgroup_v1_and_v2_usage_files(tmp_path):
+    clock = iter([100.0, 102.0])
+    v1 = tmp_path / "cpuacct.usage"
+    v1.write_text("1000000000\n")  # ns
+    meter = CpuMeter(str(v1), clock=lambda: next(clock))
+    v1.write_text("2000000000\n")
+    assert meter.rate() == pytest.approx(0.5)
+    v2 = tmp_path / "cpu.stat"
+    v2.write_text("usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n")
+    assert CpuMeter(str(v2)).seconds() == pytest.approx(3.0)
+
+
+# -- learning ---------------------------------------------------------------------------------------
+
+def test_online_learner_learns_a_rewarded_action_and_checkpoints_every_k_updates(tmp_path):
+    # a contextual bandit through the NPC's own reward path: the world pays 1 for EAST, one tick later
+    agent = _agent(tmp_path, learn=True, nerves=False, num_steps=16, checkpoint_every=25, seed=0)
+    agent.load_or_create()
+    reward, east = 0.0, []
+    for t in range(2000):
+        obs = _obs(t, reward=reward)
+        agent.observe(obs)
+        action, _ = agent.act(obs)
+        reward = 1.0 if action == Action.EAST else 0.0
+        east.append(action == Action.EAST)
+    first, last = np.mean(east[:250]), np.mean(east[-250:])
+    assert first < 0.3  # about 1/7: the fresh brain is close to a random policy
+    assert last >= 0.8, f"EAST share rose only from {first:.2f} to {last:.2f}"
+    assert agent.updates == (2000 - 1) // 16  # an update each 16 ticks; the 17th bootstraps and starts anew
+    saved = torch.load(tmp_path / "npc-0.pt", weights_only=True)
+    assert saved["updates"] == 100  # the last multiple of checkpoint_every
+    assert "optimizer" in saved
+
+
+def test_online_learning_in_a_real_world_runs_updates_on_world_rewards():
+    world = GridWorld(stage_config(0, n_npcs=1), num_envs=1, seed=0)
+    agent = _agent(learn=True, num_steps=32)
+    before = {k: v.clone() for k, v in agent.brain.state_dict().items()}
+    for t in range(400):
+        obs = Observation(npc=0, tick=t, side=world.V, view=world.views[0, 0].tobytes(),
+                          proprio=world.proprio[0, 0].tobytes(), reward=float(world.rewards[0, 0]),
+                          action_mask=world.action_mask[0, 0].tobytes(),
+                          terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
+        agent.observe(obs)
+        world.step(np.array([[agent.act(obs)[0]]]))
+    assert agent.updates == (400 - 1) // 32
+    assert np.isfinite(agent.last_stats["policy_loss"])
+    changed = [k for k, v in agent.brain.state_dict().items() if not torch.equal(v, before[k])]
+    assert "w_actor" in changed and "embed" in changed
