@@ -56,6 +56,8 @@ class OrganismConfig:
     """World ticks per second."""
     clock: str = "realtime"
     """realtime (20 Hz wall clock) or lockstep (each tick waits for the due NPCs)."""
+    obs_spread: float = 0.5
+    """Realtime clock: share of a tick over which observations go out NPC after NPC (0: all at once)."""
     cpu_quota: float = 100.0
     """Initial CPU quota per NPC in percent of one core (5-100); changed live by allocations."""
     memory_max_mib: int = 512
@@ -64,6 +66,8 @@ class OrganismConfig:
     """NPCs learn online with their own PPO learners."""
     hidden: int = 64
     """NPC brain hidden width."""
+    view_size: int = 7
+    """NPC brain view grid side (a trainer checkpoint's brains need its own: 9 by default)."""
     checkpoint_dir: str = ""
     """Folder of per-NPC weights (npc-<id>.pt) to start from and to write ('' : run_dir/npcs)."""
     run: str = "organism"
@@ -85,21 +89,26 @@ class OrganismConfig:
         if isinstance(self.supervisor, dict):
             self.supervisor = SupervisorConfig(**self.supervisor)
         if not isinstance(self.npcs, int) or self.npcs < 1:
-            raise ValueError(f"runtime.npcs={self.npcs!r}: must be an integer >= 1")
+            raise ValueError(f"runtime.organism.npcs={self.npcs!r}: must be an integer >= 1")
         if self.duration_s < 0:
-            raise ValueError(f"runtime.duration_s={self.duration_s!r}: must be >= 0")
+            raise ValueError(f"runtime.organism.duration_s={self.duration_s!r}: must be >= 0")
         if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
-            raise ValueError(f"runtime.tick_rate={self.tick_rate!r}: must be an integer in 1..20")
+            raise ValueError(f"runtime.organism.tick_rate={self.tick_rate!r}: must be an integer in 1..20")
         if self.clock not in CLOCKS:
-            raise ValueError(f"runtime.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
+            raise ValueError(f"runtime.organism.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
         if self.cgroups not in BACKENDS:
-            raise ValueError(f"runtime.cgroups={self.cgroups!r}: must be one of {', '.join(BACKENDS)}")
+            raise ValueError(f"runtime.organism.cgroups={self.cgroups!r}: must be one of "
+                             f"{', '.join(BACKENDS)}")
         if self.memory_max_mib < 0:
-            raise ValueError(f"runtime.memory_max_mib={self.memory_max_mib!r}: must be >= 0")
+            raise ValueError(f"runtime.organism.memory_max_mib={self.memory_max_mib!r}: must be >= 0")
+        if not 0.0 <= self.obs_spread <= 0.9:
+            raise ValueError(f"runtime.organism.obs_spread={self.obs_spread!r}: must be in 0..0.9 of a tick")
+        if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
+            raise ValueError(f"runtime.organism.view_size={self.view_size!r}: must be an odd integer >= 1")
         try:
             check_quota(self.cpu_quota)
         except ValueError:
-            raise ValueError(f"runtime.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
+            raise ValueError(f"runtime.organism.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
 
 
 class Organism:
@@ -143,6 +152,7 @@ class Organism:
             "run_dir": str(self.checkpoint_dir),
             "learn": c.learn,
             "hidden": c.hidden,
+            "view_size": c.view_size,
             "world_hz": c.hz,
             "seed": c.seed,
             "cpu_usage_file": self.cgroups.cpu_usage_file(f"npc-{i}"),
@@ -186,7 +196,8 @@ class Organism:
                     )
                 )
             wcfg = WorldServerConfig(
-                stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run
+                stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
+                obs_spread=c.obs_spread,
             )
             self.world = WorldServer(wcfg, self.bus, self.on_frame)
             await self.world.start()

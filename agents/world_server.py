@@ -57,14 +57,18 @@ class WorldServerConfig:
     """Run name (frames subject)."""
     latency_samples: int = 200_000
     """Action latencies kept for percentiles."""
+    obs_spread: float = 0.5
+    """Realtime clock: fraction of a tick over which the observations go out, NPC after NPC (0: at once)."""
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS:
-            raise ValueError(f"runtime.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
+            raise ValueError(f"runtime.organism.clock={self.clock!r}: must be one of {', '.join(CLOCKS)}")
         if not 1.0 <= self.hz <= 100.0:
             raise ValueError(f"world_server.hz={self.hz!r}: must be in 1..100")
         if not isinstance(self.n_npcs, int) or self.n_npcs < 1:
             raise ValueError(f"world_server.n_npcs={self.n_npcs!r}: must be an integer >= 1")
+        if not 0.0 <= self.obs_spread <= 0.9:
+            raise ValueError(f"runtime.organism.obs_spread={self.obs_spread!r}: must be in 0..0.9 of a tick")
 
 
 def ticks_per_action(hz: float, rate: float) -> int:
@@ -94,7 +98,7 @@ class WorldServer:
         self.late = np.zeros(n, dtype=np.int64)
         self.lifeforce_sum = np.zeros(n, dtype=np.float64)
         self.deaths = np.zeros(n, dtype=np.int64)
-        self.obs_time = 0.0
+        self.obs_time = np.zeros(n, dtype=np.float64)
         self.latency = np.zeros(config.latency_samples, dtype=np.float64)
         self.n_latency = 0
         self.overruns = 0
@@ -128,7 +132,7 @@ class WorldServer:
         if msg.tick == self.tick:
             if self.pending_tick[i] != self.tick:
                 if self.n_latency < len(self.latency):
-                    self.latency[self.n_latency] = time.monotonic() - self.obs_time
+                    self.latency[self.n_latency] = time.monotonic() - self.obs_time[i]
                     self.n_latency += 1
                 if self._is_due(i):
                     self._due_left -= 1
@@ -170,17 +174,23 @@ class WorldServer:
         if self.on_frame is not None:
             self.on_frame(self.world, actions=self.applied, tick_rate=self.rate, cpu_use=self.cpu_use)
 
-    async def publish_observations(self) -> None:
-        """Publish every NPC's observation of the current tick."""
+    async def publish_observations(self, spread_s: float = 0.0) -> None:
+        """Publish every NPC's observation of the current tick, NPC i at i / n of spread_s seconds."""
         w = self.world
-        self._due_left = sum(self._is_due(i) for i in range(self.config.n_npcs))
+        n = self.config.n_npcs
+        self._due_left = sum(self._is_due(i) for i in range(n))
         self._all_in.clear()
-        self.obs_time = time.monotonic()
-        for i in range(self.config.n_npcs):
+        t0 = time.monotonic()
+        for i in range(n):
+            if spread_s > 0.0 and i > 0:
+                delay = t0 + spread_s * i / n - time.monotonic()
+                if delay > 0.0:
+                    await asyncio.sleep(delay)
             obs = Observation(npc=i, tick=self.tick, side=self._side, view=w.views[0, i].tobytes(),
                               proprio=w.proprio[0, i].tobytes(), reward=float(w.rewards[0, i]),
                               action_mask=w.action_mask[0, i].tobytes(),
                               terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]))
+            self.obs_time[i] = time.monotonic()
             try:
                 await self.bus.publish(subjects.npc_obs(i), obs)
             except Exception as exc:  # broker away beyond the pending buffer: the NPCs miss this tick
@@ -189,7 +199,8 @@ class WorldServer:
     async def run(self, stop: asyncio.Event, ticks: int | None = None) -> None:
         """Tick until stop is set (or for a number of ticks)."""
         period = 1.0 / self.config.hz
-        await self.publish_observations()
+        spread = self.config.obs_spread * period if self.config.clock == "realtime" else 0.0
+        await self.publish_observations(spread)
         next_t = time.monotonic() + period
         done = 0
         while not stop.is_set() and (ticks is None or done < ticks):
@@ -209,7 +220,7 @@ class WorldServer:
                     next_t = time.monotonic()
                 next_t += period
             self.step()
-            await self.publish_observations()
+            await self.publish_observations(spread)
             done += 1
 
     # -- results ----------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def test_unknown_keys_groups_and_wrong_types_fail_at_composition(compose_run, ov
         ("mode=fly", "mode"),
         ("logger.mode=loud", "logger.mode"),
         ("runtime.name=threads", "runtime.name"),
+        ("runtime=processes runtime.organism.cpu_quota=500", "runtime.organism.cpu_quota"),
+        ("runtime=processes runtime.organism.obs_spread=0.95", "runtime.organism.obs_spread"),
         ("viewer=tv", "viewer"),
         ("curriculum.threshold=2.0", "curriculum.threshold"),
         ("brain.view_size=8", "brain.view_size"),
@@ -90,6 +92,6 @@ def test_unknown_keys_groups_and_wrong_types_fail_at_composition(compose_run, ov
 )
 def test_bad_values_give_one_line_errors_naming_the_field(compose_run, override, field):
     with pytest.raises(ConfigError) as info:
-        compose_run(override)
+        compose_run(*override.split())
     message = str(info.value)
     assert message.startswith(field) and "\n" not in message

@@ -1,8 +1,10 @@
 """The world server applies fresh actions, and counts late and missing ones as STAY (real nats-server)."""
 
 import asyncio
+import time
 
 import numpy as np
+import pytest
 
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
@@ -100,3 +102,26 @@ async def test_observations_carry_the_worlds_action_mask(bus):
     mask = np.frombuffer(got[0].action_mask, dtype=bool)
     np.testing.assert_array_equal(mask, server.world.action_mask[0, 0])
     await server.stop()
+
+
+async def test_spread_observations_go_out_npc_after_npc_all_of_the_same_tick(bus):
+    server = WorldServer(WorldServerConfig(stage=0, n_npcs=4, seed=1), bus)
+    await server.start()
+    got: dict[int, Observation] = {}
+    for i in range(4):
+        await bus.subscribe(subjects.npc_obs(i), Observation, lambda msg, raw: got.setdefault(msg.npc, msg))
+    await server.publish_observations(spread_s=0.04)
+    await settle(bus, lambda: len(got) == 4)
+    assert {o.tick for o in got.values()} == {0}
+    sent = server.obs_time
+    assert (np.diff(sent) >= 0.04 / 4 - 1e-3).all()  # NPC i goes out at i/4 of the spread
+    # latency counts from an NPC's own observation, not from the first one of the tick
+    await bus.publish(subjects.npc_action(3), Action(npc=3, tick=0, action=Act.STAY))
+    await settle(bus, lambda: server.n_latency == 1)
+    assert server.latencies_ms()[0] < (time.monotonic() - sent[0]) * 1000 - 25
+    await server.stop()
+
+
+def test_obs_spread_outside_a_tick_is_rejected():
+    with pytest.raises(ValueError, match="runtime.organism.obs_spread=1.5"):
+        WorldServerConfig(obs_spread=1.5)
