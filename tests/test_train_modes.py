@@ -1,15 +1,22 @@
 """`python -m train` modes beyond training: the viewer (mode=view), the live organism, the live feed."""
 
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from agents.brain import Brain
+from agents.npc import brain_slot, weights_digest
+from agents.organism import OrganismConfig
+from train.checkpoint import CheckpointError, save_checkpoint
 from train.config import ConfigError
-from train.modes import LiveFeed
+from train.loop import Trainer
+from train.modes import LiveFeed, seed_npc_brains
 from train.nervous_link import build_nervous
 from world import GridWorld, stage_config
 from world.replay import ReplayWriter
@@ -57,14 +64,51 @@ def test_view_mode_reports_an_unreadable_replay_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def _trainer_checkpoint(compose_run, tmp_path, brain: str):
+    run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=2")
+    trainer = Trainer(run)
+    return trainer, save_checkpoint(trainer, tmp_path / f"{brain}.pt")
+
+
+@pytest.mark.parametrize("brain", ["per_npc", "shared"])
+def test_npcs_start_from_the_brains_of_a_training_checkpoint(compose_run, tmp_path, brain):
+    trainer, path = _trainer_checkpoint(compose_run, tmp_path, brain)
+    organism = OrganismConfig(npcs=6, run_dir=str(tmp_path / "org"))
+    npcs = tmp_path / "org" / "npcs"
+    npcs.mkdir(parents=True)
+    (npcs / "npc-5.pt").write_bytes(b"its own weights")  # an NPC with weights of its own keeps them
+    seeded = seed_npc_brains(organism, str(path))
+    assert (seeded.hidden, seeded.view_size) == (16, trainer.brain.config.view_size)
+    assert (npcs / "npc-5.pt").read_bytes() == b"its own weights"
+    stacked = trainer.brain.state_dict()
+    for i in range(5):
+        weights = torch.load(npcs / f"npc-{i}.pt", weights_only=True)["brain"]
+        g = 0 if brain == "shared" else i % trainer.brain.n_brains
+        for name, tensor in weights.items():
+            torch.testing.assert_close(tensor[0], stacked[name][g])
+
+
+def test_a_missing_training_checkpoint_is_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        seed_npc_brains(OrganismConfig(run_dir=str(tmp_path)), str(tmp_path / "nope.pt"))
+
+
 @pytest.mark.slow
-def test_processes_runtime_runs_the_live_organism(tmp_path):
-    done = run_train("runtime=processes", "duration=3", "runtime.organism.npcs=2", cwd=tmp_path)
+def test_processes_runtime_runs_the_live_organism_on_trained_brains(compose_run, tmp_path):
+    trainer, path = _trainer_checkpoint(compose_run, tmp_path, "per_npc")
+    done = run_train("runtime=processes", "duration=3", "runtime.organism.npcs=2", f"checkpoint={path}",
+                     cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout
+    assert "2 of 2 NPCs start from its 4 brain(s)" in table
     assert "world ticks" in table and " npc  ticks" in table
     rows = [line.split() for line in table.splitlines() if line.strip().startswith(("0 ", "1 "))]
     assert len(rows) == 2 and all(int(row[1]) > 10 for row in rows)  # both NPCs acted for seconds
+    for i in range(2):  # each NPC process runs brain i of the trainer
+        status = json.loads(next(tmp_path.rglob(f"npc-{i}.status.json")).read_text())
+        one = Brain(trainer.brain.config, 1)
+        one.load_state_dict(brain_slot(trainer.brain.state_dict(), i))
+        assert status["source"] == "checkpoint" and status["weights"] == weights_digest(one)
 
 
 class RecordingPublisher:

@@ -118,7 +118,7 @@ class RunConfig:
     checkpoint_every: int = 20
     """Updates between checkpoints (a crash loses at most this many)."""
     checkpoint: str | None = None
-    """Checkpoint file to evaluate (mode=eval)."""
+    """Checkpoint file to evaluate (mode=eval), or whose brains the NPCs start from (runtime=processes)."""
     resume: str | None = None
     """Run folder to continue training from (its checkpoints/latest.pt)."""
     episodes: int = 100

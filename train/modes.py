@@ -13,6 +13,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from agents.brain import Brain
+from agents.npc import brain_slot, write_weights
+from agents.organism import OrganismConfig
 from train.checkpoint import (
     LATEST,
     CheckpointError,
@@ -86,6 +88,22 @@ def view_mode(run: RunConfig) -> int:
                 screenshot=v.screenshot, record=v.record, frames=v.frames, speed=v.speed, wait=v.wait)
 
 
+def seed_npc_brains(organism: OrganismConfig, checkpoint: str) -> OrganismConfig:
+    """Give each NPC without weights of its own brain i mod n of a training checkpoint; the config to run."""
+    state = load_checkpoint(checkpoint)
+    meta = state["brain_meta"]
+    folder = Path(organism.checkpoint_dir or Path(organism.run_dir) / "npcs")
+    groups = 1 if meta["shared"] else meta["n_brains"]
+    seeded = 0
+    for i in range(organism.npcs):
+        path = folder / f"npc-{i}.pt"
+        if not path.exists():
+            write_weights(path, i, brain_slot(state["brain"], i % groups), meta["hidden"], meta["view_size"])
+            seeded += 1
+    print(f"checkpoint {checkpoint}: {seeded} of {organism.npcs} NPCs start from its {groups} brain(s)")
+    return replace(organism, hidden=meta["hidden"], view_size=meta["view_size"])
+
+
 def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the live organism (runtime=processes) and print its per-NPC summary."""
     from agents.organism import format_summary
@@ -97,6 +115,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, duration_s=float(run.duration))
     if run.world is not None:
         organism = replace(organism, stage=run.world.stage)
+    if run.checkpoint:
+        organism = seed_npc_brains(organism, run.checkpoint)
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
