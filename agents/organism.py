@@ -35,6 +35,7 @@ from agents.npc import NpcConfig
 from agents.supervisor import ChildSpec, Supervisor, SupervisorConfig, serve
 from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
 from nervous.bus import Bus, BusConfig
+from nervous.lifeforce import LifeforceConfig
 from nervous.server import EmbeddedServer
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,10 @@ class Organism:
         config: OrganismConfig,
         on_frame: Callable[..., Any] | None = None,
         npc_overrides: dict[int, dict[str, Any]] | None = None,
+        lifeforce: LifeforceConfig | None = None,
     ) -> None:
         self.config = config
+        self.lifeforce = lifeforce or LifeforceConfig()
         self.on_frame = on_frame
         self.npc_overrides = npc_overrides or {}
         self.run_dir = Path(config.run_dir)
@@ -197,7 +200,7 @@ class Organism:
                 )
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
-                obs_spread=c.obs_spread,
+                obs_spread=c.obs_spread, lifeforce=self.lifeforce,
             )
             self.world = WorldServer(wcfg, self.bus, self.on_frame)
             await self.world.start()
@@ -278,17 +281,19 @@ def _percentile(values: Any, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None) -> dict[str, Any]:
-    async with Organism(config, on_frame) as org:
+async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
+                lifeforce: LifeforceConfig | None) -> dict[str, Any]:
+    async with Organism(config, on_frame, lifeforce=lifeforce) as org:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, org.stop.set)
         return await org.run()
 
 
-def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Run the live organism to its end; the per-NPC summary (see module docstring)."""
-    return asyncio.run(_main(config, on_frame))
+def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
+        lifeforce: LifeforceConfig | None = None) -> dict[str, Any]:
+    """Run the live organism to its end (lifeforce: what thinking costs); the per-NPC summary."""
+    return asyncio.run(_main(config, on_frame, lifeforce))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

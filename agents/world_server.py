@@ -5,6 +5,9 @@ Lives above ``world`` (which knows nothing of the bus). Each world tick it steps
 ``{env}.npc.{id}.obs``. Clocks: ``realtime`` (a 20 Hz wall clock, ticks never wait for NPCs) or
 ``lockstep`` (a tick waits until every NPC that is due has acted, or ``lockstep_timeout_s``).
 
+Each fresh action is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training
+charges every brain evaluation: an NPC slowed down by the governor thinks, and pays, less often.
+
 An action counts for a tick only when it names the tick's observation and arrives before the step:
 a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
 NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
@@ -21,13 +24,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from nervous import subjects
 from nervous.bus import Bus
+from nervous.lifeforce import LifeforceConfig, lifeforce_cost
 from nervous.messages import Action, NpcState, Observation
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
@@ -59,6 +63,8 @@ class WorldServerConfig:
     """Action latencies kept for percentiles."""
     obs_spread: float = 0.5
     """Realtime clock: fraction of a tick over which the observations go out, NPC after NPC (0: at once)."""
+    lifeforce: LifeforceConfig = field(default_factory=LifeforceConfig)
+    """What living and thinking cost: each fresh action is one brain call (as in training)."""
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS:
@@ -106,8 +112,9 @@ class WorldServer:
         self._due_left = 0
         self._all_in = asyncio.Event()
         self._subs: list[Any] = []
-        side = self.world.V
-        self._side = side
+        self._side = self.world.V
+        life = config.lifeforce
+        self._charges = life.per_tick > 0 or life.per_brain_call > 0
 
     # -- bus --------------------------------------------------------------------------------------
 
@@ -167,6 +174,9 @@ class WorldServer:
         self.applied[:] = np.where(fresh, self.pending, Act.STAY)
         self.acted += fresh
         self.last_acted[fresh] = self.tick
+        if self._charges:  # an NPC that thinks at a lower tick rate pays for fewer brain calls
+            self.world.charge(lifeforce_cost(self.config.lifeforce, ticks=1, brain_calls=fresh,
+                                             alive=self.world.alive[0])[None])
         self.world.step(self.applied[None])
         self.lifeforce_sum += self.world.lifeforce[0]
         self.deaths += self.world.died[0]

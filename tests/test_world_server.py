@@ -8,6 +8,7 @@ import pytest
 
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
+from nervous.lifeforce import LifeforceConfig
 from nervous.messages import Action, Observation
 from world.tiles import Action as Act
 
@@ -125,3 +126,16 @@ async def test_spread_observations_go_out_npc_after_npc_all_of_the_same_tick(bus
 def test_obs_spread_outside_a_tick_is_rejected():
     with pytest.raises(ValueError, match="runtime.organism.obs_spread=1.5"):
         WorldServerConfig(obs_spread=1.5)
+
+
+async def test_each_fresh_action_is_charged_as_a_brain_call(bus):
+    life = LifeforceConfig(per_brain_call=0.1)
+    server = WorldServer(WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep", lifeforce=life), bus)
+    await server.start()
+    before = server.world.lifeforce[0].copy()
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 1 stays silent
+    await settle(bus, lambda: server.pending_tick[0] == 0)
+    server.step()
+    spent = before - server.world.lifeforce[0]
+    assert spent[0] - spent[1] == pytest.approx(0.1, abs=1e-5)
+    await server.stop()

@@ -121,7 +121,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
     try:
-        summary = run_organism(organism, on_frame=on_frame)
+        summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce)
     finally:
         if feed is not None:
             feed.close()
