@@ -20,18 +20,27 @@ or a penalty); ``bank.last_overrides`` holds the mask per nerve. Nerves run in t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from nervous.cells.base import MOVE_OFFSETS, check_senses, neighbours, tile_mask
-from nervous.cells.proximity import blocked_moves
-from world.tiles import BLOCKING, Action, Tile
+from nervous.cells.base import MOVE_OFFSETS, check_senses, neighbours
+from world.tiles import BLOCKING, A, T
 
 #: Cells collision avoidance keeps NPCs out of: every blocking tile, and fire.
 _UNSAFE = BLOCKING.copy()
-_UNSAFE[Tile.FIRE] = True
+_UNSAFE[T.FIRE] = True
+#: Cells a move enters (the dead-reckoned position follows it).
+_PASSABLE = ~BLOCKING
 _DY = np.array([oy for oy, _ in MOVE_OFFSETS])
 _DX = np.array([ox for _, ox in MOVE_OFFSETS])
+#: int64 [5, 2]: (dy, dx) of each move N, S, E, W, then (0, 0) at index -1: staying put.
+_STEP = np.array([*MOVE_OFFSETS, (0, 0)])
+#: int64 [8]: by action code, the index of the move in N, S, E, W order, -1 when the action is no move.
+#: Looked up with mode="clip": codes below 0 read as code 0 (STAY) and codes above 7 as code 7.
+_MOVE_INDEX = np.full(8, -1)
+_MOVE_INDEX[[A.NORTH, A.SOUTH, A.EAST, A.WEST]] = np.arange(4)
+assert _MOVE_INDEX[0] == _MOVE_INDEX[7] == -1
 
 
 @dataclass
@@ -59,7 +68,18 @@ def unsafe_moves(views: np.ndarray) -> np.ndarray:
 
 def free_moves(views: np.ndarray) -> np.ndarray:
     """bool [M, 4]: moves that enter a passable, fire-free cell."""
-    return ~blocked_moves(views) & (neighbours(views) != Tile.FIRE)
+    return ~unsafe_moves(views)
+
+
+class _Moves(NamedTuple):
+    """Where a batch of actions goes."""
+
+    move: np.ndarray
+    """bool [M]: the action is a move."""
+    index: np.ndarray
+    """int64 [M]: the move's index in N, S, E, W order (-1 when not a move)."""
+    ahead: np.ndarray
+    """uint8 [M]: the tile code of the cell the move enters (the western one when not a move)."""
 
 
 def _pick(rng: np.random.Generator, allowed: np.ndarray, cost: np.ndarray | None = None) -> np.ndarray:
@@ -92,6 +112,7 @@ class NerveBank:
         self.num_npcs = num_npcs
         self.visits = np.zeros((num_npcs, k, k), dtype=np.uint16)
         self.pos = np.zeros((num_npcs, 2), dtype=np.int64)
+        self._rows = np.arange(num_npcs)
 
     def apply(
         self, actions: np.ndarray, views: np.ndarray, proprio: np.ndarray
@@ -104,32 +125,36 @@ class NerveBank:
         if len(views) != self.num_npcs:
             self._resize(len(views))
         cfg = self.config
+        around = neighbours(views)  # looked up once for all nerves
         final = proposed.copy()
         self.last_overrides = {}
         if cfg.enabled and cfg.exploration:
-            final = self._explore(final, views)
+            final = self._explore(final, views, around)
+        moves = self._moves(final, around)
         if cfg.enabled and cfg.collision_avoidance:
-            final = self._avoid(final, views)
-        self._remember(final, views)
+            final, moves = self._avoid(final, around, moves)
+        self._remember(moves)
         return final, final != proposed
 
-    def _avoid(self, actions: np.ndarray, views: np.ndarray) -> np.ndarray:
-        move = (actions >= Action.NORTH) & (actions <= Action.WEST)
-        unsafe = unsafe_moves(views)
-        rows = np.nonzero(move)[0]
-        veto = np.zeros(len(actions), dtype=bool)
-        veto[rows] = unsafe[rows, actions[rows] - Action.NORTH]
+    def _moves(self, actions: np.ndarray, around: np.ndarray) -> _Moves:
+        """Where actions go, given the tile codes around each NPC (``neighbours``)."""
+        index = _MOVE_INDEX.take(actions, mode="clip")
+        return _Moves(index >= 0, index, around[self._rows, index])
+
+    def _avoid(self, actions: np.ndarray, around: np.ndarray, moves: _Moves) -> tuple[np.ndarray, _Moves]:
+        veto = moves.move & _UNSAFE[moves.ahead]
         out = actions.copy()
         if veto.any():
-            pick = _pick(self.rng, free_moves(views[veto]))
-            out[veto] = np.where(pick >= 0, pick + Action.NORTH, Action.STAY)
+            pick = _pick(self.rng, ~_UNSAFE[around[veto]])
+            out[veto] = np.where(pick >= 0, pick + A.NORTH, A.STAY)
+            moves = self._moves(out, around)
         self.last_overrides["collision_avoidance"] = out != actions
-        return out
+        return out, moves
 
-    def _explore(self, actions: np.ndarray, views: np.ndarray) -> np.ndarray:
+    def _explore(self, actions: np.ndarray, views: np.ndarray, around: np.ndarray) -> np.ndarray:
         m = len(actions)
-        no_food = ~tile_mask(views, Tile.FOOD).reshape(m, -1).any(axis=1)
-        idle_or_move = actions <= Action.WEST
+        no_food = ~np.logical_or.reduce((views == T.FOOD).reshape(m, -1), axis=1)  # = .any(axis=1), unwrapped
+        idle_or_move = actions <= A.WEST
         consider = no_food & idle_or_move & (self.rng.random(m) < self.config.explore_prob)
         out = actions.copy()
         rows = np.nonzero(consider)[0]
@@ -138,24 +163,21 @@ class NerveBank:
             ty = (self.pos[rows, 0, None] + _DY) % k
             tx = (self.pos[rows, 1, None] + _DX) % k
             seen = self.visits[rows[:, None], ty, tx].astype(np.float64)  # [R, 4]
-            free = free_moves(views[rows])
-            best = _pick(self.rng, free, seen)
+            best = _pick(self.rng, ~_UNSAFE[around[rows]], seen)
             has = best >= 0
-            proposed = actions[rows]
-            is_move = proposed >= Action.NORTH
-            cur = np.where(is_move, seen[np.arange(len(rows)), np.clip(proposed - 1, 0, 3)], np.inf)
-            better = has & (seen[np.arange(len(rows)), np.maximum(best, 0)] < cur)
-            out[rows[better]] = best[better] + Action.NORTH
+            proposed = actions[rows]  # <= WEST: STAY, a move, or below STAY
+            is_move = proposed >= A.NORTH
+            r = np.arange(len(rows))
+            cur = np.where(is_move, seen[r, np.maximum(proposed - A.NORTH, 0)], np.inf)
+            better = has & (seen[r, np.maximum(best, 0)] < cur)
+            out[rows[better]] = best[better] + A.NORTH
         self.last_overrides["exploration"] = out != actions
         return out
 
-    def _remember(self, actions: np.ndarray, views: np.ndarray) -> None:
-        move = (actions >= Action.NORTH) & (actions <= Action.WEST)
-        j = np.clip(actions - Action.NORTH, 0, 3)
-        moved = move & ~blocked_moves(views)[np.arange(len(actions)), j]
-        k = self.config.memory_size
-        self.pos[moved, 0] = (self.pos[moved, 0] + _DY[j[moved]]) % k
-        self.pos[moved, 1] = (self.pos[moved, 1] + _DX[j[moved]]) % k
-        rows = np.arange(len(actions))
-        visits = self.visits[rows, self.pos[:, 0], self.pos[:, 1]]
-        self.visits[rows, self.pos[:, 0], self.pos[:, 1]] = np.minimum(visits.astype(np.int64) + 1, 65535)
+    def _remember(self, moves: _Moves) -> None:
+        # the dead-reckoned position follows moves into passable cells; the others step by (0, 0)
+        self.pos += _STEP[np.where(_PASSABLE[moves.ahead], moves.index, -1)]
+        self.pos %= self.config.memory_size
+        cell = (self._rows, self.pos[:, 0], self.pos[:, 1])
+        visits = self.visits[cell]
+        self.visits[cell] = visits + (visits < 65535)  # count up, saturating

@@ -40,8 +40,6 @@ Lifeforce hook
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -52,16 +50,11 @@ from world.tiles import (
     MOVE_DY,
     NUM_ACTIONS,
     PROPRIO_SIZE,
-    Action,
-    Proprio,
+    A,
+    P,
+    T,
     Tile,
 )
-
-# Plain ints for the hot path: on Python 3.11 an Enum member lookup (Tile.FOOD) costs about a
-# microsecond, a SimpleNamespace attribute a few tens of nanoseconds.
-T = SimpleNamespace(**{member.name: int(member) for member in Tile})
-A = SimpleNamespace(**{member.name: int(member) for member in Action})
-P = SimpleNamespace(**{member.name: int(member) for member in Proprio})
 
 #: Tiles INTERACT can act on from a neighbouring cell.
 REACHABLE = np.zeros(len(Tile), dtype=bool)

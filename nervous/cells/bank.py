@@ -56,13 +56,18 @@ class CellBank:
                 cell.reset_npcs(np.asarray(mask, dtype=bool))
 
     def step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> WaveArrays:
-        """Run every cell on views uint8[M, V, V] and proprio float32[M, P]; the tick's waves."""
+        """Run every cell on views uint8[M, V, V] and proprio float32[M, P]; the tick's waves.
+
+        The same as each cell's ``Cell.step``, with the senses checked and the confidences clipped
+        once for all cells.
+        """
         check_senses(views, proprio)
         m = len(views)
         conf = np.empty((m, len(self.cells)), dtype=np.float32)
         value = np.empty((m, len(self.cells)), dtype=np.float32)
         for i, cell in enumerate(self.cells):
-            conf[:, i], value[:, i] = cell.step(views, proprio, tick)
+            conf[:, i], value[:, i] = cell.sense(views, proprio, tick)  # cast to float32 here
+        conf.clip(0.0, 1.0, out=conf)
         self.last = WaveArrays(
             tick=tick,
             cells=self.names,

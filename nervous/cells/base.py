@@ -4,6 +4,10 @@ A cell is a small state machine over M NPCs (M = B*N, flat). ``step(views, propr
 ``views`` uint8 [M, V, V] of ``world.tiles.Tile`` codes centred on each NPC and ``proprio`` float32
 [M, PROPRIO_SIZE] and returns ``(confidence float32[M] in [0, 1], value float32[M])``; no Python
 loop over NPCs. A wave "fires" for an NPC when its confidence reaches ``CellConfig.fire_threshold``.
+
+The hot path runs once per tick in every NPC process with M = 1, where numpy's per-call overhead
+dominates: helpers here use plain ints (``world.tiles.T/A/P``) rather than Enum members, lookup
+tables cached per view side, and as few numpy calls as the batched (large M) case allows.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from nervous.messages import Region, WaveBatch
-from world.tiles import PROPRIO_SIZE, Action, Tile
+from world.tiles import PROPRIO_SIZE, A, Action
 
 
 @dataclass
@@ -59,23 +63,49 @@ MOVES = (Action.NORTH, Action.SOUTH, Action.EAST, Action.WEST)
 MOVE_OFFSETS = ((-1, 0), (1, 0), (0, 1), (0, -1))
 
 
+@cache
+def _neighbour_index(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) int arrays [4]: view indices of the cells north, south, east and west of the centre."""
+    r = side // 2
+    return np.array([r + oy for oy, _ in MOVE_OFFSETS]), np.array([r + ox for _, ox in MOVE_OFFSETS])
+
+
 def neighbours(views: np.ndarray) -> np.ndarray:
     """uint8 [M, 4]: the tile codes north, south, east and west of each NPC."""
-    r = views.shape[1] // 2
-    return np.stack([views[:, r + oy, r + ox] for oy, ox in MOVE_OFFSETS], axis=1)
+    rows, cols = _neighbour_index(views.shape[1])
+    return views[:, rows, cols]
+
+
+@cache
+def _direction_table(side: int) -> np.ndarray:
+    """int64 [side * side]: the move towards each view cell (flat index), INTERACT at the centre.
+
+    Vertical moves win when the cell is as far up or down as sideways.
+    """
+    dy, dx, _ = geometry(side)
+    by, bx = dy.reshape(-1), dx.reshape(-1)
+    vertical = np.abs(by) >= np.abs(bx)
+    out = np.where(vertical, np.where(by < 0, A.NORTH, A.SOUTH), np.where(bx > 0, A.EAST, A.WEST))
+    return np.where((by == 0) & (bx == 0), A.INTERACT, out).astype(np.int64)
 
 
 def direction_to(views: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """int64 [M]: the move towards each NPC's best-scoring view cell (INTERACT when it is the centre)."""
     m, side, _ = views.shape
-    dy, dx, _ = geometry(side)
-    best = scores.reshape(m, -1).argmax(axis=1)
-    by, bx = dy.reshape(-1)[best], dx.reshape(-1)[best]
-    vertical = np.abs(by) >= np.abs(bx)
-    out = np.where(
-        vertical, np.where(by < 0, Action.NORTH, Action.SOUTH), np.where(bx > 0, Action.EAST, Action.WEST)
-    )
-    return np.where((by == 0) & (bx == 0), Action.INTERACT, out).astype(np.int64)
+    return _direction_table(side)[scores.reshape(m, -1).argmax(axis=1)]
+
+
+def nearest(views: np.ndarray, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(closeness float32 [M], direction int64 [M]) of each NPC's nearest view cell showing tile.
+
+    Closeness is 1 / (1 + manhattan distance), 0 when no such cell is visible; direction is the
+    ``Action`` code that steps towards it (as ``direction_to``: ties go to the first cell in
+    row-major order), 0 when none is visible.
+    """
+    m, side, _ = views.shape
+    scores = ((views == tile) * proximity_weight(side)).reshape(m, -1)
+    closeness = np.maximum.reduce(scores, axis=1)  # = scores.max(axis=1), without its Python wrapper
+    return closeness, np.where(closeness > 0, direction_to(views, scores), 0)
 
 
 def check_senses(views: np.ndarray, proprio: np.ndarray) -> None:
@@ -107,12 +137,21 @@ class Cell:
     def step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
         """(confidence float32[M], value float32[M]) of this tick."""
         check_senses(views, proprio)
-        if views.shape[0] != self.num_npcs:
-            self.reset(views.shape[0])
-        conf, value = self._step(views, proprio, tick)
+        conf, value = self.sense(views, proprio, tick)
         return np.clip(conf, 0.0, 1.0).astype(np.float32, copy=False), value.astype(np.float32, copy=False)
 
+    def sense(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
+        """``step`` on senses already checked, before clipping and casting: (confidence, value) arrays [M].
+
+        Resizes the per-NPC state when M changed. For callers that check the senses once for many
+        cells and clip the confidences together (``CellBank``).
+        """
+        if len(views) != self.num_npcs:
+            self.reset(len(views))
+        return self._step(views, proprio, tick)
+
     def _step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence, value) [M] of any real dtype: fresh arrays, clipped and cast by the caller."""
         raise NotImplementedError
 
 
@@ -124,9 +163,9 @@ def _tile_table(tiles: tuple[int, ...]) -> np.ndarray:
     return table
 
 
-def tile_mask(views: np.ndarray, *tiles: Tile) -> np.ndarray:
+def tile_mask(views: np.ndarray, *tiles: int) -> np.ndarray:
     """bool [M, V, V]: where the view shows one of tiles (a table lookup: np.isin costs ~40 us a call)."""
-    return _tile_table(tuple(int(t) for t in tiles))[views]
+    return _tile_table(tiles)[views]
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nervous.cells.base import Cell, direction_to, proximity_weight, tile_mask
+from nervous.cells.base import Cell, nearest
 from nervous.messages import Region
-from world.tiles import Tile
+from world.tiles import T
 
 
 class HazardCell(Cell):
@@ -30,10 +30,9 @@ class HazardCell(Cell):
         self.memory[mask] = 0.0
 
     def _step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
-        heat = tile_mask(views, Tile.FIRE) * proximity_weight(views.shape[1])
-        seen = heat.reshape(len(views), -1).max(axis=1)
-        self.memory = np.maximum(seen, self.memory * self.config.hazard_decay).astype(np.float32)
-        return self.memory.copy(), np.where(seen > 0, direction_to(views, heat), 0)
+        seen, direction = nearest(views, T.FIRE)
+        self.memory = np.maximum(seen, self.memory * self.config.hazard_decay).astype(np.float32, copy=False)
+        return self.memory.copy(), direction
 
 
 if __name__ == "__main__":
