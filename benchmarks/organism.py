@@ -5,6 +5,10 @@ has heartbeated (``spawn_all_s``), the NPCs' PSS (``/proc/<pid>/smaps_rollup``),
 observation-to-action latency and missed ticks over the window, the CPU measured on a busy NPC held
 to a 25 % quota, and the time from ``kill -9`` of an NPC to the first heartbeat of its successor
 (which loads the same weights: ``restart_same_weights``).
+
+Observations go out NPC after NPC over half a tick (``obs_spread``, the default); a shorter second
+window publishes them all at once, to show what the phase offsets are worth
+(``burst_action_latency_p50_ms`` / ``_p99_ms``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,33 @@ async def _until(check: Any, timeout: float) -> None:
         await asyncio.sleep(0.005)
 
 
+def _latency(world: Any, n_lat: int, prefix: str = "") -> dict[str, float]:
+    import numpy as np
+
+    lat = world.latencies_ms()[n_lat:]
+    return {f"{prefix}action_latency_p50_ms": round(float(np.percentile(lat, 50)), 2),
+            f"{prefix}action_latency_p99_ms": round(float(np.percentile(lat, 99)), 2)}
+
+
+async def burst_window(npcs: int, duration: float, run_dir: Path) -> dict[str, Any]:
+    """Latency with every observation of a tick published at once (obs_spread 0)."""
+    config = OrganismConfig(npcs=npcs, duration_s=0, stage=3, run="bench-burst", obs_spread=0.0,
+                            run_dir=str(run_dir / "burst"))
+    async with Organism(config) as org:
+        world = org.world
+        assert world is not None
+        running = asyncio.create_task(org.run(0))
+        try:
+            await _until(lambda: org.spawn_all_s == org.spawn_all_s, 30)
+            await asyncio.sleep(2.0)
+            n_lat = world.n_latency
+            await asyncio.sleep(duration)
+            return _latency(world, n_lat, "burst_")
+        finally:
+            org.stop.set()
+            await asyncio.wait_for(running, 30)
+
+
 async def main_window(npcs: int, duration: float, run_dir: Path) -> dict[str, Any]:
     """Spawn, steady window, kill -9 restart."""
     config = OrganismConfig(npcs=npcs, duration_s=0, stage=3, run="bench-organism",
@@ -58,11 +89,7 @@ async def main_window(npcs: int, duration: float, run_dir: Path) -> dict[str, An
             pss = [pss_mib(p) for p in pids]
             out["pss_total_mib"] = round(sum(pss), 1)
             out["pss_per_npc_mib"] = round(sum(pss) / len(pss), 1)
-            lat = world.latencies_ms()[n_lat:]
-            import numpy as np
-
-            out["action_latency_p50_ms"] = round(float(np.percentile(lat, 50)), 2)
-            out["action_latency_p99_ms"] = round(float(np.percentile(lat, 99)), 2)
+            out.update(_latency(world, n_lat))
             d_acted, d_missed = world.acted.sum() - acted, world.missed.sum() - missed
             out["missed_tick_fraction"] = round(float(d_missed / max(1, d_acted + d_missed)), 5)
             out["world_overruns"] = world.overruns
@@ -120,6 +147,7 @@ async def bench(npcs: int, duration: float) -> dict[str, Any]:
         out: dict[str, Any] = {"cores": os.cpu_count(), "npcs": npcs}
         out.update(await main_window(npcs, duration, Path(tmp)))
         out["quota_25pct_measured_cpu"] = await quota_window(Path(tmp))
+        out.update(await burst_window(npcs, max(5.0, duration / 3), Path(tmp)))
     keys = ["cores", "npcs", "spawn_all_s", "pss_total_mib", "pss_per_npc_mib", "action_latency_p50_ms",
             "action_latency_p99_ms", "missed_tick_fraction", "quota_25pct_measured_cpu",
             "restart_after_kill9_s"]
