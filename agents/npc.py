@@ -4,11 +4,15 @@ Connects to the bus, loads its own brain (``agents.brain.Brain`` with one brain:
 checkpoint, or fresh with a warning, saved at once so a restart gets the same weights), runs its
 cells and nerves over its own 1-row batch and acts at its tick rate (1-20 Hz): on each observation
 from the world server it acts when at least one period (less half a world tick) has passed since its
-last action, so it keeps in phase with the world clock. Each action goes to ``{env}.npc.{id}.action``
-(for the observation's tick), its state (lifeforce, battery, reward rate, tick rate, CPU use read from
-its cgroup) to ``.state``, its fired waves to ``{env}.nervous.cells.bank.wave`` and a heartbeat every
-``heartbeat_s`` to ``{env}.npc.{id}.heartbeat``. ``{env}.npc.{id}.command`` (tick rate, gates) is
-obeyed at once; a malformed command, or one for another NPC, is rejected and logged.
+last action, so it keeps in phase with the world clock. It acts with ``agents.brain.BrainPolicy``
+(numpy over the brain's own parameters), inside the observation subscription's task.
+
+Each action goes to ``{env}.npc.{id}.action`` (for the observation's tick); its state (lifeforce,
+battery, reward rate, tick rate, CPU use read from its cgroup, and its worst lag since the last
+report: from the world sending an observation to acting on it) to ``.state``; its fired waves to
+``{env}.nervous.cells.bank.wave``; a heartbeat every ``heartbeat_s`` to
+``{env}.npc.{id}.heartbeat``. ``{env}.npc.{id}.command`` (tick rate, gates) is obeyed at once; a
+malformed command, or one for another NPC, is rejected and logged.
 
 With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``):
 every ``num_steps`` actions one update; weights are checkpointed atomically every
@@ -197,6 +201,7 @@ class NpcAgent:
         self.pending_reward = 0.0
         self.pending_done = False
         self.last_stats: dict[str, float] = {}
+        self.lag_ms = 0.0
 
     # -- weights ----------------------------------------------------------------------------------
 
@@ -285,14 +290,20 @@ class NpcAgent:
             ro.mask[0, t, 0] = not overridden
             self.step += 1
 
+    def acted(self, obs: Observation, now: float) -> None:
+        """Note the lag of an acted-on observation (now: wall-clock seconds, as ``obs.sent``)."""
+        if obs.sent > 0.0:
+            self.lag_ms = max(self.lag_ms, (now - obs.sent) * 1000.0)
+
     def state(self, obs: Observation, cpu_use: float) -> NpcState:
-        """The state report for the governor."""
+        """The state report for the governor (its lag is the worst since the last report)."""
         p = np.frombuffer(obs.proprio, dtype="<f4")
         alive = bool(np.any(p != 0.0))
+        lag, self.lag_ms = self.lag_ms, 0.0
         return NpcState(npc=self.config.npc, tick=obs.tick,
                         lifeforce=float(np.clip(p[Proprio.LIFEFORCE], 0.0, 1.0)),
                         battery=float(np.clip(p[Proprio.BATTERY], 0.0, 1.0)), reward_rate=self.reward_rate,
-                        tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive)
+                        tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag))
 
     def waves(self, npc: int) -> WaveBatch | None:
         """The fired waves of the last step, or None when none fired."""
@@ -358,6 +369,7 @@ async def run(config: NpcConfig) -> int:
         action, _ = agent.act(obs)
         try:
             await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
+            agent.acted(obs, time.time())
             if now - clock["state"] >= config.state_s:  # the action went first; reports are rate-limited
                 clock["state"] = now
                 if now - clock["cpu"] >= 0.5:

@@ -98,6 +98,7 @@ class WorldServer:
         self.applied = np.zeros(n, dtype=np.int64)
         self.rate = np.full(n, 20.0, dtype=np.float32)
         self.cpu_use = np.zeros(n, dtype=np.float32)
+        self.lag_ms_max = np.zeros(n, dtype=np.float32)
         self.last_acted = np.full(n, -1, dtype=np.int64)
         self.acted = np.zeros(n, dtype=np.int64)
         self.missed = np.zeros(n, dtype=np.int64)
@@ -156,6 +157,7 @@ class WorldServer:
         if msg.npc < self.config.n_npcs:
             self.rate[msg.npc] = msg.tick_rate
             self.cpu_use[msg.npc] = msg.cpu_use
+            self.lag_ms_max[msg.npc] = max(self.lag_ms_max[msg.npc], msg.lag_ms)
 
     def _is_due(self, i: int) -> bool:
         if self.last_acted[i] < 0:
@@ -199,7 +201,8 @@ class WorldServer:
             obs = Observation(npc=i, tick=self.tick, side=self._side, view=w.views[0, i].tobytes(),
                               proprio=w.proprio[0, i].tobytes(), reward=float(w.rewards[0, i]),
                               action_mask=w.action_mask[0, i].tobytes(),
-                              terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]))
+                              terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]),
+                              sent=time.time())
             self.obs_time[i] = time.monotonic()
             try:
                 await self.bus.publish(subjects.npc_obs(i), obs)
@@ -240,9 +243,10 @@ class WorldServer:
         return self.latency[:self.n_latency] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
-        """Per NPC: ticks acted, missed, late, mean and final lifeforce, deaths."""
+        """Per NPC: ticks acted, missed, late, mean and final lifeforce, deaths, worst reported lag."""
         t = max(self.tick, 1)
         return {i: {"ticks": int(self.acted[i]), "missed": int(self.missed[i]), "late": int(self.late[i]),
                     "lifeforce_mean": float(self.lifeforce_sum[i] / t),
-                    "lifeforce": float(self.world.lifeforce[0, i]), "deaths": int(self.deaths[i])}
+                    "lifeforce": float(self.world.lifeforce[0, i]), "deaths": int(self.deaths[i]),
+                    "lag_ms_max": round(float(self.lag_ms_max[i]), 2)}
                 for i in range(self.config.n_npcs)}

@@ -180,6 +180,8 @@ class NpcState(Message, tag="npc_state"):
     tick_rate: TickRate
     cpu_use: Annotated[float, msgspec.Meta(ge=0.0)]
     alive: bool = True
+    lag_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    """Worst lag since the last report: from the world sending an observation to acting on it."""
 
 
 class Command(Message, tag="command"):
@@ -237,6 +239,8 @@ class Observation(Message, tag="observation"):
     truncated: bool = False
     action_mask: bytes = b""
     """One byte per action (1: useful), as the world computed it; empty: every action allowed."""
+    sent: float = 0.0
+    """Wall-clock time (Unix seconds) the world server sent it; 0: unknown. NPCs measure lag by it."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

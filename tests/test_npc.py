@@ -232,3 +232,14 @@ def test_online_learning_in_a_real_world_runs_updates_on_world_rewards():
     assert np.isfinite(agent.last_stats["policy_loss"])
     changed = [k for k, v in agent.brain.state_dict().items() if not torch.equal(v, before[k])]
     assert "w_actor" in changed and "embed" in changed
+
+
+def test_state_reports_the_worst_lag_since_the_last_report():
+    agent = _agent()
+    sent = _obs(4)
+    sent.sent = 1000.0
+    agent.acted(sent, 1000.003)
+    agent.acted(sent, 1000.012)
+    agent.acted(_obs(5), 1000.5)  # sent unknown (0): no lag measured
+    assert agent.state(sent, 0.0).lag_ms == pytest.approx(12.0, abs=1e-3)
+    assert agent.state(sent, 0.0).lag_ms == 0.0  # reset by the report

@@ -140,6 +140,7 @@ async def test_faults_commands_and_quota(tmp_path: Path) -> None:
     assert not [p for p in pids if _alive(p)]
     assert not [g for g in groups if g.exists()]
     assert summary["npcs"][0]["restarts"] >= 1
+    assert all(0.0 < n["lag_ms_max"] < 5000.0 for n in summary["npcs"].values())  # lag reached the world
     assert all(n["state"] == "STOPPED" for n in summary["npcs"].values())
 
 
