@@ -338,7 +338,7 @@ def write_status(config: NpcConfig, agent: NpcAgent, **extra: Any) -> None:
 
 
 async def run(config: NpcConfig) -> int:
-    """Live until SIGTERM/SIGINT: observe, act, report; checkpoint on the way out."""
+    """Live until SIGTERM/SIGINT (0, checkpointed) or until acting fails (1, not checkpointed)."""
     torch.set_num_threads(1)
     agent = NpcAgent(config)
     agent.load_or_create()
@@ -356,6 +356,7 @@ async def run(config: NpcConfig) -> int:
     action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
     wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
     obs_sub: list[Any] = []
+    failed: list[BaseException] = []
 
     async def on_obs(obs: Observation, raw: Any) -> None:
         # acts in the subscription's own task: no hand-over to another task on the hot path
@@ -366,7 +367,13 @@ async def run(config: NpcConfig) -> int:
         if now - clock["act"] < 1.0 / agent.tick_rate - slack:
             return
         clock["act"] = now
-        action, _ = agent.act(obs)
+        try:
+            action, _ = agent.act(obs)
+        except Exception as exc:  # a broken mind must not idle on in silence: exit and be restarted
+            log.exception("npc %d: acting failed at tick %d", npc, obs.tick)
+            failed.append(exc)
+            stop.set()
+            return
         try:
             await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
             agent.acted(obs, time.time())
@@ -412,6 +419,8 @@ async def run(config: NpcConfig) -> int:
                 await asyncio.sleep(0)
         await stop.wait()
         counters["bad_commands"] = bus.bad_messages.get(subjects.npc_command(npc), 0)
+    if failed:  # keep the last good checkpoint: the supervisor restarts this NPC from it
+        return 1
     agent.save()
     write_status(config, agent, actions=agent.actions, **counters)
     log.info("npc %d: stopped after %d actions, %d updates", npc, agent.actions, agent.updates)

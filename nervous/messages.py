@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import numpy as np
 
-from world.tiles import NUM_ACTIONS
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE
 
 SCHEMA_VERSION = 1
 #: Default upper bound on a decoded payload; services may pass their own.
@@ -248,6 +248,9 @@ class Observation(Message, tag="observation"):
             raise ValueError(f"view has {len(self.view)} bytes, expected side*side - at `$.view`")
         if len(self.proprio) % 4:
             raise ValueError("proprio is not whole float32 values - at `$.proprio`")
+        if len(self.proprio) < 4 * PROPRIO_SIZE:
+            raise ValueError(f"proprio has {len(self.proprio) // 4} floats, expected at least {PROPRIO_SIZE} "
+                             "- at `$.proprio`")
         if self.action_mask and len(self.action_mask) != NUM_ACTIONS:
             raise ValueError(f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} "
                              "- at `$.action_mask`")

@@ -137,3 +137,13 @@ def test_observation_action_mask_must_cover_every_action():
     bad = msgspec.msgpack.encode(fields)
     with pytest.raises(MessageError, match="action_mask"):
         decode(bad, Observation, "dev.npc.0.obs")
+
+
+def test_observation_proprio_must_hold_the_whole_contract():
+    from nervous.messages import MessageError, Observation, decode, encode
+
+    obs = Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0)
+    fields = msgspec.msgpack.decode(encode(obs))
+    fields[fields.index(obs.proprio)] = bytes(40)  # 10 floats of the 20
+    with pytest.raises(MessageError, match="proprio"):
+        decode(msgspec.msgpack.encode(fields), Observation, "dev.npc.0.obs")

@@ -3,6 +3,7 @@ CPU metering, the command line, and online learning that actually learns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -19,10 +20,12 @@ from agents.npc import (
     NpcConfig,
     brain_slot,
     main,
+    run,
     weights_digest,
     write_status,
     write_weights,
 )
+from nervous import subjects
 from nervous.messages import Command, Observation, Region
 from world import GridWorld, stage_config
 from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Action, Proprio, Tile
@@ -243,3 +246,23 @@ def test_state_reports_the_worst_lag_since_the_last_report():
     agent.acted(_obs(5), 1000.5)  # sent unknown (0): no lag measured
     assert agent.state(sent, 0.0).lag_ms == pytest.approx(12.0, abs=1e-3)
     assert agent.state(sent, 0.0).lag_ms == 0.0  # reset by the report
+
+
+async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(bus, tmp_path, monkeypatch):
+    config = NpcConfig(npc=0, bus_url=bus.url, run_dir=str(tmp_path), hidden=32, view_size=SIDE)
+    first = NpcAgent(config)
+    first.load_or_create()
+    saved = (tmp_path / "npc-0.pt").read_bytes()
+
+    def broken(self, obs):
+        raise FloatingPointError("weights went NaN")
+
+    monkeypatch.setattr(NpcAgent, "act", broken)
+    living = asyncio.create_task(run(config))
+    for _ in range(100):  # observations until the NPC is subscribed and fails on one
+        if living.done():
+            break
+        await bus.publish(subjects.npc_obs(0), _obs(1))
+        await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(living, 5) == 1
+    assert (tmp_path / "npc-0.pt").read_bytes() == saved
