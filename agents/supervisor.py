@@ -10,7 +10,9 @@ States per child (supervisord's names)::
 - A child that dies while STARTING goes to BACKOFF (delay doubling from ``backoff_s``) and after
   ``start_retries`` failed starts in a row to FATAL.
 - A RUNNING child that exits, is OOM-killed (its group's OOM count rose) or stops heartbeating for
-  ``heartbeat_timeout_s`` (it is SIGKILLed: "hang") is restarted at once, from its last checkpoint;
+  ``heartbeat_timeout_s`` (it is SIGKILLed: "hang"; before its first heartbeat it gets
+  ``first_heartbeat_timeout_s``, for a spawned process's imports) is restarted at once, from its
+  last checkpoint;
   while the supervisor's own bus is down it hears no one, so silence then does not count;
   more than ``max_restarts`` restarts inside ``restart_period_s`` (OTP's restart intensity) is FATAL.
 - Every child is its own process group in its own cgroup; signals go to the group, and the cgroup is
@@ -73,12 +75,14 @@ class SupervisorConfig:
     """Seconds between SIGTERM and SIGKILL when stopping."""
     heartbeat_timeout_s: float = 3.0
     """A RUNNING child silent for this long counts as hung and is killed and restarted."""
+    first_heartbeat_timeout_s: float = 30.0
+    """Seconds a child may take from its start to its first heartbeat (a spawned NPC imports torch)."""
     poll_s: float = 0.05
     """Seconds between two supervision passes in ``serve``."""
 
     def __post_init__(self) -> None:
         for name in ("start_s", "backoff_s", "backoff_max_s", "restart_period_s", "stop_timeout_s",
-                     "heartbeat_timeout_s", "poll_s"):
+                     "heartbeat_timeout_s", "first_heartbeat_timeout_s", "poll_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"supervisor.{name}={getattr(self, name)!r}: must be >= 0")
         for name in ("start_retries", "max_restarts"):
@@ -132,6 +136,7 @@ class Child:
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     heartbeats: int = 0
+    heard_since_start: bool = False
     restarts: int = 0
     failed_starts: int = 0
     backoff_until: float = 0.0
@@ -191,6 +196,13 @@ class Supervisor:
         if child is not None:
             child.last_heartbeat = self.clock()
             child.heartbeats += 1
+            child.heard_since_start = True
+
+    def _silent(self, child: Child, now: float) -> bool:
+        """A RUNNING child has been silent long enough to count as hung."""
+        cfg = self.config
+        limit = cfg.heartbeat_timeout_s if child.heard_since_start else cfg.first_heartbeat_timeout_s
+        return now - child.last_heartbeat > limit
 
     def hearing(self, connected: bool) -> None:
         """Tell the supervisor whether it can hear heartbeats; after deafness every child gets a fresh
@@ -281,8 +293,7 @@ class Supervisor:
                     else:
                         child.restarts += 1
                         self._spawn(child, f"restart after {reason}")
-                elif (not self.deaf and now - child.last_heartbeat > cfg.heartbeat_timeout_s
-                      and not child.killed_for):
+                elif not (self.deaf or child.killed_for) and self._silent(child, now):
                     log.warning("%s: no heartbeat for %.1f s, killing it", child.spec.name,
                                 now - child.last_heartbeat)
                     self.kill(child.spec.name, "hang")
@@ -346,6 +357,7 @@ class Supervisor:
             return
         child.pids.append(child.handle.pid)
         child.started_at = child.last_heartbeat = now
+        child.heard_since_start = False
         self._move(child, State.STARTING, reason)
 
     def cgroups_safe_kill(self, name: str) -> str:

@@ -188,3 +188,22 @@ async def test_an_npc_process_learns_online_and_checkpoints_its_updates(tmp_path
             await asyncio.wait_for(running, 20)
     status = _status(org, 0)
     assert status["updates"] >= 2 and status["weights"] != fresh  # learnt, and saved on SIGTERM
+
+
+async def test_spawned_npc_processes_run_python_m_agents_npc(tmp_path: Path) -> None:
+    config = dataclasses.replace(_config(tmp_path, 1), fork=False, tick_rate=5)
+    async with Organism(config) as org:
+        world, sup = org.world, org.supervisor
+        assert world is not None and sup is not None
+        running = asyncio.create_task(org.run(0))
+        try:
+            await until(lambda: world.acted[0] > 5, 60, "the spawned NPC acting")
+            pid = sup.children["npc-0"].pids[-1]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert b"agents.npc" in cmdline
+            assert world.rate[0] == 5  # its state reports carry the tick rate it was started with
+        finally:
+            org.stop.set()
+            summary = await asyncio.wait_for(running, 30)
+    assert summary["npcs"][0]["state"] == "STOPPED" and summary["npcs"][0]["restarts"] == 0
+    assert _status(org, 0)["actions"] > 5

@@ -225,3 +225,22 @@ def test_silence_while_the_supervisor_is_deaf_is_not_a_hang() -> None:
     clock.now += 0.2
     sup.poll()
     assert factory.started[0].signals == [signal.SIGKILL]  # still silent after the grace: a hang
+
+
+def test_a_child_gets_longer_for_its_first_heartbeat_than_between_heartbeats() -> None:
+    sup, clock, factory, _ = make()
+    sup.start_all()
+    clock.now += 10.0  # RUNNING since 1 s, silent since its start: still importing
+    sup.poll()
+    assert state(sup) == State.RUNNING and factory.started[0].signals == []
+    clock.now += sup.config.first_heartbeat_timeout_s - 10.0 + 0.1
+    sup.poll()
+    assert factory.started[0].signals == [signal.SIGKILL]  # never heard from at all: hung
+    sup.poll()
+    assert sup.children["npc-0"].exits[-1].reason == "hang" and len(factory.started) == 2
+    clock.now += 0.5
+    sup.heartbeat("npc-0")  # the successor speaks: from now on the short timeout holds
+    clock.now += sup.config.heartbeat_timeout_s + 0.1
+    sup.poll()  # STARTING -> RUNNING
+    sup.poll()
+    assert factory.started[1].signals == [signal.SIGKILL]
