@@ -15,7 +15,8 @@ report: from the world sending an observation to acting on it) to ``.state``; it
 malformed command, or one for another NPC, is rejected and logged.
 
 With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``):
-every ``num_steps`` actions one update; weights are checkpointed atomically every
+every ``num_steps`` actions one update (the first after fewer, by a per-NPC offset, so NPCs started
+together update on different ticks); weights are checkpointed atomically every
 ``checkpoint_every`` updates and on SIGTERM. ``status.json`` next to the checkpoint tells where the
 weights came from and their digest. Started by the fork server (``agents.forkserver``) through
 ``child_main(config)``; ``preload()`` warms torch up in the server so children share those pages.
@@ -202,6 +203,7 @@ class NpcAgent:
         self.pending_done = False
         self.last_stats: dict[str, float] = {}
         self.lag_ms = 0.0
+        self._to_learn: tuple[Any, ...] | None = None
 
     # -- weights ----------------------------------------------------------------------------------
 
@@ -257,9 +259,16 @@ class NpcAgent:
         self.pending_reward, self.pending_done = 0.0, False
         self.reward_rate = 0.95 * self.reward_rate + 0.05 * reward
         if self.config.learn:
-            self._learn(view, proprio, mask, sampled, logp, value, reward, done, overridden)
+            self.learn()  # a caller that did not learn after the last action
+            self._to_learn = (view, proprio, mask, sampled, logp, value, reward, done, overridden)
         self.actions += 1
         return action, overridden
+
+    def learn(self) -> None:
+        """Store the last action's tick and update when a rollout is full (call after sending it)."""
+        if self._to_learn is not None:
+            tick, self._to_learn = self._to_learn, None
+            self._learn(*tick)
 
     def _learn(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray, action: int, logp: float,
                value: float, reward: float, done: bool, overridden: bool) -> None:
@@ -267,6 +276,9 @@ class NpcAgent:
         T = self.config.num_steps
         if self.rollout is None:
             self.rollout = Rollout(1, T, 1, view.shape[-1], len(proprio), NUM_ACTIONS)
+            # the first rollout starts at a per-NPC offset (rows before it stay out of the loss), so the
+            # NPCs of an organism, all started together, do not all update on the same tick
+            self.step = self.config.npc * 37 % T
         ro = self.rollout
         if self.step > 0:
             ro.rewards[0, self.step - 1, 0] = reward
@@ -387,6 +399,16 @@ async def run(config: NpcConfig) -> int:
                 await bus.publish(wave_subject, waves)
         except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
             log.debug("npc %d: publish failed: %s", npc, exc)
+        if config.learn:  # after the client's flusher has sent the action (callbacks run in order)
+            loop.call_soon(learn)
+
+    def learn() -> None:
+        try:
+            agent.learn()
+        except Exception as exc:
+            log.exception("npc %d: learning failed", npc)
+            failed.append(exc)
+            stop.set()
 
     def on_command(msg: Command, raw: Any) -> None:
         if not agent.command(msg):

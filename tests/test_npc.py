@@ -266,3 +266,28 @@ async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(b
         await asyncio.sleep(0.05)
     assert await asyncio.wait_for(living, 5) == 1
     assert (tmp_path / "npc-0.pt").read_bytes() == saved
+
+
+def test_npcs_started_together_do_not_all_update_on_the_same_tick():
+    first_update = {}
+    for npc in range(4):
+        agent = _agent(npc=npc, learn=True, nerves=False, num_steps=16)
+        for t in range(40):
+            agent.act(_obs(t))
+            agent.learn()  # as the NPC process does, once the action is sent
+            if agent.updates:
+                first_update[npc] = t
+                break
+    assert first_update[0] == 16  # NPC 0 fills a whole first rollout
+    assert len(set(first_update.values())) == 4 and all(1 <= t <= 16 for t in first_update.values())
+
+
+def test_the_update_waits_until_the_action_is_out():
+    agent = _agent(learn=True, nerves=False, num_steps=16)
+    for t in range(16):
+        agent.act(_obs(t))
+        agent.learn()
+    agent.act(_obs(16))  # this observation bootstraps the full rollout ...
+    assert agent.updates == 0  # ... but act() returned the action without updating
+    agent.learn()
+    assert agent.updates == 1
