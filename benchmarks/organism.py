@@ -7,8 +7,8 @@ to a 25 % quota, and the time from ``kill -9`` of an NPC to the first heartbeat 
 (which loads the same weights: ``restart_same_weights``).
 
 Observations go out NPC after NPC over half a tick (``obs_spread``, the default); a shorter second
-window publishes them all at once, to show what the phase offsets are worth
-(``burst_action_latency_p50_ms`` / ``_p99_ms``).
+window publishes them all at once, to show what the phase offsets are worth (``burst_...``), and a
+third has every NPC learning online with its own PPO learner (``learn_...``).
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ def _latency(world: Any, n_lat: int, prefix: str = "") -> dict[str, float]:
             f"{prefix}action_latency_p99_ms": round(float(np.percentile(lat, 99)), 2)}
 
 
-async def burst_window(npcs: int, duration: float, run_dir: Path) -> dict[str, Any]:
-    """Latency with every observation of a tick published at once (obs_spread 0)."""
-    config = OrganismConfig(npcs=npcs, duration_s=0, stage=3, run="bench-burst", obs_spread=0.0,
-                            run_dir=str(run_dir / "burst"))
+async def side_window(npcs: int, duration: float, run_dir: Path, prefix: str,
+                      **changes: Any) -> dict[str, Any]:
+    """Latency and missed ticks of a variant of the organism (changes to its config), keys prefixed."""
+    config = OrganismConfig(npcs=npcs, duration_s=0, stage=3, run=f"bench-{prefix.strip('_')}",
+                            run_dir=str(run_dir / prefix), **changes)
     async with Organism(config) as org:
         world = org.world
         assert world is not None
@@ -62,9 +63,11 @@ async def burst_window(npcs: int, duration: float, run_dir: Path) -> dict[str, A
         try:
             await _until(lambda: org.spawn_all_s == org.spawn_all_s, 30)
             await asyncio.sleep(2.0)
-            n_lat = world.n_latency
+            n_lat, acted, missed = world.n_latency, world.acted.sum(), world.missed.sum()
             await asyncio.sleep(duration)
-            return _latency(world, n_lat, "burst_")
+            d_acted, d_missed = world.acted.sum() - acted, world.missed.sum() - missed
+            return _latency(world, n_lat, prefix) | {
+                f"{prefix}missed_tick_fraction": round(float(d_missed / max(1, d_acted + d_missed)), 5)}
         finally:
             org.stop.set()
             await asyncio.wait_for(running, 30)
@@ -147,7 +150,9 @@ async def bench(npcs: int, duration: float) -> dict[str, Any]:
         out: dict[str, Any] = {"cores": os.cpu_count(), "npcs": npcs}
         out.update(await main_window(npcs, duration, Path(tmp)))
         out["quota_25pct_measured_cpu"] = await quota_window(Path(tmp))
-        out.update(await burst_window(npcs, max(5.0, duration / 3), Path(tmp)))
+        side = max(5.0, duration / 2)
+        out.update(await side_window(npcs, side, Path(tmp), "burst_", obs_spread=0.0))
+        out.update(await side_window(npcs, side, Path(tmp), "learn_", learn=True))
     keys = ["cores", "npcs", "spawn_all_s", "pss_total_mib", "pss_per_npc_mib", "action_latency_p50_ms",
             "action_latency_p99_ms", "missed_tick_fraction", "quota_25pct_measured_cpu",
             "restart_after_kill9_s"]
