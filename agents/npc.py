@@ -457,8 +457,11 @@ def preload() -> None:
     agent = NpcAgent(NpcConfig(learn=True, num_steps=2, nerves=True))
     v = 7
     obs = Observation(npc=0, tick=0, side=v, view=bytes(v * v), proprio=bytes(4 * PROPRIO_SIZE), reward=0.0)
-    for _ in range(3):
+    for _ in range(4):
         agent.act(obs)
+        agent.learn()
+    if agent.updates != 1:  # the children would pay for the first update's pages themselves
+        raise RuntimeError(f"preload: {agent.updates} PPO updates, expected 1")
     agent.state(obs, 0.0)
     torch.save(agent.brain.state_dict(), io.BytesIO())
 
