@@ -61,16 +61,6 @@ class NerveConfig:
     """Seed of the nerves' random choices."""
 
 
-def unsafe_moves(views: np.ndarray) -> np.ndarray:
-    """bool [M, 4]: moves (N, S, E, W) collision avoidance vetoes."""
-    return _UNSAFE[neighbours(views)]
-
-
-def free_moves(views: np.ndarray) -> np.ndarray:
-    """bool [M, 4]: moves that enter a passable, fire-free cell."""
-    return ~unsafe_moves(views)
-
-
 class _Moves(NamedTuple):
     """Where a batch of actions goes."""
 

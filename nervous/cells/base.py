@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 
 from nervous.messages import Region, WaveBatch
-from world.tiles import PROPRIO_SIZE, A, Action
+from world.tiles import PROPRIO_SIZE, A
 
 
 @dataclass
@@ -59,7 +59,6 @@ def proximity_weight(side: int) -> np.ndarray:
 
 
 #: (row offset, col offset) of the cell each move enters, in Action order NORTH, SOUTH, EAST, WEST.
-MOVES = (Action.NORTH, Action.SOUTH, Action.EAST, Action.WEST)
 MOVE_OFFSETS = ((-1, 0), (1, 0), (0, 1), (0, -1))
 
 
@@ -153,19 +152,6 @@ class Cell:
     def _step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
         """(confidence, value) [M] of any real dtype: fresh arrays, clipped and cast by the caller."""
         raise NotImplementedError
-
-
-@cache
-def _tile_table(tiles: tuple[int, ...]) -> np.ndarray:
-    """A bool lookup table over every cell code, True at `tiles`."""
-    table = np.zeros(256, dtype=bool)
-    table[list(tiles)] = True
-    return table
-
-
-def tile_mask(views: np.ndarray, *tiles: int) -> np.ndarray:
-    """bool [M, V, V]: where the view shows one of tiles (a table lookup: np.isin costs ~40 us a call)."""
-    return _tile_table(tiles)[views]
 
 
 @dataclass
