@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
+
+CodesT = TypeVar("CodesT", Tensor, np.ndarray)
 
 #: Logit given to illegal actions: large and finite, so entropy and log-probs stay NaN-free.
 MASKED_LOGIT = -1e8
@@ -47,6 +50,15 @@ class BrainConfig:
             raise ValueError(f"brain.hidden={self.hidden!r}: must be an integer >= 1")
         if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
             raise ValueError(f"brain.view_size={self.view_size!r}: must be an odd integer >= 1")
+
+
+def crop_view(codes: CodesT, size: int) -> CodesT:
+    """Views [..., V, V] centre-cropped to size x size when larger (smaller ones are left as they are)."""
+    view = codes.shape[-1]
+    if view <= size:
+        return codes
+    lo = (view - size) // 2
+    return codes[..., lo:lo + size, lo:lo + size]
 
 
 def _orthogonal(shape: tuple[int, ...], gain: float, generator: torch.Generator | None = None) -> Tensor:
@@ -98,12 +110,8 @@ class Brain(nn.Module):
 
     def _embed_views(self, codes: Tensor) -> Tensor:
         """Sum of the embedding rows picked by every (cell, code) of every view: [G', M, H]."""
+        codes = crop_view(codes, self.config.view_size)
         g, m, view = codes.shape[0], codes.shape[1], codes.shape[-1]
-        S = self.config.view_size
-        if view > S:
-            lo = (view - S) // 2
-            codes = codes[..., lo:lo + S, lo:lo + S]
-            view = S
         rows = self._cell_rows(view)
         table = self.embed[:g]
         group_base = (torch.arange(g) * table.shape[1]).view(g, 1, 1)
@@ -208,11 +216,8 @@ class BrainPolicy:
 
     def forward(self, codes: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
         """(log-probabilities float32 [A], value) of one view uint8 [V, V], proprio [P], mask bool [A]."""
-        view, S = codes.shape[-1], self.brain.config.view_size
-        if view > S:
-            lo = (view - S) // 2
-            codes, view = codes[lo:lo + S, lo:lo + S], S
-        h = self.embed[self._cell_rows(view) + codes.reshape(-1)].sum(axis=0)
+        codes = crop_view(codes, self.brain.config.view_size)
+        h = self.embed[self._cell_rows(codes.shape[-1]) + codes.reshape(-1)].sum(axis=0)
         h += proprio @ self.w_proprio
         h += self.b1
         np.maximum(h, 0.0, out=h)
