@@ -10,13 +10,19 @@ into its cgroup's ``cgroup.procs`` files, points stdout and stderr at its log fi
 target ``module:function(config)``; the return value is the exit code.
 
 The server reaps its children and reports every exit over the socket, so ``ForkedProcess.poll``
-sees exit codes (negative: killed by that signal) as a child of its own would.
+sees exit codes (negative: killed by that signal) as a child of its own would. When the server
+itself dies, its children die with it; each ``ForkedProcess`` then learns its end from a pidfd, so
+a supervisor sees every NPC of a dead server exit and restarts them after it (OTP's rest_for_one).
+The server is a supervised child itself: ``ForkServer.launch`` is its factory, and its liveness
+pings (``{"alive"}`` every ``alive_s``) are its heartbeats.
 
 ``SpawnFactory`` runs ``python -m agents.npc`` per child instead (wrapped in a systemd scope by that
-backend); slower and not shared, but needs no server. Both are ``ProcessFactory``s.
+backend), or any ``ChildSpec.argv`` (cell services, and the other supervised services); slower and
+not shared, but needs no server. Both are ``ProcessFactory``s.
 
 Wire protocol (newline-delimited JSON over a socketpair): request ``{"id", "target", "name",
-"config", "procs", "log"}``; reply ``{"id", "pid"}`` or ``{"id", "error"}``; event ``{"exit", "code"}``.
+"config", "procs", "log"}``; reply ``{"id", "pid"}`` or ``{"id", "error"}``; events
+``{"exit", "code"}`` and ``{"alive"}``; ``{"id": -1, "pid"}`` once preloading is done.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import faulthandler
 import gc
 import importlib
 import json
+import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -43,6 +51,9 @@ from typing import Any
 from agents.supervisor import ChildSpec
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+log = logging.getLogger(__name__)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -67,119 +78,258 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-class ForkedProcess:
-    """A child of the fork server, seen from the supervisor."""
+def make_subreaper() -> None:
+    """Adopt this process's orphaned descendants (Linux prctl), so the children of a dead fork server
+    are reaped here instead of lingering as zombies under a PID 1 that may never reap them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
-    def __init__(self, pid: int, server: ForkServer) -> None:
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (OSError, AttributeError):  # gone already (its exit is reported), or no pidfds here
+        return None
+
+
+class ForkedProcess:
+    """A child of the fork server, seen from the supervisor.
+
+    Its exit is known from the server's report or, when the server died first (its children die with
+    it: they asked for SIGKILL), from a pidfd opened when it was forked; it is then reaped here if this
+    process adopted it (``make_subreaper``) and reported as killed by SIGKILL when its status is lost.
+    """
+
+    def __init__(self, pid: int, link: _ServerLink) -> None:
         self.pid = pid
-        self.server = server
+        self.link = link
+        self._fd = _pidfd(pid)
+        self._code: int | None = None
 
     def poll(self) -> int | None:
-        """Exit code reported by the server, or None while it runs."""
-        return self.server.exits.get(self.pid)
+        """Exit code (reported by the server, or found after the server died), or None while it runs."""
+        if self._code is None:
+            code = self.link.exits.get(self.pid)
+            if code is None and self.link.closed.is_set() and self._exited():
+                code = self._reap()
+            if code is not None:
+                self._code = code
+                self._close_fd()
+        return self._code
+
+    def _exited(self) -> bool:
+        if self._fd is None:
+            return not _alive(self.pid)
+        return bool(select.select([self._fd], [], [], 0)[0])
+
+    def _reap(self) -> int:
+        with contextlib.suppress(ChildProcessError):
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                return os.waitstatus_to_exitcode(status)
+        return -signal.SIGKILL  # died with its server; the status went to whoever reaped it
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def signal(self, sig: int) -> None:
         """Signal the child's process group."""
         if self.poll() is None:
             _signal_group(self.pid, sig)
 
+    def __del__(self) -> None:
+        self._close_fd()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class _ServerLink:
+    """One incarnation of the fork server: its socket, reader thread, replies and reported exits."""
+
+    def __init__(self, sock: socket.socket, on_alive: Callable[[], None] | None) -> None:
+        self.sock = sock
+        self.on_alive = on_alive
+        self.exits: dict[int, int] = {}
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.cond = threading.Condition()
+        self.closed = threading.Event()
+        self.pid = 0
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, name="forkserver-reader", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with self.cond:
+                    self.closed.set()
+                    self.cond.notify_all()
+                return
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            alive = False
+            with self.cond:
+                for line in lines:
+                    try:
+                        msg = json.loads(line)
+                        if "exit" in msg:
+                            self.exits[int(msg["exit"])] = int(msg["code"])
+                        elif "alive" in msg:
+                            alive = True
+                        else:
+                            rid = int(msg["id"])
+                            if rid == -1:
+                                self.pid = int(msg["pid"])
+                                self.ready.set()
+                                alive = True
+                            else:
+                                self.replies[rid] = msg
+                    except (ValueError, KeyError, TypeError):
+                        log.warning("fork server: unreadable line %r", line[:80])
+                self.cond.notify_all()
+            if alive and self.on_alive is not None:
+                self.on_alive()
+
+    def wait_reply(self, rid: int, timeout: float) -> dict[str, Any]:
+        """The server's reply to request rid; RuntimeError when it closed, TimeoutError after timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while rid not in self.replies:
+                if self.closed.is_set():
+                    raise RuntimeError("fork server: closed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fork server: no answer to request {rid} in {timeout:.1f} s")
+                self.cond.wait(left)
+            return self.replies.pop(rid)
+
+    def close(self) -> None:
+        """Shut the socket (the server then kills its children and exits)."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
 
 class ForkServer:
-    """Client of one preloading fork server process; a ``ProcessFactory``."""
+    """Client of the preloading fork server; a ``ProcessFactory`` for NPCs.
+
+    ``start()`` launches it and waits until it is ready (standalone use); under a supervisor,
+    ``launch`` is the fork server's own factory: it returns at once, ``on_alive`` is called on its
+    readiness and every liveness ping (``alive_s``), and NPCs are forked only while it is ready.
+    Each launch is a new incarnation; children of an earlier one see their server's end.
+    """
 
     def __init__(self, target: str = "agents.npc:child_main", preload: tuple[str, ...] = ("agents.npc",),
-                 log_dir: str | Path | None = None, start_timeout_s: float = 60.0) -> None:
+                 log_dir: str | Path | None = None, start_timeout_s: float = 60.0,
+                 fork_timeout_s: float = 2.0, alive_s: float = 0.25,
+                 on_alive: Callable[[], None] | None = None) -> None:
         self.target = target
         self.preload = preload
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.start_timeout_s = start_timeout_s
-        self.exits: dict[int, int] = {}
+        self.fork_timeout_s = fork_timeout_s
+        self.alive_s = alive_s
+        self.on_alive = on_alive
         self.process: subprocess.Popen[bytes] | None = None
-        self._sock: socket.socket | None = None
-        self._replies: dict[int, dict[str, Any]] = {}
-        self._cond = threading.Condition()
+        self._link: _ServerLink | None = None
         self._next = 0
-        self._reader: threading.Thread | None = None
-        self.pid = 0
+
+    @property
+    def pid(self) -> int:
+        """Process id of the current incarnation (0 when none runs)."""
+        return self.process.pid if self.process is not None else 0
+
+    @property
+    def ready(self) -> bool:
+        """The current incarnation has preloaded and takes requests."""
+        link = self._link
+        return link is not None and link.ready.is_set() and not link.closed.is_set()
+
+    def launch(self, spec: ChildSpec | None = None, procs_files: list[str] | None = None) -> PopenProcess:
+        """Start a new incarnation without waiting for it (ends the old one first); its handle."""
+        self._end_incarnation()
+        parent, child = socket.socketpair()
+        cmd = [sys.executable, "-m", "agents.forkserver", str(child.fileno()), ",".join(self.preload),
+               str(self.alive_s)]
+        log_file = open(self.log_dir / "forkserver.log", "ab") if self.log_dir is not None else None  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                process_group=0, preexec_fn=(lambda: join_cgroup(procs_files)) if procs_files else None,
+            )
+        finally:
+            child.close()
+            if log_file is not None:
+                log_file.close()
+        self._link = _ServerLink(parent, self.on_alive)
+        return PopenProcess(self.process)
 
     def start(self) -> ForkServer:
         """Start the server and wait until its preloading is done."""
-        parent, child = socket.socketpair()
-        cmd = [sys.executable, "-m", "agents.forkserver", str(child.fileno()), ",".join(self.preload)]
-        self.process = subprocess.Popen(cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
-        child.close()
-        self._sock = parent
-        self._reader = threading.Thread(target=self._read, name="forkserver-reader", daemon=True)
-        self._reader.start()
-        ready = self._wait_reply(-1, self.start_timeout_s)
-        self.pid = int(ready["pid"])
+        self.launch()
+        assert self._link is not None and self.process is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._link.ready.wait(0.05):
+            if self._link.closed.is_set() or self.process.poll() is not None:
+                raise RuntimeError(f"fork server: exited at start (code {self.process.poll()})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fork server: not ready after {self.start_timeout_s:.1f} s")
         return self
-
-    def _read(self) -> None:
-        buf = b""
-        assert self._sock is not None
-        while True:
-            try:
-                data = self._sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                with self._cond:
-                    self._replies[-2] = {"error": "fork server closed"}
-                    self._cond.notify_all()
-                return
-            buf += data
-            *lines, buf = buf.split(b"\n")
-            with self._cond:
-                for line in lines:
-                    msg = json.loads(line)
-                    if "exit" in msg:
-                        self.exits[int(msg["exit"])] = int(msg["code"])
-                    else:
-                        self._replies[int(msg["id"])] = msg
-                self._cond.notify_all()
-
-    def _wait_reply(self, rid: int, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while rid not in self._replies:
-                if -2 in self._replies:
-                    raise RuntimeError(f"fork server: {self._replies[-2]['error']}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"fork server: no answer to request {rid} in {timeout:.1f} s")
-                self._cond.wait(left)
-            return self._replies.pop(rid)
 
     def __call__(self, spec: ChildSpec, procs_files: list[str]) -> ForkedProcess:
         """Fork one child for spec, joining the given cgroup files first."""
-        if self._sock is None:
-            raise RuntimeError("fork server is not started")
+        link = self._link
+        if link is None or not link.ready.is_set() or link.closed.is_set():
+            raise RuntimeError("fork server is not ready")
         self._next += 1
         rid = self._next
-        log = str(self.log_dir / f"{spec.name}.log") if self.log_dir is not None else ""
+        log_path = str(self.log_dir / f"{spec.name}.log") if self.log_dir is not None else ""
         request = {"id": rid, "target": self.target, "name": spec.name, "config": spec.config,
-                   "procs": procs_files, "log": log}
-        self._sock.sendall(json.dumps(request).encode() + b"\n")
-        reply = self._wait_reply(rid, 10.0)
+                   "procs": procs_files, "log": log_path}
+        try:
+            link.sock.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            raise RuntimeError(f"fork server: {exc}") from None
+        reply = link.wait_reply(rid, self.fork_timeout_s)
         if "error" in reply:
             raise RuntimeError(f"fork server: {reply['error']}")
-        return ForkedProcess(int(reply["pid"]), self)
+        return ForkedProcess(int(reply["pid"]), link)
+
+    def _end_incarnation(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+        if self.process is not None:
+            proc, self.process = self.process, None
+            if proc.poll() is None:
+                proc.kill()  # a restart replaces a server that may be frozen: no polite wait
+            proc.wait()
 
     def close(self) -> None:
         """Stop the server (its remaining children get SIGKILL from the kernel)."""
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-            self._sock = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         if self.process is not None:
+            proc, self.process = self.process, None
             try:
-                self.process.wait(5)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+                proc.kill()
+                proc.wait()
 
     def __enter__(self) -> ForkServer:
         return self.start()
@@ -206,7 +356,8 @@ class PopenProcess:
 
 
 class SpawnFactory:
-    """Runs ``python -m agents.npc --config-json ...`` per child; ``wrap`` may put it in a scope."""
+    """Runs ``spec.argv``, or ``python -m agents.npc --config-json ...``, per child; ``wrap`` may put it
+    in a scope."""
 
     def __init__(self, module: str = "agents.npc", log_dir: str | Path | None = None,
                  wrap: Callable[[str, list[str]], list[str]] | None = None) -> None:
@@ -216,7 +367,8 @@ class SpawnFactory:
 
     def __call__(self, spec: ChildSpec, procs_files: list[str]) -> PopenProcess:
         """Spawn one child for spec."""
-        argv = [sys.executable, "-m", self.module, "--config-json", json.dumps(spec.config)]
+        argv = list(spec.argv) or [sys.executable, "-m", self.module, "--config-json",
+                                   json.dumps(spec.config)]
         if self.wrap is not None:
             argv = self.wrap(spec.name, argv)
         out = open(self.log_dir / f"{spec.name}.log", "ab") if self.log_dir is not None else None  # noqa: SIM115
@@ -262,8 +414,9 @@ def _child(sock: socket.socket, request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def serve(fd: int, preload: list[str]) -> None:
-    """The fork server's loop: preload, then fork on request and report exits until the socket closes."""
+def serve(fd: int, preload: list[str], alive_s: float = 0.25) -> None:
+    """The fork server's loop: preload, then fork on request, report exits and say it is alive every
+    alive_s until the socket closes."""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when children stop
     import torch
@@ -286,7 +439,11 @@ def serve(fd: int, preload: list[str]) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     buf = b""
+    last_alive = time.monotonic()
     while True:
+        if time.monotonic() - last_alive >= alive_s:
+            last_alive = time.monotonic()
+            send({"alive": last_alive})
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -298,7 +455,10 @@ def serve(fd: int, preload: list[str]) -> None:
             send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
         if not sel.select(timeout=0.02):
             continue
-        data = sock.recv(65536)
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
         if not data:
             for pid in children:
                 _signal_group(pid, signal.SIGKILL)
@@ -306,7 +466,10 @@ def serve(fd: int, preload: list[str]) -> None:
         buf += data
         *lines, buf = buf.split(b"\n")
         for line in lines:
-            request = json.loads(line)
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
             try:
                 pid = os.fork()
             except OSError as exc:
@@ -319,4 +482,5 @@ def serve(fd: int, preload: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), [m for m in sys.argv[2].split(",") if m])
+    serve(int(sys.argv[1]), [m for m in sys.argv[2].split(",") if m],
+          float(sys.argv[3]) if len(sys.argv) > 3 else 0.25)

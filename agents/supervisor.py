@@ -7,8 +7,8 @@ States per child (supervisord's names)::
                   +--(exit while starting)--> BACKOFF --(delay)--> STARTING ... --> FATAL
     any live state --(stop)--> STOPPING --(exit, or SIGKILL after stop_timeout_s)--> STOPPED
 
-- A child that dies while STARTING goes to BACKOFF (delay doubling from ``backoff_s``) and after
-  ``start_retries`` failed starts in a row to FATAL.
+- A child that dies while STARTING, or before its first heartbeat, goes to BACKOFF (delay doubling
+  from ``backoff_s``) and after ``start_retries`` failed starts in a row to FATAL.
 - A RUNNING child that exits, is OOM-killed (its group's OOM count rose) or stops heartbeating for
   ``heartbeat_timeout_s`` (it is SIGKILLed: "hang"; before its first heartbeat it gets
   ``first_heartbeat_timeout_s``, for a spawned process's imports) is restarted at once, from its
@@ -17,6 +17,18 @@ States per child (supervisord's names)::
   more than ``max_restarts`` restarts inside ``restart_period_s`` (OTP's restart intensity) is FATAL.
 - Every child is its own process group in its own cgroup; signals go to the group, and the cgroup is
   killed too, so no grandchild survives a restart or the end.
+- Dependencies follow OTP's ``rest_for_one``: a child whose spec ``depends_on`` another (NPCs on the
+  fork server they are forked from) is taken down when that one exits and WAITS until it is up again
+  (started and heard), then restarts from its last checkpoint. Such a restart is counted in
+  ``restarts`` but not in its own restart intensity: the fault was not its own.
+- A gap of more than ``stall_s`` between two supervision passes is the supervisor's own stall (a
+  loaded machine): children's silence during it does not count towards a hang.
+- Stopping goes in reverse dependency order: a child gets SIGTERM (and SIGCONT, so a stopped one can
+  act on it) once its dependents are down, SIGKILL ``stop_timeout_s`` later, and a child whose end is
+  still unseen ``kill_grace_s`` after SIGKILL is given up as "lost" (logged): no stop waits forever.
+  ``force_stop`` (a second SIGINT) SIGKILLs everything at once.
+- FATAL is logged once as an error line; an ``essential`` child going FATAL is noted in ``failed``
+  so its owner can stop the run; any other FATAL child is left out and the rest carries on.
 
 ``Supervisor`` is pure logic over an injectable clock and process factory (unit-tested with a fake
 clock); ``serve`` runs it on the bus: heartbeats in, ``{env}.thalamus.governor.allocate`` applied as
@@ -53,6 +65,7 @@ class State(enum.StrEnum):
     BACKOFF = "BACKOFF"
     STOPPING = "STOPPING"
     FATAL = "FATAL"
+    WAITING = "WAITING"
 
 
 @dataclass
@@ -73,16 +86,24 @@ class SupervisorConfig:
     """Window of the restart intensity, in seconds."""
     stop_timeout_s: float = 5.0
     """Seconds between SIGTERM and SIGKILL when stopping."""
+    kill_grace_s: float = 2.0
+    """Seconds after SIGKILL after which a child whose exit is still unseen is given up as lost."""
+    stall_s: float = 0.5
+    """A gap this long between two supervision passes is the supervisor's own stall, not silence."""
     heartbeat_timeout_s: float = 3.0
     """A RUNNING child silent for this long counts as hung and is killed and restarted."""
     first_heartbeat_timeout_s: float = 30.0
     """Seconds a child may take from its start to its first heartbeat (a spawned NPC imports torch)."""
     poll_s: float = 0.05
     """Seconds between two supervision passes in ``serve``."""
+    hearing_timeout_s: float = 1.0
+    """``serve`` hears its own echo through the bus; silent this long, it counts itself deaf (a frozen
+    or lost broker, a stalled loop), so children's silence meanwhile is no hang."""
 
     def __post_init__(self) -> None:
         for name in ("start_s", "backoff_s", "backoff_max_s", "restart_period_s", "stop_timeout_s",
-                     "heartbeat_timeout_s", "first_heartbeat_timeout_s", "poll_s"):
+                     "kill_grace_s", "stall_s", "hearing_timeout_s", "heartbeat_timeout_s",
+                     "first_heartbeat_timeout_s", "poll_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"supervisor.{name}={getattr(self, name)!r}: must be >= 0")
         for name in ("start_retries", "max_restarts"):
@@ -92,13 +113,29 @@ class SupervisorConfig:
 
 @dataclass
 class ChildSpec:
-    """What to run for one child: its name (= cgroup), NPC id, serialised NPC config and limits."""
+    """What to run for one child: its name (= cgroup), NPC id, serialised config, limits and links."""
 
     name: str
-    npc: int
+    npc: int = -1
+    """NPC id, or -1 for a service that is not an NPC."""
     config: dict[str, Any] = field(default_factory=dict)
+    """Serialised config handed to the child (an NPC's NpcConfig)."""
     cpu_quota: float = 100.0
+    """CPU quota in percent of one core."""
     memory_max: int | None = None
+    """Memory max of its group in bytes (None: unlimited)."""
+    depends_on: str = ""
+    """Name of the child this one needs (rest_for_one): taken down with it, restarted after it."""
+    argv: list[str] = field(default_factory=list)
+    """Command line for factories that spawn (empty: the factory's default for NPCs)."""
+    factory: ProcessFactory | None = None
+    """Its own process factory (None: the supervisor's)."""
+    heartbeat_subject: str = ""
+    """Bus subject of its heartbeats ('': an NPC's own, or heartbeats reported in-process)."""
+    hang_check: bool = True
+    """Silence for heartbeat_timeout_s counts as a hang (False for children that do not heartbeat)."""
+    essential: bool = False
+    """The run cannot go on without it: its FATAL is reported in ``Supervisor.failed``."""
 
 
 class ProcessHandle(Protocol):
@@ -141,8 +178,11 @@ class Child:
     failed_starts: int = 0
     backoff_until: float = 0.0
     stop_deadline: float = 0.0
+    term_sent: bool = False
     killed_for: str = ""
+    taken_down: bool = False
     sigkill_sent: bool = False
+    sigkill_at: float = 0.0
     oom_at_start: int = 0
     restart_times: deque[float] = field(default_factory=deque)
     exits: list[Exit] = field(default_factory=list)
@@ -163,6 +203,9 @@ class Supervisor:
         self.stopping = False
         #: The supervisor cannot hear heartbeats (its bus is down): silence is not a hang then.
         self.deaf = False
+        #: Essential children that went FATAL: their owner should stop the run.
+        self.failed: list[str] = []
+        self._last_poll = 0.0
         #: (time, child, from state, to state, reason) of every transition.
         self.events: list[tuple[float, str, State, State, str]] = []
 
@@ -172,23 +215,28 @@ class Supervisor:
         """Register a child and create its cgroup with its limits (not started yet)."""
         if spec.name in self.children:
             raise ValueError(f"child {spec.name!r} is already supervised")
+        if spec.depends_on and spec.depends_on not in self.children:
+            raise ValueError(f"child {spec.name!r} depends on {spec.depends_on!r}, which is not supervised "
+                             "(add it first)")
         check_quota(spec.cpu_quota)
         self.cgroups.create(spec.name, cpu_quota=spec.cpu_quota, memory_max=spec.memory_max)
         child = self.children[spec.name] = Child(spec)
-        self.by_npc[spec.npc] = spec.name
+        if spec.npc >= 0:
+            self.by_npc[spec.npc] = spec.name
         return child
 
     def start(self, name: str) -> None:
         """Start a STOPPED (or FATAL) child."""
         child = self.children[name]
-        if child.state in (State.STOPPED, State.FATAL):
+        if child.state in (State.STOPPED, State.FATAL) and not self.stopping:
             child.failed_starts = 0
             self._spawn(child, "start")
 
     def start_all(self) -> None:
-        """Start every stopped child."""
-        for name in self.children:
-            self.start(name)
+        """Start every stopped child (not the FATAL ones: they need an explicit ``start``)."""
+        for name, child in self.children.items():
+            if child.state == State.STOPPED:
+                self.start(name)
 
     def heartbeat(self, name: str) -> None:
         """Note a heartbeat of a child."""
@@ -196,7 +244,9 @@ class Supervisor:
         if child is not None:
             child.last_heartbeat = self.clock()
             child.heartbeats += 1
-            child.heard_since_start = True
+            if not child.heard_since_start:
+                child.heard_since_start = True
+                child.failed_starts = 0
 
     def _silent(self, child: Child, now: float) -> bool:
         """A RUNNING child has been silent long enough to count as hung."""
@@ -236,16 +286,49 @@ class Supervisor:
             self.cgroups.kill(name)
 
     def stop_all(self) -> None:
-        """Begin stopping: SIGTERM to every live child; SIGKILL follows after stop_timeout_s."""
+        """Begin stopping: SIGTERM to each live child once its dependents are down; SIGKILL follows
+        after stop_timeout_s."""
         self.stopping = True
-        now = self.clock()
         for child in self.children.values():
             if child.handle is not None and child.state in (State.STARTING, State.RUNNING):
-                child.handle.signal(signal.SIGTERM)
-                child.stop_deadline = now + self.config.stop_timeout_s
+                child.term_sent = False
+                child.stop_deadline = float("inf")
                 self._move(child, State.STOPPING, "stop")
-            elif child.state in (State.BACKOFF, State.STARTING, State.RUNNING):
+            elif child.state in (State.BACKOFF, State.STARTING, State.RUNNING, State.WAITING):
                 self._move(child, State.STOPPED, "stop")
+        self._terminate_ready(self.clock())
+
+    def force_stop(self) -> None:
+        """Stop at once: SIGKILL every live child now (a second SIGINT)."""
+        if not self.stopping:
+            self.stop_all()
+        now = self.clock()
+        for child in self.children.values():
+            if child.state == State.STOPPING and not child.sigkill_sent:
+                self._sigkill(child, now)
+
+    def _live_dependents(self, child: Child) -> list[Child]:
+        live = (State.STARTING, State.RUNNING, State.STOPPING)
+        return [c for c in self.children.values() if c.spec.depends_on == child.spec.name and c.state in live]
+
+    def _terminate_ready(self, now: float) -> None:
+        """SIGTERM (and SIGCONT) each stopping child whose dependents have all stopped."""
+        for child in self.children.values():
+            if child.state == State.STOPPING and not child.term_sent and not self._live_dependents(child):
+                child.term_sent = True
+                child.stop_deadline = now + self.config.stop_timeout_s
+                if child.handle is not None:
+                    child.handle.signal(signal.SIGTERM)
+                    child.handle.signal(signal.SIGCONT)
+
+    def _sigkill(self, child: Child, now: float) -> None:
+        child.sigkill_sent = True
+        child.sigkill_at = now
+        child.term_sent = True
+        if child.handle is not None:
+            child.handle.signal(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.cgroups.kill(child.spec.name)
 
     @property
     def stopped(self) -> bool:
@@ -257,60 +340,134 @@ class Supervisor:
         for child in self.children.values():
             if child.handle is not None and child.handle.poll() is None:
                 child.handle.signal(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                self.cgroups.kill(child.spec.name)
         self.cgroups.close()
 
     # -- the state machine ------------------------------------------------------------------------
+
+    def _parent(self, child: Child) -> Child | None:
+        return self.children.get(child.spec.depends_on) if child.spec.depends_on else None
+
+    def up(self, name: str) -> bool:
+        """A child is live and has been heard since its start (for the fork server: it is ready)."""
+        child = self.children[name]
+        return child.state in (State.STARTING, State.RUNNING) and child.heard_since_start
+
+    def _credit_stall(self, now: float) -> None:
+        """Forgive children the silence of a stall of the supervisor's own."""
+        gap = now - self._last_poll if self._last_poll else 0.0
+        self._last_poll = now
+        if gap > self.config.stall_s:
+            log.info("supervisor stalled %.2f s: children's silence in that time does not count", gap)
+            for child in self.children.values():
+                child.last_heartbeat += gap
 
     def poll(self) -> None:
         """Advance every child's state machine by what happened since the last call."""
         now = self.clock()
         cfg = self.config
+        self._credit_stall(now)
         for child in self.children.values():
             state = child.state
             code = child.handle.poll() if child.handle is not None else None
+            parent = self._parent(child)
+            if state == State.RUNNING and code is not None and child.spec.hang_check \
+                    and not child.heard_since_start:
+                state = State.STARTING  # it died before it ever said it was alive: a failed start
             if state == State.STARTING:
                 if code is not None:
                     self._exited(child, code, now)
+                    self._take_down_dependents(child)
+                    if child.taken_down:
+                        self._wait_for_parent(child, now)
+                        continue
                     child.failed_starts += 1
                     if child.failed_starts > cfg.start_retries:
-                        self._move(child, State.FATAL, f"{child.failed_starts} failed starts")
+                        self._fatal(child, f"{child.failed_starts} failed starts")
                     else:
                         delay = min(cfg.backoff_max_s, cfg.backoff_s * 2 ** (child.failed_starts - 1))
                         child.backoff_until = now + delay
                         self._move(child, State.BACKOFF, f"exit while starting, retry in {delay:.2f} s")
                 elif now - child.started_at >= cfg.start_s:
-                    child.failed_starts = 0
+                    if not child.spec.hang_check:  # else its first heartbeat says it came up
+                        child.failed_starts = 0
                     self._move(child, State.RUNNING, f"up {cfg.start_s:g} s")
             elif state == State.RUNNING:
                 if code is not None:
                     reason = self._exited(child, code, now)
+                    self._take_down_dependents(child)
+                    if child.taken_down or (parent is not None and not self.up(parent.spec.name)):
+                        self._wait_for_parent(child, now)
+                        continue
                     child.restart_times.append(now)
                     while child.restart_times and now - child.restart_times[0] > cfg.restart_period_s:
                         child.restart_times.popleft()
                     if len(child.restart_times) > cfg.max_restarts:
-                        self._move(child, State.FATAL,
-                                   f"{len(child.restart_times)} restarts in {cfg.restart_period_s:g} s")
+                        n = len(child.restart_times)
+                        self._fatal(child, f"{n} restarts in {cfg.restart_period_s:g} s")
                     else:
                         child.restarts += 1
                         self._spawn(child, f"restart after {reason}")
-                elif not (self.deaf or child.killed_for) and self._silent(child, now):
+                elif (child.spec.hang_check and not (self.deaf or child.killed_for)
+                      and self._silent(child, now)):
                     log.warning("%s: no heartbeat for %.1f s, killing it", child.spec.name,
                                 now - child.last_heartbeat)
                     self.kill(child.spec.name, "hang")
             elif state == State.BACKOFF:
                 if now >= child.backoff_until:
                     self._spawn(child, "backoff over")
+            elif state == State.WAITING:
+                if parent is None or self.up(parent.spec.name):
+                    child.restarts += 1 if child.pids else 0  # its first start waited too
+                    self._spawn(child, f"{child.spec.depends_on} is up")
+                elif parent.state == State.FATAL:
+                    self._move(child, State.STOPPED, f"{parent.spec.name} is FATAL")
             elif state == State.STOPPING:
                 if code is not None:
                     self._exited(child, code, now, "stop")
-                    self.cgroups.kill(child.spec.name)
+                    with contextlib.suppress(Exception):
+                        self.cgroups.kill(child.spec.name)
                     self._move(child, State.STOPPED, f"exit {code}")
-                elif now >= child.stop_deadline and not child.sigkill_sent:
+                elif child.sigkill_sent and now - child.sigkill_at >= cfg.kill_grace_s:
+                    log.error("%s: no exit seen %.1f s after SIGKILL (pid %s): given up as lost",
+                              child.spec.name, cfg.kill_grace_s, child.handle.pid if child.handle else "?")
+                    child.exits.append(Exit(now, "lost", -signal.SIGKILL))
+                    child.handle = None
+                    self._move(child, State.STOPPED, "lost")
+                elif child.term_sent and now >= child.stop_deadline and not child.sigkill_sent:
                     log.warning("%s: no exit %.1f s after SIGTERM, SIGKILL", child.spec.name,
                                 cfg.stop_timeout_s)
-                    child.sigkill_sent = True
-                    child.handle.signal(signal.SIGKILL)  # type: ignore[union-attr]
-                    self.cgroups.kill(child.spec.name)
+                    self._sigkill(child, now)
+        if self.stopping:
+            self._terminate_ready(now)
+
+    def _take_down_dependents(self, child: Child) -> None:
+        """rest_for_one: SIGKILL the live children that depend on one that just exited."""
+        for dep in self._live_dependents(child):
+            if dep.state == State.STOPPING:
+                continue
+            dep.taken_down = True
+            if dep.handle is not None and not dep.killed_for:
+                dep.killed_for = f"{child.spec.name} exit"
+                dep.handle.signal(signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    self.cgroups.kill(dep.spec.name)
+
+    def _wait_for_parent(self, child: Child, now: float) -> None:
+        child.taken_down = False
+        self._move(child, State.WAITING, f"waiting for {child.spec.depends_on}")
+
+    def _fatal(self, child: Child, reason: str) -> None:
+        self._move(child, State.FATAL, reason)
+        if child.spec.essential:
+            self.failed.append(child.spec.name)
+            log.error("%s: FATAL (%s); the run cannot go on without it", child.spec.name, reason)
+        else:
+            log.error("%s: FATAL (%s); the run carries on without it", child.spec.name, reason)
+        for dep in self.children.values():
+            if dep.spec.depends_on == child.spec.name and dep.state in (State.WAITING, State.BACKOFF):
+                self._move(dep, State.STOPPED, f"{child.spec.name} is FATAL")
 
     def _exited(self, child: Child, code: int, now: float, reason: str = "") -> str:
         if not reason:
@@ -335,6 +492,10 @@ class Supervisor:
 
     def _spawn(self, child: Child, reason: str) -> None:
         now = self.clock()
+        parent = self._parent(child)
+        if parent is not None and not self.up(parent.spec.name):
+            self._move(child, State.WAITING, f"waiting for {parent.spec.name}")
+            return
         name = self.cgroups_safe_kill(child.spec.name)
         if child.spec.memory_max is not None or child.restarts or child.exits:
             try:
@@ -342,15 +503,16 @@ class Supervisor:
             except CgroupError as exc:
                 log.warning("%s: %s", name, exc)
         child.oom_at_start = self._ooms(child)
-        child.sigkill_sent = False
+        child.sigkill_sent = child.term_sent = child.taken_down = False
+        factory = child.spec.factory or self.factory
         try:
-            child.handle = self.factory(child.spec, self.cgroups.procs_files(name))
+            child.handle = factory(child.spec, self.cgroups.procs_files(name))
         except Exception as exc:  # a failed start counts like an exit while starting
             log.warning("%s: start failed: %s", name, exc)
             child.handle = None
             child.failed_starts += 1
             if child.failed_starts > self.config.start_retries:
-                self._move(child, State.FATAL, f"start failed: {exc}")
+                self._fatal(child, f"start failed: {exc}")
             else:
                 child.backoff_until = now + self.config.backoff_s * 2 ** (child.failed_starts - 1)
                 self._move(child, State.BACKOFF, f"start failed: {exc}")
@@ -387,17 +549,22 @@ class Supervisor:
         return out
 
 
-async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
-    """Run the supervisor on the bus until ``stop`` is set, then drain every child."""
+async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio.Event | None = None,
+                force: asyncio.Event | None = None) -> None:
+    """Run the supervisor on the bus until ``stop`` is set, then stop every child (at once when
+    ``force`` is set); the stop is bounded by the stop timeouts."""
     subs = []
     unknown: list[int] = []
 
     for name, child in sup.children.items():
-        async def on_heartbeat(msg: Heartbeat, raw: Any, name: str = name) -> None:
+        def on_heartbeat(msg: Heartbeat, raw: Any, name: str = name) -> None:
             sup.heartbeat(name)
 
-        subject = subjects.heartbeat("npc", str(child.spec.npc))
-        subs.append(await bus.subscribe(subject, Heartbeat, on_heartbeat))
+        spec = child.spec
+        subject = spec.heartbeat_subject or (
+            subjects.heartbeat("npc", str(spec.npc)) if spec.npc >= 0 else "")
+        if subject:
+            subs.append(await bus.subscribe(subject, Heartbeat, on_heartbeat))
 
     async def on_allocate(msg: Allocation, raw: Any) -> None:
         name = sup.by_npc.get(msg.npc)
@@ -410,18 +577,37 @@ async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio
         await bus.publish(subjects.npc_command(msg.npc), command)
 
     subs.append(await bus.subscribe(subjects.governor_allocate(), Allocation, on_allocate))
+    echo_subject = subjects.heartbeat("supervisor", bus.config.name)
+    heard = {"at": sup.clock(), "seq": 0}
+
+    def on_echo(msg: Heartbeat, raw: Any) -> None:
+        heard["at"] = sup.clock()
+
+    subs.append(await bus.subscribe(echo_subject, Heartbeat, on_echo))
+    started_at = sup.clock()
+
+    async def echo() -> None:
+        with contextlib.suppress(Exception):  # disconnected: the echo is simply not heard
+            heard["seq"] += 1
+            await bus.publish(echo_subject, Heartbeat(domain="supervisor", service=bus.config.name,
+                                                      seq=heard["seq"], uptime_s=sup.clock() - started_at))
+
     sup.start_all()
     if started is not None:
         started.set()
     try:
         while not stop.is_set():
-            sup.hearing(bus.connected.is_set())
+            await echo()
+            now = sup.clock()
+            sup.hearing(bus.connected.is_set() and now - heard["at"] < sup.config.hearing_timeout_s)
             sup.poll()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), sup.config.poll_s)
     finally:
         sup.stop_all()
         while not sup.stopped:
+            if force is not None and force.is_set():
+                sup.force_stop()
             sup.poll()
             await asyncio.sleep(sup.config.poll_s)
         for sub in subs:
