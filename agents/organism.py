@@ -5,12 +5,22 @@
 1. starts one embedded nats-server (fixed port, so a restarted broker keeps its address) unless a
    bus url is given, and passes its url to every process;
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
-3. starts the fork server (torch and the project preloaded) and the supervisor, which forks N NPC
-   processes, each in its own cgroup with its CPU quota and memory max;
+3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
+   once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
+   max, and spawns the cell services asked for (``cell_services``);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
 5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
-   after the stop timeout), removes every group and returns the per-NPC summary (ticks, missed
-   ticks, late actions, CPU seconds, lifeforce, restarts), also written to ``<run_dir>/summary.json``.
+   after the stop timeout), then the fork server, removes every group and returns the per-NPC
+   summary (ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts) and the restarts of
+   every other part, also written to ``<run_dir>/summary.json``.
+
+Every long-lived part is supervised with one restart policy (``supervisor``): killing the fork
+server takes down the NPCs forked from it, and all come back from their last checkpoints once a new
+server is ready (rest_for_one). This process adopts orphans (a child subreaper), so nothing of a
+dead server lingers. A second SIGINT stops at once (SIGKILL); no stop waits without a deadline. An
+essential part that goes FATAL (the fork server) stops the run with one error line (``failed`` in
+the summary, exit status 1 from the command line); an NPC or cell service that goes FATAL is left
+out and the run carries on, saying so.
 """
 
 from __future__ import annotations
@@ -30,11 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.cgroups import BACKENDS, CgroupConfig, Cgroups, check_quota, detect
-from agents.forkserver import ForkServer, SpawnFactory
+from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
 from agents.npc import NpcConfig
-from agents.supervisor import ChildSpec, Supervisor, SupervisorConfig, serve
+from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
 from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
+from nervous import subjects
 from nervous.bus import Bus, BusConfig
+from nervous.cells.bank import CELLS
 from nervous.lifeforce import LifeforceConfig
 from nervous.server import EmbeddedServer
 
@@ -83,6 +95,8 @@ class OrganismConfig:
     """Fork NPCs from the preloaded fork server (False: spawn python -m agents.npc each)."""
     seed: int = 0
     """Seed of the world and of fresh brains."""
+    cell_services: list[str] = field(default_factory=list)
+    """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     """Restart policy and timeouts."""
 
@@ -106,6 +120,9 @@ class OrganismConfig:
             raise ValueError(f"runtime.organism.obs_spread={self.obs_spread!r}: must be in 0..0.9 of a tick")
         if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
             raise ValueError(f"runtime.organism.view_size={self.view_size!r}: must be an odd integer >= 1")
+        for cell in self.cell_services:
+            if cell not in CELLS:
+                raise ValueError(f"runtime.organism.cell_services: {cell!r} is not one of {', '.join(CELLS)}")
         try:
             check_quota(self.cpu_quota)
         except ValueError:
@@ -134,6 +151,8 @@ class Organism:
         self.supervisor: Supervisor | None = None
         self.world: WorldServer | None = None
         self.stop = asyncio.Event()
+        #: Set by a second SIGINT: stop at once.
+        self.force = asyncio.Event()
         self.spawn_all_s = float("nan")
         self.started_at = 0.0
         self.supervising = asyncio.Event()
@@ -177,16 +196,22 @@ class Organism:
                 url = self.server.url
             self.bus = await stack.enter_async_context(Bus(BusConfig(url=url, name="organism")))
             self.cgroups = detect(c.run, CgroupConfig(backend=c.cgroups))
+            make_subreaper()  # the NPCs of a dead fork server are reaped here
+            logs = self.run_dir / "logs"
+            wrap = self.cgroups.wrap_command if self.cgroups.name == "systemd" else None
+            spawn = SpawnFactory(log_dir=logs, wrap=wrap)
+            fork: ForkServer | None = None
             if c.fork and self.cgroups.name != "systemd":
-                fork = ForkServer(log_dir=self.run_dir / "logs")
-                fork.start()  # in this thread: the server dies with the thread that started it
+                fork = ForkServer(log_dir=logs, on_alive=lambda: self._heard("forkserver"))
                 stack.callback(fork.close)
                 self.factory = fork
             else:
-                wrap = self.cgroups.wrap_command if self.cgroups.name == "systemd" else None
-                self.factory = SpawnFactory(log_dir=self.run_dir / "logs", wrap=wrap)
+                self.factory = spawn
             self.supervisor = Supervisor(c.supervisor, self.factory, self.cgroups)
             stack.callback(self.supervisor.close)  # runs before the fork server closes
+            if fork is not None:
+                # launched from this thread: the server dies with the thread that started it
+                self.supervisor.add(ChildSpec(name="forkserver", factory=fork.launch, essential=True))
             memory = c.memory_max_mib << 20 if c.memory_max_mib else None
             for i in range(c.npcs):
                 self.supervisor.add(
@@ -196,8 +221,15 @@ class Organism:
                         config=dataclasses.asdict(self.npc_config(i)),
                         cpu_quota=c.cpu_quota,
                         memory_max=memory,
+                        depends_on="forkserver" if fork is not None else "",
                     )
                 )
+            for cell in c.cell_services:
+                argv = [sys.executable, "-m", "nervous.cells", cell, "--url", self.bus.url]
+                self.supervisor.add(ChildSpec(name=f"cell-{cell}", argv=argv, factory=spawn,
+                                              heartbeat_subject=subjects.cell_heartbeat(cell)))
+            if fork is not None:
+                await self._start_fork_server()
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce,
@@ -212,15 +244,36 @@ class Organism:
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
+    def _heard(self, name: str) -> None:
+        if self.supervisor is not None:
+            self.supervisor.heartbeat(name)
+
+    async def _start_fork_server(self) -> None:
+        """Start the fork server under supervision and wait until it is ready, FATAL or stopped."""
+        sup = self.supervisor
+        assert sup is not None
+        sup.start("forkserver")
+        while not (sup.up("forkserver") or sup.failed or self.stop.is_set()):
+            sup.poll()
+            await asyncio.sleep(sup.config.poll_s)
+
+    def parts(self) -> dict[str, dict[str, Any]]:
+        """Supervised parts other than NPCs: state, restarts and exits by reason."""
+        assert self.supervisor is not None
+        return {name: {"state": s["state"], "restarts": s["restarts"], "exits": s["exits"]}
+                for name, s in self.supervisor.summary().items() if s["npc"] < 0}
+
     async def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Live for duration_s (config's when None; 0: until stop is set); the summary."""
         assert self.supervisor is not None and self.world is not None and self.bus is not None
         duration = self.config.duration_s if duration_s is None else duration_s
         sup_stop = asyncio.Event()
         self.started_at = time.monotonic()
-        supervising = asyncio.create_task(serve(self.supervisor, self.bus, sup_stop, self.supervising))
+        supervising = asyncio.create_task(
+            serve(self.supervisor, self.bus, sup_stop, self.supervising, force=self.force))
         ticking = asyncio.create_task(self.world.run(self.stop))
         watch = asyncio.create_task(self._watch_spawn())
+        failing = asyncio.create_task(self._watch_failed())
         try:
             if duration > 0:
                 with contextlib.suppress(TimeoutError):
@@ -231,14 +284,24 @@ class Organism:
             self.stop.set()
             sup_stop.set()
             watch.cancel()
+            failing.cancel()
             await asyncio.gather(ticking, supervising, return_exceptions=True)
             await self.world.stop()
         return self.summary()
 
+    async def _watch_failed(self) -> None:
+        """Stop the run when an essential part went FATAL (the supervisor logged why)."""
+        assert self.supervisor is not None
+        while not self.supervisor.failed:
+            await asyncio.sleep(0.05)
+        log.error("stopping the run: %s is FATAL", ", ".join(self.supervisor.failed))
+        self.stop.set()
+
     async def _watch_spawn(self) -> None:
         assert self.supervisor is not None
         await self.supervising.wait()
-        while not all(c.heartbeats > 0 for c in self.supervisor.children.values()):
+        npcs = [c for c in self.supervisor.children.values() if c.spec.npc >= 0]
+        while not all(c.heartbeats > 0 or c.state == State.FATAL for c in npcs):
             await asyncio.sleep(0.01)
         self.spawn_all_s = time.monotonic() - self.started_at
 
@@ -246,6 +309,7 @@ class Organism:
         """Per NPC: ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts; and totals."""
         assert self.supervisor is not None and self.world is not None and self.cgroups is not None
         world, sup = self.world.summary(), self.supervisor.summary()
+        parts, sup_failed = self.parts(), self.supervisor.failed
         npcs = {}
         for i in range(self.config.npcs):
             s = sup[f"npc-{i}"]
@@ -268,6 +332,10 @@ class Organism:
             "action_latency_p50_ms": float(_percentile(lat, 50)),
             "action_latency_p99_ms": float(_percentile(lat, 99)),
             "overruns": self.world.overruns,
+            "restarts": sum(n["restarts"] for n in npcs.values())
+            + sum(p["restarts"] for p in parts.values()),
+            "failed": list(sup_failed),
+            "parts": parts,
             "npcs": npcs,
         }
         with contextlib.suppress(OSError):
@@ -283,11 +351,23 @@ def _percentile(values: Any, q: float) -> float:
 
 async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
                 lifeforce: LifeforceConfig | None) -> dict[str, Any]:
-    async with Organism(config, on_frame, lifeforce=lifeforce) as org:
-        loop = asyncio.get_running_loop()
+    org = Organism(config, on_frame, lifeforce=lifeforce)
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        if org.stop.is_set() and sig == signal.SIGINT:
+            log.warning("second SIGINT: stopping at once")
+            org.force.set()
+        org.stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before start-up: a signal then stops it too
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        async with org:
+            return await org.run()
+    finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, org.stop.set)
-        return await org.run()
+            loop.remove_signal_handler(sig)
 
 
 def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
@@ -357,8 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    print(format_summary(run(config)))
-    return 0
+    summary = run(config)
+    print(format_summary(summary))
+    return 1 if summary["failed"] else 0
 
 
 if __name__ == "__main__":

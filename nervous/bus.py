@@ -143,7 +143,9 @@ class Bus:
     async def close(self) -> None:
         """Drain subscriptions and pending publishes, then stop an embedded server."""
         nc, self._nc = self._nc, None
-        if nc is not None and not nc.is_closed:
+        if nc is not None and not nc.is_closed and not nc.is_connected:
+            await nc.close()  # nothing can drain through a broker that is away: do not wait for it
+        elif nc is not None and not nc.is_closed:
             try:
                 await asyncio.wait_for(nc.drain(), self.config.drain_timeout_s + 1.0)
             except Exception as exc:  # a dead server cannot be drained; close anyway

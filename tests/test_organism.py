@@ -8,51 +8,22 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from agents.cgroups import v1_mounts
-from agents.organism import Organism, OrganismConfig
-from agents.supervisor import State, SupervisorConfig
+from agents.organism import Organism
+from agents.supervisor import State
 from nervous import subjects
 from nervous.messages import Allocation, Command
+from tests.live import alive as _alive
+from tests.live import organism_config as _config
+from tests.live import until
 
 CAPPED = "cpu" in v1_mounts() and os.geteuid() == 0
 pytestmark = pytest.mark.slow
-
-
-async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until check() holds; fails naming what after timeout."""
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - t0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def _config(tmp_path: Path, npcs: int) -> OrganismConfig:
-    sup = SupervisorConfig(start_s=0.5, heartbeat_timeout_s=1.5, stop_timeout_s=3.0, backoff_s=0.2)
-    return OrganismConfig(
-        npcs=npcs,
-        duration_s=0,
-        stage=0,
-        run="test-organism",
-        run_dir=str(tmp_path / "run"),
-        hidden=32,
-        supervisor=sup,
-    )
 
 
 def _status(org: Organism, npc: int) -> dict:
@@ -115,14 +86,13 @@ async def test_faults_commands_and_quota(tmp_path: Path) -> None:
                 assert used == pytest.approx(0.25, rel=0.15)
 
             # a hung NPC (stopped, no heartbeat) is killed and restarted
-            pid = children["npc-2"].handle.pid  # type: ignore[union-attr]
+            npc2 = children["npc-2"]
+            await until(lambda: npc2.state == State.RUNNING and npc2.heard_since_start, 20, "npc-2 heard")
+            pid = npc2.handle.pid  # type: ignore[union-attr]
             os.kill(pid, signal.SIGSTOP)
-            await until(
-                lambda: children["npc-2"].exits and children["npc-2"].exits[-1].reason == "hang",
-                5,
-                "hang detected",
-            )
-            await until(lambda: children["npc-2"].state == State.RUNNING, 5, "npc-2 running again")
+            await until(lambda: any(e.reason == "hang" for e in npc2.exits) and npc2.pids[-1] != pid, 30,
+                        "hang detected")
+            await until(lambda: npc2.state == State.RUNNING, 20, "npc-2 running again")
 
             # memory max: an NPC that exceeds it is OOM-killed, seen as such and restarted
             if CAPPED:
