@@ -14,7 +14,9 @@ sees exit codes (negative: killed by that signal) as a child of its own would. W
 itself dies, its children die with it; each ``ForkedProcess`` then learns its end from a pidfd, so
 a supervisor sees every NPC of a dead server exit and restarts them after it (OTP's rest_for_one).
 The server is a supervised child itself: ``ForkServer.launch`` is its factory, and its liveness
-pings (``{"alive"}`` every ``alive_s``) are its heartbeats.
+pings (``{"alive"}`` every ``alive_s``) are its heartbeats. With ``standby`` a second, preloaded
+server waits beside it and takes over at once when it dies (preloading takes seconds; a restart
+then costs a fork), and a new spare preloads behind it.
 
 ``SpawnFactory`` runs ``python -m agents.npc`` per child instead (wrapped in a systemd scope by that
 backend), or any ``ChildSpec.argv`` (cell services, and the other supervised services); slower and
@@ -62,12 +64,12 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
-def join_cgroup(procs_files: list[str]) -> None:
-    """Write this process's pid into each cgroup.procs file."""
-    pid = str(os.getpid())
+def join_cgroup(procs_files: list[str], pid: int | None = None) -> None:
+    """Write a pid (this process's by default) into each cgroup.procs file."""
+    text = str(pid if pid is not None else os.getpid())
     for path in procs_files:
         with open(path, "w") as f:
-            f.write(pid)
+            f.write(text)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -235,7 +237,7 @@ class ForkServer:
     def __init__(self, target: str = "agents.npc:child_main", preload: tuple[str, ...] = ("agents.npc",),
                  log_dir: str | Path | None = None, start_timeout_s: float = 60.0,
                  fork_timeout_s: float = 2.0, alive_s: float = 0.25,
-                 on_alive: Callable[[], None] | None = None) -> None:
+                 on_alive: Callable[[], None] | None = None, standby: bool = False) -> None:
         self.target = target
         self.preload = preload
         self.log_dir = Path(log_dir) if log_dir is not None else None
@@ -243,8 +245,10 @@ class ForkServer:
         self.fork_timeout_s = fork_timeout_s
         self.alive_s = alive_s
         self.on_alive = on_alive
+        self.standby = standby
         self.process: subprocess.Popen[bytes] | None = None
         self._link: _ServerLink | None = None
+        self._spare: tuple[subprocess.Popen[bytes], _ServerLink] | None = None
         self._next = 0
 
     @property
@@ -259,14 +263,36 @@ class ForkServer:
         return link is not None and link.ready.is_set() and not link.closed.is_set()
 
     def launch(self, spec: ChildSpec | None = None, procs_files: list[str] | None = None) -> PopenProcess:
-        """Start a new incarnation without waiting for it (ends the old one first); its handle."""
+        """Start a new incarnation without waiting for it (ends the old one first); its handle.
+
+        With ``standby``, a preloaded spare takes over at once (moved into procs_files' groups) and a
+        new spare starts preloading behind it, so a restart costs a fork, not an import of torch.
+        """
         self._end_incarnation()
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].poll() is None and not spare[1].closed.is_set():
+            self.process, self._link = spare
+            with contextlib.suppress(OSError):
+                join_cgroup(procs_files or [], self.process.pid)
+            self._link.on_alive = self.on_alive
+            if self._link.ready.is_set() and self.on_alive is not None:
+                self.on_alive()  # it was ready before it took over
+        else:
+            if spare is not None:
+                self._kill(spare)
+            self.process, self._link = self._popen(procs_files or [], self.on_alive)
+        if self.standby:
+            self._spare = self._popen([], None)
+        return PopenProcess(self.process)
+
+    def _popen(self, procs_files: list[str],
+               on_alive: Callable[[], None] | None) -> tuple[subprocess.Popen[bytes], _ServerLink]:
         parent, child = socket.socketpair()
         cmd = [sys.executable, "-m", "agents.forkserver", str(child.fileno()), ",".join(self.preload),
                str(self.alive_s)]
         log_file = open(self.log_dir / "forkserver.log", "ab") if self.log_dir is not None else None  # noqa: SIM115
         try:
-            self.process = subprocess.Popen(
+            process = subprocess.Popen(
                 cmd, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 process_group=0, preexec_fn=(lambda: join_cgroup(procs_files)) if procs_files else None,
             )
@@ -274,8 +300,15 @@ class ForkServer:
             child.close()
             if log_file is not None:
                 log_file.close()
-        self._link = _ServerLink(parent, self.on_alive)
-        return PopenProcess(self.process)
+        return process, _ServerLink(parent, on_alive)
+
+    @staticmethod
+    def _kill(incarnation: tuple[subprocess.Popen[bytes], _ServerLink]) -> None:
+        process, link = incarnation
+        link.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
     def start(self) -> ForkServer:
         """Start the server and wait until its preloading is done."""
@@ -297,7 +330,7 @@ class ForkServer:
         self._next += 1
         rid = self._next
         log_path = str(self.log_dir / f"{spec.name}.log") if self.log_dir is not None else ""
-        request = {"id": rid, "target": self.target, "name": spec.name, "config": spec.config,
+        request = {"id": rid, "target": spec.target or self.target, "name": spec.name, "config": spec.config,
                    "procs": procs_files, "log": log_path}
         try:
             link.sock.sendall(json.dumps(request).encode() + b"\n")
@@ -309,17 +342,15 @@ class ForkServer:
         return ForkedProcess(int(reply["pid"]), link)
 
     def _end_incarnation(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        if self.process is not None:
-            proc, self.process = self.process, None
-            if proc.poll() is None:
-                proc.kill()  # a restart replaces a server that may be frozen: no polite wait
-            proc.wait()
+        if self._link is not None and self.process is not None:
+            self._kill((self.process, self._link))  # a restart replaces a server that may be frozen
+        self.process, self._link = None, None
 
     def close(self) -> None:
-        """Stop the server (its remaining children get SIGKILL from the kernel)."""
+        """Stop the server and its spare (their remaining children get SIGKILL from the kernel)."""
+        if self._spare is not None:
+            self._kill(self._spare)
+            self._spare = None
         if self._link is not None:
             self._link.close()
             self._link = None

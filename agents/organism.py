@@ -93,6 +93,8 @@ class OrganismConfig:
     """Cgroup backend: auto, v2, v1, systemd or none."""
     fork: bool = True
     """Fork NPCs from the preloaded fork server (False: spawn python -m agents.npc each)."""
+    fork_standby: bool = True
+    """Keep a preloaded spare fork server, so the NPCs of a dead one are back in well under 2 s."""
     seed: int = 0
     """Seed of the world and of fresh brains."""
     cell_services: list[str] = field(default_factory=list)
@@ -202,7 +204,8 @@ class Organism:
             spawn = SpawnFactory(log_dir=logs, wrap=wrap)
             fork: ForkServer | None = None
             if c.fork and self.cgroups.name != "systemd":
-                fork = ForkServer(log_dir=logs, on_alive=lambda: self._heard("forkserver"))
+                fork = ForkServer(log_dir=logs, on_alive=lambda: self._heard("forkserver"),
+                                  standby=c.fork_standby)
                 stack.callback(fork.close)
                 self.factory = fork
             else:
@@ -224,10 +227,13 @@ class Organism:
                         depends_on="forkserver" if fork is not None else "",
                     )
                 )
-            for cell in c.cell_services:
+            for cell in c.cell_services:  # forked like NPCs when there is a fork server: in milliseconds
                 argv = [sys.executable, "-m", "nervous.cells", cell, "--url", self.bus.url]
-                self.supervisor.add(ChildSpec(name=f"cell-{cell}", argv=argv, factory=spawn,
-                                              heartbeat_subject=subjects.cell_heartbeat(cell)))
+                self.supervisor.add(ChildSpec(
+                    name=f"cell-{cell}", argv=argv, target="nervous.cells.service:child_main",
+                    config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
+                    depends_on="forkserver" if fork is not None else "",
+                    heartbeat_subject=subjects.cell_heartbeat(cell)))
             if fork is not None:
                 await self._start_fork_server()
             wcfg = WorldServerConfig(

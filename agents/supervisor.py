@@ -128,6 +128,8 @@ class ChildSpec:
     """Name of the child this one needs (rest_for_one): taken down with it, restarted after it."""
     argv: list[str] = field(default_factory=list)
     """Command line for factories that spawn (empty: the factory's default for NPCs)."""
+    target: str = ""
+    """``module:function(config)`` for factories that fork ('': the factory's default for NPCs)."""
     factory: ProcessFactory | None = None
     """Its own process factory (None: the supervisor's)."""
     heartbeat_subject: str = ""

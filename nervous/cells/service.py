@@ -188,3 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BusError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def child_main(config: dict[str, str]) -> int:
+    """Entry point in a process forked by a supervisor's fork server: ``{"cell", "url"}`` to an exit code."""
+    cell = config["cell"]
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s cell-{cell} %(levelname)s %(message)s",
+                        force=True)
+    bus = BusConfig(url=config["url"], name=f"cell-{cell}")
+    return asyncio.run(serve(CellServiceConfig(cell=cell, bus=bus)))
