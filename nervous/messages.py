@@ -249,11 +249,14 @@ class Observation(Message, tag="observation"):
         if len(self.proprio) % 4:
             raise ValueError("proprio is not whole float32 values - at `$.proprio`")
         if len(self.proprio) < 4 * PROPRIO_SIZE:
-            raise ValueError(f"proprio has {len(self.proprio) // 4} floats, expected at least {PROPRIO_SIZE} "
-                             "- at `$.proprio`")
+            raise ValueError(
+                f"proprio has {len(self.proprio) // 4} floats, expected at least {PROPRIO_SIZE} "
+                "- at `$.proprio`"
+            )
         if self.action_mask and len(self.action_mask) != NUM_ACTIONS:
-            raise ValueError(f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} "
-                             "- at `$.action_mask`")
+            raise ValueError(
+                f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} - at `$.action_mask`"
+            )
 
 
 class Action(Message, tag="action"):
@@ -354,6 +357,10 @@ def decode(data: bytes, kind: type[M], subject: str = "", max_bytes: int = MAX_P
         raise MessageError(subject, _kind_name(kind), field, reason) from None
     except msgspec.DecodeError as exc:
         raise MessageError(subject, _kind_name(kind), "<payload>", str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec lets a string of invalid UTF-8 through as this
+        raise MessageError(
+            subject, _kind_name(kind), "<payload>", f"a string is not UTF-8: {exc.reason}"
+        ) from None
 
 
 class MessageDecoder:
@@ -368,6 +375,6 @@ class MessageDecoder:
         if len(data) <= self.max_bytes:
             try:
                 return self._decode(data)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (ValueError, msgspec.DecodeError):  # ValidationError, and UnicodeDecodeError
                 pass
         return decode(data, self.kind, subject, self.max_bytes)  # raises the named error
