@@ -51,10 +51,19 @@ class Region(enum.StrEnum):
 REGIONS: tuple[Region, ...] = tuple(Region)
 
 
+def _one_short_line(text: str, limit: int = 200) -> str:
+    """text with control characters escaped, cut to about limit characters."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    escaped = text[: limit + 1].encode("unicode_escape").decode("ascii")
+    return escaped[:limit] + "..." if len(text) > limit or len(escaped) > limit else escaped
+
+
 class MessageError(ValueError):
     """A payload that is not a valid message of the expected kind."""
 
     def __init__(self, subject: str, kind: str, field: str, reason: str) -> None:
+        reason, field = _one_short_line(reason), _one_short_line(field)  # they may echo hostile input
         self.subject, self.kind, self.field, self.reason = subject, kind, field, reason
         super().__init__(f"bad {kind} on {subject or '<no subject>'}: field {field}: {reason}")
 
