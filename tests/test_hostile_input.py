@@ -8,6 +8,11 @@ correctly afterwards. A service flooded past the server's slow-consumer limit is
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -25,15 +30,18 @@ from nervous.messages import (
     CellError,
     CellRequest,
     Command,
+    Heartbeat,
     MessageDecoder,
     MessageError,
+    NpcState,
+    Observation,
     WaveBatch,
     decode,
     encode,
 )
 from tests.nervous_senses import senses
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 from world.tiles import Action as Act
-from world.tiles import Proprio
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000
@@ -205,3 +213,82 @@ async def test_the_world_server_counts_hostile_actions_applies_none_and_keeps_ti
     server.step()
     assert server.applied[0] == Act.WEST
     await server.stop()
+
+
+# -- an NPC's command subject -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_an_npc_rejects_hostile_commands_keeps_acting_and_obeys_a_valid_one(bus: Bus, tmp_path: Path):
+    config = {
+        "npc": 0,
+        "tick_rate": 20,
+        "bus_url": bus.url,
+        "run_dir": str(tmp_path),
+        "hidden": 32,
+        "view_size": 7,
+        "state_s": 0.05,
+        "heartbeat_s": 0.1,
+    }
+    log = (tmp_path / "npc.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.npc", "--config-json", json.dumps(config)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    actions: list[Action] = []
+    states: list[NpcState] = []
+    beats: list[Heartbeat] = []
+    await bus.subscribe(subjects.npc_action(0), Action, lambda msg, raw: actions.append(msg))
+    await bus.subscribe(subjects.npc_state(0), NpcState, lambda msg, raw: states.append(msg))
+    await bus.subscribe(subjects.heartbeat("npc", "0"), Heartbeat, lambda msg, raw: beats.append(msg))
+
+    async def world() -> None:  # observations at 20 Hz, as the world server sends them
+        proprio = np.full(PROPRIO_SIZE, 0.5, "<f4").tobytes()
+        for tick in range(100_000):
+            obs = Observation(
+                npc=0,
+                tick=tick,
+                side=7,
+                view=bytes(49),
+                proprio=proprio,
+                reward=0.0,
+                action_mask=bytes([1] * NUM_ACTIONS),
+            )
+            await bus.publish(subjects.npc_obs(0), obs)
+            await asyncio.sleep(0.05)
+
+    ticking = asyncio.create_task(world())
+    try:
+        await until(lambda: actions, timeout=60, what="the NPC's first action")
+        payloads = list(hostile_payloads(Command(npc=0, tick=0, tick_rate=20), N, seed=4))
+        bad = rejected = 0
+        for _, data in payloads:  # what the NPC must make of each one
+            try:
+                command = MessageDecoder(Command)(data)
+            except MessageError:
+                bad += 1
+                continue
+            rejected += command.npc != 0
+        before = len(actions)
+        report = await fuzz_subject(bus, subjects.npc_command(0), payloads, expects_reply=False)
+        assert report.sent == N
+        await until(
+            lambda: beats and beats[-1].errors == bad,
+            what=lambda: f"{bad} bad commands counted (heartbeat: {beats[-1].errors})",
+        )
+        await until(lambda: len(actions) > before + 5, what="the NPC to keep acting")
+        await bus.publish(subjects.npc_command(0), Command(npc=0, tick=1, tick_rate=2))
+        await until(lambda: states and states[-1].tick_rate == 2, what="the tick rate change to take effect")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0, (tmp_path / "npc.log").read_text()[-2000:]
+        status = json.loads((tmp_path / "npc-0.status.json").read_text())
+        assert (status["bad_commands"], status["rejected_commands"]) == (bad, rejected)
+    finally:
+        ticking.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
