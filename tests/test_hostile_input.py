@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from nervous.messages import (
     decode,
     encode,
 )
+from nervous.server import EmbeddedServer
 from tests.nervous_senses import senses
 from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 from world.tiles import Action as Act
@@ -292,3 +294,98 @@ async def test_an_npc_rejects_hostile_commands_keeps_acting_and_obeys_a_valid_on
             proc.kill()
             proc.wait()
         log.close()
+
+
+# -- slow consumers ---------------------------------------------------------------------------------
+
+
+def slow_consumers(server: EmbeddedServer) -> int:
+    """The server's count of clients it disconnected as slow consumers."""
+    url = f"http://127.0.0.1:{server.monitor_port}/varz"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return int(json.load(resp)["slow_consumers"])
+
+
+@pytest.mark.slow
+async def test_a_cell_service_disconnected_as_a_slow_consumer_answers_again(
+    bus: Bus, nats_server: EmbeddedServer
+):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nervous.cells.math", "--url", nats_server.url, "--heartbeat-s", "0.2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    beats: list[Heartbeat] = []
+    await bus.subscribe(subjects.cell_heartbeat("math"), Heartbeat, lambda msg, raw: beats.append(msg))
+    try:
+        await until(lambda: beats, timeout=60, what="the cell service's first heartbeat")
+        good = cell_request()
+        expected = CellService(CellServiceConfig(cell="math"), bus).handle(good)
+        assert await bus.request(subjects.cell_request("math"), good, WaveBatch, timeout=5) == expected
+        # frozen, the service reads nothing: the server's buffer for it passes max_pending (64 MiB) ...
+        proc.send_signal(signal.SIGSTOP)
+        flood = bytes((1 << 20) - 1024)
+        for _ in range(120):
+            await bus.nc.publish(subjects.cell_request("math"), flood)
+        await bus.flush(timeout=30)
+        await until(lambda: slow_consumers(nats_server) >= 1, what="the server to drop the slow consumer")
+        # ... and thawed, the service must hear requests again (reconnected and resubscribed, or restarted)
+        proc.send_signal(signal.SIGCONT)
+
+        async def answered() -> WaveBatch | None:
+            try:
+                return await bus.request(subjects.cell_request("math"), good, WaveBatch, timeout=1)
+            except Exception:
+                return None
+
+        reply = None
+        for _ in range(60):
+            reply = await answered()
+            if reply is not None or proc.poll() is not None:
+                break
+        assert proc.poll() is None, f"the cell service exited with {proc.returncode}"
+        assert reply == expected
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+
+
+async def test_messages_dropped_past_a_subscriptions_pending_limit_are_counted_and_it_still_hears(
+    bus, caplog
+):
+    got: list[bytes] = []
+    release = asyncio.Event()
+
+    async def slow(raw) -> None:
+        await release.wait()
+        got.append(raw.data)
+
+    sub = await bus.nc.subscribe("dev.test.flood.in", cb=slow, pending_msgs_limit=10)
+    with caplog.at_level("WARNING", logger="nervous.bus"):
+        for i in range(200):
+            await bus.nc.publish("dev.test.flood.in", str(i).encode())
+        await bus.flush()
+        await until(lambda: bus.dropped["dev.test.flood.in"] >= 150, what="the drops to be counted")
+    assert "slow consumer on dev.test.flood.in" in caplog.text
+    release.set()
+    await bus.nc.publish("dev.test.flood.in", b"after")
+    await until(lambda: got and got[-1] == b"after", what="the subscription to hear again")
+    await sub.unsubscribe()
+
+
+async def test_a_handler_that_raises_is_counted_logged_and_answered(bus, caplog):
+    def handler(msg: Command, raw) -> None:
+        if msg.tick_rate == 13:
+            raise RuntimeError("unlucky")
+
+    subject = subjects.npc_command(3)
+    await bus.subscribe(subject, Command, handler)
+    with caplog.at_level("ERROR", logger="nervous.bus"):
+        reply = await bus.nc.request(subject, encode(Command(npc=3, tick=0, tick_rate=13)), timeout=5)
+    error = decode(reply.data, CellError)
+    assert error.field == "<handler>" and "unlucky" in error.error
+    assert bus.handler_errors[subject] == 1 and "handler of dev.npc.3.command failed" in caplog.text
