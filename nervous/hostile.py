@@ -313,11 +313,13 @@ async def fuzz_subject(
     timeout: float = 2.0,
     concurrency: int = 8,
     on_reply: Callable[[str, bytes, bytes], None] | None = None,
+    flush_every_bytes: int = 4 << 20,
 ) -> FuzzReport:
     """Send every payload to subject (as requests when expects_reply) and count how the service answered.
 
     Requests go out from ``concurrency`` workers (1 keeps the service's order); ``on_reply(class_name,
-    payload, reply)`` sees every reply, for checking answers.
+    payload, reply)`` sees every reply, for checking answers. Publishes (no reply expected) are flushed
+    every ``flush_every_bytes``, so a fuzz run stays a fuzz run and not a slow-consumer flood.
     """
     report = FuzzReport(subject)
     source = iter(payloads)
@@ -359,6 +361,7 @@ async def fuzz_subject(
     if expects_reply:
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     else:
+        unflushed = 0
         for name, data in source:
             try:
                 await bus.nc.publish(subject, data)
@@ -367,6 +370,10 @@ async def fuzz_subject(
                 continue
             report.sent += 1
             note(name, "sent")
+            unflushed += len(data)
+            if unflushed >= flush_every_bytes:
+                await bus.nc.flush(timeout=max(timeout, 10.0))
+                unflushed = 0
         await bus.nc.flush(timeout=max(timeout, 10.0))
     report.seconds = time.perf_counter() - started
     return report
