@@ -8,7 +8,9 @@ The connection pings every ``ping_interval_s`` and gives up a silent (frozen) br
 
 Messages are ``nervous.messages`` structs; a payload that does not decode is counted in
 ``bus.bad_messages`` (per subject), answered with a ``CellError`` when it carried a reply inbox,
-and never reaches the handler.
+and never reaches the handler. A handler that raises is logged, counted in ``bus.handler_errors``
+and answered the same way; messages nats-py drops for a subscription past its pending limits
+(a slow consumer) are counted in ``bus.dropped`` and logged, never silently.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -91,6 +94,10 @@ class Bus:
         self.disconnects = 0
         self.reconnects = 0
         self.bad_messages: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        """Per subject: messages nats-py dropped because a subscription was past its pending limits."""
+        self.handler_errors: Counter[str] = Counter()
+        """Per subject: messages whose handler raised."""
         self.last_error: Exception | None = None
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -167,6 +174,13 @@ class Bus:
         await self.close()
 
     async def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, nats.errors.SlowConsumerError):  # one call per dropped message
+            n = self.dropped[exc.subject] = self.dropped[exc.subject] + 1
+            if n == 1 or n % 1000 == 0:
+                log.warning(
+                    "bus %s: slow consumer on %s: %d messages dropped", self.config.name, exc.subject, n
+                )
+            return
         self.last_error = exc
         log.debug("bus %s: %s", self.config.name, exc)
 
@@ -220,10 +234,19 @@ class Bus:
                 except MessageError as exc:
                     await self.reject(raw, exc)
                 return
-            if is_async:
-                await handler(msg, raw)  # type: ignore[misc]
-            else:
-                handler(msg, raw)
+            try:
+                if is_async:
+                    await handler(msg, raw)  # type: ignore[misc]
+                else:
+                    handler(msg, raw)
+            except Exception as exc:  # nats-py would only pass it to the error callback: say so, answer
+                self.handler_errors[raw.subject] += 1
+                log.exception("bus %s: handler of %s failed", self.config.name, raw.subject)
+                if raw.reply:
+                    error = CellError(
+                        error=f"{raw.subject}: {type(exc).__name__}: {exc}"[:1000], field="<handler>"
+                    )
+                    await self.nc.publish(raw.reply, encode(error))
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
 

@@ -51,10 +51,19 @@ class Region(enum.StrEnum):
 REGIONS: tuple[Region, ...] = tuple(Region)
 
 
+def _one_short_line(text: str, limit: int = 200) -> str:
+    """text with control characters escaped, cut to about limit characters."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    escaped = text[: limit + 1].encode("unicode_escape").decode("ascii")
+    return escaped[:limit] + "..." if len(text) > limit or len(escaped) > limit else escaped
+
+
 class MessageError(ValueError):
     """A payload that is not a valid message of the expected kind."""
 
     def __init__(self, subject: str, kind: str, field: str, reason: str) -> None:
+        reason, field = _one_short_line(reason), _one_short_line(field)  # they may echo hostile input
         self.subject, self.kind, self.field, self.reason = subject, kind, field, reason
         super().__init__(f"bad {kind} on {subject or '<no subject>'}: field {field}: {reason}")
 
@@ -249,11 +258,14 @@ class Observation(Message, tag="observation"):
         if len(self.proprio) % 4:
             raise ValueError("proprio is not whole float32 values - at `$.proprio`")
         if len(self.proprio) < 4 * PROPRIO_SIZE:
-            raise ValueError(f"proprio has {len(self.proprio) // 4} floats, expected at least {PROPRIO_SIZE} "
-                             "- at `$.proprio`")
+            raise ValueError(
+                f"proprio has {len(self.proprio) // 4} floats, expected at least {PROPRIO_SIZE} "
+                "- at `$.proprio`"
+            )
         if self.action_mask and len(self.action_mask) != NUM_ACTIONS:
-            raise ValueError(f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} "
-                             "- at `$.action_mask`")
+            raise ValueError(
+                f"action_mask has {len(self.action_mask)} bytes, expected {NUM_ACTIONS} - at `$.action_mask`"
+            )
 
 
 class Action(Message, tag="action"):
@@ -354,6 +366,10 @@ def decode(data: bytes, kind: type[M], subject: str = "", max_bytes: int = MAX_P
         raise MessageError(subject, _kind_name(kind), field, reason) from None
     except msgspec.DecodeError as exc:
         raise MessageError(subject, _kind_name(kind), "<payload>", str(exc)) from None
+    except UnicodeDecodeError as exc:  # msgspec lets a string of invalid UTF-8 through as this
+        raise MessageError(
+            subject, _kind_name(kind), "<payload>", f"a string is not UTF-8: {exc.reason}"
+        ) from None
 
 
 class MessageDecoder:
@@ -368,6 +384,6 @@ class MessageDecoder:
         if len(data) <= self.max_bytes:
             try:
                 return self._decode(data)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except (ValueError, msgspec.DecodeError):  # ValidationError, and UnicodeDecodeError
                 pass
         return decode(data, self.kind, subject, self.max_bytes)  # raises the named error

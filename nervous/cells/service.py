@@ -35,6 +35,7 @@ from nervous.bus import Bus, BusConfig, BusError
 from nervous.cells.bank import CELLS, make_cell
 from nervous.cells.base import CellConfig, WaveArrays
 from nervous.messages import CellError, CellRequest, Heartbeat, MessageError, decode, encode
+from world.tiles import NUM_CODES, PROPRIO_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,20 @@ class CellService:
         proprio = (
             np.frombuffer(req.proprio, dtype="<f4").reshape(m, -1) if m else np.zeros((0, 0), np.float32)
         )
+        if m and views.max() >= NUM_CODES:  # cells index tables by tile code
+            raise MessageError(
+                self.request_subject,
+                "CellRequest",
+                "views",
+                f"tile code {views.max()} is not a world.tiles.Tile (< {NUM_CODES})",
+            )
+        if m and proprio.shape[1] < PROPRIO_SIZE:
+            raise MessageError(
+                self.request_subject,
+                "CellRequest",
+                "proprio",
+                f"{proprio.shape[1]} floats per NPC, expected at least {PROPRIO_SIZE}",
+            )
         conf, value = self.cell.step(views, proprio, req.tick)
         waves = WaveArrays(
             tick=req.tick,
