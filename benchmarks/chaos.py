@@ -16,8 +16,10 @@ Per fault: ``recovery_s`` (until every NPC has acted again and every killed part
 heard), ``restarts`` (by the supervisor, during the fault), ``ticks_lost`` (missed NPC ticks in the
 fault's window) and ``leftovers`` (processes of the killed incarnation still alive). Then the run is
 stopped: ``stop_s``, ``leftovers`` (any process ever seen that is still alive, any cgroup folder)
-and ``hangs`` (a recovery or the stop that did not finish within its bound). With ``nervous.hostile``
-present, ``fuzz`` holds the hostile-input counts per service. Targets: recovery <= 2 s for every
+and ``hangs`` (a recovery or the stop that did not finish within its bound). ``fuzz`` holds the
+hostile-input counts per service from ``benchmarks.hostile`` (``--fuzz`` payloads each; ``ok``: the
+service stayed up, answered every request with a reply or an error naming a field, and answered
+a valid one correctly afterwards). Targets: recovery <= 2 s for every
 part, 0 crashes, 0 leftovers, 0 hangs.
 """
 
@@ -182,13 +184,14 @@ class Chaos:
         await self.fault("broker_freeze", broker_freeze, npcs_act, lambda: [])
 
 
-async def fuzz_services(broker_url: str, n: int) -> dict[str, Any]:
-    """Hostile payloads at every bus service, when nervous.hostile is present."""
-    try:
-        from nervous import hostile
-    except ImportError:
-        return {"skipped": "nervous.hostile is not in this tree"}
-    return await hostile.fuzz_all(broker_url, n)  # type: ignore[attr-defined]
+async def fuzz_services(n: int) -> dict[str, Any]:
+    """n hostile payloads at every bus service (``benchmarks.hostile``), compacted per service."""
+    from benchmarks import hostile
+
+    result = await hostile.main(n)
+    keys = ("sent", "error_replies", "unnamed_errors", "no_reply", "bad_expected", "bad_counted",
+            "slow_consumer_disconnects", "ok")
+    return {name: {k: r[k] for k in keys if k in r} for name, r in result["services"].items()}
 
 
 async def bench(npcs: int, fuzz_n: int) -> dict[str, Any]:
@@ -223,7 +226,9 @@ async def bench(npcs: int, fuzz_n: int) -> dict[str, Any]:
             out["hangs"] = chaos.hangs
             out["restarts_total"] = summary.get("restarts")
             out["failed"] = summary.get("failed")
-            out["fuzz"] = await fuzz_services(broker.url, fuzz_n)
+            fuzz = await fuzz_services(fuzz_n)
+            out["fuzz"] = fuzz
+            out["fuzz_services_ok"] = f"{sum(f['ok'] for f in fuzz.values())}/{len(fuzz)}"
         finally:
             broker.close()
     return out
