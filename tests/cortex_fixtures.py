@@ -15,7 +15,9 @@ from nervous.server import free_port
 from organs.boundary import DeterministicEncoder, NpcNumbers, Situation
 from organs.boundary.schema import MAP_TILES
 from organs.cortex.embedded import EmbeddedCortex
-from world.tiles import PROPRIO_SIZE, P
+from world.core import GridWorld
+from world.stages import stage_config
+from world.tiles import PROPRIO_SIZE, P, Tile
 
 
 def parse_map(rows: list[str]) -> tuple[np.ndarray, tuple[int, int]]:
@@ -142,3 +144,50 @@ async def scripted(handler: Handler) -> AsyncIterator[ScriptedServer]:
     """A scripted server as an async generator (for fixtures)."""
     async with ScriptedServer(handler) as server:
         yield server
+
+
+def hand_made_world(
+    rows: list[str], locks: dict[tuple[int, int], tuple[int, int, int]] | None = None, facing: int = 1
+) -> GridWorld:
+    """A one-NPC stage-4 GridWorld laid out by hand: '@' the NPC; locks {(x, y): (a, b, op index)}."""
+    seen, (x, y) = parse_map(rows)
+    height, width = seen.shape
+    side = max(16, height, width)  # room for the config's one vault; the rest of the grid is wall
+    config = stage_config(
+        4,
+        height=side,
+        width=side,
+        n_npcs=1,
+        n_vaults=1,
+        lock_fraction=1.0,
+        n_food=1,
+        food_cap=1,
+        food_regrow=0.0,
+        n_fire=0,
+        n_water=0,
+        n_chargers=0,
+        wall_segments=0,
+        wall_density=0.0,
+        n_keys_extra=0,
+        lifeforce_decay=0.001,
+        battery_drain=0.0,
+        respawn_delay=-1,
+        max_steps=1000,
+    )
+    world = GridWorld(config, num_envs=1, seed=0, autoreset=False)
+    r = world.r
+    world.tiles[0] = Tile.WALL
+    world.tiles[0, r : r + height, r : r + width] = seen
+    world.lock_a[:], world.lock_b[:], world.lock_op[:], world.lock_phase[:] = 0, 0, 0, 0
+    for (lx, ly), (a, b, op) in (locks or {}).items():
+        world.lock_a[0, ly + r, lx + r], world.lock_b[0, ly + r, lx + r], world.lock_op[0, ly + r, lx + r] = (
+            a,
+            b,
+            op,
+        )
+    world.pos_y[0, 0], world.pos_x[0, 0] = y + r, x + r
+    world.facing[0, 0] = facing
+    world.has_key[0, 0] = False
+    world.lifeforce[0, 0] = 0.8
+    world.refresh()
+    return world
