@@ -17,6 +17,7 @@ Version history: 1 - first version.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -115,12 +116,10 @@ class SeenMap(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if len(self.rows) != self.height:
-            raise ValueError(f"{len(self.rows)} rows, expected height={self.height} - at `$.map.rows`")
+            raise ValueError(f"rows: {len(self.rows)} rows, expected height={self.height}")
         for i, row in enumerate(self.rows):
             if len(row) != self.width:
-                raise ValueError(
-                    f"row has {len(row)} cells, expected width={self.width} - at `$.map.rows[{i}]`"
-                )
+                raise ValueError(f"rows[{i}]: {len(row)} cells, expected width={self.width}")
 
 
 Points = Annotated[list[Point], msgspec.Meta(max_length=MAX_POINTS)]
@@ -146,11 +145,11 @@ class Situation(msgspec.Struct, forbid_unknown_fields=True):
         for name in ("body", "lock"):
             part = getattr(self, name)
             if part is not None and (part.x >= self.map.width or part.y >= self.map.height):
-                raise ValueError(f"({part.x}, {part.y}) lies outside the map - at `$.{name}`")
+                raise ValueError(f"{name}: ({part.x}, {part.y}) lies outside the map")
         for name in ("keys", "doors", "locks", "food"):
             for i, p in enumerate(getattr(self, name)):
                 if p.x >= self.map.width or p.y >= self.map.height:
-                    raise ValueError(f"({p.x}, {p.y}) lies outside the map - at `$.{name}[{i}]`")
+                    raise ValueError(f"{name}[{i}]: ({p.x}, {p.y}) lies outside the map")
 
 
 class SituationCall(msgspec.Struct, forbid_unknown_fields=True):
@@ -170,6 +169,8 @@ class SituationError(ValueError):
 
 _encoder = msgspec.json.Encoder()
 _call_decoder = msgspec.json.Decoder(SituationCall)
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_INNER_FIELD = re.compile(r"^([a-z_]+(?:\[\d+\])?): (.*)$")
 
 
 def encode_call(situation: Situation) -> bytes:
@@ -183,8 +184,14 @@ def decode_call(data: bytes | str) -> Situation:
         return _call_decoder.decode(data).arguments
     except msgspec.ValidationError as exc:
         reason, _, where = str(exc).partition(" - at `")
-        field = where.rstrip("`").removeprefix("$.arguments").removeprefix(".") or "<call>"
-        raise SituationError(field, reason) from None
+        field = where.rstrip("`").removeprefix("$.arguments").removeprefix(".")
+        inner = _INNER_FIELD.match(reason)  # a struct's own check names its field first
+        if inner is not None:
+            field, reason = ".".join(filter(None, (field, inner.group(1)))), inner.group(2)
+        unknown = _UNKNOWN_FIELD.search(reason)
+        if unknown is not None:
+            field = ".".join(filter(None, (field, unknown.group(1))))
+        raise SituationError(field or "<call>", reason) from None
     except msgspec.DecodeError as exc:
         raise SituationError("<json>", str(exc)) from None
 
