@@ -37,34 +37,74 @@ def neighbours(cell: Cell, width: int, height: int) -> list[Cell]:
 
 def distances(free: np.ndarray, start: Cell) -> np.ndarray:
     """Steps from start to every cell over walkable cells (int32 [H, W], -1 unreachable)."""
+    return _search(free, [start], labelled=False)[0]
+
+
+def labelled_distances(free: np.ndarray, sources: list[Cell]) -> tuple[np.ndarray, np.ndarray]:
+    """Steps from the nearest source to every cell, and that source's index (int32 [H, W] each, -1
+    unreachable). Sources need not be walkable themselves."""
+    dist, label = _search(free, sources, labelled=True)
+    assert label is not None
+    return dist, label
+
+
+def _search(free: np.ndarray, sources: list[Cell], labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Multi-source BFS over flat lists with a blocked border (the hot loop of every plan)."""
     height, width = free.shape
-    dist = np.full((height, width), -1, dtype=np.int32)
-    sx, sy = start
-    if not (0 <= sx < width and 0 <= sy < height):
-        return dist
-    flat_free = free.reshape(-1).tolist()
-    flat = [-1] * (height * width)
-    origin = sy * width + sx
-    flat[origin] = 0
-    queue = deque([origin])
-    while queue:
-        here = queue.popleft()
-        d = flat[here] + 1
-        y, x = divmod(here, width)
-        if y > 0 and flat[here - width] < 0 and flat_free[here - width]:
-            flat[here - width] = d
-            queue.append(here - width)
-        if y < height - 1 and flat[here + width] < 0 and flat_free[here + width]:
-            flat[here + width] = d
-            queue.append(here + width)
-        if x < width - 1 and flat[here + 1] < 0 and flat_free[here + 1]:
-            flat[here + 1] = d
-            queue.append(here + 1)
-        if x > 0 and flat[here - 1] < 0 and flat_free[here - 1]:
-            flat[here - 1] = d
-            queue.append(here - 1)
-    dist.reshape(-1)[:] = flat
-    return dist
+    wp = width + 2  # a blocked border: no bounds checks in the loop
+    grid = np.full((height + 2, wp), -2, dtype=np.int64)
+    grid[1:-1, 1:-1] = np.where(free, -1, -2)
+    dist = grid.reshape(-1).tolist()  # -2 blocked, -1 not reached yet, else steps
+    label = [-1] * len(dist)
+    queue = []
+    for index, (sx, sy) in enumerate(sources):
+        origin = (sy + 1) * wp + sx + 1
+        if 0 <= sx < width and 0 <= sy < height and dist[origin] < 0 and label[origin] < 0:
+            dist[origin], label[origin] = 0, index
+            queue.append(origin)
+    append = queue.append
+    if labelled:
+        for here in queue:  # a list iterator sees what is appended while it runs: a FIFO queue
+            d, lab = dist[here] + 1, label[here]
+            n = here - wp
+            if dist[n] == -1:
+                dist[n], label[n] = d, lab
+                append(n)
+            n = here + wp
+            if dist[n] == -1:
+                dist[n], label[n] = d, lab
+                append(n)
+            n = here + 1
+            if dist[n] == -1:
+                dist[n], label[n] = d, lab
+                append(n)
+            n = here - 1
+            if dist[n] == -1:
+                dist[n], label[n] = d, lab
+                append(n)
+    else:
+        for here in queue:
+            d = dist[here] + 1
+            n = here - wp
+            if dist[n] == -1:
+                dist[n] = d
+                append(n)
+            n = here + wp
+            if dist[n] == -1:
+                dist[n] = d
+                append(n)
+            n = here + 1
+            if dist[n] == -1:
+                dist[n] = d
+                append(n)
+            n = here - 1
+            if dist[n] == -1:
+                dist[n] = d
+                append(n)
+    out = np.maximum(np.array(dist, dtype=np.int32).reshape(height + 2, wp)[1:-1, 1:-1], -1)
+    if not labelled:
+        return out, None
+    return out, np.array(label, dtype=np.int32).reshape(height + 2, wp)[1:-1, 1:-1]
 
 
 def approach_cells(free: np.ndarray, target: Cell, adjacent: bool) -> list[Cell]:

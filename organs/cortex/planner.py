@@ -24,7 +24,7 @@ from organs.cortex.tools import (
     Wait,
     tool_name,
 )
-from organs.pathing import approach_cells, distances, nearest, walkable
+from organs.pathing import approach_cells, distances, labelled_distances, nearest, walkable
 from world.tiles import Tile
 
 _TILE_OF = np.zeros(128, dtype=np.uint8)
@@ -32,8 +32,6 @@ for _char, _code in MAP_TILES.items():
     _TILE_OF[ord(_char)] = _code
 #: Lifeforce (percent) under which food comes before doors and locks.
 HUNGRY_PERCENT = 30
-#: Keys considered for a key -> door plan (nearest first).
-KEYS_CONSIDERED = 4
 #: How long ``wait`` stays put when nothing is worth doing.
 IDLE_TICKS = 5
 
@@ -73,21 +71,23 @@ class Planner:
 
     def candidates(self, s: Situation) -> Iterator[PlanCall]:
         """Every call worth making, best first (lazily: path searches run only as far as needed)."""
+        if s.lock is not None:  # no search needed: the answer is arithmetic
+            yield AnswerLock(x=s.lock.x, y=s.lock.y, value=lock_answer(s.lock.a, s.lock.b, s.lock.op))
         seen = seen_tiles(s)
         free = walkable(seen)
-        start = (s.body.x, s.body.y)
-        dist = distances(free, start)
+        dist = distances(free, (s.body.x, s.body.y))
 
         def reach(target: tuple[int, int], adjacent: bool) -> int:
             best = nearest(dist, approach_cells(free, target, adjacent))
             return -1 if best is None else int(dist[best[1], best[0]])
 
         def closest(points: list[tuple[int, int]], adjacent: bool) -> tuple[int, int] | None:
-            scored = [(d, p) for p in points if (d := reach(p, adjacent)) >= 0]
+            if adjacent:
+                scored = [(d, p) for p in points if (d := reach(p, adjacent)) >= 0]
+            else:
+                scored = [(d, (x, y)) for x, y in points if (d := int(dist[y, x])) >= 0]
             return min(scored)[1] if scored else None
 
-        if s.lock is not None:
-            yield AnswerLock(x=s.lock.x, y=s.lock.y, value=lock_answer(s.lock.a, s.lock.b, s.lock.op))
         food = closest(_xy(s.food), adjacent=False)
         if food is not None and s.body.lifeforce < HUNGRY_PERCENT:
             yield GoTo(x=food[0], y=food[1], purpose=Purpose.FOOD)
@@ -109,14 +109,19 @@ class Planner:
 
     @staticmethod
     def _key_door_plans(s: Situation, free: np.ndarray, dist: np.ndarray) -> Iterator[FetchKeyThenOpen]:
-        keys = sorted((int(dist[y, x]), (x, y)) for x, y in _xy(s.keys) if dist[y, x] >= 0)
+        """Reachable keys with the door nearest each (one search from every door's approach cells)."""
+        doors = _xy(s.doors)
+        stands = [
+            (cell, i) for i, door in enumerate(doors) for cell in approach_cells(free, door, adjacent=True)
+        ]
+        if not stands:
+            return
+        to_door, nearest_stand = labelled_distances(free, [cell for cell, _ in stands])
         plans = []
-        for to_key, key in keys[:KEYS_CONSIDERED]:
-            from_key = distances(free, key)
-            for door in _xy(s.doors):
-                stand = nearest(from_key, approach_cells(free, door, adjacent=True))
-                if stand is not None:
-                    plans.append((to_key + int(from_key[stand[1], stand[0]]), key, door))
+        for x, y in _xy(s.keys):
+            if dist[y, x] >= 0 and to_door[y, x] >= 0:
+                door = doors[stands[int(nearest_stand[y, x])][1]]
+                plans.append((int(dist[y, x]) + int(to_door[y, x]), (x, y), door))
         for _, key, door in sorted(plans):
             yield FetchKeyThenOpen(key_x=key[0], key_y=key[1], door_x=door[0], door_y=door[1])
 
