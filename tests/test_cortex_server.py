@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from organs.boundary import encode_call
+from organs.cortex.embedded import EmbeddedCortex
 from organs.cortex.tools import TOOL_DECLARATIONS, parse_call
 from tests import cortex_fixtures
 from tests.cortex_fixtures import situation_on
@@ -145,3 +149,27 @@ async def test_bad_situation_error_names_the_field(cortex) -> None:
         cortex.base_url, request_body(messages=[{"role": "user", "content": json.dumps(situation)}])
     )
     assert status == 400 and "body.lifeforce" in payload["error"]["message"]
+
+
+def test_embedded_cortex_stops_exactly_what_it_started() -> None:
+    server = EmbeddedCortex().start()
+    process = server.process
+    assert process is not None and process.poll() is None
+    server.stop()
+    assert process.poll() is not None and server.process is None
+    server.stop()  # twice is fine
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/health", timeout=5)
+
+
+@pytest.mark.parametrize("args", [["serve", "--port", "0"], ["serve", "--max-body-bytes", "-1"]])
+def test_cli_refuses_bad_arguments_in_one_line(args: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "organs.cortex", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and done.stderr.startswith("error: --")
