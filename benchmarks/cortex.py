@@ -1,0 +1,222 @@
+"""Cortex benchmark: ``python -m benchmarks.cortex`` prints one JSON object.
+
+Keys: cores; cortex_http_p50_ms / _p99_ms and cortex_requests_per_s (the embedded server as its own
+process, 16 concurrent keep-alive HTTP clients, each request one stage-4 situation with the full
+32x32 map and every tool declared; target p99 <= 20 ms); cortex_client_p99_ms (the same through the
+project's CortexClient and the openai package, queue and validation included); boundary_encode_us
+(an NPC's numbers -> situation -> JSON bytes of its report_situation call); invalid_answers_sent /
+invalid_answers_handled (a server answering with every malformed class in turn: each must come back
+as a counted INVALID_ANSWER result, none may raise). The HTTP figures are those of the best of a few
+rounds (by p99), since other work shares the cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from itertools import cycle
+from typing import Any
+
+import aiohttp
+import numpy as np
+from aiohttp import web
+
+from nervous.messages import CollapseEvent, Region
+from nervous.server import free_port
+from organs.boundary import DeterministicEncoder, NpcNumbers, Situation, encode_call
+from organs.boundary.world_numbers import SeenMaps, npc_numbers
+from organs.config import CortexConfig
+from organs.cortex.client import SYSTEM_PROMPT, CortexClient
+from organs.cortex.embedded import EmbeddedCortex
+from organs.cortex.tools import TOOL_DECLARATIONS
+from organs.escalation import Escalation, Outcome
+from world.core import GridWorld
+from world.stages import stage_config
+
+CONCURRENCY = 16
+HTTP_REQUESTS = 2000
+ROUNDS = 3
+CLIENT_REQUESTS = 1000
+ENCODES = 2000
+INVALID_ROUNDS = 20
+
+
+def stage4_numbers() -> NpcNumbers:
+    """NPC 0 of a stage-4 world that has seen the whole 32x32 map (the largest stage-4 situation)."""
+    world = GridWorld(stage_config(4), num_envs=1, seed=0)
+    seen = SeenMaps(world)
+    seen.maps[:] = world.tiles[:, None, world.r : world.r + world.H, world.r : world.r + world.W]
+    event = CollapseEvent(npc=0, region=Region.MATH, confidence=0.8, cells=["math"], tick=0)
+    return npc_numbers(world, 0, seen, event)
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return round(float(np.percentile(np.array(samples) * 1000, q)), 3)
+
+
+async def http_latency(base_url: str, situation: Situation) -> dict[str, float]:
+    """p50/p99 and throughput of raw HTTP chat completions, CONCURRENCY clients in flight."""
+    body = json.dumps(
+        {
+            "model": "nyx",
+            "tools": TOOL_DECLARATIONS,
+            "tool_choice": "auto",
+            "messages": [
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": encode_call(situation).decode()},
+            ],
+        }
+    ).encode()
+    url, headers = base_url + "/chat/completions", {"Content-Type": "application/json"}
+    latencies: list[float] = []
+    remaining = HTTP_REQUESTS
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as resp:
+                payload = await resp.read()
+                assert resp.status == 200, payload[:200]
+            latencies.append(time.perf_counter() - start)
+
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))  # warm-up round
+        latencies.clear()
+        remaining = HTTP_REQUESTS
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - start
+    return {
+        "cortex_http_p50_ms": percentile_ms(latencies, 50),
+        "cortex_http_p99_ms": percentile_ms(latencies, 99),
+        "cortex_requests_per_s": round(len(latencies) / elapsed, 1),
+    }
+
+
+async def client_latency(base_url: str, situation: Situation) -> float:
+    """p99 of CortexClient.escalate against the embedded server, CONCURRENCY callers."""
+    async with CortexClient(
+        CortexConfig(concurrency=CONCURRENCY, timeout_s=10.0), base_url=base_url
+    ) as client:
+
+        async def caller(n: int) -> list[float]:
+            out = []
+            for _ in range(n):
+                esc = Escalation(
+                    npc=situation.npc,
+                    region=Region.MATH,
+                    tick=0,
+                    situation=situation,
+                    priority=5,
+                    deadline=time.monotonic() + 60,
+                )
+                result = await client.escalate(esc)
+                assert result.outcome is Outcome.PLANNED, result.detail
+                out.append(result.latency_s)
+            return out
+
+        per = CLIENT_REQUESTS // CONCURRENCY
+        samples = [
+            s for chunk in await asyncio.gather(*(caller(per) for _ in range(CONCURRENCY))) for s in chunk
+        ]
+    return percentile_ms(samples, 99)
+
+
+def boundary_encode_us(numbers: NpcNumbers) -> float:
+    """Mean microseconds of numbers -> situation -> report_situation JSON bytes."""
+    encoder = DeterministicEncoder()
+    encode_call(encoder.encode(numbers))
+    start = time.perf_counter()
+    for _ in range(ENCODES):
+        encode_call(encoder.encode(numbers))
+    return round((time.perf_counter() - start) / ENCODES * 1e6, 1)
+
+
+def malformed_answers() -> list[Any]:
+    """One answer body per class of invalid answer."""
+
+    def answer(calls: list[tuple[str, str]] | None, content: str | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = [
+                {"id": f"c{i}", "type": "function", "function": {"name": n, "arguments": a}}
+                for i, (n, a) in enumerate(calls)
+            ]
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "nyx",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+
+    return [
+        answer(None, "go north"),
+        answer([("wait", '{"ticks": 1}')] * 2),
+        answer([("fly", "{}")]),
+        answer([("go_to", '{"x": 1,')]),
+        answer([("go_to", '{"x": 1, "y": 999, "purpose": "food"}')]),
+        {**answer(None), "choices": []},
+        "<html>not json</html>",
+    ]
+
+
+async def invalid_answers(situation: Situation) -> tuple[int, int]:
+    """(sent, handled as INVALID_ANSWER) against a server cycling through the malformed classes."""
+    answers = cycle(malformed_answers())
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        answer = next(answers)
+        if isinstance(answer, str):
+            return web.Response(text=answer, content_type="application/json")
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner, port = web.AppRunner(app, access_log=None), free_port()
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sent = len(malformed_answers()) * INVALID_ROUNDS
+    try:
+        async with CortexClient(
+            CortexConfig(concurrency=1), base_url=f"http://127.0.0.1:{port}/v1"
+        ) as client:
+            results = [
+                await client.escalate(
+                    Escalation(
+                        npc=situation.npc,
+                        region=Region.MATH,
+                        tick=0,
+                        situation=situation,
+                        priority=5,
+                        deadline=time.monotonic() + 60,
+                    )
+                )
+                for _ in range(sent)
+            ]
+    finally:
+        await runner.cleanup()
+    return sent, sum(r.outcome is Outcome.INVALID_ANSWER for r in results)
+
+
+async def main() -> dict[str, float | int]:
+    numbers = stage4_numbers()
+    situation = DeterministicEncoder().encode(numbers)
+    out: dict[str, float | int] = {"cores": os.cpu_count() or 1}
+    with EmbeddedCortex() as server:
+        rounds = [await http_latency(server.base_url, situation) for _ in range(ROUNDS)]
+        out |= min(rounds, key=lambda r: r["cortex_http_p99_ms"])
+        out["cortex_client_p99_ms"] = await client_latency(server.base_url, situation)
+    out["boundary_encode_us"] = boundary_encode_us(numbers)
+    out["invalid_answers_sent"], out["invalid_answers_handled"] = await invalid_answers(situation)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))

@@ -1,0 +1,224 @@
+"""The situation schema, version 1: what the Function Gemma boundary hands the cortex.
+
+A situation is one function call in FunctionGemma style, ``report_situation{...}``, whose typed
+arguments describe one NPC at the moment its cells collapsed on a region: its body, the collapse, the
+wave signal per region, the lock problem in reach, what it has seen (a map of one character per cell,
+see ``MAP_LEGEND``) and the points of interest on that map. Every integer is bounded (vLLM's guided
+decoding needs the bounds when a model writes situations); coordinates are the NPC's map frame,
+``(x, y)`` with x to the east and y to the south, the same frame the cortex's tools answer in.
+
+The msgspec structs below are the single source: ``situation_json_schema()`` exports the JSON Schema
+(draft 2020-12) and ``decode_situation`` validates against the same bounds, raising ``SituationError``
+naming the field.
+
+Version history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from nervous.messages import Region
+from world.tiles import Tile
+
+SITUATION_VERSION = 1
+SITUATION_FUNCTION = "report_situation"
+#: The largest map side a situation carries (stage 5 is 64x64).
+MAX_MAP_SIDE = 128
+#: At most this many points of each kind (nearest first).
+MAX_POINTS = 32
+
+#: One character per tile code on the situation's map.
+MAP_LEGEND: dict[int, str] = {
+    Tile.EMPTY: ".", Tile.WALL: "#", Tile.FOOD: "f", Tile.WATER: "~", Tile.FIRE: "^", Tile.CHARGER: "c",
+    Tile.DOOR: "D", Tile.KEY: "k", Tile.LOCK: "L", Tile.NPC: "n", Tile.NPC_SIGNAL: "n", Tile.UNSEEN: "?",
+}  # fmt: skip
+#: The tile each map character stands for (an NPC's cell reads as empty ground).
+MAP_TILES: dict[str, int] = {"n": int(Tile.EMPTY)} | {
+    char: int(code) for code, char in MAP_LEGEND.items() if char != "n"
+}
+_ROW_PATTERN = "^[" + "".join(sorted(set(MAP_LEGEND.values()))).replace("^", "\\^") + "]+$"
+
+Coord = Annotated[int, msgspec.Meta(ge=0, le=MAX_MAP_SIDE - 1)]
+Side = Annotated[int, msgspec.Meta(ge=1, le=MAX_MAP_SIDE)]
+Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Operand = Annotated[int, msgspec.Meta(ge=0, le=99)]
+LockValue = Annotated[int, msgspec.Meta(ge=-99, le=9801)]
+SignalValue = Annotated[int, msgspec.Meta(ge=-9999, le=9999)]
+CellName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z_]+$")]
+Row = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_SIDE, pattern=_ROW_PATTERN)]
+
+
+class Facing(enum.StrEnum):
+    """The direction an NPC last tried to move."""
+
+    NORTH = "north"
+    SOUTH = "south"
+    EAST = "east"
+    WEST = "west"
+
+
+class Body(msgspec.Struct, forbid_unknown_fields=True):
+    """The NPC itself: where it stands, how it fares, what it carries."""
+
+    x: Coord
+    y: Coord
+    lifeforce: Percent
+    battery: Percent
+    has_key: bool
+    facing: Facing
+
+
+class Collapse(msgspec.Struct, forbid_unknown_fields=True):
+    """The collapse that opened the gate: the region and the cells that agreed."""
+
+    region: Region
+    confidence: Percent
+    cells: Annotated[list[CellName], msgspec.Meta(max_length=16)]
+
+
+class RegionSignal(msgspec.Struct, forbid_unknown_fields=True):
+    """The strongest wave of one region this tick: confidence in percent and its value."""
+
+    region: Region
+    confidence: Percent
+    value: SignalValue
+
+
+class LockProblem(msgspec.Struct, forbid_unknown_fields=True):
+    """The lock terminal in reach: where it is, its problem ``a op b`` and what it displays now."""
+
+    x: Coord
+    y: Coord
+    a: Operand
+    b: Operand
+    op: Literal["+", "-", "*"]
+    shown: LockValue
+
+
+class Point(msgspec.Struct, forbid_unknown_fields=True):
+    """One cell of the map."""
+
+    x: Coord
+    y: Coord
+
+
+class SeenMap(msgspec.Struct, forbid_unknown_fields=True):
+    """What the NPC has seen: ``height`` rows of ``width`` characters (``MAP_LEGEND``; ``?`` unknown)."""
+
+    width: Side
+    height: Side
+    rows: Annotated[list[Row], msgspec.Meta(min_length=1, max_length=MAX_MAP_SIDE)]
+
+    def __post_init__(self) -> None:
+        if len(self.rows) != self.height:
+            raise ValueError(f"rows: {len(self.rows)} rows, expected height={self.height}")
+        for i, row in enumerate(self.rows):
+            if len(row) != self.width:
+                raise ValueError(f"rows[{i}]: {len(row)} cells, expected width={self.width}")
+
+
+Points = Annotated[list[Point], msgspec.Meta(max_length=MAX_POINTS)]
+
+
+class Situation(msgspec.Struct, forbid_unknown_fields=True):
+    """One NPC's situation when its gate let a collapse through to the cortex."""
+
+    version: Literal[1]
+    npc: Annotated[int, msgspec.Meta(ge=0, le=65535)]
+    tick: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+    body: Body
+    collapse: Collapse
+    signals: Annotated[list[RegionSignal], msgspec.Meta(max_length=len(Region))]
+    lock: LockProblem | None
+    map: SeenMap
+    keys: Points
+    doors: Points
+    locks: Points
+    food: Points
+
+    def __post_init__(self) -> None:
+        for name in ("body", "lock"):
+            part = getattr(self, name)
+            if part is not None and (part.x >= self.map.width or part.y >= self.map.height):
+                raise ValueError(f"{name}: ({part.x}, {part.y}) lies outside the map")
+        for name in ("keys", "doors", "locks", "food"):
+            for i, p in enumerate(getattr(self, name)):
+                if p.x >= self.map.width or p.y >= self.map.height:
+                    raise ValueError(f"{name}[{i}]: ({p.x}, {p.y}) lies outside the map")
+
+
+class SituationCall(msgspec.Struct, forbid_unknown_fields=True):
+    """The situation as a FunctionGemma-style call: ``{"name": "report_situation", "arguments": {...}}``."""
+
+    name: Literal["report_situation"]
+    arguments: Situation
+
+
+class SituationError(ValueError):
+    """A payload that is not a valid situation; names the field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field, self.reason = field, reason
+        super().__init__(f"bad situation: field {field}: {reason}")
+
+
+_encoder = msgspec.json.Encoder()
+_call_decoder = msgspec.json.Decoder(SituationCall)
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+_INNER_FIELD = re.compile(r"^([a-z_]+(?:\[\d+\])?): (.*)$")
+
+
+def encode_call(situation: Situation) -> bytes:
+    """The situation as the JSON bytes of its ``report_situation`` call."""
+    return _encoder.encode(SituationCall(name=SITUATION_FUNCTION, arguments=situation))
+
+
+def decode_call(data: bytes | str) -> Situation:
+    """The situation inside a ``report_situation`` call's JSON, validated; SituationError if invalid."""
+    try:
+        return _call_decoder.decode(data).arguments
+    except msgspec.ValidationError as exc:
+        reason, _, where = str(exc).partition(" - at `")
+        field = where.rstrip("`").removeprefix("$.arguments").removeprefix(".")
+        inner = _INNER_FIELD.match(reason)  # a struct's own check names its field first
+        if inner is not None:
+            field, reason = ".".join(filter(None, (field, inner.group(1)))), inner.group(2)
+        unknown = _UNKNOWN_FIELD.search(reason)
+        if unknown is not None:
+            field = ".".join(filter(None, (field, unknown.group(1))))
+        raise SituationError(field or "<call>", reason) from None
+    except msgspec.DecodeError as exc:
+        raise SituationError("<json>", str(exc)) from None
+
+
+def situation_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the ``report_situation`` arguments, with ``$defs`` inlined."""
+    schema = msgspec.json.schema(Situation)
+    defs = schema.pop("$defs", {})
+    root = defs.pop(schema.pop("$ref").rsplit("/", 1)[-1])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **root,
+        "$defs": defs,
+        "title": SITUATION_FUNCTION,
+        "x-version": SITUATION_VERSION,
+    }
+
+
+def report_situation_declaration() -> dict[str, Any]:
+    """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations)."""
+    schema = situation_json_schema()
+    schema.pop("$schema")
+    return {
+        "type": "function",
+        "function": {
+            "name": SITUATION_FUNCTION,
+            "description": "Report one NPC's situation when its cells collapse on a region.",
+            "parameters": schema,
+        },
+    }

@@ -1,0 +1,74 @@
+"""CortexConfig: how NPCs reach the cortex (embedded planner server or vLLM), as one config group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class CortexConfig:
+    """The cortex client's target, limits and failure handling."""
+
+    base_url: str | None = None
+    """OpenAI-compatible API root, e.g. http://theia:31000/v1 (vLLM); None starts the embedded server."""
+    model: str = "nyx"
+    """Served model name asked for in every request."""
+    api_key: str = "nimmerverse"
+    """Bearer token sent to the server (vLLM's --api-key; the embedded server ignores it)."""
+    timeout_s: float = 2.0
+    """Deadline of one HTTP attempt, in seconds."""
+    retries: int = 2
+    """Extra attempts after a failed one (timeouts, connection errors, 5xx), with jittered backoff."""
+    backoff_s: float = 0.05
+    """Base of the exponential backoff between attempts; each wait is drawn from [0, base * 2**attempt]."""
+    concurrency: int = 16
+    """Requests in flight at once; the rest wait in the client's priority queue."""
+    queue_size: int = 1024
+    """Requests waiting at most; a full queue rejects new ones at once."""
+    deadline_s: float = 1.0
+    """Default time a request may wait in the queue before it is dropped as stale."""
+    breaker_failures: int = 5
+    """Consecutive failures that open the circuit breaker."""
+    breaker_reset_s: float = 5.0
+    """Time an open breaker waits before letting one half-open probe through."""
+    priority_scheduling: bool = False
+    """Also send vLLM's own `priority` field (needs `vllm serve --scheduling-policy priority`)."""
+    tool_choice: str = "auto"
+    """`auto` (the model picks a tool) or `required`, or the name of one tool to force."""
+    max_tokens: int = 256
+    """Completion budget of one answer."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 keeps an LLM's plans reproducible."""
+    max_plan_steps: int = 64
+    """Actions a plan may take before the follower gives up and the brain resumes."""
+
+    def __post_init__(self) -> None:
+        positive = (
+            "timeout_s",
+            "concurrency",
+            "queue_size",
+            "deadline_s",
+            "breaker_failures",
+            "breaker_reset_s",
+            "max_tokens",
+            "max_plan_steps",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"cortex.{name}={value!r}: must be > 0")
+        for name in ("retries", "backoff_s", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"cortex.{name}={value!r}: must be >= 0")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"cortex.base_url={self.base_url!r}: must start with http:// or https://")
+        if not self.model:
+            raise ValueError("cortex.model='': must name the served model")
+        if not self.tool_choice:
+            raise ValueError("cortex.tool_choice='': must be auto, required or a tool name")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The names of all fields, in order."""
+        return tuple(f.name for f in fields(cls))

@@ -1,0 +1,96 @@
+"""The cortex's OpenAI-compatible HTTP server (aiohttp): thin routes over the ``nyx`` engine.
+
+Routes: ``POST /v1/chat/completions`` (tools and tool_choice), ``GET /v1/models``, ``GET /health``.
+Every error is an OpenAI-shaped body ``{"error": {"message", "type", "param", "code"}}`` with its HTTP
+status (400 malformed JSON or bad fields, 404 unknown model or route, 405, 413 huge bodies, 500 for a
+bug), never a traceback.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from organs.cortex.engine import NyxEngine
+from organs.cortex.protocol import ProtocolError, decode_request, encode
+
+#: The largest request body accepted (a 128x128 situation is about 20 kB).
+MAX_BODY_BYTES = 1 << 20
+log = logging.getLogger(__name__)
+
+_ENGINE = web.AppKey("engine", NyxEngine)
+_STATUS_TYPES = {404: "NotFoundError", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def _error(exc: ProtocolError) -> web.Response:
+    return web.Response(status=exc.status, body=encode(exc.body()), content_type="application/json")
+
+
+@web.middleware
+async def openai_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn every failure into an OpenAI-shaped error body."""
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        return _error(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error(
+            ProtocolError(413, f"request body too large: {exc.text}", param="body", code="request_too_large")
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(
+            ProtocolError(
+                exc.status,
+                f"{request.method} {request.path}: {exc.reason}",
+                type=_STATUS_TYPES.get(exc.status, "invalid_request_error"),
+            )
+        )
+    except Exception as exc:  # a bug: answered and logged, never a traceback on the wire
+        log.exception("cortex server: %s %s failed", request.method, request.path)
+        return _error(ProtocolError(500, f"internal error: {type(exc).__name__}", type="InternalServerError"))
+
+
+async def chat_completions(request: web.Request) -> web.Response:
+    """``POST /v1/chat/completions``."""
+    body = await request.read()
+    response = request.app[_ENGINE].complete(decode_request(body))
+    return web.Response(body=encode(response), content_type="application/json")
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``."""
+    return web.Response(body=encode(request.app[_ENGINE].models()), content_type="application/json")
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``: 200 while the server serves."""
+    return web.Response(text="ok")
+
+
+def make_app(engine: NyxEngine | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
+    """The server's application around an engine."""
+    app = web.Application(middlewares=[openai_errors], client_max_size=max_body_bytes)
+    app[_ENGINE] = engine or NyxEngine()
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 31000, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    gc.freeze()  # start-up objects (numpy, aiohttp, msgspec) leave the collector's scans: shorter pauses
+    web.run_app(
+        make_app(max_body_bytes=max_body_bytes),
+        host=host,
+        port=port,
+        access_log=None,
+        print=lambda _: print(f"cortex: serving model nyx on http://{host}:{port}/v1", flush=True),
+    )

@@ -1,0 +1,35 @@
+"""CortexConfig: defaults, the YAML mirror, and one clear line naming a bad field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from organs.config import CortexConfig
+
+YAML = Path(__file__).resolve().parents[1] / "conf" / "cortex" / "default.yaml"
+
+
+def test_yaml_mirrors_the_dataclass() -> None:
+    values = OmegaConf.to_container(OmegaConf.load(YAML))
+    values.pop("defaults")
+    assert CortexConfig(**values) == CortexConfig()
+    assert set(values) == set(CortexConfig.field_names())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("timeout_s", -1, "cortex.timeout_s=-1: must be > 0"),
+        ("concurrency", 0, "cortex.concurrency=0: must be > 0"),
+        ("retries", -2, "cortex.retries=-2: must be >= 0"),
+        ("base_url", "theia:31000", "cortex.base_url='theia:31000': must start with http"),
+        ("breaker_failures", True, "cortex.breaker_failures=True: must be > 0"),
+        ("model", "", "cortex.model"),
+    ],
+)
+def test_bad_fields_are_named(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace("[", r"\[")):
+        CortexConfig(**{field: value})
