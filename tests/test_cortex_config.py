@@ -33,3 +33,9 @@ def test_yaml_mirrors_the_dataclass() -> None:
 def test_bad_fields_are_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace("[", r"\[")):
         CortexConfig(**{field: value})
+
+
+def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
+    run = compose_run("cortex.base_url=http://theia:31000/v1", "cortex.priority_scheduling=true")
+    assert run.cortex.base_url == "http://theia:31000/v1" and run.cortex.priority_scheduling
+    assert compose_run().cortex.base_url is None  # the embedded planner server by default

@@ -18,6 +18,7 @@ from agents.brain import BrainConfig
 from agents.organism import OrganismConfig
 from agents.ppo import PPOConfig
 from nervous.config import NervousConfig
+from organs.config import CortexConfig
 from world import CurriculumConfig, WorldConfig
 
 MODES = ("train", "eval", "view")
@@ -105,6 +106,8 @@ class RunConfig:
     nervous: NervousConfig = field(default_factory=NervousConfig)
     """Cells (wave features in the observation), nerves (reflexes) and lifeforce costs."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    cortex: CortexConfig = field(default_factory=CortexConfig)
+    """The cortex client: the embedded planner server, or vLLM at cortex.base_url (not yet used by a mode)."""
     mode: str = "train"
     """train, eval, or view (the viewer on a replay or a live run)."""
     seed: int = 1
@@ -145,6 +148,7 @@ def register_configs() -> None:
     cs.store(group="nervous", name="schema", node=NervousConfig)
     cs.store(group="logger", name="schema", node=LoggerConfig)
     cs.store(group="runtime", name="schema", node=RuntimeConfig)
+    cs.store(group="cortex", name="schema", node=CortexConfig)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
