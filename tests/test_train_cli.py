@@ -99,9 +99,11 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
     [
         (["ppo.lr=3"], "ppo.lr"),
         (["ppo.num_envs=abc"], "ppo.num_envs"),
-        (["world=stage9"], "world/stage9"),
-        (["brain=nope"], "brain/nope"),
-        (["+experiment=nope"], "experiment/nope"),
+        (["world=stage9"], "world=stage9: no such world config; choose one of stage0, stage1, stage2"),
+        (["brain=nope"], "brain=nope: no such brain config; choose one of per_npc, shared"),
+        (["+experiment=nope"], "experiment=nope: no such experiment config; choose one of benchmark"),
+        (["+foo=bar"], "foo: no such config field"),
+        (["+ppo.foo=1"], "ppo.foo: no such config field"),
         (["world.n_food=3"], "world.n_food"),
         (["world=stage0", "world.n_food=-1"], "world.n_food"),
         (["world=stage0", "world.colour=red"], "colour"),
@@ -115,6 +117,31 @@ def test_bad_input_is_one_line_naming_the_field_and_exit_2(monkeypatch, capsys, 
     code, lines = run_main(monkeypatch, capsys, *args, *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+@pytest.mark.parametrize("group", ["world", "brain", "ppo", "curriculum", "nervous", "logger", "runtime"])
+def test_an_unknown_option_of_any_group_lists_the_options_that_exist(monkeypatch, capsys, tmp_path, group):
+    code, lines = run_main(monkeypatch, capsys, f"{group}=nope", *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+    shipped = sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0] == f"error: {group}=nope: no such {group} config; choose one of {', '.join(shipped)}"
+
+
+@pytest.mark.parametrize(
+    "args", [["resume=/no/such/run"], ["mode=eval", "checkpoint=/no/such.pt"], ["total_agent_steps=0"]]
+)
+def test_a_run_refused_at_start_leaves_no_folder_behind(monkeypatch, capsys, tmp_path, args):
+    monkeypatch.chdir(tmp_path)
+    code, lines = run_main(monkeypatch, capsys, *args, *QUIET)  # Hydra's default outputs/<date>/<time>
+    assert code == 2 and lines[0].startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_run_leaves_an_existing_folder_s_files_alone(monkeypatch, capsys, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    code, _ = run_main(monkeypatch, capsys, "resume=/no/such/run", *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+    assert code == 2 and (tmp_path / "x" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow

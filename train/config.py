@@ -8,7 +8,7 @@ stage alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -152,8 +152,28 @@ def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
         raise ConfigError(f"{field_name}={value!r}: must be one of {', '.join(allowed)}")
 
 
+def _unknown_key(node: Any, path: str = "") -> str | None:
+    """The first key of `node` (or below) that its schema dataclass does not declare, else None."""
+    if not isinstance(node, DictConfig):
+        return None
+    schema = OmegaConf.get_type(node)
+    known = {f.name for f in fields(schema)} if schema is not None and is_dataclass(schema) else None
+    for key in node.keys():
+        name = f"{path}{key}"
+        if known is not None and key not in known:
+            return name
+        if known is not None:
+            found = _unknown_key(node._get_node(key), f"{name}.")
+            if found is not None:
+                return found
+    return None
+
+
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Convert a composed config to a validated RunConfig; raise ConfigError naming the bad field."""
+    unknown = _unknown_key(cfg)
+    if unknown is not None:
+        raise ConfigError(f"{unknown}: no such config field")
     try:
         run = OmegaConf.to_object(cfg)
     except ValueError as error:  # the dataclasses' own validation
