@@ -43,15 +43,16 @@ def hydra_main(cfg: DictConfig) -> dict:
             return organism_mode(run, run_dir)
         return train_mode(run, run_dir, overrides=list(hydra_cfg.overrides.task))
     except INPUT_ERRORS as error:  # here, so Hydra does not log the job's failure as well
-        remove_refused_run_dir(run_dir)
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    finally:  # a refused run, or a mode that wrote its files elsewhere (view, eval beside its checkpoint)
+        remove_if_only_hydra(run_dir)
 
 
-def remove_refused_run_dir(run_dir: Path) -> None:
-    """Remove the folder Hydra made for a run refused at start (`.hydra/`, an empty log), and empty parents.
+def remove_if_only_hydra(run_dir: Path) -> None:
+    """Remove a run folder that holds only what Hydra put there (`.hydra/`, an empty log), and empty parents.
 
-    A folder holding anything else (an earlier run's files) is left as it is."""
+    A run refused at start leaves nothing behind; a folder holding anything else is left as it is."""
     if not run_dir.is_dir():
         return
     made_by_hydra = [run_dir / ".hydra", *(log for log in run_dir.glob("*.log") if log.stat().st_size == 0)]

@@ -34,15 +34,18 @@ import this module only where a display (or ``SDL_VIDEODRIVER=dummy``) is wanted
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pygame
 
-from world.render import PALETTE, npc_shade
-from world.tiles import Action, Tile
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner stays out of the user's terminal
+import pygame  # noqa: E402
+
+from world.render import PALETTE, npc_shade  # noqa: E402
+from world.tiles import Action, Tile  # noqa: E402
 
 WINDOW = (964, 822)
 MARGIN = 8
