@@ -157,15 +157,15 @@ def _unknown_key(node: Any, path: str = "") -> str | None:
     if not isinstance(node, DictConfig):
         return None
     schema = OmegaConf.get_type(node)
-    known = {f.name for f in fields(schema)} if schema is not None and is_dataclass(schema) else None
-    for key in node.keys():
-        name = f"{path}{key}"
-        if known is not None and key not in known:
-            return name
-        if known is not None:
-            found = _unknown_key(node._get_node(key), f"{name}.")
-            if found is not None:
-                return found
+    if schema is None or not is_dataclass(schema):  # None, or a plain dict field: nothing declared to check
+        return None
+    known = {f.name for f in fields(schema)}
+    for key, value in node.items_ex(resolve=False):
+        if key not in known:
+            return f"{path}{key}"
+        found = _unknown_key(value, f"{path}{key}.")
+        if found is not None:
+            return found
     return None
 
 
