@@ -147,10 +147,20 @@ def after_organism(
 ) -> str:
     """The end of a live organism run: where its summary and logs are, and the next commands."""
     folder = shown(organism_dir)
-    lines = [
+    lines = []
+    npcs = summary.get("npcs", {})
+    if npcs:  # the table's state is the NPC's process; whether its body lives is the world's
+        dead = [str(i) for i, n in npcs.items() if n.get("lifeforce", 1.0) <= 0.0]
+        deaths = [f"npc {i} x{n['deaths']}" for i, n in npcs.items() if n.get("deaths", 0)]
+        lines.append(
+            f"in the world: {len(npcs) - len(dead)} of {len(npcs)} NPCs alive at the end"
+            + (f", dead: {', '.join(dead)}" if dead else "")
+            + (f"; deaths: {', '.join(deaths)}" if deaths else "")
+        )
+    lines.append(
         f"saved {folder}/summary.json; per-NPC logs {folder}/logs/npc-<i>.log; "
         f"the run's log {shown(Path(run_dir) / '__main__.log')}"
-    ]
+    )
     commands = [
         ("watch it", command("runtime=processes", f"world=stage{stage}", "duration=60", "viewer=live"))
     ]
