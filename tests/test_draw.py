@@ -14,16 +14,21 @@ import pytest  # noqa: E402
 from world.draw import (  # noqa: E402
     DOMAIN_COLOURS,
     ENV_BACKGROUND,
+    GLYPH_INK,
+    GLYPHS,
+    MARGIN,
     OVERRIDE_COLOUR,
     REGION_COLOURS,
     WINDOW,
     Drawer,
     ViewState,
+    draw_glyph,
     draw_line,
     empty_tile_colour,
     ripple_radius,
 )
-from world.tiles import Tile  # noqa: E402
+from world.render import PALETTE  # noqa: E402
+from world.tiles import Action, Tile  # noqa: E402
 
 REGIONS = ["food", "hazard", "collision", "math", "social", "energy"]
 
@@ -38,16 +43,29 @@ def make_frame(n: int = 2, size: int = 16) -> dict:
     """A hand-made frame: empty grid, NPC 0 at (4, 5), NPC 1 at (10, 12)."""
     return {
         "tiles": np.zeros((size, size), dtype=np.uint8),
-        "npc_y": np.array([4, 10][:n]), "npc_x": np.array([5, 12][:n]),
-        "alive": np.ones(n, dtype=bool), "lifeforce": np.ones(n, dtype=np.float32),
-        "battery": np.ones(n, dtype=np.float32), "has_key": np.zeros(n, dtype=bool),
-        "signalling": np.zeros(n, dtype=bool), "facing": np.ones(n, dtype=np.int8),
-        "t": 0, "night": False, "weather": 0, "stage": 0,
+        "npc_y": np.array([4, 10][:n]),
+        "npc_x": np.array([5, 12][:n]),
+        "alive": np.ones(n, dtype=bool),
+        "lifeforce": np.ones(n, dtype=np.float32),
+        "battery": np.ones(n, dtype=np.float32),
+        "has_key": np.zeros(n, dtype=bool),
+        "signalling": np.zeros(n, dtype=bool),
+        "facing": np.ones(n, dtype=np.int8),
+        "t": 0,
+        "night": False,
+        "weather": 0,
+        "stage": 0,
     }
 
 
 def pixel(surface: pygame.Surface, xy: tuple[float, float]) -> tuple[int, int, int]:
     return tuple(surface.get_at((int(xy[0]), int(xy[1]))))[:3]
+
+
+def body_point(drawer: Drawer, y: int, x: int) -> tuple[float, float]:
+    """A pixel inside a north-facing NPC's triangle, near its base and clear of its id label."""
+    cx, cy = drawer.cell_centre(y, x)
+    return cx, cy + 0.34 * drawer.cell
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
@@ -61,8 +79,8 @@ def test_npc_is_nervous_cyan_at_its_cell_and_dims_with_lifeforce(surface: pygame
     drawer, frame = Drawer(REGIONS), make_frame()
     frame["lifeforce"][1] = 0.0
     drawer.draw(surface, frame, ViewState())
-    assert pixel(surface, drawer.cell_centre(4, 5)) == DOMAIN_COLOURS["nervous"]
-    dim = pixel(surface, drawer.cell_centre(10, 12))
+    assert pixel(surface, body_point(drawer, 4, 5)) == DOMAIN_COLOURS["nervous"]
+    dim = pixel(surface, body_point(drawer, 10, 12))
     assert dim == tuple(int(c * 0.35) for c in DOMAIN_COLOURS["nervous"])
     assert pixel(surface, drawer.cell_centre(0, 0)) == empty_tile_colour()
 
@@ -100,7 +118,10 @@ def test_tiles_use_the_palette_and_the_layer_is_cached(surface: pygame.Surface) 
     drawer.draw(surface, frame, ViewState())
     from world.render import PALETTE
 
-    assert pixel(surface, drawer.cell_centre(2, 3)) == tuple(PALETTE[Tile.FIRE])
+    cx, cy = drawer.cell_centre(2, 3)
+    corner = (cx - 0.4 * drawer.cell, cy - 0.4 * drawer.cell)  # outside the flame drawn on it
+    assert pixel(surface, corner) == tuple(PALETTE[Tile.FIRE])
+    assert pixel(surface, (cx, cy)) == GLYPH_INK
     cached = drawer._tile_surface
     drawer.draw(surface, frame, ViewState())
     assert drawer._tile_surface is cached
@@ -117,7 +138,7 @@ def test_follow_zooms_on_the_selected_npc(surface: pygame.Surface) -> None:
     drawer.draw(surface, frame, ViewState(selected=1, follow=True))
     assert drawer.cell == 2 * whole
     assert drawer.cell_at(tuple(int(v) for v in drawer.cell_centre(10, 12))) == (10, 12)
-    assert pixel(surface, drawer.cell_centre(10, 12)) == DOMAIN_COLOURS["nervous"]
+    assert pixel(surface, body_point(drawer, 10, 12)) == DOMAIN_COLOURS["nervous"]
 
 
 @pytest.mark.parametrize(("style", "lit"), [("solid", 100), ("dashed", (50, 70)), ("dotted", (20, 40))])
@@ -136,3 +157,89 @@ def test_no_frame_draws_only_the_message(surface: pygame.Surface) -> None:
     drawer.draw(surface, None, ViewState(env="prod", message="no frames on dev.world.x.frame"))
     assert pixel(surface, (2, 2)) == ENV_BACKGROUND["prod"]
     assert pixel(surface, (drawer.grid_rect.centerx - 100, drawer.grid_rect.centery - 9)) == (120, 20, 20)
+
+
+def test_every_tile_kind_has_its_own_shape_so_colour_is_not_needed() -> None:
+    grey = (128, 128, 128)
+    masks = {}
+    for kind in GLYPHS:
+        cell = pygame.Surface((24, 24))
+        cell.fill(grey)
+        draw_glyph(cell, int(kind), pygame.Rect(0, 0, 24, 24))
+        masks[kind] = (pygame.surfarray.array3d(cell) != grey).any(axis=2)
+        assert 0.05 < masks[kind].mean() < 0.6, kind  # a visible shape, not a filled cell
+    kinds = list(masks)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1 :]:
+            differ = (masks[a] != masks[b]).mean()
+            assert differ > 0.05, (a, b)  # told apart by shape alone
+
+
+@pytest.mark.parametrize(
+    ("facing", "tip"),
+    [
+        (Action.NORTH, (0.5, 0.15)),
+        (Action.SOUTH, (0.5, 0.85)),
+        (Action.EAST, (0.85, 0.5)),
+        (Action.WEST, (0.15, 0.5)),
+    ],
+)
+def test_an_npc_is_a_triangle_pointing_where_it_faces(surface: pygame.Surface, facing: Action, tip) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    frame["facing"][:] = facing
+    drawer.draw(surface, frame, ViewState())
+    cx, cy = drawer.cell_centre(4, 5)
+    left, top = cx - drawer.cell / 2, cy - drawer.cell / 2
+    at = lambda u, v: (left + u * drawer.cell, top + v * drawer.cell)  # noqa: E731
+    assert pixel(surface, at(*tip)) == DOMAIN_COLOURS["nervous"]
+    corners = [(0.12, 0.12), (0.88, 0.12), (0.12, 0.88), (0.88, 0.88)]
+    beside_tip = [c for c in corners if np.hypot(c[0] - tip[0], c[1] - tip[1]) < 0.6]
+    beside_base = [c for c in corners if c not in beside_tip]
+    assert len(beside_tip) == 2
+    assert all(
+        pixel(surface, at(*c)) == empty_tile_colour() for c in beside_tip
+    )  # the triangle narrows there
+    inner = [(0.2 if u < 0.5 else 0.8, 0.2 if v < 0.5 else 0.8) for u, v in beside_base]  # off the edges
+    assert all(pixel(surface, at(*c)) == DOMAIN_COLOURS["nervous"] for c in inner)
+
+
+def test_npcs_carry_their_id_when_cells_are_large_enough(surface: pygame.Surface) -> None:
+    drawer, frame = Drawer(REGIONS), make_frame()
+    drawer.draw(surface, frame, ViewState())
+    cx, cy = drawer.cell_centre(4, 5)
+    box = pygame.Rect(int(cx - drawer.cell / 2), int(cy - drawer.cell / 2), drawer.cell, drawer.cell)
+    pixels = pygame.surfarray.array3d(surface.subsurface(box)).reshape(-1, 3)
+    body_or_ground = (pixels == DOMAIN_COLOURS["nervous"]).all(axis=1) | (pixels == empty_tile_colour()).all(
+        axis=1
+    )
+    assert (~body_or_ground).sum() > 10  # the "0" written in ink on NPC 0's body
+    frame = make_frame(size=64)  # 10-pixel cells: too small for a legible id, none is written
+    drawer.draw(surface, frame, ViewState())
+    cx, cy = drawer.cell_centre(4, 5)
+    box = pygame.Rect(int(cx - drawer.cell / 2), int(cy - drawer.cell / 2), drawer.cell, drawer.cell)
+    pixels = pygame.surfarray.array3d(surface.subsurface(box)).reshape(-1, 3)
+    body_or_ground = (pixels == DOMAIN_COLOURS["nervous"]).all(axis=1) | (pixels == empty_tile_colour()).all(
+        axis=1
+    )
+    assert body_or_ground.all()
+
+
+def test_the_legend_names_every_shape_with_its_tile_colour(surface: pygame.Surface) -> None:
+    drawer = Drawer(REGIONS)
+    drawer.draw(surface, make_frame(), ViewState())
+    for kind, name in GLYPHS.items():
+        swatch = drawer.tile_legend_rects[name]
+        assert drawer.panel_rect.contains(swatch)
+        assert pixel(surface, (swatch.x, swatch.y)) == tuple(
+            PALETTE[kind]
+        )  # its colour, with its shape on it
+        inked = (pygame.surfarray.array3d(surface.subsurface(swatch)) != PALETTE[kind]).any(axis=2)
+        assert inked.any()
+    assert {"wall", "NPC, tip = facing", "signalling", "nerve override"} <= set(drawer.tile_legend_rects)
+
+
+@pytest.mark.parametrize("size", [16, 24, 32, 64])
+def test_the_grid_leaves_no_black_strips(surface: pygame.Surface, size: int) -> None:
+    Drawer(REGIONS).draw(surface, make_frame(size=size), ViewState(env="prod"))
+    square = pygame.surfarray.array3d(surface.subsurface((MARGIN, MARGIN, 640, 640))).reshape(-1, 3)
+    assert not (square == 0).all(axis=1).any()

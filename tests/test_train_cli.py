@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,71 @@ def test_eval_prints_a_table_saves_json_and_a_replay(trained, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "success" in result.stdout and "heuristic" in result.stdout
-    saved = json.loads((out / "eval.json").read_text())
+    saved = json.loads((trained / "eval_stage0.json").read_text())  # beside the checkpoint it evaluated
     assert saved["stage"] == 0 and saved["results"]["brain"]["episodes"] >= 8
-    replay = load_replay(out / "replay_stage0.npz")
+    assert not out.exists()  # the eval job's own folder held only Hydra's files
+    replay = load_replay(trained / "replay_stage0.npz")
     assert replay.stage == 0 and len(replay) >= 2 and "actions" in replay.arrays
     assert replay.arrays["npc_y"].shape[1] == 4
+
+
+def next_commands(stdout: str) -> dict[str, list[str]]:
+    """The commands a run printed under `next:`, by label, as argument lists after `python -m train`."""
+    lines = stdout.split("\nnext:\n", 1)[1].splitlines()
+    commands = {}
+    for line in lines:
+        label, _, command = line.strip().partition(": ")
+        commands[label] = shlex.split(command.split("   #")[0])[3:]
+    return commands
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_a_summary_and_next_commands_that_work_as_printed(tmp_path):
+    """Train as the README says (wandb offline, progress bar), then run what it says to run next."""
+    env = os.environ | {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    env.pop("WANDB_SILENT", None)
+    env.pop("PYGAME_HIDE_SUPPORT_PROMPT", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "train", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    trained = run(
+        "+experiment=quick", "total_agent_steps=1500", "logger.mode=offline", "logger.progress=true"
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    out = trained.stdout + trained.stderr
+    assert "wandb:" not in out and "Weave" not in out  # no library banners or adverts
+    assert "1.54k/1.54k" in trained.stderr.split("\r")[-1] and "100%" in trained.stderr.split("\r")[-1]
+    assert (
+        "stage 0 (meadow), rolling success" in trained.stdout and "heuristic succeeds 0.960" in trained.stdout
+    )
+    run_dir = next((tmp_path / "outputs").glob("*/*"))
+    assert f"run folder: {run_dir.relative_to(tmp_path)}/" in trained.stdout
+    steps = next_commands(trained.stdout)
+    assert set(steps) == {"evaluate it", "watch an episode", "run it live", "train longer"}
+
+    evaluated = run(*steps["evaluate it"], "episodes=4", "world.max_steps=20")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (run_dir / "eval_stage0.json").is_file() and (run_dir / "replay_stage0.gif").is_file()
+    assert "pygame" not in evaluated.stdout + evaluated.stderr and "wandb:" not in evaluated.stderr
+    assert next_commands(evaluated.stdout)["watch an episode"] == steps["watch an episode"]
+
+    shot = tmp_path / "shot.png"
+    viewed = run(*steps["watch an episode"], "view.frames=3", f"view.screenshot={shot}")
+    assert viewed.returncode == 0 and shot.is_file(), viewed.stderr[-3000:]
+    assert "pygame" not in viewed.stdout + viewed.stderr
+    assert [p.name for p in (tmp_path / "outputs").glob("*/*")] == [run_dir.name]  # eval and view: no folder
+
+    longer = run(*steps["train longer"], "logger.mode=disabled")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert json.loads((run_dir / "summary.json").read_text())["agent_steps"] >= 3000
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
@@ -99,9 +160,11 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
     [
         (["ppo.lr=3"], "ppo.lr"),
         (["ppo.num_envs=abc"], "ppo.num_envs"),
-        (["world=stage9"], "world/stage9"),
-        (["brain=nope"], "brain/nope"),
-        (["+experiment=nope"], "experiment/nope"),
+        (["world=stage9"], "world=stage9: no such world config; choose one of stage0, stage1, stage2"),
+        (["brain=nope"], "brain=nope: no such brain config; choose one of per_npc, shared"),
+        (["+experiment=nope"], "experiment=nope: no such experiment config; choose one of benchmark"),
+        (["+foo=bar"], "foo: no such config field"),
+        (["+ppo.foo=1"], "ppo.foo: no such config field"),
         (["world.n_food=3"], "world.n_food"),
         (["world=stage0", "world.n_food=-1"], "world.n_food"),
         (["world=stage0", "world.colour=red"], "colour"),
@@ -115,6 +178,31 @@ def test_bad_input_is_one_line_naming_the_field_and_exit_2(monkeypatch, capsys, 
     code, lines = run_main(monkeypatch, capsys, *args, *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+@pytest.mark.parametrize("group", ["world", "brain", "ppo", "curriculum", "nervous", "logger", "runtime"])
+def test_an_unknown_option_of_any_group_lists_the_options_that_exist(monkeypatch, capsys, tmp_path, group):
+    code, lines = run_main(monkeypatch, capsys, f"{group}=nope", *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+    shipped = sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml"))
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0] == f"error: {group}=nope: no such {group} config; choose one of {', '.join(shipped)}"
+
+
+@pytest.mark.parametrize(
+    "args", [["resume=/no/such/run"], ["mode=eval", "checkpoint=/no/such.pt"], ["total_agent_steps=0"]]
+)
+def test_a_run_refused_at_start_leaves_no_folder_behind(monkeypatch, capsys, tmp_path, args):
+    monkeypatch.chdir(tmp_path)
+    code, lines = run_main(monkeypatch, capsys, *args, *QUIET)  # Hydra's default outputs/<date>/<time>
+    assert code == 2 and lines[0].startswith("error: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_run_leaves_an_existing_folder_s_files_alone(monkeypatch, capsys, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    code, _ = run_main(monkeypatch, capsys, "resume=/no/such/run", *QUIET, f"hydra.run.dir={tmp_path / 'x'}")
+    assert code == 2 and (tmp_path / "x" / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.slow

@@ -104,6 +104,12 @@ def test_processes_runtime_runs_the_live_organism_on_trained_brains(compose_run,
     assert "world ticks" in table and " npc  ticks" in table
     rows = [line.split() for line in table.splitlines() if line.strip().startswith(("0 ", "1 "))]
     assert len(rows) == 2 and all(int(row[1]) > 10 for row in rows)  # both NPCs acted for seconds
+    assert table.startswith("checkpoint ") and "live organism: stage 3 (crowd), 2 NPC processes" in table
+    saved = next(line for line in table.splitlines() if line.startswith("saved "))
+    summary_path, logs = saved.split()[1].rstrip(";"), saved.split()[4].rstrip(";")
+    assert json.loads((tmp_path / summary_path).read_text())["npcs"]
+    assert (tmp_path / logs.replace("<i>", "1")).is_file()
+    assert "INFO" not in done.stderr  # supervisor chatter goes to the run's log, not the terminal
     for i in range(2):  # each NPC process runs brain i of the trainer
         status = json.loads(next(tmp_path.rglob(f"npc-{i}.status.json")).read_text())
         one = Brain(trainer.brain.config, 1)
@@ -148,10 +154,11 @@ def test_eval_record_logs_a_gif_to_wandb_offline(tmp_path):
                      "world.max_steps=15", "record=true", "logger.mode=offline", "hydra.run.dir=evaluated",
                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    gif = tmp_path / "evaluated" / "replay_stage0.gif"
+    gif = tmp_path / "trained" / "replay_stage0.gif"  # beside the checkpoint, in the training run's folder
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames >= 10
-    logged = list((tmp_path / "evaluated" / "wandb").glob("offline-run-*/files/media/videos/**/*.gif"))
+    assert not (tmp_path / "evaluated").exists()  # the eval job's own folder would hold only Hydra's files
+    logged = list((tmp_path / "trained" / "wandb").glob("offline-run-*/files/media/videos/**/*.gif"))
     assert logged, "the recording is in the offline wandb run"
 
 

@@ -171,3 +171,18 @@ def test_record_suffix_is_checked(replay_path: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--replay", str(replay_path), "--record", str(tmp_path / "a.avi")]) == 1
     assert "suffix .avi" in capsys.readouterr().err
+
+
+def test_the_readme_pictures_are_the_viewer_s_current_layout():
+    """docs/ holds a screenshot and a GIF made by the viewer (docs/regenerate.sh); a new layout, new ones."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    readme = (docs.parent / "README.md").read_text()
+    assert "](docs/viewer.png)" in readme and "](docs/run.gif)" in readme
+    with Image.open(docs / "viewer.png") as shot:
+        assert shot.size == WINDOW
+    with Image.open(docs / "run.gif") as gif:
+        assert gif.size == WINDOW and gif.n_frames >= 10

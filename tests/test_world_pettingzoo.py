@@ -54,8 +54,9 @@ def test_death_is_final_without_respawn():
         assert all(infos[a]["died"] for a in terms if terms[a])
     assert terminated == set(env.possible_agents)
     assert env.agents == []
-    with pytest.raises(ValueError, match="no agents left"):
-        env.step({})
+    assert env.step({}) == ({}, {}, {}, {}, {})  # nothing happens once the episode is over
+    with pytest.raises(ValueError, match=r"actions\['npc_0'\]: the episode is over \(no agents left\)"):
+        env.step({"npc_0": 0})
 
 
 def test_respawn_keeps_agent_with_dead_flag():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from world.replay import ReplayError
 #: Errors that mean bad input (config, CLI, files), reported in one line.
 INPUT_ERRORS = (ConfigError, CheckpointError, ReplayError)
 
+#: Names in the ConfigStore that are schemas, not choices a user picks.
+SCHEMA_NODES = ("schema", "run_schema")
+#: The config folder shipped with the package.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 register_configs()
 
 
@@ -25,10 +31,10 @@ def hydra_main(cfg: DictConfig) -> dict:
     """Run one job (one mode) with the composed config."""
     from train.modes import eval_mode, organism_mode, train_mode, view_mode  # after Hydra parsed the CLI
 
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         run = to_run_config(cfg)
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
         if run.mode == "view":
             sys.exit(view_mode(run))
         if run.mode == "eval":
@@ -39,15 +45,50 @@ def hydra_main(cfg: DictConfig) -> dict:
     except INPUT_ERRORS as error:  # here, so Hydra does not log the job's failure as well
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    finally:  # a refused run, or a mode that wrote its files elsewhere (view, eval beside its checkpoint)
+        remove_if_only_hydra(run_dir)
+
+
+def remove_if_only_hydra(run_dir: Path) -> None:
+    """Remove a run folder that holds only what Hydra put there (`.hydra/`, an empty log), and empty parents.
+
+    A run refused at start leaves nothing behind; a folder holding anything else is left as it is."""
+    if not run_dir.is_dir():
+        return
+    made_by_hydra = [run_dir / ".hydra", *(log for log in run_dir.glob("*.log") if log.stat().st_size == 0)]
+    if any(path not in made_by_hydra for path in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir)
+    folder, stop = run_dir.resolve().parent, Path.cwd().resolve()
+    while stop in folder.parents and not any(folder.iterdir()):  # outputs/<date>/ left empty
+        folder.rmdir()
+        folder = folder.parent
 
 
 def one_line(error: BaseException) -> str:
     """The first line of an error, plus the first line of its cause when that says more."""
+    missing = missing_choice(error)
+    if missing is not None:
+        return missing
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     cause = error.__cause__ or error.__context__
     if cause is not None and str(cause).strip() and not isinstance(error, INPUT_ERRORS):
         text = f"{text.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
     return text
+
+
+def missing_choice(error: BaseException) -> str | None:
+    """For an unknown config group option (`world=stage9`): the choices that exist, in one line."""
+    from hydra.errors import MissingConfigException
+
+    if not isinstance(error, MissingConfigException) or not error.missing_cfg_file:
+        return None
+    group, _, name = error.missing_cfg_file.rpartition("/")
+    options = [o for o in (error.options or []) if o not in SCHEMA_NODES]
+    if group and options:
+        return f"{group}={name}: no such {group} config; choose one of {', '.join(options)}"
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and not p.name.startswith("_"))
+    return f"{error.missing_cfg_file}: no such config group or option; groups: {', '.join(groups)}"
 
 
 def _check_argv(argv: list[str]) -> None:

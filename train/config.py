@@ -8,7 +8,7 @@ stage alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -156,8 +156,28 @@ def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
         raise ConfigError(f"{field_name}={value!r}: must be one of {', '.join(allowed)}")
 
 
+def _unknown_key(node: Any, path: str = "") -> str | None:
+    """The first key of `node` (or below) that its schema dataclass does not declare, else None."""
+    if not isinstance(node, DictConfig):
+        return None
+    schema = OmegaConf.get_type(node)
+    if schema is None or not is_dataclass(schema):  # None, or a plain dict field: nothing declared to check
+        return None
+    known = {f.name for f in fields(schema)}
+    for key, value in node.items_ex(resolve=False):
+        if key not in known:
+            return f"{path}{key}"
+        found = _unknown_key(value, f"{path}{key}.")
+        if found is not None:
+            return found
+    return None
+
+
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Convert a composed config to a validated RunConfig; raise ConfigError naming the bad field."""
+    unknown = _unknown_key(cfg)
+    if unknown is not None:
+        raise ConfigError(f"{unknown}: no such config field")
     try:
         run = OmegaConf.to_object(cfg)
     except ValueError as error:  # the dataclasses' own validation

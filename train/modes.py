@@ -27,6 +27,7 @@ from train.config import ConfigError, RunConfig
 from train.evaluate import evaluate_brain, format_table, record_episode
 from train.loop import Trainer
 from train.nervous_link import Reflexes, WaveSenses, build_nervous
+from train.next_steps import after_eval, after_organism, after_training, results_dir, stage_name
 from train.tracking import Tracker
 from world import GridWorld, stage_config
 from world.replay import ReplayError
@@ -117,6 +118,10 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, stage=run.world.stage)
     if run.checkpoint:
         organism = seed_npc_brains(organism, run.checkpoint)
+    learning = " each learning online" if organism.learn else ""
+    print(f"live organism: {stage_name(organism.stage)}, {organism.npcs} NPC processes{learning}, "
+          + (f"{organism.duration_s:g} s" if organism.duration_s else "until Ctrl-C")
+          + f"; run folder {run_dir}", flush=True)
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
@@ -126,6 +131,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         if feed is not None:
             feed.close()
     print(format_summary(summary))
+    print(after_organism(summary, run_dir, Path(organism.run_dir), organism.stage, run.checkpoint,
+                         organism.learn))
     return summary
 
 
@@ -199,15 +206,17 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
     tracker.close()
-    print(f"trained {trainer.global_step:,} agent steps in {trainer.elapsed:.0f} s: stage {trainer.stage}, "
-          f"success {trainer.curriculum.success:.3f}; checkpoint {checkpoint_path}")
+    print(after_training(summary, run_dir, trainer.curriculum.config.threshold, run.total_agent_steps))
     if interrupted:
         raise KeyboardInterrupt
     return summary
 
 
 def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Evaluate a checkpoint's brains on a stage; print a table, save eval.json (and a replay)."""
+    """Evaluate a checkpoint's brains on a stage; print a table, save eval_stage<s>.json (and a replay).
+
+    The files go beside the checkpoint, into the training run's folder (`<run>/checkpoints/x.pt` ->
+    `<run>/`); a checkpoint outside a run folder has them written into this job's own `run_dir`."""
     assert run.checkpoint is not None
     state = load_checkpoint(run.checkpoint)
     saved = saved_run_config(state)
@@ -222,7 +231,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
     for name in ("heuristic", "random"):
         rows[name] = evaluate_policy(world, POLICIES[name], run.episodes, run.seed)
-    run_dir = Path(run_dir)
+    run_dir = results_dir(run.checkpoint, Path(run_dir))
     result = {"checkpoint": str(run.checkpoint), "stage": world.stage, "world": asdict(world),
               "episodes": run.episodes, "greedy": run.greedy, "results": rows}
     if run.record:
@@ -233,11 +242,11 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     if run.record and run.logger.mode != "disabled":
         result["recording"] = str(log_recording(run, run_dir, Path(result["replay"]), rows))
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run_dir / f"eval_stage{world.stage}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"stage {world.stage} ({world.name}), {run.episodes} episodes, "
           f"{'greedy' if run.greedy else 'sampled'} actions, checkpoint {run.checkpoint}")
     print(format_table(rows))
-    print(f"saved {run_dir / 'eval.json'}" + (f" and {result['replay']}" if run.record else ""))
+    print(after_eval(result, run_dir))
     return result
 
 
@@ -260,7 +269,7 @@ def log_recording(run: RunConfig, run_dir: Path, replay: Path, rows: dict[str, d
     import wandb
 
     tracker = Tracker(run.logger, run_dir, OmegaConf.to_container(OmegaConf.structured(run), resolve=True),
-                      total=0, name=f"eval-{run_dir.name}")
+                      total=0, name=f"eval-{run_dir.name}", progress=False)
     assert tracker.wandb_run is not None
     metrics = {f"eval/{policy}/{key}": value for policy, stats in rows.items() for key, value in stats.items()
                if isinstance(value, int | float)}

@@ -14,7 +14,12 @@ Colours (seed, "Visual Language"):
 | line style              | direction   | ``draw_line``: solid primary, dashed async, dotted tentative |
 | separate pane           | confidence  | the oscilloscope                                           |
 
-NPC bodies are nervous cyan (as cells are), dimmer as lifeforce falls.
+NPC bodies are nervous cyan (as cells are), dimmer as lifeforce falls, drawn as MiniGrid draws its
+agent: a triangle pointing the way the NPC faces, with its id on it once cells are large enough.
+
+Kinds of tile carry a shape as well as a colour (``draw_glyph``: food a dot, fire a flame, water
+waves, a charger a bolt, a key a key, a door planks and a knob, a lock a padlock), so they read
+without colour (colour-blind safe); the side panel's legend shows each shape with its name.
 
 On the grid: waves are ripples (one ring per region, ``REGION_COLOURS``, ring k at
 ``ripple_radius(k, ...)``, thicker with confidence; tentative waves below 0.5 are dotted rings);
@@ -34,15 +39,18 @@ import this module only where a display (or ``SDL_VIDEODRIVER=dummy``) is wanted
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pygame
 
-from world.render import PALETTE, npc_shade
-from world.tiles import Action, Tile
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner stays out of the user's terminal
+import pygame  # noqa: E402
+
+from world.render import PALETTE, npc_shade  # noqa: E402
+from world.tiles import Action, Tile  # noqa: E402
 
 WINDOW = (964, 822)
 MARGIN = 8
@@ -78,6 +86,16 @@ LAYERS = ("tiles", "npcs", "waves", "signals", "overrides", "sky")
 #: Frames the oscilloscope shows.
 SCOPE_FRAMES = 120
 _FACING = {Action.NORTH: "N", Action.SOUTH: "S", Action.EAST: "E", Action.WEST: "W"}
+#: Tiles drawn with a shape on top of their colour, and their legend names, in legend order.
+GLYPHS: dict[Tile, str] = {Tile.FOOD: "food", Tile.FIRE: "fire", Tile.WATER: "water", Tile.CHARGER: "charger",
+                           Tile.KEY: "key", Tile.DOOR: "door", Tile.LOCK: "lock"}
+#: Ink of the shapes: dark on light tiles, light on water.
+GLYPH_INK = (25, 25, 25)
+WATER_INK = (225, 235, 255)
+#: Smallest cell (pixels) that gets shapes; NPC ids need a larger one.
+MIN_GLYPH_CELL, MIN_ID_CELL = 7, 18
+#: Height of the legend in the side panel.
+LEGEND_H = 6 * 16 + 8
 _NIGHT_PALETTE = (PALETTE.astype(np.float32) * 0.55).astype(np.uint8)
 
 
@@ -131,6 +149,55 @@ def draw_ring(surface: pygame.Surface, colour: Sequence[int], centre: Sequence[f
                              width)
 
 
+def draw_glyph(surface: pygame.Surface, kind: int, rect: pygame.Rect) -> None:
+    """The shape of a tile kind inside `rect` (one grid cell); nothing for kinds without one."""
+    c, x, y = rect.width, rect.x, rect.y
+    if kind not in GLYPHS or c < MIN_GLYPH_CELL:
+        return
+    w = max(1, c // 10)
+    cx, cy = x + c / 2, y + c / 2
+
+    def at(u: float, v: float) -> tuple[float, float]:  # cell-relative coordinates in [0, 1]
+        return x + u * c, y + v * c
+
+    if kind == Tile.FOOD:  # a berry with a stalk
+        pygame.draw.circle(surface, GLYPH_INK, (cx, cy + c * 0.08), max(2, c * 0.22))
+        pygame.draw.line(surface, GLYPH_INK, (cx, cy - c * 0.12), at(0.62, 0.18), w)
+    elif kind == Tile.FIRE:  # a flame
+        flame = [at(0.5, 0.12), at(0.78, 0.62), at(0.62, 0.86), at(0.38, 0.86), at(0.22, 0.62)]
+        pygame.draw.polygon(surface, GLYPH_INK, flame)
+    elif kind == Tile.WATER:  # two waves
+        for v in (0.38, 0.66):
+            pygame.draw.lines(surface, WATER_INK, False, [at(0.12, v), at(0.31, v - 0.1), at(0.5, v),
+                                                          at(0.69, v - 0.1), at(0.88, v)], w)
+    elif kind == Tile.CHARGER:  # a lightning bolt
+        pygame.draw.polygon(surface, GLYPH_INK, [at(0.58, 0.1), at(0.26, 0.56), at(0.48, 0.56), at(0.4, 0.9),
+                                                 at(0.74, 0.42), at(0.52, 0.42)])
+    elif kind == Tile.KEY:  # a ring and a bit
+        pygame.draw.circle(surface, GLYPH_INK, at(0.3, 0.5), max(2, c * 0.17), w + 1)
+        pygame.draw.line(surface, GLYPH_INK, at(0.45, 0.5), at(0.88, 0.5), w + 1)
+        pygame.draw.line(surface, GLYPH_INK, at(0.76, 0.5), at(0.76, 0.7), w + 1)
+    elif kind == Tile.DOOR:  # planks and a knob
+        pygame.draw.rect(surface, GLYPH_INK, (*at(0.18, 0.1), c * 0.64, c * 0.8), w)
+        pygame.draw.line(surface, GLYPH_INK, at(0.5, 0.1), at(0.5, 0.9), w)
+        pygame.draw.circle(surface, GLYPH_INK, at(0.64, 0.52), max(1, c * 0.06))
+    elif kind == Tile.LOCK:  # a padlock
+        pygame.draw.rect(surface, GLYPH_INK, (*at(0.24, 0.46), c * 0.52, c * 0.42))
+        pygame.draw.arc(surface, GLYPH_INK, (*at(0.32, 0.14), c * 0.36, c * 0.56), 0, math.pi, w + 1)
+
+
+def npc_triangle(left: float, top: float, size: float, facing: int) -> list[tuple[float, float]]:
+    """Corners of an NPC's body in the cell at (left, top): a triangle whose tip points where it faces."""
+    a, b = 0.1, 0.9
+    corners = {  # (tip, base end, base end) in cell-relative coordinates
+        Action.NORTH: ((0.5, a), (b, b), (a, b)),
+        Action.SOUTH: ((0.5, b), (a, a), (b, a)),
+        Action.EAST: ((b, 0.5), (a, a), (a, b)),
+        Action.WEST: ((a, 0.5), (b, b), (b, a)),
+    }.get(facing, ((0.5, a), (b, b), (a, b)))
+    return [(left + u * size, top + v * size) for u, v in corners]
+
+
 @dataclass
 class ViewState:
     """What the viewer shows besides the frame: environment, selection, layers, status."""
@@ -161,6 +228,8 @@ class Drawer:
         self._tiles: np.ndarray | None = None
         self._sky_cache: dict[tuple[int, int, int], pygame.Surface] = {}
         self.grid_rect = pygame.Rect(MARGIN, MARGIN, GRID_PX, GRID_PX)
+        #: Legend entries (tile kinds, NPC, signal, override) and their rectangles in the side panel.
+        self.tile_legend_rects: dict[str, pygame.Rect] = {}
         self.panel_rect = pygame.Rect(2 * MARGIN + GRID_PX, MARGIN, PANEL_W, GRID_PX)
         self.scope_rect = pygame.Rect(MARGIN, 2 * MARGIN + GRID_PX, WINDOW[0] - 2 * MARGIN, SCOPE_H)
         self.view = (0, 0, 1, 1)  # y0, x0, rows, cols of the grid shown
@@ -182,6 +251,10 @@ class Drawer:
             x0 = int(np.clip(int(frame["npc_x"][n]) - cols // 2, 0, W - cols))
         self.view = (y0, x0, rows, cols)
         self.cell = max(1, GRID_PX // max(rows, cols))
+        # the grid is centred in its square: what the cell size leaves over is background, not a black strip
+        width, height = cols * self.cell, rows * self.cell
+        self.grid_rect = pygame.Rect(MARGIN + (GRID_PX - width) // 2, MARGIN + (GRID_PX - height) // 2,
+                                     width, height)
 
     def cell_centre(self, y: int, x: int) -> tuple[float, float]:
         """Pixel centre (x, y) of grid cell (y, x) in the current view."""
@@ -253,6 +326,14 @@ class Drawer:
             y0, x0, rows, cols = self.view
             part = small.subsurface((x0, y0, cols, rows))
             self._tile_surface = pygame.transform.scale(part, (cols * self.cell, rows * self.cell))
+            if self.cell >= MIN_GLYPH_CELL:  # shapes in their own inks: leave the 8-bit palette surface
+                indexed = self._tile_surface
+                self._tile_surface = pygame.Surface(indexed.get_size())
+                self._tile_surface.blit(indexed, (0, 0))
+                window = tiles[y0:y0 + rows, x0:x0 + cols]
+                for gy, gx in np.argwhere(np.isin(window, list(GLYPHS))).tolist():
+                    draw_glyph(self._tile_surface, int(window[gy, gx]),
+                               pygame.Rect(gx * self.cell, gy * self.cell, self.cell, self.cell))
             self._tile_key, self._tiles = key, tiles.copy()
         assert self._tile_surface is not None
         return self._tile_surface
@@ -298,7 +379,13 @@ class Drawer:
             left, top = int(cx - cell / 2), int(cy - cell / 2)
             if state.layers["npcs"]:
                 colour = npc_shade(life[n]).astype(int).tolist()
-                surface.fill(colour, (left + inset, top + inset, cell - 2 * inset, cell - 2 * inset))
+                facing = int(frame["facing"][n]) if "facing" in frame else int(Action.NORTH)
+                body = npc_triangle(left, top, cell, facing)
+                pygame.draw.polygon(surface, colour, body)
+                if cell >= MIN_ID_CELL:  # the id at the triangle's centroid
+                    label = self._text(str(n), GLYPH_INK)
+                    centroid = (sum(p[0] for p in body) / 3, sum(p[1] for p in body) / 3)
+                    surface.blit(label, label.get_rect(center=centroid))
                 if n == state.selected:
                     pygame.draw.rect(surface, DOMAIN_COLOURS["cognitive"], (left, top, cell, cell), 2)
             if state.layers["signals"] and signalling[n]:
@@ -328,7 +415,7 @@ class Drawer:
         y += self.row_h
         n_npcs = len(frame["alive"])
         inspector_h = 160
-        capacity = max(1, (rect.bottom - inspector_h - y) // self.row_h)
+        capacity = max(1, (rect.bottom - inspector_h - LEGEND_H - y) // self.row_h)
         first = 0
         if state.selected is not None and state.selected >= capacity:
             first = min(state.selected - capacity // 2, n_npcs - capacity)
@@ -358,8 +445,36 @@ class Drawer:
             cu = f"{float(cpu[n]):.0f}%" if cpu is not None else "-"
             surface.blit(self._text(cu, colour), (x + cols[5], y))
             y += self.row_h
+        self._legend(surface, pygame.Rect(rect.x, rect.bottom - inspector_h - LEGEND_H, rect.width, LEGEND_H),
+                     bool(frame.get("night", False)))
         self._inspector(surface, frame, state, pygame.Rect(rect.x, rect.bottom - inspector_h, rect.width,
                                                            inspector_h))
+
+    def _legend(self, surface: pygame.Surface, rect: pygame.Rect, night: bool) -> None:
+        """What each shape on the grid is: tile kinds, an NPC and its facing, signals, overrides."""
+        pygame.draw.line(surface, DIM_TEXT, rect.topleft, rect.topright)
+        palette = _NIGHT_PALETTE if night else PALETTE
+        entries: list[tuple[str, Any]] = [(name, kind) for kind, name in GLYPHS.items()]
+        entries += [("wall", Tile.WALL), ("NPC, tip = facing", "npc"), ("signalling", "signal"),
+                    ("nerve override", "override")]
+        self.tile_legend_rects = {}
+        size, rows = 13, 6
+        for i, (name, kind) in enumerate(entries):
+            col, row = divmod(i, rows)
+            x, y = rect.x + 6 + col * (rect.width // 2), rect.y + 6 + row * 16
+            swatch = pygame.Rect(x, y, size, size)
+            self.tile_legend_rects[name] = swatch
+            if isinstance(kind, Tile):
+                surface.fill(tuple(int(v) for v in palette[kind]), swatch)
+                draw_glyph(surface, int(kind), swatch)
+            elif kind == "npc":
+                pygame.draw.polygon(surface, DOMAIN_COLOURS["nervous"], npc_triangle(x, y, size, Action.EAST))
+            elif kind == "signal":
+                draw_ring(surface, SIGNAL_COLOUR, swatch.center, size // 2, "dashed", 1)
+            else:
+                notch = [swatch.topleft, swatch.topright, swatch.bottomright]
+                pygame.draw.polygon(surface, OVERRIDE_COLOUR, notch)
+            surface.blit(self._text(name, TEXT), (x + size + 5, y))
 
     def _inspector(self, surface: pygame.Surface, frame: dict[str, Any], state: ViewState,
                    rect: pygame.Rect) -> None:
@@ -379,7 +494,13 @@ class Drawer:
         key = "key" if frame.get("has_key") is not None and frame["has_key"][n] else ""
         head = f"NPC {n}  {'alive' if frame['alive'][n] else 'dead'}  facing {facing}  {action} {over} {key}"
         surface.blit(self._text(head, TEXT, big=True), (x, y))
-        y += 22
+        y += 20
+        tick_rate, cpu = frame.get("tick_rate"), frame.get("cpu_use")
+        rate = f"tick {float(tick_rate[n]):g} Hz" if tick_rate is not None else "tick -"
+        use = f"cpu {float(cpu[n]):.0f} %" if cpu is not None else "cpu -"
+        control = f"{rate}  {use}  quota -  gates -  prio -"  # quota, gates, LLM priority: the governor's
+        surface.blit(self._text(control, DIM_TEXT), (x, y))
+        y += 16
         waves = frame.get("waves")
         if waves is None or not self.regions:
             surface.blit(self._text("no waves in this feed", DIM_TEXT), (x, y))

@@ -34,6 +34,24 @@ NPC (r = 3, or 4 in stage 5; the centre shows the tile underfoot; night and fog 
 UNSEEN). `proprio` is laid out by `world.tiles.Proprio`: lifeforce, battery, key, last reward,
 day phase, night, fog, rain, heard signals, the lock in reach (a, b, op, shown), time, facing.
 
+With `obs="flat"` each observation is instead one `Box(shape=(V*V + 20 + 7,), float32)` vector, the
+form vectorising wrappers and Stable-Baselines3 take: `obs[:V*V]` the view's cell codes (row-major,
+as floats 0-11), `obs[V*V:V*V+20]` the proprio vector, `obs[-7:]` the action mask (1 = useful; SB3's
+plain PPO ignores it, a masking policy can slice it off). `flat_layout(V)` gives the three slices.
+
+## Stable-Baselines3 (PettingZoo's SuperSuit recipe; `pip install -e ".[sb3]"`)
+    import supersuit as ss
+    from stable_baselines3 import PPO
+    env = parallel_env(stage=2, obs="flat")
+    env = ss.black_death_v3(env)  # stages 0-2: dead NPCs see zeros and their actions are ignored
+    vec = ss.pettingzoo_env_to_vec_env_v1(env)  # one gym VecEnv slot per NPC
+    vec = ss.concat_vec_envs_v1(vec, 4, num_cpus=1, base_class="stable_baselines3")  # 4 copies
+    model = PPO("MlpPolicy", vec, n_steps=256, verbose=0).learn(total_timesteps=100_000)
+All NPCs share one policy there (parameter sharing); per-NPC brains are `python -m train`'s own
+route. Seed with `stable_baselines3.common.utils.set_random_seed`, not `PPO(seed=...)`: SuperSuit's
+vec env has no `seed()` for SB3 to call. Stages 3-5 respawn, so NPCs never leave and black_death
+changes nothing there. `tests/test_world_sb3.py` runs this recipe.
+
 ## Rewards
 Per tick: the change in lifeforce (lifeforce decays every tick; food, water and charging restore;
 fire, exhaustion and wrong lock answers drain) + 1 per door or lock opened - 1 on death.
@@ -45,6 +63,8 @@ is terminated and leaves `agents`; the episode also ends when every NPC is dead.
 after termination (PettingZoo issue 530), so death there is *not* a termination: the agent stays,
 `infos[agent]["dead"]` is True while it waits, `infos[agent]["died"]` is True on the tick it died,
 its actions are ignored (its mask allows only stay) and it comes back with full lifeforce.
+Stepping a finished episode (no agents left) with no actions returns empty dicts and changes
+nothing, as PettingZoo's own environments do; an action for any agent then raises `ValueError`.
 
 ## Success (per stage, used by the curriculum)
 An NPC succeeds if it never died during the episode (stage 4: and opened at least one door or
@@ -60,12 +80,13 @@ lock). Measured over 200 episodes each (seed 0, `world.rollout.evaluate`):
 | 5     | 0.000          | 0.236                          |
 
 ## Arguments
-`parallel_env(stage=0, render_mode=None, **overrides)`: `stage` is an index 0-5 or a name; any
+`parallel_env(stage=0, render_mode=None, obs="dict", **overrides)`: `stage` is an index 0-5 or a
+name; `obs` is "dict" (view, proprio, action_mask) or "flat" (one Box); any
 `world.config.WorldConfig` field can be overridden (e.g. `n_npcs=8`). Unknown stages, unknown
 fields and invalid values raise `ValueError` naming the field.
 
 ## Version history
-- v0: initial release.
+- v0: initial release; `obs="flat"` added for SuperSuit / Stable-Baselines3.
 """
 
 from __future__ import annotations
@@ -81,6 +102,16 @@ from world.render import Window, frame_rgb
 from world.stages import stage_config
 from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE, Action, Tile
 
+#: The observation forms `parallel_env(obs=...)` offers.
+OBS_FORMS = ("dict", "flat")
+
+
+def flat_layout(view_size: int) -> dict[str, slice]:
+    """Where the view codes, the proprio vector and the action mask sit in a flat observation."""
+    v = view_size * view_size
+    return {"view": slice(0, v), "proprio": slice(v, v + PROPRIO_SIZE),
+            "action_mask": slice(v + PROPRIO_SIZE, v + PROPRIO_SIZE + NUM_ACTIONS)}
+
 
 class NimmerverseEnv(ParallelEnv):
     """PettingZoo ParallelEnv view of one env of `GridWorld`."""
@@ -88,20 +119,29 @@ class NimmerverseEnv(ParallelEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "name": "nimmerverse_v0", "is_parallelizable": True,
                 "render_fps": 20}
 
-    def __init__(self, stage: int | str = 0, render_mode: str | None = None, **overrides: Any) -> None:
+    def __init__(self, stage: int | str = 0, render_mode: str | None = None, obs: str = "dict",
+                 **overrides: Any) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: choose one of {self.metadata['render_modes']}")
+        if obs not in OBS_FORMS:
+            raise ValueError(f"obs={obs!r}: choose one of {', '.join(OBS_FORMS)}")
+        self.obs = obs
         self.config = stage_config(stage, **overrides)
         self.render_mode = render_mode
         self.core = GridWorld(self.config, num_envs=1, autoreset=False)
         self.possible_agents = [f"npc_{i}" for i in range(self.config.n_npcs)]
         self._index = {agent: i for i, agent in enumerate(self.possible_agents)}
         V = self.config.view_size
-        obs_space = spaces.Dict({
+        obs_space: spaces.Space = spaces.Dict({
             "view": spaces.Box(0, NUM_CODES - 1, (V, V), np.uint8),
             "proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_SIZE,), np.float32),
             "action_mask": spaces.Box(0, 1, (NUM_ACTIONS,), np.int8),
         })
+        if obs == "flat":
+            low = np.concatenate([np.zeros(V * V), np.full(PROPRIO_SIZE, -np.inf), np.zeros(NUM_ACTIONS)])
+            high = np.concatenate([np.full(V * V, NUM_CODES - 1), np.full(PROPRIO_SIZE, np.inf),
+                                   np.ones(NUM_ACTIONS)])
+            obs_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self._observation_spaces = {agent: obs_space for agent in self.possible_agents}
         self._action_spaces = {agent: spaces.Discrete(NUM_ACTIONS) for agent in self.possible_agents}
         self.agents: list[str] = []
@@ -124,8 +164,11 @@ class NimmerverseEnv(ParallelEnv):
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Apply one action per live agent (missing ones stay) and advance one tick."""
-        if not self.agents:
-            raise ValueError("step: the episode is over (no agents left); call reset()")
+        if not self.agents:  # a finished episode: nothing happens (SuperSuit's black_death relies on it)
+            if actions:
+                agent = next(iter(actions))
+                raise ValueError(f"actions[{agent!r}]: the episode is over (no agents left); call reset()")
+            return {}, {}, {}, {}, {}
         self._actions[:] = Action.STAY
         for agent, action in actions.items():
             index = self._index.get(agent)
@@ -183,12 +226,17 @@ class NimmerverseEnv(ParallelEnv):
         return grid
 
     # --------------------------------------------------------------------------------------
-    def _observations(self, agents: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    def _observations(self, agents: list[str]) -> dict[str, Any]:
         # one copy per buffer and tick; each agent gets slices of it (the core rewrites its buffers)
         core = self.core
+        index = self._index
+        if self.obs == "flat":
+            n = self.config.n_npcs
+            parts = [core.views[0].reshape(n, -1), core.proprio[0], core.action_mask[0]]
+            flat = np.concatenate(parts, axis=1, dtype=np.float32)
+            return {a: flat[index[a]] for a in agents}
         views, proprio = core.views[0].copy(), core.proprio[0].copy()
         masks = core.action_mask[0].astype(np.int8)
-        index = self._index
         return {a: {"view": views[index[a]], "proprio": proprio[index[a]], "action_mask": masks[index[a]]}
                 for a in agents}
 
@@ -199,6 +247,7 @@ class NimmerverseEnv(ParallelEnv):
                 for a in agents}
 
 
-def parallel_env(stage: int | str = 0, render_mode: str | None = None, **overrides: Any) -> NimmerverseEnv:
+def parallel_env(stage: int | str = 0, render_mode: str | None = None, obs: str = "dict",
+                 **overrides: Any) -> NimmerverseEnv:
     """Create the PettingZoo ParallelEnv for a stage (index 0-5 or name), with field overrides."""
-    return NimmerverseEnv(stage=stage, render_mode=render_mode, **overrides)
+    return NimmerverseEnv(stage=stage, render_mode=render_mode, obs=obs, **overrides)

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pygame
 
-from world.draw import LAYERS, SCOPE_FRAMES, WINDOW, Drawer, ViewState
-from world.recording import Recorder, RecordError, save_screenshot
-from world.replay import ReplayError, load_replay
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame's banner stays out of the user's terminal
+import pygame  # noqa: E402
+
+from world.draw import LAYERS, SCOPE_FRAMES, WINDOW, Drawer, ViewState  # noqa: E402
+from world.recording import Recorder, RecordError, save_screenshot  # noqa: E402
+from world.replay import ReplayError, load_replay  # noqa: E402
 
 MIN_SPEED, MAX_SPEED = 0.5, 240.0
 _LAYER_KEYS = {getattr(pygame, f"K_{i + 1}"): name for i, name in enumerate(LAYERS)}
