@@ -85,7 +85,8 @@ async def test_a_supervised_cell_service_comes_back_after_kill9(tmp_path: Path) 
         cell = sup.children["cell-math"]
         running = asyncio.create_task(org.run(0))
         try:
-            await until(lambda: cell.heard_since_start and cell.state == State.RUNNING, 60, "the math cell up")
+            up = lambda: cell.heard_since_start and cell.state == State.RUNNING  # noqa: E731
+            await until(up, 60, "the math cell up")
             pid = cell.handle.pid  # type: ignore[union-attr]
             os.kill(pid, signal.SIGKILL)
             await until(lambda: cell.pids[-1] != pid and cell.heard_since_start, 60, "the math cell back")
