@@ -25,7 +25,9 @@ valid message of ``nervous.messages``; the same seed gives the same payloads. Th
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -377,3 +379,51 @@ async def fuzz_subject(
         await bus.nc.flush(timeout=max(timeout, 10.0))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def hostile_json_bodies(valid: dict[str, Any], n: int, seed: int = 0,
+                        max_bytes: int = 1 << 20) -> Iterator[tuple[str, bytes]]:
+    """n seeded hostile HTTP bodies for a JSON API, as (class name, body): random bytes, truncated
+    and non-object JSON, every top-level field dropped or of a wrong type, garbage nested in lists
+    and objects, invalid UTF-8, deep nesting, out-of-range numbers and bodies around max_bytes."""
+    rng = random.Random(seed)
+    text = json.dumps(valid).encode()
+    wrong: list[Any] = [None, -1, 2**70, 1e308, "x" * 300, [], {}, [1, "a", None], {"a": {"b": []}}, True]
+
+    def dropped() -> bytes:
+        body = dict(valid)
+        body.pop(rng.choice(sorted(body)), None)
+        return json.dumps(body).encode()
+
+    def mistyped() -> bytes:
+        body = dict(valid)
+        body[rng.choice(sorted(body))] = rng.choice(wrong)
+        return json.dumps(body).encode()
+
+    def nested() -> bytes:
+        body = json.loads(text)
+        key = rng.choice([k for k, v in body.items() if isinstance(v, list | dict)] or sorted(body))
+        if isinstance(body[key], list) and body[key]:
+            body[key][rng.randrange(len(body[key]))] = rng.choice(wrong)
+        elif isinstance(body[key], dict) and body[key]:
+            body[key][rng.choice(sorted(body[key]))] = rng.choice(wrong)
+        else:
+            body[key] = rng.choice(wrong)
+        return json.dumps(body).encode()
+
+    classes: list[tuple[str, Callable[[], bytes]]] = [
+        ("random_bytes", lambda: rng.randbytes(rng.randrange(0, 2048))),
+        ("truncated", lambda: text[: rng.randrange(0, len(text))]),
+        ("not_an_object", lambda: json.dumps(rng.choice([[1, 2], 3, "nyx", None, 1.5])).encode()),
+        ("dropped_field", dropped),
+        ("mistyped_field", mistyped),
+        ("nested_garbage", nested),
+        ("invalid_utf8", lambda: text.replace(b'"', b'"\xff\xfe', 1)),
+        ("deep_nesting", lambda: b"[" * 100_000 + b"]" * 100_000),
+        ("nan_and_inf", lambda: text[:-1] + b', "temperature": NaN, "max_tokens": Infinity}'),
+        ("oversized", lambda: text[:-1] + b', "pad": "' + b"x" * rng.randrange(max_bytes // 2, max_bytes * 2)
+         + b'"}'),
+    ]
+    for i in range(n):
+        name, make = classes[i % len(classes)]
+        yield name, make()
