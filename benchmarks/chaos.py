@@ -194,6 +194,40 @@ async def fuzz_services(n: int) -> dict[str, Any]:
     return {name: {k: r[k] for k in keys if k in r} for name, r in result["services"].items()}
 
 
+async def fuzz_cortex(n: int) -> dict[str, Any]:
+    """n hostile HTTP bodies at the embedded cortex server; statuses, 5xx, correct afterwards or not."""
+    import aiohttp
+
+    from benchmarks.cortex import request_body, stage4_numbers
+    from nervous.hostile import hostile_json_bodies
+    from organs.boundary import DeterministicEncoder
+    from organs.cortex.embedded import EmbeddedCortex
+    from organs.cortex.server import MAX_BODY_BYTES
+
+    valid = request_body(DeterministicEncoder().encode(stage4_numbers()))
+
+    statuses: dict[str, int] = {}
+    slots = asyncio.Semaphore(8)
+    with EmbeddedCortex() as cortex:
+        url = cortex.base_url + "/chat/completions"
+
+        async def send(session: aiohttp.ClientSession, body: bytes) -> None:
+            async with slots, session.post(url, data=body) as resp:
+                await resp.read()
+                statuses[str(resp.status)] = statuses.get(str(resp.status), 0) + 1
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            bodies = hostile_json_bodies(json.loads(valid), n, seed=5, max_bytes=MAX_BODY_BYTES)
+            await asyncio.gather(*(send(session, body) for _, body in bodies))
+            async with session.post(url, data=valid) as resp:
+                answer = await resp.json()
+                valid_after = resp.status == 200 and len(answer["choices"][0]["message"]["tool_calls"]) == 1
+        up = cortex.process is not None and cortex.process.poll() is None
+    server_errors = sum(v for k, v in statuses.items() if k.startswith("5"))
+    return {"sent": n, "statuses": statuses, "server_errors": server_errors, "up_after": up,
+            "valid_after": valid_after, "ok": up and valid_after and server_errors == 0}
+
+
 async def bench(npcs: int, fuzz_n: int) -> dict[str, Any]:
     """The whole chaos run; the JSON figures."""
     out: dict[str, Any] = {"cores": os.cpu_count(), "npcs": npcs}
@@ -227,6 +261,7 @@ async def bench(npcs: int, fuzz_n: int) -> dict[str, Any]:
             out["restarts_total"] = summary.get("restarts")
             out["failed"] = summary.get("failed")
             fuzz = await fuzz_services(fuzz_n)
+            fuzz["cortex.http"] = await fuzz_cortex(fuzz_n)
             out["fuzz"] = fuzz
             out["fuzz_services_ok"] = f"{sum(f['ok'] for f in fuzz.values())}/{len(fuzz)}"
         finally:

@@ -56,9 +56,9 @@ def percentile_ms(samples: list[float], q: float) -> float:
     return round(float(np.percentile(np.array(samples) * 1000, q)), 3)
 
 
-async def http_latency(base_url: str, situation: Situation) -> dict[str, float]:
-    """p50/p99 and throughput of raw HTTP chat completions, CONCURRENCY clients in flight."""
-    body = json.dumps(
+def request_body(situation: Situation) -> bytes:
+    """One chat-completions request body asking nyx about a situation."""
+    return json.dumps(
         {
             "model": "nyx",
             "tools": TOOL_DECLARATIONS,
@@ -69,6 +69,11 @@ async def http_latency(base_url: str, situation: Situation) -> dict[str, float]:
             ],
         }
     ).encode()
+
+
+async def http_latency(base_url: str, situation: Situation) -> dict[str, float]:
+    """p50/p99 and throughput of raw HTTP chat completions, CONCURRENCY clients in flight."""
+    body = request_body(situation)
     url, headers = base_url + "/chat/completions", {"Content-Type": "application/json"}
     latencies: list[float] = []
     remaining = HTTP_REQUESTS
