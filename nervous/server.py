@@ -49,6 +49,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """Stop a server process: SIGCONT (a frozen one cannot act on SIGTERM), SIGTERM, SIGKILL later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class EmbeddedServer:
     """One nats-server process with JetStream, owned by this object."""
 
@@ -128,14 +140,7 @@ class EmbeddedServer:
         proc, self.process = self.process, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # a frozen (SIGSTOPped) server cannot handle SIGTERM
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout_s)
         if proc.stderr:
             proc.stderr.close()
 

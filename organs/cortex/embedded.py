@@ -7,7 +7,6 @@ SIGKILL after a deadline). Usable as a sync or async context manager.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from nervous.server import free_port
+from nervous.server import free_port, stop_process
 
 
 class CortexServerError(RuntimeError):
@@ -83,13 +82,7 @@ class EmbeddedCortex:
         proc, self.process = self.process, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, timeout_s)
         if self._log is not None:
             self._log.close()
             self._log = None
