@@ -121,7 +121,7 @@ class ForkedProcess:
 
     def _exited(self) -> bool:
         if self._fd is None:
-            return not _alive(self.pid)
+            return not process_alive(self.pid)
         return bool(select.select([self._fd], [], [], 0)[0])
 
     def _reap(self) -> int:
@@ -145,7 +145,8 @@ class ForkedProcess:
         self._close_fd()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -163,7 +164,6 @@ class _ServerLink:
         self.replies: dict[int, dict[str, Any]] = {}
         self.cond = threading.Condition()
         self.closed = threading.Event()
-        self.pid = 0
         self.ready = threading.Event()
         self.reader = threading.Thread(target=self._read, name="forkserver-reader", daemon=True)
         self.reader.start()
@@ -193,8 +193,7 @@ class _ServerLink:
                             alive = True
                         else:
                             rid = int(msg["id"])
-                            if rid == -1:
-                                self.pid = int(msg["pid"])
+                            if rid == -1:  # preloaded: {"id": -1, "pid"}
                                 self.ready.set()
                                 alive = True
                             else:

@@ -284,8 +284,14 @@ class Supervisor:
         child = self.children[name]
         if child.handle is not None and child.state in (State.STARTING, State.RUNNING):
             child.killed_for = reason
+            self._kill_group(child)
+
+    def _kill_group(self, child: Child) -> None:
+        """SIGKILL a child's process group and everything left in its cgroup."""
+        if child.handle is not None:
             child.handle.signal(signal.SIGKILL)
-            self.cgroups.kill(name)
+        with contextlib.suppress(Exception):  # a group that vanished has nothing left to kill
+            self.cgroups.kill(child.spec.name)
 
     def stop_all(self) -> None:
         """Begin stopping: SIGTERM to each live child once its dependents are down; SIGKILL follows
@@ -327,10 +333,7 @@ class Supervisor:
         child.sigkill_sent = True
         child.sigkill_at = now
         child.term_sent = True
-        if child.handle is not None:
-            child.handle.signal(signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            self.cgroups.kill(child.spec.name)
+        self._kill_group(child)
 
     @property
     def stopped(self) -> bool:
@@ -340,10 +343,7 @@ class Supervisor:
     def close(self) -> None:
         """Kill whatever is left and remove every cgroup."""
         for child in self.children.values():
-            if child.handle is not None and child.handle.poll() is None:
-                child.handle.signal(signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                self.cgroups.kill(child.spec.name)
+            self._kill_group(child)
         self.cgroups.close()
 
     # -- the state machine ------------------------------------------------------------------------
@@ -382,7 +382,7 @@ class Supervisor:
                     self._exited(child, code, now)
                     self._take_down_dependents(child)
                     if child.taken_down:
-                        self._wait_for_parent(child, now)
+                        self._wait_for_parent(child)
                         continue
                     child.failed_starts += 1
                     if child.failed_starts > cfg.start_retries:
@@ -400,7 +400,7 @@ class Supervisor:
                     reason = self._exited(child, code, now)
                     self._take_down_dependents(child)
                     if child.taken_down or (parent is not None and not self.up(parent.spec.name)):
-                        self._wait_for_parent(child, now)
+                        self._wait_for_parent(child)
                         continue
                     child.restart_times.append(now)
                     while child.restart_times and now - child.restart_times[0] > cfg.restart_period_s:
@@ -428,8 +428,7 @@ class Supervisor:
             elif state == State.STOPPING:
                 if code is not None:
                     self._exited(child, code, now, "stop")
-                    with contextlib.suppress(Exception):
-                        self.cgroups.kill(child.spec.name)
+                    self.cgroups_safe_kill(child.spec.name)
                     self._move(child, State.STOPPED, f"exit {code}")
                 elif child.sigkill_sent and now - child.sigkill_at >= cfg.kill_grace_s:
                     log.error("%s: no exit seen %.1f s after SIGKILL (pid %s): given up as lost",
@@ -450,13 +449,10 @@ class Supervisor:
             if dep.state == State.STOPPING:
                 continue
             dep.taken_down = True
-            if dep.handle is not None and not dep.killed_for:
-                dep.killed_for = f"{child.spec.name} exit"
-                dep.handle.signal(signal.SIGKILL)
-                with contextlib.suppress(Exception):
-                    self.cgroups.kill(dep.spec.name)
+            if not dep.killed_for:
+                self.kill(dep.spec.name, f"{child.spec.name} exit")
 
-    def _wait_for_parent(self, child: Child, now: float) -> None:
+    def _wait_for_parent(self, child: Child) -> None:
         child.taken_down = False
         self._move(child, State.WAITING, f"waiting for {child.spec.depends_on}")
 

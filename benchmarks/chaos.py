@@ -37,30 +37,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents.forkserver import process_alive as alive
 from agents.organism import Organism, OrganismConfig
+from benchmarks import hostile
 from nervous.server import EmbeddedServer
 
 RECOVERY_BOUND_S = 30.0
 """A recovery that takes longer than this counts as a hang."""
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 async def wait_for(check: Callable[[], bool], bound: float = RECOVERY_BOUND_S) -> bool:
-    """Poll check() every 5 ms; False when it did not hold within bound seconds."""
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > bound:
-            return False
-        await asyncio.sleep(0.005)
-    return True
+    """check() held within bound seconds (polled every 10 ms)."""
+    return await hostile.wait_for(check, bound)
 
 
 class Chaos:
@@ -186,8 +174,6 @@ class Chaos:
 
 async def fuzz_services(n: int) -> dict[str, Any]:
     """n hostile payloads at every bus service (``benchmarks.hostile``), compacted per service."""
-    from benchmarks import hostile
-
     result = await hostile.main(n)
     keys = ("sent", "error_replies", "unnamed_errors", "no_reply", "bad_expected", "bad_counted",
             "slow_consumer_disconnects", "ok")

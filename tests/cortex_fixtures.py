@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -128,16 +127,6 @@ def completion(tool_calls: list[tuple[str, str]] | None, content: str | None = N
         "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
-
-
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    """Wait until condition() holds (polling the event loop), or fail after a generous timeout."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 async def scripted(handler: Handler) -> AsyncIterator[ScriptedServer]:

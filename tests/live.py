@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,24 +11,16 @@ from agents.organism import OrganismConfig
 from agents.supervisor import SupervisorConfig
 
 
-async def until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until check() holds; fails naming what after timeout."""
+async def until(check: Callable[[], object], timeout: float = 20.0,
+                what: str | Callable[[], object] = "condition") -> float:
+    """Seconds until check() holds; fails naming what (or what() when callable) after timeout."""
     t0 = time.monotonic()
     while not check():
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+            awaited = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {awaited}")
+        await asyncio.sleep(0.01)
     return time.monotonic() - t0
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (ProcessLookupError, OSError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def organism_config(tmp_path: Path, npcs: int, **supervisor: float) -> OrganismConfig:

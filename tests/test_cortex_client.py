@@ -16,7 +16,8 @@ from organs.cortex.client import CortexClient
 from organs.cortex.tools import AnswerLock, Wait
 from organs.escalation import Escalation, Outcome, should_escalate
 from tests import cortex_fixtures
-from tests.cortex_fixtures import ScriptedServer, completion, situation_on, wait_for
+from tests.cortex_fixtures import ScriptedServer, completion, situation_on
+from tests.live import until
 
 cortex = pytest.fixture(scope="module")(cortex_fixtures.embedded_cortex)
 WAIT_ANSWER = completion([("wait", '{"ticks": 1}')])
@@ -120,7 +121,7 @@ async def test_priority_queue_serves_highest_first_fifo_within_a_priority() -> N
             npc: asyncio.create_task(client.escalate(escalation(npc=npc, priority=p)))
             for npc, p in priorities.items()
         }
-        await wait_for(lambda: client.pending == len(priorities))
+        await until(lambda: client.pending == len(priorities))
         release.set()
         results = {npc: await asyncio.wait_for(task, 30) for npc, task in tasks.items()}
         await asyncio.wait_for(first, 30)
@@ -140,7 +141,7 @@ async def test_stale_requests_are_dropped_and_counted() -> None:
         await asyncio.wait_for(holding.wait(), 30)
         stale = asyncio.create_task(client.escalate(escalation(npc=1, priority=10, deadline=clock.now + 1)))
         fresh = asyncio.create_task(client.escalate(escalation(npc=2, priority=0, deadline=clock.now + 100)))
-        await wait_for(lambda: client.pending == 2)
+        await until(lambda: client.pending == 2)
         clock.now += 5  # the first request took too long for npc 1's deadline
         release.set()
         stale_result, fresh_result = await asyncio.wait_for(asyncio.gather(stale, fresh), 30)
@@ -159,7 +160,7 @@ async def test_full_queue_rejects_at_once() -> None:
         first = asyncio.create_task(client.escalate(escalation(npc=0)))
         await asyncio.wait_for(holding.wait(), 30)
         queued = asyncio.create_task(client.escalate(escalation(npc=1)))
-        await wait_for(lambda: client.pending == 1)
+        await until(lambda: client.pending == 1)
         rejected = await asyncio.wait_for(client.escalate(escalation(npc=2)), 30)
         release.set()
         await asyncio.wait_for(asyncio.gather(first, queued), 30)

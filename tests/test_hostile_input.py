@@ -41,25 +41,13 @@ from nervous.messages import (
     encode,
 )
 from nervous.server import EmbeddedServer
+from tests.live import until
 from tests.nervous_senses import senses
 from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 from world.tiles import Action as Act
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000
-
-
-async def until(condition, timeout: float = 20.0, what: object = "condition") -> None:
-    """Poll until condition() holds; fail naming what was awaited after a generous timeout."""
-
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-
-    try:
-        await asyncio.wait_for(poll(), timeout)
-    except TimeoutError:
-        pytest.fail(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
 
 
 def cell_request(m: int = 4, tick: int = 1) -> CellRequest:

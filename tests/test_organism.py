@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from agents.cgroups import v1_mounts
+from agents.forkserver import process_alive as _alive
 from agents.organism import Organism
 from agents.supervisor import State
 from nervous import subjects
 from nervous.messages import Allocation, Command
-from tests.live import alive as _alive
 from tests.live import organism_config as _config
 from tests.live import until
 

@@ -22,12 +22,13 @@ import pytest
 import agents.organism
 from agents.cgroups import v1_mounts
 from agents.forkserver import ForkServer
+from agents.forkserver import process_alive as alive
 from agents.organism import Organism
 from agents.supervisor import State
 from nervous import subjects
 from nervous.messages import WaveBatch
 from nervous.server import EmbeddedServer
-from tests.live import alive, organism_config, until
+from tests.live import organism_config, until
 from tests.test_cell_service import math_request
 
 CAPPED = "cpu" in v1_mounts() and os.geteuid() == 0
