@@ -8,16 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from world import stage_config
+from world.rollout import BASELINE_SUCCESS
 
-#: Success of the scripted baselines per stage, 200 episodes each (the table in `world/env.py`'s docstring).
-BASELINE_SUCCESS: dict[int, dict[str, float]] = {
-    0: {"heuristic": 0.960, "random": 0.003},
-    1: {"heuristic": 0.740, "random": 0.000},
-    2: {"heuristic": 0.734, "random": 0.004},
-    3: {"heuristic": 0.604, "random": 0.001},
-    4: {"heuristic": 0.107, "random": 0.001},
-    5: {"heuristic": 0.236, "random": 0.000},
-}
 #: Width of the label column of the "next:" lines.
 LABEL = 17
 
