@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from organs.cortex.tools import TOOLS
+
 
 @dataclass
 class CortexConfig:
@@ -65,8 +67,10 @@ class CortexConfig:
             raise ValueError(f"cortex.base_url={self.base_url!r}: must start with http:// or https://")
         if not self.model:
             raise ValueError("cortex.model='': must name the served model")
-        if not self.tool_choice:
-            raise ValueError("cortex.tool_choice='': must be auto, required or a tool name")
+        if self.tool_choice not in ("auto", "required") and self.tool_choice not in TOOLS:
+            raise ValueError(
+                f"cortex.tool_choice={self.tool_choice!r}: must be auto, required or one of {sorted(TOOLS)}"
+            )
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import openai
 
 from organs.boundary.schema import encode_call
 from organs.config import CortexConfig
-from organs.cortex.tools import TOOL_DECLARATIONS, TOOLS, InvalidAnswer, PlanCall, parse_answer
+from organs.cortex.tools import TOOL_DECLARATIONS, InvalidAnswer, PlanCall, parse_answer
 from organs.escalation import Escalation, EscalationResult, Outcome
 
 from .breaker import BreakerState, CircuitBreaker
@@ -60,10 +60,6 @@ class CortexClient:
         url = base_url or config.base_url
         if url is None:
             raise ValueError("cortex.base_url: None; start an EmbeddedCortex and pass its base_url")
-        if config.tool_choice not in ("auto", "required") and config.tool_choice not in TOOLS:
-            raise ValueError(
-                f"cortex.tool_choice={config.tool_choice!r}: must be auto, required or one of {sorted(TOOLS)}"
-            )
         self.config, self.base_url, self.clock = config, url, clock
         self.rng = rng or random.Random()
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s, clock)
