@@ -110,6 +110,7 @@ class WorldServer:
         self.n_latency = 0
         self.overruns = 0
         self.bad_actions = 0
+        self.bad_states = 0
         self._due_left = 0
         self._all_in = asyncio.Event()
         self._subs: list[Any] = []
@@ -154,10 +155,12 @@ class WorldServer:
             self.bad_actions += 1
 
     def _on_state(self, msg: NpcState, raw: Any) -> None:
-        if msg.npc < self.config.n_npcs:
-            self.rate[msg.npc] = msg.tick_rate
-            self.cpu_use[msg.npc] = msg.cpu_use
-            self.lag_ms_max[msg.npc] = max(self.lag_ms_max[msg.npc], msg.lag_ms)
+        if msg.npc >= self.config.n_npcs:  # a state for an NPC this world does not have: counted
+            self.bad_states += 1
+            return
+        self.rate[msg.npc] = msg.tick_rate
+        self.cpu_use[msg.npc] = msg.cpu_use
+        self.lag_ms_max[msg.npc] = max(self.lag_ms_max[msg.npc], msg.lag_ms)
 
     def _is_due(self, i: int) -> bool:
         if self.last_acted[i] < 0:

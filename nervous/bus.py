@@ -252,8 +252,9 @@ class Bus:
 
     async def reject(self, raw: Msg, exc: MessageError) -> None:
         """Count a bad message and answer it with a CellError when it carried a reply inbox."""
-        self.bad_messages[raw.subject] += 1
-        log.warning("%s", exc)
+        n = self.bad_messages[raw.subject] = self.bad_messages[raw.subject] + 1
+        if n <= 10 or n % 1000 == 0:  # under attack: the first ten, then every thousandth
+            log.warning("%s (%d bad on this subject)", exc, n)
         if raw.reply:
             await self.nc.publish(raw.reply, encode(CellError(error=str(exc), field=exc.field)))
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import numpy as np
 
-from world.tiles import NUM_ACTIONS, PROPRIO_SIZE
+from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
 
 SCHEMA_VERSION = 1
 #: Default upper bound on a decoded payload; services may pass their own.
@@ -255,6 +255,8 @@ class Observation(Message, tag="observation"):
         super().__post_init__()
         if len(self.view) != self.side * self.side:
             raise ValueError(f"view has {len(self.view)} bytes, expected side*side - at `$.view`")
+        if max(self.view) >= NUM_CODES:  # the NPC's cells and brain index tables by tile code
+            raise ValueError(f"view holds tile code {max(self.view)}, not a world.tiles.Tile - at `$.view`")
         if len(self.proprio) % 4:
             raise ValueError("proprio is not whole float32 values - at `$.proprio`")
         if len(self.proprio) < 4 * PROPRIO_SIZE:

@@ -1,6 +1,7 @@
 """The bus against real nats-servers: pub/sub, request/reply, failures and JetStream."""
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -153,3 +154,18 @@ async def test_jetstream_deduplicates_by_msg_id(bus: Bus) -> None:
 
 def gate() -> GateEvent:
     return GateEvent(npc=1, tick=1, region=Region.MATH, open=True, confidence=0.8)
+
+
+async def test_a_flood_of_bad_messages_is_all_counted_but_logged_only_now_and_then(bus: Bus, caplog) -> None:
+    subject = "dev.test.flood.bad"
+    await bus.subscribe(subject, Wave, lambda msg, raw: None)
+    with caplog.at_level(logging.WARNING, logger="nervous.bus"):
+        for _ in range(1500):
+            await bus.nc.publish(subject, b"\x00garbage")
+        await bus.flush()
+        for _ in range(200):
+            if bus.bad_messages[subject] == 1500:
+                break
+            await asyncio.sleep(0.02)
+    assert bus.bad_messages[subject] == 1500
+    assert len([r for r in caplog.records if subject in r.getMessage()]) == 11  # the first ten, the 1000th

@@ -147,3 +147,12 @@ def test_observation_proprio_must_hold_the_whole_contract():
     fields[fields.index(obs.proprio)] = bytes(40)  # 10 floats of the 20
     with pytest.raises(MessageError, match="proprio"):
         decode(msgspec.msgpack.encode(fields), Observation, "dev.npc.0.obs")
+
+
+def test_an_observation_holding_a_tile_code_the_world_does_not_have_is_refused() -> None:
+    """A hostile observation must not reach an NPC's cells (they index tables by tile code)."""
+    good = Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0)
+    bad = encode(good).replace(bytes(9), bytes(8) + b"\xc8")  # code 200 in the last cell
+    with pytest.raises(MessageError) as err:
+        decode(bad, Observation, "dev.npc.0.obs")
+    assert err.value.field == "view" and "200" in str(err.value)

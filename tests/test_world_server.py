@@ -139,3 +139,15 @@ async def test_each_fresh_action_is_charged_as_a_brain_call(bus):
     spent = before - server.world.lifeforce[0]
     assert spent[0] - spent[1] == pytest.approx(0.1, abs=1e-5)
     await server.stop()
+
+
+async def test_a_state_report_for_an_unknown_npc_is_counted_not_applied(bus):
+    from nervous.messages import NpcState
+
+    server = await make_server(bus)
+    report = dict(tick=0, lifeforce=0.5, battery=0.5, reward_rate=0.0, tick_rate=5, cpu_use=0.1)
+    await bus.publish(subjects.npc_state(1), NpcState(npc=9, **report))
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, **report))
+    await settle(bus, lambda: server.bad_states == 1 and server.rate[1] == 5)
+    assert server.rate[0] == 20.0
+    await server.stop()
