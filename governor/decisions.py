@@ -17,8 +17,6 @@ from nervous.messages import REGIONS, Allocation
 
 #: Quota changes smaller than this (percent of a core) do not count as a changed decision.
 QUOTA_TOLERANCE = 0.5
-#: Fraction of the budget kept back when scaling, so rounding never lands a sum above the budget.
-_SAFETY = 1e-9
 
 
 def fit_to_budget(quota: np.ndarray, budget_cores: float, min_quota: float) -> np.ndarray:
@@ -26,7 +24,7 @@ def fit_to_budget(quota: np.ndarray, budget_cores: float, min_quota: float) -> n
     min_quota is scaled down by one common factor, so none falls below min_quota (nor starts below it)."""
     quota = np.maximum(np.asarray(quota, dtype=np.float64), min_quota)
     budget = 100.0 * budget_cores
-    floor = min_quota * quota.size
+    floor = float(np.full(quota.size, min_quota).sum())  # summed as the result is: equal when all are minimal
     if floor > budget:
         raise ValueError(
             f"governor.cpu_budget={budget_cores!r}: {quota.size} NPCs at governor.min_quota={min_quota:g} % "
@@ -35,8 +33,9 @@ def fit_to_budget(quota: np.ndarray, budget_cores: float, min_quota: float) -> n
     if quota.size == 0 or quota.sum() <= budget:
         return quota
     above = quota - min_quota
-    scale = (budget - floor) / above.sum() * (1.0 - _SAFETY)
-    return min_quota + above * scale
+    # keep back a few rounding errors' worth, so the sum of the rounded quotas never lands above the budget
+    slack = max(0.0, budget - floor - 4.0 * (quota.size + 1) * np.finfo(np.float64).eps * budget)
+    return min_quota + above * (slack / above.sum())
 
 
 @dataclass
