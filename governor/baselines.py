@@ -1,0 +1,231 @@
+"""The hand-written governors a learned one must beat: fixed, heuristic and budget, batched over NPCs.
+
+Each is ``decide(features, context) -> Decisions`` over the array of ``governor.inputs``. All three
+give a CPU quota that follows the tick rate (``max_quota * rate / fastest rate``, at least
+``min_quota``) and then fit the quotas of the living NPCs into ``cpu_budget`` (``fit_to_budget``);
+dead NPCs get the slowest rate, no quota, closed gates and priority 0.
+
+- ``FixedGovernor``: today's behaviour. Every NPC at the fastest tick rate (20 Hz) with a full quota
+  (scaled down to the budget); a gate is open where a collapse event of at least ``gate_threshold``
+  is held; every NPC has LLM priority 5.
+- ``HeuristicGovernor``: hand rules. *Urgent* (in danger: hazard wave or collapse of at least
+  ``danger_confidence``; or lifeforce or battery below ``low_lifeforce``) -> the fastest rate;
+  *idle and safe* (not urgent, no collapse held, reward rate at most ``idle_reward_rate``) ->
+  ``idle_tick_rate``; otherwise ``calm_tick_rate``. Gates open only on ``help_regions`` (regions the
+  cortex can help with: lock arithmetic) with a collapse of at least ``gate_threshold``. Priority is
+  ``round(10 * urgency)``, urgency being the danger confidence (when in danger) or the need
+  ``(low_lifeforce - reserve) / low_lifeforce``, whichever is larger.
+- ``BudgetGovernor``: Unreal Engine's Animation Budget Allocator, a frame being one world tick. Each
+  NPC has a *significance* in 0..1 (the mean of its danger, ``1 - min(lifeforce, battery)``, its
+  strongest held collapse and its override rate) and an estimated *work unit* (CPU ms per brain call:
+  its measured ``cpu_use / tick_rate``, smoothed at ``work_unit_smoothing_speed``, starting at
+  ``initial_estimated_work_unit_time_ms``). Every NPC gets at least the slowest rate that calls its
+  brain every ``max_tick_rate`` world ticks; the rest of ``budget_in_ms`` (CPU ms per world tick) buys
+  faster rates in significance order, fastest level first: the most significant NPCs tick fastest and
+  the rest are throttled. An NPC whose rate changed less than ``state_change_throttle_in_frames`` world
+  ticks ago keeps it (and its cost). Gates as ``fixed``; priority ``round(10 * significance)``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from governor.config import KINDS, WORLD_HZ, GovernorConfig
+from governor.decisions import Decisions, fit_to_budget
+from governor.inputs import (
+    ALIVE,
+    BATTERY,
+    COLLAPSE,
+    CPU_USE,
+    LIFEFORCE,
+    NUM_FEATURES,
+    OVERRIDE_RATE,
+    REWARD_RATE,
+    TICK_RATE,
+    WAVE,
+    GlobalContext,
+    region_column,
+)
+from nervous.messages import REGIONS, Region
+
+_NEVER = np.iinfo(np.int64).min // 2
+
+
+class Governor(Protocol):
+    """Anything that turns the inputs array into decisions."""
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        """Decisions for every NPC row of features at context.tick."""
+        ...
+
+
+def _check_features(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[1] != NUM_FEATURES:
+        raise ValueError(f"features: shape {features.shape}, expected (N, {NUM_FEATURES})")
+    return features
+
+
+def _danger(features: np.ndarray) -> np.ndarray:
+    """Hazard confidence per NPC: the larger of its hazard wave and held hazard collapse."""
+    return np.maximum(features[:, region_column(WAVE, Region.HAZARD)],
+                      features[:, region_column(COLLAPSE, Region.HAZARD)])
+
+
+def _threshold_gates(features: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [N, R]: a collapse event of at least threshold is held on the region."""
+    collapse = features[:, COLLAPSE]
+    return (collapse > 0.0) & (collapse >= threshold)
+
+
+def _finish(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
+            priority: np.ndarray) -> Decisions:
+    """Decisions with quotas following the rates, fitted to the budget, and dead rows cleared."""
+    alive = features[:, ALIVE] > 0.5
+    fastest = max(config.tick_rates)
+    rate = np.where(alive, rate, min(config.tick_rates)).astype(np.int64)
+    quota = np.clip(config.max_quota * rate / fastest, config.min_quota, config.max_quota)
+    quota = np.where(alive, quota, 0.0)
+    quota[alive] = fit_to_budget(quota[alive], config.cpu_budget, config.min_quota)
+    return Decisions(
+        tick_rate=rate,
+        cpu_quota=quota,
+        gates=gates & alive[:, None],
+        llm_priority=np.where(alive, np.clip(np.rint(priority), 0, 10), 0).astype(np.int64),
+        alive=alive,
+    )
+
+
+class FixedGovernor:
+    """Today's behaviour: fastest rate, full quota within the budget, gates by threshold, priority 5."""
+
+    LLM_PRIORITY = 5
+
+    def __init__(self, config: GovernorConfig) -> None:
+        self.config = config
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        """Decisions for every NPC row of features."""
+        features = _check_features(features)
+        n = len(features)
+        rate = np.full(n, max(self.config.tick_rates), dtype=np.int64)
+        gates = _threshold_gates(features, self.config.gate_threshold)
+        return _finish(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY))
+
+
+class HeuristicGovernor:
+    """Hand rules: urgent NPCs fast, idle safe ones slow, gates on regions the cortex helps with."""
+
+    def __init__(self, config: GovernorConfig) -> None:
+        self.config = config
+        self.help = np.array([r.value in config.help_regions for r in REGIONS], dtype=bool)
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        """Decisions for every NPC row of features."""
+        c = self.config
+        features = _check_features(features)
+        danger = _danger(features)
+        in_danger = danger >= c.danger_confidence
+        reserve = np.minimum(features[:, LIFEFORCE], features[:, BATTERY])
+        need = np.clip((c.low_lifeforce - reserve) / max(c.low_lifeforce, 1e-9), 0.0, 1.0)
+        urgent = in_danger | (need > 0.0)
+        collapse_held = np.any(features[:, COLLAPSE] > 0.0, axis=1)
+        idle = ~urgent & ~collapse_held & (features[:, REWARD_RATE] <= c.idle_reward_rate)
+        rate = np.where(urgent, max(c.tick_rates), np.where(idle, c.idle_tick_rate, c.calm_tick_rate))
+        gates = _threshold_gates(features, c.gate_threshold) & self.help
+        urgency = np.maximum(np.where(in_danger, danger, 0.0), need)
+        return _finish(c, features, rate, gates, 10.0 * urgency)
+
+
+class BudgetGovernor:
+    """Unreal Engine's Animation Budget Allocator: by significance, within budget_in_ms per world tick."""
+
+    def __init__(self, config: GovernorConfig) -> None:
+        self.config = config
+        self.rates = np.array(config.budget_rates(), dtype=np.int64)
+        self.rate = np.zeros(0, dtype=np.int64)
+        """Tick rate decided last per NPC (0: none yet, or dead since)."""
+        self.changed_tick = np.zeros(0, dtype=np.int64)
+        """World tick of each NPC's last rate change."""
+        self.work_ms = np.zeros(0, dtype=np.float64)
+        """Estimated CPU ms of one brain call per NPC (UE's smoothed work unit)."""
+
+    def _resize(self, n: int) -> None:
+        if len(self.rate) != n:
+            self.rate = np.zeros(n, dtype=np.int64)
+            self.changed_tick = np.full(n, _NEVER, dtype=np.int64)
+            self.work_ms = np.full(n, self.config.initial_estimated_work_unit_time_ms, dtype=np.float64)
+
+    def significance(self, features: np.ndarray) -> np.ndarray:
+        """float [N] in 0..1: mean of danger, 1 - reserve, strongest held collapse and override rate."""
+        reserve = np.minimum(features[:, LIFEFORCE], features[:, BATTERY])
+        strongest_collapse = features[:, COLLAPSE].max(axis=1)
+        parts = (_danger(features), 1.0 - reserve, strongest_collapse, features[:, OVERRIDE_RATE])
+        return np.clip(np.mean(parts, axis=0), 0.0, 1.0)
+
+    def _update_work(self, features: np.ndarray, alive: np.ndarray) -> None:
+        """Move each work unit towards the measured CPU ms per brain call (UE's FInterpTo)."""
+        c = self.config
+        measured_rows = alive & (features[:, CPU_USE] > 0.0) & (features[:, TICK_RATE] > 0.0)
+        measured = 1000.0 * features[:, CPU_USE] / np.maximum(features[:, TICK_RATE], 1.0)
+        step = min(1.0, c.work_unit_smoothing_speed / c.governor_hz)
+        self.work_ms = np.where(measured_rows, self.work_ms + (measured - self.work_ms) * step, self.work_ms)
+        self.work_ms[~alive] = c.initial_estimated_work_unit_time_ms
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        """Decisions for every NPC row of features at context.tick (remembers rates for the throttle)."""
+        c = self.config
+        features = _check_features(features)
+        n = len(features)
+        self._resize(n)
+        alive = features[:, ALIVE] > 0.5
+        self._update_work(features, alive)
+        significance = self.significance(features)
+        slowest = int(self.rates[0])
+
+        # --- throttled NPCs keep their rate and its cost ------------------------------------------
+        recent = context.tick - self.changed_tick < c.state_change_throttle_in_frames
+        locked = alive & (self.rate > 0) & recent
+        rate = np.where(locked, self.rate, slowest).astype(np.int64)
+        free = alive & ~locked
+        remaining = c.budget_in_ms - float(np.sum((self.work_ms * rate / WORLD_HZ)[alive]))
+
+        # --- the rest of the budget buys faster rates, most significant first --------------------
+        candidates = np.flatnonzero(free)
+        order = candidates[np.argsort(-significance[candidates], kind="stable")]
+        for level in self.rates[:0:-1].tolist():  # fastest first; everyone already has the slowest
+            extra = np.cumsum(self.work_ms[order] * (level - slowest) / WORLD_HZ)
+            bought = int(np.searchsorted(extra, remaining, side="right"))
+            if bought:
+                rate[order[:bought]] = level
+                remaining -= float(extra[bought - 1])
+                order = order[bought:]
+
+        # --- remember changes for the throttle ---------------------------------------------------
+        changed = alive & (rate != self.rate)
+        self.changed_tick[changed] = context.tick
+        self.rate = np.where(alive, rate, 0)
+        gates = _threshold_gates(features, c.gate_threshold)
+        return _finish(c, features, rate, gates, 10.0 * significance)
+
+
+GOVERNORS: dict[str, type[FixedGovernor] | type[HeuristicGovernor] | type[BudgetGovernor]] = {
+    "fixed": FixedGovernor,
+    "heuristic": HeuristicGovernor,
+    "budget": BudgetGovernor,
+}
+
+
+def make_governor(config: GovernorConfig) -> Governor:
+    """The governor config.kind names."""
+    if config.kind == "learned":
+        raise NotImplementedError(
+            f"governor.kind='learned': not built yet (a later increment of issue 16); "
+            f"choose one of {', '.join(GOVERNORS)}"
+        )
+    cls = GOVERNORS.get(config.kind)
+    if cls is None:
+        raise ValueError(f"governor.kind={config.kind!r}: no such governor; choose one of {', '.join(KINDS)}")
+    return cls(config)

@@ -1,0 +1,147 @@
+"""GovernorConfig: which governor decides, how often, within which CPU budget, with its parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import NoReturn
+
+from nervous.messages import REGIONS
+
+#: World ticks per second (DESIGN: one world tick is 1/20 s); every tick rate divides it.
+WORLD_HZ = 20
+#: The governors that exist (``learned`` comes in a later increment).
+KINDS = ("fixed", "heuristic", "budget", "learned")
+#: Bounds of a CPU quota in percent of one core (``nervous.messages.CpuQuota``).
+QUOTA_RANGE = (5.0, 100.0)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class GovernorConfig:
+    """The thalamus governor: its kind, cadence, CPU budget, and each baseline's parameters."""
+
+    kind: str = "fixed"
+    """Which governor decides: fixed, heuristic, budget or learned."""
+    governor_hz: float = 2.0
+    """Governor ticks (decisions for all NPCs) per second."""
+    tick_rates: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20])
+    """Brain tick rates a governor may choose, in Hz; each divides the 20 Hz world clock."""
+    cpu_budget: float = 2.0
+    """Machine CPU budget in cores: the quotas of all living NPCs sum to at most 100 * cpu_budget %."""
+    min_quota: float = 5.0
+    """Smallest CPU quota of a living NPC, in percent of one core (5..100)."""
+    max_quota: float = 100.0
+    """Largest CPU quota of one NPC, in percent of one core (min_quota..100)."""
+    gate_threshold: float = 0.75
+    """Collapse confidence at or above which a gate may open (fixed and budget: opens every such region)."""
+    collapse_hold_ticks: int = 10
+    """World ticks a collapse event stays in the inputs after it fired (10: one 2 Hz governor period)."""
+
+    # --- heuristic -------------------------------------------------------------------------------
+    help_regions: list[str] = field(default_factory=lambda: ["math"])
+    """Regions the cortex helps with (math: lock arithmetic); heuristic gates open only on these."""
+    low_lifeforce: float = 0.3
+    """Lifeforce or battery below this makes an NPC urgent: fastest tick rate, priority by need."""
+    danger_confidence: float = 0.5
+    """Hazard wave or collapse confidence at or above which an NPC is in danger: fastest tick rate."""
+    idle_reward_rate: float = 0.0
+    """Reward rate at or below which a safe NPC with no collapse event is idle: idle_tick_rate."""
+    idle_tick_rate: int = 1
+    """Tick rate of an idle, safe NPC (one of tick_rates)."""
+    calm_tick_rate: int = 5
+    """Tick rate of an NPC neither urgent nor idle (one of tick_rates)."""
+
+    # --- budget: Unreal Engine's AnimationBudgetAllocatorParameters, a frame being one world tick ----
+    budget_in_ms: float = 20.0
+    """UE BudgetInMs: CPU milliseconds of brain work per world tick (x20 per second) shared by all NPCs."""
+    max_tick_rate: int = 20
+    """UE MaxTickRate: the most world ticks between two brain calls of a throttled NPC (20: 1 Hz)."""
+    state_change_throttle_in_frames: int = 30
+    """UE StateChangeThrottleInFrames: world ticks an NPC keeps a tick rate before it may change (1..128)."""
+    initial_estimated_work_unit_time_ms: float = 2.0
+    """UE InitialEstimatedWorkUnitTimeMs: CPU ms of one brain call until the NPC's CPU use is measured."""
+    work_unit_smoothing_speed: float = 5.0
+    """UE WorkUnitSmoothingSpeed: per second, how fast the estimated work unit follows the measured one."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            self._fail("kind", f"no such governor; choose one of {', '.join(KINDS)}")
+        for name in ("governor_hz", "cpu_budget", "budget_in_ms", "initial_estimated_work_unit_time_ms"):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                self._fail(name, "must be > 0")
+        if not _is_number(self.work_unit_smoothing_speed) or not self.work_unit_smoothing_speed > 0.1:
+            self._fail("work_unit_smoothing_speed", "must be > 0.1")
+        self._check_tick_rates()
+        low, high = QUOTA_RANGE
+        if not _is_number(self.min_quota) or not low <= self.min_quota <= high:
+            self._fail("min_quota", f"must be in {low:g}..{high:g} (% of a core)")
+        if not _is_number(self.max_quota) or not self.min_quota <= self.max_quota <= high:
+            self._fail("max_quota", f"must be in governor.min_quota..{high:g} (% of a core)")
+        for name in ("gate_threshold", "low_lifeforce", "danger_confidence"):
+            if not _is_number(getattr(self, name)) or not 0.0 <= getattr(self, name) <= 1.0:
+                self._fail(name, "must be in 0..1")
+        if not _is_number(self.idle_reward_rate):
+            self._fail("idle_reward_rate", "must be a number")
+        if not _is_int(self.collapse_hold_ticks) or self.collapse_hold_ticks < 1:
+            self._fail("collapse_hold_ticks", "must be an integer >= 1")
+        names = [r.value for r in REGIONS]
+        bad = [r for r in self.help_regions if r not in names]
+        if bad:
+            self._fail("help_regions", f"{bad[0]!r} is no region; choose from {', '.join(names)}")
+        self._check_budget_allocator()
+
+    def _fail(self, name: str, rule: str) -> NoReturn:
+        """Raise the one-line error naming a field, its value and the rule it breaks."""
+        value = getattr(self, name)
+        shown = list(value) if isinstance(value, list | tuple) else value  # a ListConfig shows as a list
+        raise ValueError(f"governor.{name}={shown!r}: {rule}")
+
+    def _check_tick_rates(self) -> None:
+        rates = list(self.tick_rates)
+        if not rates:
+            self._fail("tick_rates", "must name at least one tick rate")
+        for rate in rates:
+            if not _is_int(rate) or not 1 <= rate <= WORLD_HZ:
+                self._fail("tick_rates", f"{rate!r} is not an integer in 1..{WORLD_HZ}")
+            if WORLD_HZ % rate:
+                self._fail("tick_rates", f"{rate} Hz does not divide the {WORLD_HZ} Hz world clock")
+        if len(set(rates)) != len(rates):
+            self._fail("tick_rates", "a tick rate is named twice")
+        for name in ("idle_tick_rate", "calm_tick_rate"):
+            if getattr(self, name) not in rates:
+                self._fail(name, f"must be one of governor.tick_rates {rates}")
+
+    def _check_budget_allocator(self) -> None:
+        throttle = self.state_change_throttle_in_frames
+        if not _is_int(throttle) or not 1 <= throttle <= 128:
+            self._fail("state_change_throttle_in_frames", "must be an integer in 1..128 (world ticks)")
+        if not _is_int(self.max_tick_rate) or self.max_tick_rate < 1:
+            self._fail("max_tick_rate", "must be an integer >= 1 (world ticks)")
+        if not self.budget_rates():
+            self._fail("max_tick_rate", f"no tick rate of {list(self.tick_rates)} calls the brain at least "
+                       f"every {self.max_tick_rate} world ticks")
+
+    def budget_rates(self) -> list[int]:
+        """The tick rates the budget allocator may use: those at most max_tick_rate world ticks apart."""
+        return sorted(r for r in self.tick_rates if WORLD_HZ // r <= self.max_tick_rate)
+
+    def check_npcs(self, num_npcs: int) -> None:
+        """Raise ValueError naming governor.cpu_budget when num_npcs minimum quotas do not fit in it."""
+        need = num_npcs * self.min_quota / 100.0
+        if need > self.cpu_budget:
+            raise ValueError(
+                f"governor.cpu_budget={self.cpu_budget!r}: {num_npcs} NPCs at governor.min_quota="
+                f"{self.min_quota:g} % need at least {need:g} cores"
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The names of all fields, in order."""
+        return tuple(f.name for f in fields(cls))
