@@ -39,3 +39,4 @@ def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
     run = compose_run("cortex.base_url=http://theia:31000/v1", "cortex.priority_scheduling=true")
     assert run.cortex.base_url == "http://theia:31000/v1" and run.cortex.priority_scheduling
     assert compose_run().cortex.base_url is None  # the embedded planner server by default
+

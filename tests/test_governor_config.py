@@ -25,9 +25,10 @@ def test_yaml_mirrors_the_dataclass(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_yaml_composes_against_the_schema(kind: str) -> None:
     from hydra import compose, initialize_config_module
-    from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(group="governor", name="schema", node=GovernorConfig)
+    from train.config import register_configs
+
+    register_configs()
     with initialize_config_module("conf", version_base="1.3"):
         cfg = compose(f"governor/{kind}", overrides=["governor.cpu_budget=4.0"])
     config = OmegaConf.to_object(cfg.governor)
@@ -83,3 +84,9 @@ def test_budget_rates_respect_max_tick_rate() -> None:
     assert GovernorConfig(max_tick_rate=20).budget_rates() == [1, 2, 5, 10, 20]
     assert GovernorConfig(max_tick_rate=4).budget_rates() == [5, 10, 20]  # 5 Hz: every 4 world ticks
     assert GovernorConfig(max_tick_rate=1).budget_rates() == [20]
+
+
+def test_the_governor_group_composes_into_the_run_config(compose_run) -> None:
+    assert compose_run().governor.kind == "fixed"  # today's behaviour by default
+    run = compose_run("governor=budget", "governor.cpu_budget=1.5")
+    assert run.governor.kind == "budget" and run.governor.cpu_budget == 1.5

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from agents.brain import BrainConfig
 from agents.organism import OrganismConfig
 from agents.ppo import PPOConfig
+from governor.config import GovernorConfig
 from nervous.config import NervousConfig
 from organs.config import CortexConfig
 from world import CurriculumConfig, WorldConfig
@@ -106,6 +107,8 @@ class RunConfig:
     nervous: NervousConfig = field(default_factory=NervousConfig)
     """Cells (wave features in the observation), nerves (reflexes) and lifeforce costs."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    governor: GovernorConfig = field(default_factory=GovernorConfig)
+    """The thalamus governor: fixed, heuristic or budget (not yet used by a mode)."""
     cortex: CortexConfig = field(default_factory=CortexConfig)
     """The cortex client: the embedded planner server, or vLLM at cortex.base_url (not yet used by a mode)."""
     mode: str = "train"
@@ -149,6 +152,7 @@ def register_configs() -> None:
     cs.store(group="logger", name="schema", node=LoggerConfig)
     cs.store(group="runtime", name="schema", node=RuntimeConfig)
     cs.store(group="cortex", name="schema", node=CortexConfig)
+    cs.store(group="governor", name="schema", node=GovernorConfig)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:
