@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     overrides += [f"curriculum.stage_thresholds={{{pairs}}}", *args.overrides]
     with initialize_config_module("conf", version_base="1.3"):
         run = to_run_config(compose("config", overrides=overrides))
-    senses, reflex = build_nervous(run.nervous)
+    senses, reflex = build_nervous(run.nervous, run.governor)
     trainer = Trainer(run, senses=senses, reflex=reflex)
     out["cells"], out["nerves"] = run.nervous.cells, run.nervous.nerves.enabled
     stage_start = 0.0

@@ -81,11 +81,14 @@ class GlobalContext:
 class GovernorInputs:
     """Collects what the governor hears about N NPCs and writes it as one float32 array [N, F]."""
 
-    def __init__(self, config: GovernorConfig, npc_ids: Sequence[int]) -> None:
+    def __init__(self, config: GovernorConfig, npc_ids: Sequence[int], machines: int = 1) -> None:
         ids = [int(i) for i in npc_ids]
         if len(set(ids)) != len(ids):
             raise ValueError(f"npc_ids={ids!r}: an NPC id is named twice")
-        config.check_npcs(len(ids))
+        if machines < 1 or len(ids) % machines:
+            raise ValueError(f"machines={machines!r}: must be >= 1 and divide the {len(ids)} NPC slots")
+        config.check_npcs(len(ids) // machines)  # each machine (env) has its own CPU budget
+        self.machines = machines
         self.config = config
         self.npc_ids = tuple(ids)
         self.slot = {npc: i for i, npc in enumerate(ids)}
@@ -124,6 +127,34 @@ class GovernorInputs:
         self.collapse_tick[i] = _NEVER
         self.brain_call_tick[i] = _NEVER
         self.escalation_tick[i] = _NEVER
+
+    def observe_alive(self, alive: np.ndarray) -> None:
+        """Take who lives now, bool [N]: rows born or died since the last call are forgotten."""
+        alive = np.asarray(alive, dtype=bool)
+        changed = alive != self.alive
+        if changed.any():
+            rows = np.flatnonzero(changed)
+            self.state[rows] = 0.0
+            self.collapse_tick[rows] = _NEVER
+            self.brain_call_tick[rows] = _NEVER
+            self.escalation_tick[rows] = _NEVER
+            self.alive = alive.copy()
+
+    def forget_rows(self, rows: np.ndarray) -> None:
+        """Forget the memory of rows bool [N] (their episode restarted); they stay as alive as they were."""
+        rows = np.asarray(rows, dtype=bool)
+        self.state[rows] = 0.0
+        self.collapse_tick[rows] = _NEVER
+        self.brain_call_tick[rows] = _NEVER
+        self.escalation_tick[rows] = _NEVER
+
+    def observe_bodies(self, lifeforce: np.ndarray, battery: np.ndarray, reward_rate: np.ndarray,
+                       tick_rate: np.ndarray, cpu_use: np.ndarray) -> None:
+        """Take every NPC's report at once, float [N] each (the in-process runtime's NpcState)."""
+        alive = self.alive
+        for column, values in ((LIFEFORCE, lifeforce), (BATTERY, battery), (REWARD_RATE, reward_rate),
+                               (TICK_RATE, tick_rate), (CPU_USE, cpu_use)):
+            self.state[:, column] = np.where(alive, np.asarray(values, dtype=np.float32), 0.0)
 
     # --- what NPCs report ------------------------------------------------------------------------
     def observe_state(self, msg: NpcState) -> None:
@@ -196,4 +227,7 @@ class GovernorInputs:
         out[:, CORTEX_QUEUE] = context.cortex_queue_depth
         out[:, CORTEX_LATENCY_S] = context.cortex_latency_s
         out[:, NPCS_ALIVE] = alive.mean() if len(self) else 0.0
+        if self.machines > 1:  # per machine: its own NPCs alive (CPU load: the caller's, per machine)
+            per = alive.reshape(self.machines, -1).mean(axis=1)
+            out[:, NPCS_ALIVE] = np.repeat(per, len(self) // self.machines)
         return out

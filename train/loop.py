@@ -208,6 +208,9 @@ class Trainer:
             metrics["charts/episodic_length"] = totals["length"] / episodes
             metrics.update({f"env/{key}": totals[key] / episodes for key in ENV_KEYS})
         metrics.update({f"losses/{key}": value for key, value in losses.items()})
+        pop_stats = getattr(self.reflex, "pop_stats", None)
+        if pop_stats is not None:  # the governor's figures (governor.runtime.GovernedReflex)
+            metrics.update(pop_stats())
         if passed:
             self.passed.append({"stage": stage, "step": self.global_step, "elapsed_s": self.elapsed,
                                 "stage_steps": self.global_step - self.stage_started["step"],

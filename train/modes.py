@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from agents.brain import Brain
 from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
+from governor.runtime import GovernedReflex
 from train.checkpoint import (
     LATEST,
     CheckpointError,
@@ -42,7 +43,8 @@ RESUMABLE = ("total_agent_steps", "max_wall_s", "stop_when_passed", "checkpoint_
 class LiveFeed:
     """The trainer's frame publisher: env 0's frames, with the NPCs' waves and nerve overrides."""
 
-    def __init__(self, publisher: Any, senses: WaveSenses | None, reflex: Reflexes | None) -> None:
+    def __init__(self, publisher: Any, senses: WaveSenses | None,
+                 reflex: Reflexes | GovernedReflex | None) -> None:
         self.publisher, self.senses, self.reflex = publisher, senses, reflex
 
     def maybe_publish(self, world: GridWorld) -> Any:
@@ -58,7 +60,7 @@ class LiveFeed:
 
 
 def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
-                   reflex: Reflexes | None = None) -> LiveFeed | None:
+                   reflex: Reflexes | GovernedReflex | None = None) -> LiveFeed | None:
     """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None."""
     if run.viewer != "live":
         return None
@@ -161,7 +163,7 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         run = _resumed_config(run, saved_run_config(state), overrides or [])
         run_dir = resume_dir
     run_dir = Path(run_dir)
-    senses, reflex = build_nervous(run.nervous)
+    senses, reflex = build_nervous(run.nervous, run.governor)
     publisher = make_publisher(run, run_dir.name, senses, reflex)
     trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
@@ -226,7 +228,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     brain.load_state_dict(state["brain"])
     try:  # the brains act with the senses and reflexes they were trained with
         rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy,
-                                        nervous=saved.nervous)}
+                                        nervous=saved.nervous, governor=run.governor)}
     except ValueError as error:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
     for name in ("heuristic", "random"):
@@ -237,7 +239,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
                                 greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
-                                nervous=saved.nervous)
+                                nervous=saved.nervous, governor=run.governor)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)
     if run.record and run.logger.mode != "disabled":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from governor.config import GovernorConfig
+from governor.runtime import GovernedReflex
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
@@ -82,10 +84,18 @@ class Reflexes:
         return actions, overridden
 
 
-def build_nervous(config: NervousConfig) -> tuple[WaveSenses | None, Reflexes | None]:
-    """The trainer's (senses, reflex) for a run's nervous config; None where nothing runs."""
+def build_nervous(
+    config: NervousConfig, governor: GovernorConfig | None = None
+) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
+    """The trainer's (senses, reflex) for a run's nervous config; None where nothing runs.
+
+    With a governor config the reflex is the governor's (``governor.runtime.GovernedReflex``): tick
+    rates, quotas and gates over the nerves, and the lifeforce of brain calls and escalations."""
     senses = WaveSenses(CellBank(config.cell)) if config.cells else None
     nerves = NerveBank(config.nerves) if config.nerves.enabled else None
+    if governor is not None:
+        return senses, GovernedReflex(governor, config.lifeforce, nerves,
+                                      cells=senses.bank if senses is not None else None)
     reflex = Reflexes(nerves, config.lifeforce)
     if nerves is None and not reflex.charges:
         reflex = None

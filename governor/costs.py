@@ -1,0 +1,115 @@
+"""What thinking and reflexes cost in CPU seconds: the simulated CPU meter's prices, measured from real parts.
+
+The in-process runtime does not run one process per NPC, so it cannot read each NPC's CPU use; it
+counts work instead and prices it with a ``CostModel`` measured from the parts a live NPC process runs
+for one NPC (``agents.npc.NpcAgent``), on one thread:
+
+- ``reflex_tick_s``: every world tick of a living NPC: the observation's decode, the cell bank's step,
+  the nerves over the action and the action's encode (these run at every world tick, whatever the tick
+  rate);
+- ``brain_call_s``: every brain call: the brain's forward (``agents.brain.BrainPolicy``) and its share
+  of online learning (one PPO update of ``NpcConfig.num_steps`` brain calls, divided by them);
+- ``escalation_s``: the NPC's side of one escalation: the boundary's encoding of its situation into the
+  ``report_situation`` call (the HTTP round trip waits, it does not compute; the cortex's time is its own).
+
+``DEFAULT_COSTS`` holds the figures ``measure_costs()`` gave on the 2-core development machine
+(2026-11-25, python 3.11, torch 2.13 CPU, one thread); ``benchmarks/governor.py`` measures them again
+and reports both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """CPU seconds of each kind of NPC work (one NPC, one thread)."""
+
+    reflex_tick_s: float
+    """Per world tick of a living NPC: observation, cells, nerves, action."""
+    brain_call_s: float
+    """Per brain call: forward plus the amortised online PPO update."""
+    escalation_s: float
+    """Per escalation, the NPC's side."""
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0.0:
+                raise ValueError(f"costs.{name}={value!r}: must be a number >= 0 (CPU seconds)")
+
+    def as_dict(self) -> dict[str, float]:
+        """The figures in microseconds, for reports."""
+        return {f"{name[:-2]}_us": round(value * 1e6, 2) for name, value in asdict(self).items()}
+
+
+#: Measured by ``measure_costs()`` on the 2-core development machine (see the module docstring).
+DEFAULT_COSTS = CostModel(reflex_tick_s=96e-6, brain_call_s=270e-6, escalation_s=62e-6)
+
+
+def _cpu_seconds_per_call(fn: Callable[[], object], calls: int, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    start = time.process_time()
+    for _ in range(calls):
+        fn()
+    return (time.process_time() - start) / calls
+
+
+def measure_costs(calls: int = 2000, seed: int = 0) -> CostModel:
+    """Measure the CostModel from the real brain, cells, nerves, learner and boundary, on one thread."""
+    import torch
+
+    from agents.npc import NpcAgent, NpcConfig
+    from nervous.messages import Action, CollapseEvent, Observation, Region, decode, encode
+    from organs.boundary.encoder import DeterministicEncoder
+    from organs.boundary.schema import encode_call
+    from organs.boundary.world_numbers import SeenMaps, npc_numbers
+    from world import GridWorld, stage_config
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        world = GridWorld(stage_config(4), num_envs=1, seed=seed)
+        view, proprio, mask = world.views[0, 0], world.proprio[0, 0], world.action_mask[0, 0]
+        obs = Observation(npc=0, tick=1, side=int(view.shape[0]), view=view.tobytes(),
+                          proprio=proprio.astype("<f4").tobytes(), reward=0.0,
+                          action_mask=mask.astype(np.uint8).tobytes())
+        raw = encode(obs)
+        agent = NpcAgent(NpcConfig(npc=0, seed=seed, learn=False))
+        rng = np.random.default_rng(seed)
+
+        def reflex_tick() -> None:
+            decode(raw, Observation)
+            agent.cells.step(view[None], proprio[None], 1)
+            if agent.nerves is not None:
+                agent.nerves.apply(np.array([0]), view[None], proprio[None])
+            encode(Action(npc=0, tick=1, action=0))
+
+        reflex = _cpu_seconds_per_call(reflex_tick, calls)
+        forward = _cpu_seconds_per_call(lambda: agent.policy.act(view, proprio, mask, rng), calls)
+
+        learner = NpcAgent(NpcConfig(npc=0, seed=seed, learn=True))
+        learner.step = 0
+        steps = learner.config.num_steps
+        rounds = max(2, calls // steps)
+        start = time.process_time()
+        for _ in range(rounds * steps):
+            learner.act(obs)
+        learner.learn()
+        with_learning = (time.process_time() - start) / (rounds * steps)
+        # act() also ran cells and nerves: learning adds what is left after them and the forward
+        brain = forward + max(0.0, with_learning - forward - reflex)
+
+        encoder, seen = DeterministicEncoder(), SeenMaps(world)
+        event = CollapseEvent(npc=0, region=Region.MATH, confidence=0.9, cells=["math", "sight"], tick=1)
+        escalation = _cpu_seconds_per_call(
+            lambda: encode_call(encoder.encode(npc_numbers(world, 0, seen, event))),
+            max(50, calls // 20))
+    finally:
+        torch.set_num_threads(threads)
+    return CostModel(reflex_tick_s=reflex, brain_call_s=brain, escalation_s=escalation)

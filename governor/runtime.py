@@ -1,0 +1,328 @@
+"""The governor in the in-process (training) runtime: tick rates, CPU quotas, gates and what thinking costs.
+
+``GovernedReflex`` plugs into the trainer's and evaluator's ``reflex(world, actions)`` seam: the brains
+propose an action for every NPC every world tick (one batched forward), and the governed reflex decides
+what happens, with the same semantics as the live organism (``agents.npc``):
+
+- **Tick rate.** An NPC at r Hz calls its brain once every ``20 / r`` world ticks (``BrainClock``): at
+  5 Hz once every 4 ticks. Between brain calls it **repeats its brain's last action** (STAY when that
+  action is no longer allowed by the world's action mask), while its cells and nerves still run every
+  world tick as reflexes: a nerve may override the repeated action as it may override a fresh one. An
+  NPC that is born (episode start, respawn) calls its brain at once; a new, faster rate takes effect at
+  the next tick, a slower one after the current period.
+- **What it costs.** Every brain call charges ``lifeforce.per_brain_call`` and every escalation
+  ``lifeforce.per_escalation`` (with ``per_tick`` on every living tick) through ``GridWorld.charge``:
+  thinking is paid for in lifeforce, so a good governor raises reward, not only saves compute.
+- **CPU.** A simulated meter prices each NPC's work with ``governor.costs.CostModel`` (reflexes every
+  tick, brain calls, escalations; measured from the real parts). A **quota** of q % is a token bucket
+  of CPU seconds (refilled at q/100 core, holding at most one governor period's worth, starting empty
+  and kept across the NPC's lives, as its cgroup is): a brain call due while the bucket holds less than
+  the call's cost waits for the next tick with credit (counted as ``throttled``). The
+  governor fits the quotas of each env's living NPCs into ``governor.cpu_budget`` (an env is one
+  machine).
+- **Governor ticks.** Every ``20 / governor_hz`` world ticks the governor decides for all NPCs of all
+  envs at once (one ``decide_batch`` when it has one, e.g. the learned network; else one ``decide`` per
+  env) from ``governor.inputs`` features built of the world's arrays, the cells' waves and collapse
+  events (``nervous.collapse.BatchCollapse``) and the meter.
+- **Gates.** A collapse event on a region whose gate is open asks the ``escalator`` (the cortex link)
+  for a plan; while an NPC follows a plan its actions come from the plan, not the brain (those samples
+  stay out of the PPO loss, as overridden ones do).
+
+Samples where the brain was not called, was overridden by a nerve or was following a plan are reported
+as overridden, so the trainer keeps them out of the PPO loss: the brain did not choose them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from governor.baselines import Governor, make_governor
+from governor.config import WORLD_HZ, GovernorConfig
+from governor.costs import DEFAULT_COSTS, CostModel
+from governor.decisions import Decisions
+from governor.inputs import CPU_LOAD, NUM_REGIONS, GlobalContext, GovernorInputs
+from nervous.cells import CellBank
+from nervous.collapse import BatchCollapse
+from nervous.lifeforce import LifeforceConfig, lifeforce_cost
+from nervous.nerves import NerveBank
+from world import GridWorld
+from world.tiles import A
+
+#: Weight of the newest world tick in the reward-rate and CPU-use moving averages.
+RATE_EMA = 0.05
+
+
+class BrainClock:
+    """Which NPCs call their brain at each world tick, for tick rates in Hz over a [B, N] batch."""
+
+    def __init__(self, shape: tuple[int, ...], rate: int = WORLD_HZ) -> None:
+        self.period = np.full(shape, WORLD_HZ // rate, dtype=np.int64)
+        """World ticks between two brain calls."""
+        self.wait = np.zeros(shape, dtype=np.int64)
+        """World ticks until the next brain call (0 or less: due now)."""
+
+    def set_rates(self, rate: np.ndarray) -> None:
+        """New tick rates (Hz, each dividing 20): a shorter period shortens the current wait."""
+        rate = np.asarray(rate, dtype=np.int64)
+        if np.any(rate < 1) or np.any(WORLD_HZ % rate):
+            raise ValueError(f"tick rates {sorted(set(rate.ravel().tolist()))}: each must divide {WORLD_HZ}")
+        self.period = WORLD_HZ // rate
+        self.wait = np.minimum(self.wait, self.period - 1)
+
+    def due(self) -> np.ndarray:
+        """bool [B, N]: brains due at this tick."""
+        return self.wait <= 0
+
+    def advance(self, called: np.ndarray) -> None:
+        """One world tick passed; called bool [B, N] are the brains that ran at it."""
+        self.wait = np.where(called, self.period - 1, self.wait - 1)
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Rows bool [B, N] call their brain at the next tick (born, or their episode restarted)."""
+        self.wait[np.asarray(rows, dtype=bool)] = 0
+
+
+class Escalator(Protocol):
+    """The cortex link of the in-process runtime: escalations in, plan actions out."""
+
+    def escalate(self, world: GridWorld, requests: np.ndarray, priority: np.ndarray,
+                 confidence: np.ndarray, cells: tuple[str, ...]) -> np.ndarray:
+        """Ask for plans for requests bool [B, N, R]; bool [B, N]: the NPCs that escalated."""
+        ...
+
+    def follow(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions with plan steps in place [B, N], following bool [B, N]) for this tick."""
+        ...
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Drop the plans of rows bool [B, N] (died, or their episode restarted)."""
+        ...
+
+
+@dataclass
+class GovernorStats:
+    """Counters since the last ``pop_stats``: what the governor let the NPCs spend."""
+
+    npc_ticks: float = 0.0
+    brain_calls: float = 0.0
+    throttled: float = 0.0
+    escalations: float = 0.0
+    plan_ticks: float = 0.0
+    cpu_s: float = 0.0
+    governor_ticks: float = 0.0
+    gate_open_ticks: float = 0.0
+    rate_sum: float = 0.0
+    rate_counts: dict[int, float] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, float]:
+        """The ``governor/`` metrics: per NPC-second and NPC-minute figures of simulated time."""
+        npc_s = self.npc_ticks / WORLD_HZ
+        if npc_s <= 0:
+            return {}
+        return {
+            "governor/brain_calls_per_npc_s": self.brain_calls / npc_s,
+            "governor/cpu_s_per_npc_min": 60.0 * self.cpu_s / npc_s,
+            "governor/escalations_per_100_ticks": 100.0 * self.escalations / self.npc_ticks,
+            "governor/throttled_fraction": self.throttled / max(1.0, self.brain_calls + self.throttled),
+            "governor/plan_tick_fraction": self.plan_ticks / self.npc_ticks,
+            "governor/mean_tick_rate_hz": self.rate_sum / self.npc_ticks,
+            "governor/gate_open_fraction": self.gate_open_ticks / self.npc_ticks,
+        }
+
+
+def _legal(world: GridWorld, actions: np.ndarray) -> np.ndarray:
+    """actions [B, N] where the world's mask allows them, STAY elsewhere."""
+    allowed = np.take_along_axis(world.action_mask, actions[..., None].astype(np.int64), axis=-1)[..., 0]
+    return np.where(allowed, actions, A.STAY)
+
+
+class GovernedReflex:
+    """The trainer's reflex seam with a governor: tick rates, quotas, gates, lifeforce and the CPU meter."""
+
+    def __init__(
+        self,
+        config: GovernorConfig,
+        lifeforce: LifeforceConfig,
+        nerves: NerveBank | None = None,
+        cells: CellBank | None = None,
+        costs: CostModel = DEFAULT_COSTS,
+        escalator: Escalator | None = None,
+        governor_factory: Callable[[GovernorConfig], Governor] = make_governor,
+    ) -> None:
+        self.config, self.lifeforce, self.nerves, self.cells = config, lifeforce, nerves, cells
+        self.costs, self.escalator, self.governor_factory = costs, escalator, governor_factory
+        self.period_ticks = max(1, round(WORLD_HZ / config.governor_hz))
+        self.stats = GovernorStats()
+        self.last_overridden: np.ndarray | None = None
+        """Nerve overrides of the last call, bool [B, N] (for replays and the viewer)."""
+        self.decisions: list[Decisions] = []
+        """The last decisions, one per env."""
+        self._shape: tuple[int, int] | None = None
+        self._world_id: int | None = None
+        self.collapse: BatchCollapse | None = None
+
+    # ======================================================================================
+    # state
+    # ======================================================================================
+    def _setup(self, world: GridWorld) -> None:
+        B, N = world.num_envs, world.num_npcs
+        self._shape, self._world_id = (B, N), id(world)
+        self.config.check_npcs(N)
+        self.governors = [self.governor_factory(self.config) for _ in range(B)]
+        self.inputs = GovernorInputs(self.config, range(B * N), machines=B)
+        self.clock = BrainClock((B, N), max(self.config.tick_rates))
+        self.rate = np.full((B, N), max(self.config.tick_rates), dtype=np.int64)
+        self.quota = np.full((B, N), self.config.max_quota, dtype=np.float64)
+        self.gates = np.zeros((B, N, NUM_REGIONS), dtype=bool)
+        self.priority = np.zeros((B, N), dtype=np.int64)
+        self.credit = np.zeros((B, N), dtype=np.float64)
+        self.last_action = np.full((B, N), A.STAY, dtype=np.int64)
+        self.reward_rate = np.zeros((B, N), dtype=np.float64)
+        self.cpu_use = np.zeros((B, N), dtype=np.float64)
+        self.was_alive = np.zeros((B, N), dtype=bool)
+        self.steps = 0
+        self.decisions = []
+        if self.cells is not None:
+            self.collapse = BatchCollapse(self.cells.names, self.cells.regions)
+            self.collapse.reset(B * N)
+
+    def _births(self, world: GridWorld) -> np.ndarray:
+        """bool [B, N]: NPCs that are new since the last tick (episode restart or respawn)."""
+        alive = world.alive
+        born = alive & ~self.was_alive
+        if world.ticks > 0 and world.env_done.any():
+            born |= world.env_done[:, None] & alive
+        return born
+
+    # ======================================================================================
+    # the governor's tick
+    # ======================================================================================
+    def _decide(self, world: GridWorld) -> None:
+        """Every NPC's decisions from its features; the new rates, quotas, gates and priorities."""
+        B, N = self._shape  # type: ignore[misc]
+        self.inputs.observe_bodies(world.lifeforce.reshape(-1), world.battery.reshape(-1),
+                                   self.reward_rate.reshape(-1), self.rate.reshape(-1),
+                                   self.cpu_use.reshape(-1))
+        features = self.inputs.features(GlobalContext(tick=int(world.ticks))).reshape(B, N, -1)
+        features[..., CPU_LOAD] = (self.cpu_use.sum(axis=1) / self.config.cpu_budget)[:, None]
+        cpu = self.cpu_use.sum(axis=1)
+        contexts = [GlobalContext(tick=int(world.ticks), cpu_in_use=float(c)) for c in cpu]
+        batch = getattr(self.governors[0], "decide_batch", None)
+        if batch is not None:
+            decisions = batch(features, contexts)
+        else:
+            decisions = [g.decide(features[b], contexts[b]) for b, g in enumerate(self.governors)]
+        self.decisions = decisions
+        self.rate = np.stack([d.tick_rate for d in decisions])
+        self.quota = np.stack([d.cpu_quota for d in decisions])
+        self.gates = np.stack([d.gates for d in decisions])
+        self.priority = np.stack([d.llm_priority for d in decisions])
+        self.clock.set_rates(np.maximum(self.rate, 1))
+        self.stats.governor_ticks += 1
+
+    # ======================================================================================
+    # one world tick
+    # ======================================================================================
+    def __call__(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(final actions [B, N], not chosen by the brain [B, N]) for the brains' proposed actions."""
+        if self._world_id != id(world) or self._shape != (world.num_envs, world.num_npcs):
+            self._setup(world)
+        c, costs = self.config, self.costs
+        alive = world.alive
+        actions = np.asarray(actions, dtype=np.int64)
+
+        # --- who was born, who died ------------------------------------------------------------
+        born = self._births(world)
+        if born.any():
+            self.clock.reset(born)
+            self.inputs.forget_rows(born.reshape(-1))
+            self.reward_rate[born] = 0.0
+            self.cpu_use[born] = 0.0
+            self.last_action[born] = A.STAY
+            if self.escalator is not None:
+                self.escalator.reset(born)
+            if self.nerves is not None:
+                self.nerves.reset(born.reshape(-1))
+        if self.escalator is not None and (self.was_alive & ~alive).any():
+            self.escalator.reset(self.was_alive & ~alive)
+        self.inputs.observe_alive(alive.reshape(-1))
+        self.was_alive = alive.copy()
+        self.reward_rate += RATE_EMA * (np.where(alive, world.rewards, 0.0) - self.reward_rate)
+
+        # --- waves and collapse ----------------------------------------------------------------
+        fired = confidence = None
+        if self.collapse is not None and self.cells is not None and self.cells.last is not None:
+            combined, fired = self.collapse.update(self.cells.last)
+            confidence = combined
+            self.inputs.observe_waves(combined)
+            self.inputs.observe_collapses(fired, combined, int(world.ticks))
+
+        # --- the governor's tick ---------------------------------------------------------------
+        if self.steps % self.period_ticks == 0:
+            self._decide(world)
+        self.steps += 1
+
+        # --- brain calls: due, alive, and with CPU credit --------------------------------------
+        self.credit = np.minimum(self.credit + self.quota / 100.0 / WORLD_HZ,
+                                 self.quota / 100.0 / c.governor_hz)
+        due = self.clock.due() & alive
+        called = due & (self.credit >= costs.brain_call_s)
+        self.clock.advance(called)
+        self.last_action = np.where(called, actions, self.last_action)
+        proposed = np.where(called, actions, _legal(world, self.last_action))
+
+        # --- gates: collapses on open regions escalate; plans override the brain ---------------
+        escalated = np.zeros_like(alive)
+        following = np.zeros_like(alive)
+        if self.escalator is not None:
+            if fired is not None:
+                B, N = self._shape  # type: ignore[misc]
+                requests = fired.reshape(B, N, -1) & self.gates & alive[..., None]
+                if requests.any():
+                    escalated = self.escalator.escalate(
+                        world, requests, self.priority, confidence.reshape(B, N, -1), self.cells.names)
+                    for b, n in zip(*np.nonzero(escalated), strict=True):
+                        self.inputs.observe_escalation(int(b * N + n), int(world.ticks))
+            proposed, following = self.escalator.follow(world, proposed)
+            following &= alive
+
+        # --- nerves over whatever is proposed --------------------------------------------------
+        if self.nerves is not None:
+            final, over = self.nerves.apply(proposed.reshape(-1), world.views.reshape(-1, world.V, world.V),
+                                            world.proprio.reshape(world.num_envs * world.num_npcs, -1))
+            final, over = final.reshape(alive.shape), over.reshape(alive.shape)
+            self.inputs.observe_overrides(over.reshape(-1))
+        else:
+            final, over = proposed, np.zeros_like(alive)
+        self.last_overridden = over
+
+        # --- what it cost ----------------------------------------------------------------------
+        if self.lifeforce.per_tick > 0 or self.lifeforce.per_brain_call > 0 or self.escalator is not None:
+            world.charge(lifeforce_cost(self.lifeforce, ticks=1, brain_calls=called, escalations=escalated,
+                                        alive=alive))
+        used = np.where(alive, costs.reflex_tick_s + costs.brain_call_s * called
+                        + costs.escalation_s * escalated, 0.0)
+        self.credit -= used
+        self.cpu_use += RATE_EMA * (used * WORLD_HZ - self.cpu_use)
+        self.inputs.observe_brain_calls(called.reshape(-1), int(world.ticks))
+
+        s = self.stats
+        s.npc_ticks += float(alive.sum())
+        s.brain_calls += float(called.sum())
+        s.throttled += float((due & ~called).sum())
+        s.escalations += float(escalated.sum())
+        s.plan_ticks += float(following.sum())
+        s.cpu_s += float(used.sum())
+        s.gate_open_ticks += float((self.gates.any(axis=-1) & alive).sum())
+        s.rate_sum += float(self.rate[alive].sum())
+        return final, ~called | over | following
+
+    def pop_stats(self) -> dict[str, float]:
+        """The ``governor/`` metrics since the last call, and reset the counters."""
+        metrics = self.stats.metrics()
+        self.stats = GovernorStats()
+        return metrics

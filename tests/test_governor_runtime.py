@@ -1,0 +1,190 @@
+"""The governor in the in-process runtime: tick-rate semantics, lifeforce of thinking, quotas, the budget."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from governor.baselines import FixedGovernor, make_governor
+from governor.config import GovernorConfig
+from governor.costs import CostModel
+from governor.decisions import Decisions
+from governor.inputs import GlobalContext
+from governor.runtime import BrainClock, GovernedReflex
+from nervous.cells import CellBank
+from nervous.lifeforce import LifeforceConfig
+from nervous.nerves import NerveBank
+from train.nervous_link import Reflexes
+from world import GridWorld, stage_config
+from world.tiles import A
+
+
+class RateGovernor:
+    """A governor that holds every NPC at one tick rate and quota (for the semantics tests)."""
+
+    def __init__(self, config: GovernorConfig, rate: int, quota: float = 100.0) -> None:
+        self.fixed = FixedGovernor(config)
+        self.rate, self.quota = rate, quota
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        d = self.fixed.decide(features, context)
+        d.tick_rate[:] = self.rate
+        d.cpu_quota[d.alive] = self.quota
+        return d
+
+
+class CountingNerves(NerveBank):
+    """The real nerves, counting how often they run."""
+
+    calls = 0
+
+    def apply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        CountingNerves.calls += 1
+        return super().apply(*args, **kwargs)
+
+
+def _config(**changes: object) -> GovernorConfig:
+    return dataclasses.replace(GovernorConfig(), **changes)
+
+
+def _governed(rate: int, quota: float = 100.0, lifeforce: LifeforceConfig | None = None,
+              nerves: NerveBank | None = None, costs: CostModel | None = None,
+              config: GovernorConfig | None = None) -> GovernedReflex:
+    config = config or _config(cpu_budget=4.0)
+    extra = {"costs": costs} if costs is not None else {}
+    return GovernedReflex(config, lifeforce or LifeforceConfig(), nerves,
+                          governor_factory=lambda c: RateGovernor(c, rate, quota), **extra)
+
+
+def test_brain_clock_calls_a_5_hz_brain_once_every_4_world_ticks() -> None:
+    clock = BrainClock((1, 2))
+    clock.set_rates(np.array([[5, 20]]))
+    calls = np.zeros((1, 2), dtype=int)
+    for _ in range(40):
+        due = clock.due()
+        calls += due
+        clock.advance(due)
+    assert calls.tolist() == [[10, 40]]
+
+
+def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_once() -> None:
+    clock = BrainClock((1, 1))
+    clock.set_rates(np.array([[1]]))
+    clock.advance(clock.due())  # called at tick 0; next at tick 20
+    assert not clock.due().any()
+    clock.set_rates(np.array([[10]]))  # period 2: due within one tick
+    clock.advance(np.zeros((1, 1), bool))
+    assert clock.due().all()
+    clock.advance(clock.due())
+    clock.reset(np.ones((1, 1), bool))
+    assert clock.due().all()
+    with pytest.raises(ValueError, match="divide 20"):
+        clock.set_rates(np.array([[3]]))
+
+
+def test_an_npc_at_5_hz_calls_its_brain_every_4_ticks_and_repeats_its_action_between() -> None:
+    world = GridWorld(stage_config(0), num_envs=2, seed=3)
+    CountingNerves.calls = 0
+    governed = _governed(5, nerves=CountingNerves())
+    rng = np.random.default_rng(0)
+    for t in range(24):
+        proposed = rng.integers(0, 5, size=(world.num_envs, world.num_npcs))
+        mask = world.action_mask.copy()
+        before = governed.last_action.copy() if t else None
+        final, not_chosen = governed(world, proposed)
+        kept = ~governed.last_overridden  # a nerve may override any tick's action
+        if t % 4 == 0:
+            assert governed.last_action.tolist() == proposed.tolist()
+            assert not not_chosen[kept].any()
+        else:
+            assert not_chosen.all()  # the brain did not choose these: kept out of the PPO loss
+            allowed = np.take_along_axis(mask, before[..., None], axis=-1)[..., 0]
+            expected = np.where(allowed, before, A.STAY)
+            assert (final[kept] == expected[kept]).all()
+        world.step(final)
+    assert CountingNerves.calls == 24  # nerves: every world tick
+    stats = governed.pop_stats()
+    assert stats["governor/brain_calls_per_npc_s"] == pytest.approx(5.0)
+    assert stats["governor/mean_tick_rate_hz"] == pytest.approx(5.0)
+
+
+def test_repeated_actions_the_world_no_longer_allows_become_stay() -> None:
+    world = GridWorld(stage_config(0), num_envs=1, seed=0)
+    governed = _governed(1)
+    governed(world, np.full((1, world.num_npcs), A.NORTH))
+    world.action_mask[..., A.NORTH] = False  # the way north is closed now
+    final, _ = governed(world, np.full((1, world.num_npcs), A.SOUTH))
+    assert (final == A.STAY).all()
+
+
+def test_every_brain_call_costs_lifeforce_so_a_slower_brain_keeps_more() -> None:
+    lifeforce = LifeforceConfig(per_brain_call=0.002)
+    worlds = {rate: GridWorld(stage_config(0), num_envs=1, seed=5) for rate in (20, 5)}
+    governed = {rate: _governed(rate, lifeforce=lifeforce) for rate in worlds}
+    for _ in range(20):
+        for rate, world in worlds.items():
+            final, _ = governed[rate](world, np.full((1, world.num_npcs), A.STAY))
+            world.step(final)
+    # 20 calls against 5 in one second: 15 extra calls' worth of lifeforce spent at 20 Hz
+    spent = worlds[5].lifeforce - worlds[20].lifeforce
+    assert spent == pytest.approx(np.full_like(spent, 15 * 0.002), abs=1e-5)
+
+
+def test_fixed_governor_reproduces_the_ungoverned_reflexes_exactly() -> None:
+    lifeforce = LifeforceConfig()
+    worlds = [GridWorld(stage_config(2), num_envs=3, seed=11) for _ in range(2)]
+    old = Reflexes(NerveBank(), lifeforce)
+    new = GovernedReflex(GovernorConfig(), lifeforce, NerveBank())
+    rng = np.random.default_rng(1)
+    for _ in range(120):
+        proposed = rng.integers(0, 5, size=(3, worlds[0].num_npcs))
+        a, over_a = old(worlds[0], proposed)
+        b, over_b = new(worlds[1], proposed)
+        assert a.tolist() == b.tolist()
+        assert (over_b == over_a).all()
+        for world, actions in zip(worlds, (a, b), strict=True):
+            world.step(actions)
+    assert np.array_equal(worlds[0].lifeforce, worlds[1].lifeforce)
+
+
+def test_a_small_quota_throttles_brain_calls_and_keeps_cpu_under_it() -> None:
+    costs = CostModel(reflex_tick_s=100e-6, brain_call_s=2e-3, escalation_s=0.0)  # 20 Hz would be 4.2 %
+    world = GridWorld(stage_config(0), num_envs=2, seed=2)
+    governed = _governed(20, quota=5.0, costs=costs)
+    for _ in range(400):
+        final, _ = governed(world, np.full((2, world.num_npcs), A.STAY))
+        world.step(final)
+    stats = governed.pop_stats()
+    cpu_share = stats["governor/cpu_s_per_npc_min"] / 60.0
+    assert cpu_share <= 0.05 * 1.01  # within the quota
+    assert stats["governor/throttled_fraction"] == 0.0  # 4.2 % fits in 5 %
+    governed = _governed(20, quota=5.0, costs=dataclasses.replace(costs, brain_call_s=4e-3))
+    world = GridWorld(stage_config(0), num_envs=2, seed=2)
+    for _ in range(400):
+        final, _ = governed(world, np.full((2, world.num_npcs), A.STAY))
+        world.step(final)
+    stats = governed.pop_stats()
+    assert stats["governor/throttled_fraction"] > 0.3  # 8.2 % asked of a 5 % quota
+    assert 0.05 * 0.95 <= stats["governor/cpu_s_per_npc_min"] / 60.0 <= 0.05 * 1.01  # all of it, no more
+
+
+@pytest.mark.parametrize("kind", ["fixed", "heuristic", "budget"])
+def test_the_cpu_budget_is_never_exceeded_in_any_env(kind: str) -> None:
+    config = _config(kind=kind, cpu_budget=1.0)
+    world = GridWorld(stage_config(3), num_envs=3, seed=4)  # 16 NPCs on one core each env
+    bank = CellBank()
+    governed = GovernedReflex(config, LifeforceConfig(), NerveBank(), cells=bank,
+                              governor_factory=make_governor)
+    rng = np.random.default_rng(4)
+    decisions_seen = 0
+    for _ in range(200):
+        bank.step(world.views.reshape(-1, world.V, world.V),
+                  world.proprio.reshape(-1, world.proprio.shape[-1]), world.ticks)
+        final, _ = governed(world, rng.integers(0, 5, size=(3, world.num_npcs)))
+        world.step(final)
+        for decision in governed.decisions:
+            decisions_seen += 1
+            assert decision.cpu_quota.sum() <= 100.0 * config.cpu_budget + 1e-9
+    assert decisions_seen >= 3 * 20
