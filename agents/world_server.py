@@ -246,10 +246,11 @@ class WorldServer:
         return self.latency[:self.n_latency] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
-        """Per NPC: ticks acted, missed, late, mean and final lifeforce, deaths, worst reported lag."""
+        """Per NPC: ticks acted, missed, late, mean and final lifeforce, alive, deaths, worst reported lag."""
         t = max(self.tick, 1)
         return {i: {"ticks": int(self.acted[i]), "missed": int(self.missed[i]), "late": int(self.late[i]),
                     "lifeforce_mean": float(self.lifeforce_sum[i] / t),
-                    "lifeforce": float(self.world.lifeforce[0, i]), "deaths": int(self.deaths[i]),
+                    "lifeforce": float(self.world.lifeforce[0, i]), "alive": bool(self.world.alive[0, i]),
+                    "deaths": int(self.deaths[i]),
                     "lag_ms_max": round(float(self.lag_ms_max[i]), 2)}
                 for i in range(self.config.n_npcs)}
