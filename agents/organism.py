@@ -383,21 +383,30 @@ def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as a table, one line per NPC."""
+    """The summary as a table: the cgroup backend and the totals once, then one line per NPC."""
     lines = [
         summary["cgroups"],
         f"world ticks {summary['world_ticks']}, spawn {summary['spawn_all_s']:.2f} s, "
         f"action latency p50 {summary['action_latency_p50_ms']:.2f} ms p99 "
         f"{summary['action_latency_p99_ms']:.2f} ms, missed {100 * summary['missed_tick_fraction']:.2f} %",
-        f"{'npc':>4} {'ticks':>6} {'missed':>6} {'late':>5} {'cpu_s':>7} {'lifeforce':>9} "
+        f"{'npc':>4} {'ticks':>6} {'missed':>6} {'late':>5} {'cpu_s':>7} {'lifeforce':>9} {'deaths':>6} "
         f"{'restarts':>8} state",
     ]
     for i, n in summary["npcs"].items():
+        alive = npc_alive(n)
+        # the process state says how its process ended; a body dead in the world says DEAD (FATAL wins)
+        state = "DEAD" if not alive and n["state"] != State.FATAL else n["state"]
+        life = f"{n['lifeforce']:>9.3f}" if alive else f"{'dead':>9}"
         lines.append(
             f"{i:>4} {n['ticks']:>6} {n['missed']:>6} {n['late']:>5} {n['cpu_s']:>7.2f} "
-            f"{n['lifeforce']:>9.3f} {n['restarts']:>8} {n['state']}"
+            f"{life} {n.get('deaths', 0):>6} {n['restarts']:>8} {state}"
         )
     return "\n".join(lines)
+
+
+def npc_alive(npc: dict[str, Any]) -> bool:
+    """Whether an NPC's body lives in the world at the end (summaries without `alive`: lifeforce > 0)."""
+    return bool(npc.get("alive", npc.get("lifeforce", 1.0) > 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,10 @@ Lives above ``world`` (which knows nothing of the bus). Each world tick it steps
 Each fresh action is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training
 charges every brain evaluation: an NPC slowed down by the governor thinks, and pays, less often.
 
+An action or state report is taken only from its NPC's own subject: one on ``npc.{i}.action`` (or
+``.state``) that names another NPC is rejected, counted per subject in ``spoofed`` and logged (the
+first ten per subject, then every thousandth), naming both ids.
+
 An action counts for a tick only when it names the tick's observation and arrives before the step:
 a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
 NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,8 +115,9 @@ class WorldServer:
         self.latency = np.zeros(config.latency_samples, dtype=np.float64)
         self.n_latency = 0
         self.overruns = 0
-        self.bad_actions = 0
-        self.bad_states = 0
+        self.bad_actions = 0  # actions naming a tick not yet observed
+        #: Per subject: messages on NPC i's action or state subject that named another NPC (rejected).
+        self.spoofed: Counter[str] = Counter()
         self._due_left = 0
         self._all_in = asyncio.Event()
         self._subs: list[Any] = []
@@ -121,10 +128,12 @@ class WorldServer:
     # -- bus --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to every NPC's actions and state reports."""
+        """Subscribe to every NPC's actions and state reports (each handler knows whose subject it is)."""
         for i in range(self.config.n_npcs):
-            self._subs.append(await self.bus.subscribe(subjects.npc_action(i), Action, self._on_action))
-            self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState, self._on_state))
+            self._subs.append(await self.bus.subscribe(subjects.npc_action(i), Action,
+                                                       functools.partial(self._on_action, i)))
+            self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState,
+                                                       functools.partial(self._on_state, i)))
 
     async def stop(self) -> None:
         """Unsubscribe."""
@@ -133,10 +142,18 @@ class WorldServer:
                 await sub.unsubscribe()
         self._subs.clear()
 
-    def _on_action(self, msg: Action, raw: Any) -> None:
-        i = msg.npc
-        if i >= self.config.n_npcs:
-            self.bad_actions += 1
+    def _spoofed(self, i: int, named: int, subject: str) -> bool:
+        """Whether a message on NPC i's subject names another NPC; if so count it and log (rate-limited)."""
+        if named == i:
+            return False
+        n = self.spoofed[subject] = self.spoofed[subject] + 1
+        if n <= 10 or n % 1000 == 0:  # under attack: the first ten, then every thousandth
+            log.warning("%s: names npc %d, not npc %d whose subject it is; rejected (%d spoofed on this "
+                        "subject)", subject, named, i, n)
+        return True
+
+    def _on_action(self, i: int, msg: Action, raw: Any) -> None:
+        if self._spoofed(i, msg.npc, raw.subject):
             return
         if msg.tick == self.tick:
             if self.pending_tick[i] != self.tick:
@@ -154,13 +171,12 @@ class WorldServer:
         else:
             self.bad_actions += 1
 
-    def _on_state(self, msg: NpcState, raw: Any) -> None:
-        if msg.npc >= self.config.n_npcs:  # a state for an NPC this world does not have: counted
-            self.bad_states += 1
+    def _on_state(self, i: int, msg: NpcState, raw: Any) -> None:
+        if self._spoofed(i, msg.npc, raw.subject):
             return
-        self.rate[msg.npc] = msg.tick_rate
-        self.cpu_use[msg.npc] = msg.cpu_use
-        self.lag_ms_max[msg.npc] = max(self.lag_ms_max[msg.npc], msg.lag_ms)
+        self.rate[i] = msg.tick_rate
+        self.cpu_use[i] = msg.cpu_use
+        self.lag_ms_max[i] = max(self.lag_ms_max[i], msg.lag_ms)
 
     def _is_due(self, i: int) -> bool:
         if self.last_acted[i] < 0:
@@ -246,10 +262,12 @@ class WorldServer:
         return self.latency[:self.n_latency] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
-        """Per NPC: ticks acted, missed, late, mean and final lifeforce, deaths, worst reported lag."""
+        """Per NPC: ticks acted, missed, late, spoofed, mean and final lifeforce, alive, deaths, worst lag."""
         t = max(self.tick, 1)
         return {i: {"ticks": int(self.acted[i]), "missed": int(self.missed[i]), "late": int(self.late[i]),
+                    "spoofed": self.spoofed[subjects.npc_action(i)] + self.spoofed[subjects.npc_state(i)],
                     "lifeforce_mean": float(self.lifeforce_sum[i] / t),
-                    "lifeforce": float(self.world.lifeforce[0, i]), "deaths": int(self.deaths[i]),
+                    "lifeforce": float(self.world.lifeforce[0, i]), "alive": bool(self.world.alive[0, i]),
+                    "deaths": int(self.deaths[i]),
                     "lag_ms_max": round(float(self.lag_ms_max[i]), 2)}
                 for i in range(self.config.n_npcs)}

@@ -2,7 +2,8 @@
 
 Sends n hostile payloads (``nervous.hostile``) to each service on an embedded nats-server: every cell
 service as its own process (``python -m nervous.cells.<name>``, requests from 8 workers), the world
-server's action subject (the server on its own connection) and an NPC process's command subject.
+server's action subject of npc 0 (the server on its own connection; payloads naming another NPC must
+be rejected as spoofed) and an NPC process's command subject.
 Per service: the FuzzReport counts, the seconds until the service had handled them all, and ``ok``:
 still up, every request answered (errors naming a field), and a valid message afterwards answered
 or obeyed. Publish-only services also report bad_expected / bad_counted: a burst of oversized
@@ -121,37 +122,46 @@ async def fuzz_cell(bus: Bus, url: str, cell: str, n: int) -> dict[str, Any]:
 
 
 async def fuzz_world_server(bus: Bus, url: str, n: int) -> dict[str, Any]:
-    """n hostile actions to the world server of 2 NPCs (its own connection), then a valid one."""
+    """n hostile actions on npc 0's subject to a 2-NPC world server (own connection), then a valid one.
+
+    ok: npc 1 was never moved through npc 0's subject (spoofed ids are rejected) and npc 1's own valid
+    action afterwards was applied.
+    """
     async with Bus(BusConfig(url=url, name="world")) as world_bus:
         server = WorldServer(WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep"), world_bus)
         await server.start()
         subject = subjects.npc_action(0)
         payloads = list(hostile_payloads(Action(npc=0, tick=0, action=3), n, seed=2))
-        bad = unknown = 0
+        bad = spoofed = future = 0
         for _, data in payloads:
             try:
                 action = decode(data, Action)
             except MessageError:
                 bad += 1
                 continue
-            unknown += action.npc >= 2 or action.tick > 0
+            spoofed += action.npc != 0
+            future += action.npc == 0 and action.tick > 0
         started = time.perf_counter()
         report = await fuzz_subject(bus, subject, payloads, expects_reply=False)
-        counted = await settle(
-            lambda: world_bus.bad_messages[subject] + server.bad_actions, bad + unknown, 120
-        )
+        expected = bad + spoofed + future
+        def count() -> int:
+            return world_bus.bad_messages[subject] + server.spoofed[subject] + server.bad_actions
+
+        counted = await settle(count, expected, 120)
         handled = time.perf_counter() - started
-        await bus.publish(subject, Action(npc=1, tick=0, action=4))
+        untouched = server.pending_tick[1] == -1
+        await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=4))
         applied = await wait_for(lambda: server.pending_tick[1] == 0 and server.pending[1] == 4, 10)
         await server.stop()
         disconnects = world_bus.disconnects
     return {
         **report.summary(),
         "handled_s": round(handled, 3),
-        "bad_expected": bad + unknown,
+        "bad_expected": expected,
         "bad_counted": counted,
+        "spoofed_rejected": server.spoofed[subject],
         "slow_consumer_disconnects": disconnects,
-        "ok": applied,
+        "ok": bool(untouched and applied),
     }
 
 

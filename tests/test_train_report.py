@@ -45,6 +45,12 @@ def test_report_errors_are_one_line(tmp_path, capsys):
         write_report(tmp_path)
 
 
+def test_report_help_and_usage(capsys):
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m train.report [-h] sweep_dir")
+    assert main([]) == 2 and "the following arguments are required: sweep_dir" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_hydra_stage_sweep_writes_the_summary_at_the_end(tmp_path):
     sweep = tmp_path / "sweep"

@@ -1,6 +1,7 @@
 """The world server applies fresh actions, and counts late and missing ones as STAY (real nats-server)."""
 
 import asyncio
+import logging
 import time
 
 import numpy as np
@@ -74,9 +75,34 @@ async def test_action_from_the_future_or_an_unknown_npc_is_rejected(bus):
     server = await make_server(bus)
     await bus.publish(subjects.npc_action(0), Action(npc=0, tick=5, action=Act.NORTH))
     await bus.publish(subjects.npc_action(1), Action(npc=7, tick=0, action=Act.NORTH))
-    await settle(bus, lambda: server.bad_actions == 2)
+    await settle(bus, lambda: server.bad_actions == 1 and server.spoofed[subjects.npc_action(1)] == 1)
     server.step()
     assert (server.applied == Act.STAY).all()
+    await server.stop()
+
+
+async def test_an_action_naming_another_npc_than_its_subject_is_rejected_counted_and_logged(bus, caplog):
+    server = await make_server(bus)
+    spoofed_on = subjects.npc_action(0)
+    with caplog.at_level(logging.WARNING, logger="agents.world_server"):
+        for _ in range(12):  # npc 0's subject claims to speak for npc 1
+            await bus.publish(spoofed_on, Action(npc=1, tick=0, action=Act.NORTH))
+        await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.EAST))
+        await settle(bus, lambda: server.spoofed[spoofed_on] == 12 and server.pending_tick[0] == 0)
+    assert server.pending_tick[1] == -1  # nothing reached npc 1's slot
+    server.step()
+    assert server.applied.tolist() == [Act.EAST, Act.STAY] and server.acted.tolist() == [1, 0]
+    assert server.spoofed == {spoofed_on: 12}
+    assert server.summary()[0]["spoofed"] == 12 and server.summary()[1]["spoofed"] == 0
+    lines = [r.getMessage() for r in caplog.records if "spoofed" in r.getMessage()]
+    assert len(lines) == 10  # rate-limited: the first ten
+    assert lines[0] == (f"{spoofed_on}: names npc 1, not npc 0 whose subject it is; "
+                        "rejected (1 spoofed on this subject)")
+    # npc 1's own subject still works
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=1, action=Act.WEST))
+    await settle(bus, lambda: server.pending_tick[1] == 1)
+    server.step()
+    assert server.applied[1] == Act.WEST
     await server.stop()
 
 
@@ -141,13 +167,14 @@ async def test_each_fresh_action_is_charged_as_a_brain_call(bus):
     await server.stop()
 
 
-async def test_a_state_report_for_an_unknown_npc_is_counted_not_applied(bus):
+async def test_a_state_report_naming_another_npc_than_its_subject_is_counted_not_applied(bus):
     from nervous.messages import NpcState
 
     server = await make_server(bus)
     report = dict(tick=0, lifeforce=0.5, battery=0.5, reward_rate=0.0, tick_rate=5, cpu_use=0.1)
-    await bus.publish(subjects.npc_state(1), NpcState(npc=9, **report))
+    await bus.publish(subjects.npc_state(1), NpcState(npc=9, **report))  # an NPC this world does not have
+    await bus.publish(subjects.npc_state(1), NpcState(npc=0, **report))  # npc 1 speaking for npc 0
     await bus.publish(subjects.npc_state(1), NpcState(npc=1, **report))
-    await settle(bus, lambda: server.bad_states == 1 and server.rate[1] == 5)
+    await settle(bus, lambda: server.spoofed[subjects.npc_state(1)] == 2 and server.rate[1] == 5)
     assert server.rate[0] == 20.0
     await server.stop()

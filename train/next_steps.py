@@ -138,11 +138,13 @@ def after_organism(
     learn: bool,
 ) -> str:
     """The end of a live organism run: where its summary and logs are, and the next commands."""
+    from agents.organism import npc_alive
+
     folder = shown(organism_dir)
     lines = []
     npcs = summary.get("npcs", {})
     if npcs:  # the table's state is the NPC's process; whether its body lives is the world's
-        dead = [str(i) for i, n in npcs.items() if n.get("lifeforce", 1.0) <= 0.0]
+        dead = [str(i) for i, n in npcs.items() if not npc_alive(n)]
         deaths = [f"npc {i} x{n['deaths']}" for i, n in npcs.items() if n.get("deaths", 0)]
         lines.append(
             f"in the world: {len(npcs) - len(dead)} of {len(npcs)} NPCs alive at the end"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -64,12 +65,14 @@ class SweepReport(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: print and save the summary table of a multirun folder."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m train.report <multirun dir>", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(prog="python -m train.report", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", help="a multirun folder (multirun/<date>/<time>), one job a folder")
     try:
-        path = write_report(argv[0])
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, already printed)
+        return int(done.code or 0)
+    try:
+        path = write_report(args.sweep_dir)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -79,6 +79,17 @@ lock). Measured over 200 episodes each (seed 0, `world.rollout.evaluate`):
 | 4     | 0.001          | 0.107                          |
 | 5     | 0.000          | 0.236                          |
 
+## Rendering
+`metadata["render_modes"] = ["human", "rgb_array"]`, `metadata["render_fps"] = 20`; the mode is
+chosen once, `parallel_env(..., render_mode=...)`. `rgb_array`: `render()` returns the grid as an
+HWC uint8 image (8 pixels a cell). `human`: `reset()` and every `step()` draw the frame in the
+viewer's window (`world.viewer_app`: legend, NPC panel, its keys; click an NPC to inspect it) at
+`render_fps`, and `render()` returns None; space pauses the caller until space or `.` again, and
+closing the window stops drawing until the next `reset()`. `close()` closes the window. Without a
+display (Linux with neither DISPLAY nor WAYLAND_DISPLAY) `render_mode="human"` raises `RuntimeError`
+saying so, unless `SDL_VIDEODRIVER` is set: with `SDL_VIDEODRIVER=dummy` it draws off screen without
+waiting (what the tests do). pygame is imported only for `human`, without its banner.
+
 ## Arguments
 `parallel_env(stage=0, render_mode=None, obs="dict", **overrides)`: `stage` is an index 0-5 or a
 name; `obs` is "dict" (view, proprio, action_mask) or "flat" (one Box); any
@@ -86,7 +97,8 @@ name; `obs` is "dict" (view, proprio, action_mask) or "flat" (one Box); any
 fields and invalid values raise `ValueError` naming the field.
 
 ## Version history
-- v0: initial release; `obs="flat"` added for SuperSuit / Stable-Baselines3.
+- v0: initial release; `obs="flat"` added for SuperSuit / Stable-Baselines3; `human` mode draws
+  with the viewer (it showed a bare image before).
 """
 
 from __future__ import annotations
@@ -98,7 +110,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from world.core import GridWorld
-from world.render import Window, frame_rgb
+from world.render import frame_rgb, no_display_reason
 from world.stages import stage_config
 from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE, Action, Tile
 
@@ -127,6 +139,9 @@ class NimmerverseEnv(ParallelEnv):
             raise ValueError(f"obs={obs!r}: choose one of {', '.join(OBS_FORMS)}")
         self.obs = obs
         self.config = stage_config(stage, **overrides)
+        if render_mode == "human" and (reason := no_display_reason()):
+            raise RuntimeError(f"render_mode='human': {reason}; use render_mode='rgb_array', "
+                               "or set SDL_VIDEODRIVER=dummy to draw off screen")
         self.render_mode = render_mode
         self.core = GridWorld(self.config, num_envs=1, autoreset=False)
         self.possible_agents = [f"npc_{i}" for i in range(self.config.n_npcs)]
@@ -145,7 +160,8 @@ class NimmerverseEnv(ParallelEnv):
         self._observation_spaces = {agent: obs_space for agent in self.possible_agents}
         self._action_spaces = {agent: spaces.Discrete(NUM_ACTIONS) for agent in self.possible_agents}
         self.agents: list[str] = []
-        self._window: Window | None = None
+        self._viewer: Any = None  # world.viewer_app.Viewer once human mode has drawn
+        self._closed_by_user = False
         self._actions = np.zeros((1, self.config.n_npcs), dtype=np.int64)
 
     def observation_space(self, agent: str) -> spaces.Space:
@@ -160,6 +176,10 @@ class NimmerverseEnv(ParallelEnv):
         """Start an episode; the same seed gives the same episode."""
         self.core.reset(seed)
         self.agents = list(self.possible_agents)
+        self._actions[:] = Action.STAY
+        self._closed_by_user = False
+        if self.render_mode == "human":
+            self.render()
         return self._observations(self.agents), self._infos(self.agents)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
@@ -199,23 +219,37 @@ class NimmerverseEnv(ParallelEnv):
         return observations, rewards, terminations, truncations, infos
 
     def render(self) -> np.ndarray | None:
-        """rgb_array: an HWC uint8 frame; human: draw it in a pygame window."""
+        """rgb_array: an HWC uint8 frame; human: draw the frame in the viewer's window (None)."""
         if self.render_mode is None:
             return None
-        image = frame_rgb(self.core.frame(0))
+        frame = self.core.frame(0)
         if self.render_mode == "rgb_array":
-            return image
-        if self._window is None:
-            self._window = Window(title=f"nimmerverse — stage {self.config.stage} ({self.config.name})",
-                                  fps=self.metadata["render_fps"])
-        self._window.show(image)
+            return frame_rgb(frame)
+        if self._closed_by_user:
+            return None
+        if self._viewer is None:
+            self._viewer = self._open_viewer()
+        frame["actions"] = self._actions[0].copy()
+        if not self._viewer.show(frame):
+            self.close()
+            self._closed_by_user = True
         return None
 
     def close(self) -> None:
         """Close the window, if any."""
-        if self._window is not None:
-            self._window.close()
-            self._window = None
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
+
+    def _open_viewer(self) -> Any:
+        from world import viewer_app  # pygame (without its banner) only for human mode
+
+        name = f"env stage {self.config.stage} ({self.config.name})"
+        try:
+            return viewer_app.Viewer(viewer_app.PushedFrames(name), speed=float(self.metadata["render_fps"]))
+        except viewer_app.pygame.error as error:
+            raise RuntimeError(f"render_mode='human': cannot open a window ({error}); use render_mode="
+                               "'rgb_array', or set SDL_VIDEODRIVER=dummy to draw off screen") from None
 
     def state(self) -> np.ndarray:
         """The global state: the unpadded tile grid with NPCs painted on (uint8 [H, W])."""

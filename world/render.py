@@ -1,10 +1,12 @@
-"""Frame drawing from arrays: an RGB image of one env (numpy), and a pygame window for `human` mode.
+"""Frame drawing from arrays: an RGB image of one env (numpy), and whether a window can open here.
 
-pygame is imported lazily, only when a window is opened.
+No pygame here: the `human` mode's window is the viewer's (`world.viewer_app`), imported only then.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -54,30 +56,10 @@ def frame_rgb(frame: dict[str, Any], cell: int = 8) -> np.ndarray:
     return image
 
 
-class Window:
-    """A pygame window that shows RGB frames (for `render_mode="human"`)."""
-
-    def __init__(self, title: str = "nimmerverse", fps: int = 20) -> None:
-        import pygame  # lazy: only human rendering needs a display
-
-        self._pygame = pygame
-        pygame.init()
-        pygame.display.set_caption(title)
-        self._screen = None
-        self._clock = pygame.time.Clock()
-        self.fps = fps
-
-    def show(self, image: np.ndarray) -> None:
-        """Blit an HWC uint8 image, pump events, and keep the frame rate."""
-        pygame = self._pygame
-        h, w = image.shape[:2]
-        if self._screen is None or self._screen.get_size() != (w, h):
-            self._screen = pygame.display.set_mode((w, h))
-        pygame.surfarray.blit_array(self._screen, image.swapaxes(0, 1))
-        pygame.event.pump()
-        pygame.display.flip()
-        self._clock.tick(self.fps)
-
-    def close(self) -> None:
-        """Close the window."""
-        self._pygame.display.quit()
+def no_display_reason() -> str:
+    """Why no window can open here ('' when one can, or when SDL_VIDEODRIVER picks a driver)."""
+    if os.environ.get("SDL_VIDEODRIVER") or sys.platform in ("darwin", "win32"):
+        return ""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"

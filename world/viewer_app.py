@@ -1,7 +1,8 @@
 """The viewer window: plays frames from a source, handles keys and the mouse, screenshots and records.
 
 Sources (`FrameSource`) hand over frames; this module holds the replay source, the bus-facing live
-source lives in ``train.view`` (``world`` knows nothing of the bus).
+source lives in ``train.view`` (``world`` knows nothing of the bus). PettingZoo's human render mode
+(``world.env``) instead hands each frame to `Viewer.show` as the env steps (`PushedFrames`).
 
 Keys: space pause, ``.`` or right arrow single step (pauses), left arrow one back (replays),
 ``+`` faster, ``-`` slower, ``f`` follow the selected NPC (zoomed), tab / shift-tab next / previous
@@ -89,6 +90,27 @@ class ReplaySource:
     def status(self) -> str:
         """The load error, if any."""
         return self.error
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class PushedFrames:
+    """The source of a window whose frames are handed to `Viewer.show` (PettingZoo's human mode)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.regions: list[str] = []
+        self.cells: list[str] = []
+        self.done = False
+
+    def next_frame(self) -> dict[str, Any] | None:
+        """None: frames come through `Viewer.show`, not from here."""
+        return None
+
+    def status(self) -> str:
+        """Nothing to report."""
+        return ""
 
     def close(self) -> None:
         """Nothing to release."""
@@ -245,6 +267,28 @@ class Viewer:
         self.drawer.draw(self.surface, self.frame, self.state, self._scope())
         pygame.display.flip()
         return advanced
+
+    def show(self, frame: dict[str, Any]) -> bool:
+        """Draw a frame handed over now (at most `speed` a second on a display); False once the user quit.
+
+        With a display, space (pause) holds the caller here until space again or ``.`` (one frame).
+        """
+        running = self.pump()
+        self._show(frame)
+        self._draw()
+        if self.headless:
+            return running
+        while running and self.state.paused and not self._step_request:
+            self.clock.tick(30)
+            running = self.pump()
+            self._draw()
+        self._step_request = 0
+        self.clock.tick(self.state.speed)
+        return running
+
+    def _draw(self) -> None:
+        self.drawer.draw(self.surface, self.frame, self.state, self._scope())
+        pygame.display.flip()
 
     def run(self, frames: int | None = None, screenshot: str | None = None, record: str | None = None) -> int:
         """Show frames until quit (or until `frames` were shown); 0 when frames were shown, else 1."""
