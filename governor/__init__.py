@@ -8,10 +8,10 @@ runtimes:
 
 - **tick rate** (one of ``governor.tick_rates``, Hz, dividing the 20 Hz world clock): how often the
   NPC's *brain* is called. ``runtime=inproc``: the brain acts every ``20 / r`` world ticks;
-  ``runtime=processes``: the NPC process wakes at ``r`` Hz. Between two brain calls the NPC repeats
-  its last action, while its cells and nerves still run every world tick (a nerve may still override
-  the repeated action). Every brain call costs lifeforce (``nervous.lifeforce.per_brain_call``), so a
-  slow tick rate is cheaper to live with and slower to react.
+  ``runtime=processes``: the NPC process calls its brain at ``r`` Hz. Between two brain calls the NPC
+  stays, while its cells and nerves still run every world tick (a nerve may still move it). Every
+  brain call costs lifeforce (``nervous.lifeforce.per_brain_call``), so a slow tick rate is cheaper to
+  live with and slower to react.
 - **CPU quota** (``governor.min_quota``..``governor.max_quota`` percent of one core): ``inproc``: the
   NPC's share of the simulated compute budget; ``processes``: its cgroup's ``cpu.max``. The quotas of
   all living NPCs together never exceed ``governor.cpu_budget`` cores (``fit_to_budget``), whichever
@@ -26,5 +26,6 @@ whose decision changed, or all); the supervisor turns them into cgroup quotas an
 
 Governors (Hydra group ``governor``): ``fixed`` (today's behaviour: 20 Hz, full quota, gates by a
 threshold), ``heuristic`` (hand rules), ``budget`` (Unreal Engine's Animation Budget Allocator), and
-``learned`` (a small torch network trained by RL on the same input array; a later increment).
+``learned`` (a small torch network trained by PPO on the same input array: ``governor.learned``).
+``governor.runtime`` runs any of them in the in-process runtime, ``governor.costs`` prices the work.
 """

@@ -80,7 +80,7 @@ def _threshold_gates(features: np.ndarray, threshold: float) -> np.ndarray:
     return (collapse > 0.0) & (collapse >= threshold)
 
 
-def _finish(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
+def finish_decisions(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
             priority: np.ndarray) -> Decisions:
     """Decisions with quotas following the rates, fitted to the budget, and dead rows cleared."""
     alive = features[:, ALIVE] > 0.5
@@ -112,7 +112,7 @@ class FixedGovernor:
         n = len(features)
         rate = np.full(n, max(self.config.tick_rates), dtype=np.int64)
         gates = _threshold_gates(features, self.config.gate_threshold)
-        return _finish(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY))
+        return finish_decisions(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY))
 
 
 class HeuristicGovernor:
@@ -136,7 +136,7 @@ class HeuristicGovernor:
         rate = np.where(urgent, max(c.tick_rates), np.where(idle, c.idle_tick_rate, c.calm_tick_rate))
         gates = _threshold_gates(features, c.gate_threshold) & self.help
         urgency = np.maximum(np.where(in_danger, danger, 0.0), need)
-        return _finish(c, features, rate, gates, 10.0 * urgency)
+        return finish_decisions(c, features, rate, gates, 10.0 * urgency)
 
 
 class BudgetGovernor:
@@ -208,7 +208,7 @@ class BudgetGovernor:
         self.changed_tick[changed] = context.tick
         self.rate = np.where(alive, rate, 0)
         gates = _threshold_gates(features, c.gate_threshold)
-        return _finish(c, features, rate, gates, 10.0 * significance)
+        return finish_decisions(c, features, rate, gates, 10.0 * significance)
 
 
 GOVERNORS: dict[str, type[FixedGovernor] | type[HeuristicGovernor] | type[BudgetGovernor]] = {
@@ -221,10 +221,12 @@ GOVERNORS: dict[str, type[FixedGovernor] | type[HeuristicGovernor] | type[Budget
 def make_governor(config: GovernorConfig) -> Governor:
     """The governor config.kind names."""
     if config.kind == "learned":
-        raise NotImplementedError(
-            f"governor.kind='learned': not built yet (a later increment of issue 16); "
-            f"choose one of {', '.join(GOVERNORS)}"
-        )
+        from governor.learned import LearnedGovernor  # the network and torch, only when asked for
+
+        if not config.checkpoint:
+            raise ValueError("governor.checkpoint='': the learned governor needs trained weights "
+                             "(python -m train +experiment=governor writes <run>/governor.pt)")
+        return LearnedGovernor(config)
     cls = GOVERNORS.get(config.kind)
     if cls is None:
         raise ValueError(f"governor.kind={config.kind!r}: no such governor; choose one of {', '.join(KINDS)}")

@@ -70,6 +70,32 @@ class GovernorConfig:
     work_unit_smoothing_speed: float = 5.0
     """UE WorkUnitSmoothingSpeed: per second, how fast the estimated work unit follows the measured one."""
 
+    # --- learned: the network and its training (PPO over governor ticks) -----------------------------
+    checkpoint: str = ""
+    """The learned governor's weights (``governor.pt`` of a ``+experiment=governor`` run); '': a fresh one."""
+    hidden: int = 64
+    """Hidden width of the learned governor's network."""
+    greedy: bool = True
+    """Deployed learned governor: the most likely choice (false: sample, as in training)."""
+    cpu_charge: float = 1.0
+    """Training reward charged per simulated CPU-second an NPC used (on top of the lifeforce of thinking)."""
+    learning_rate: float = 3e-4
+    """Adam step size of the governor's PPO."""
+    gamma: float = 0.95
+    """Discount per governor tick (0.95 at 2 Hz: a horizon of about 10 s)."""
+    gae_lambda: float = 0.95
+    """GAE lambda of the governor's PPO."""
+    rollout_ticks: int = 32
+    """Governor ticks per PPO update (each over every NPC slot of every env)."""
+    update_epochs: int = 4
+    """PPO epochs per update."""
+    num_minibatches: int = 4
+    """Minibatches per epoch."""
+    clip_coef: float = 0.2
+    """PPO ratio clip."""
+    ent_coef: float = 0.01
+    """Entropy bonus."""
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             self._fail("kind", f"no such governor; choose one of {', '.join(KINDS)}")
@@ -96,6 +122,23 @@ class GovernorConfig:
         if bad:
             self._fail("help_regions", f"{bad[0]!r} is no region; choose from {', '.join(names)}")
         self._check_budget_allocator()
+        self._check_learning()
+
+    def _check_learning(self) -> None:
+        if not isinstance(self.checkpoint, str):
+            self._fail("checkpoint", "must be a path or ''")
+        for name in ("hidden", "rollout_ticks", "update_epochs", "num_minibatches"):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+                self._fail(name, "must be an integer >= 1")
+        for name in ("learning_rate", "clip_coef"):
+            if not _is_number(getattr(self, name)) or not getattr(self, name) > 0:
+                self._fail(name, "must be > 0")
+        for name in ("gamma", "gae_lambda"):
+            if not _is_number(getattr(self, name)) or not 0.0 <= getattr(self, name) <= 1.0:
+                self._fail(name, "must be in 0..1")
+        for name in ("cpu_charge", "ent_coef"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
+                self._fail(name, "must be >= 0")
 
     def _fail(self, name: str, rule: str) -> NoReturn:
         """Raise the one-line error naming a field, its value and the rule it breaks."""

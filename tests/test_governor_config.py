@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from governor.config import GovernorConfig
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "governor"
-KINDS = ("fixed", "heuristic", "budget")
+KINDS = ("fixed", "heuristic", "budget", "learned")
 
 
 @pytest.mark.parametrize("kind", KINDS)

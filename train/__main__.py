@@ -39,6 +39,10 @@ def hydra_main(cfg: DictConfig) -> dict:
             sys.exit(view_mode(run))
         if run.mode == "eval":
             return eval_mode(run, run_dir)
+        if run.mode == "governor":
+            from governor.training import governor_mode
+
+            return governor_mode(run, run_dir)
         if run.runtime.name == "processes":
             return organism_mode(run, run_dir)
         return train_mode(run, run_dir, overrides=list(hydra_cfg.overrides.task))

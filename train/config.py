@@ -20,9 +20,9 @@ from agents.ppo import PPOConfig
 from governor.config import GovernorConfig
 from nervous.config import NervousConfig
 from organs.config import CortexConfig
-from world import CurriculumConfig, WorldConfig
+from world import CurriculumConfig, WorldConfig, stage_config
 
-MODES = ("train", "eval", "view")
+MODES = ("train", "eval", "view", "governor")
 LOGGER_MODES = ("offline", "online", "disabled")
 RUNTIMES = ("inproc", "processes")
 VIEWERS = ("none", "live")
@@ -108,11 +108,11 @@ class RunConfig:
     """Cells (wave features in the observation), nerves (reflexes) and lifeforce costs."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     governor: GovernorConfig = field(default_factory=GovernorConfig)
-    """The thalamus governor: fixed, heuristic or budget (not yet used by a mode)."""
+    """The thalamus governor: fixed, heuristic, budget or learned (training, eval and the organism)."""
     cortex: CortexConfig = field(default_factory=CortexConfig)
     """The cortex client: the embedded planner server, or vLLM at cortex.base_url (not yet used by a mode)."""
     mode: str = "train"
-    """train, eval, or view (the viewer on a replay or a live run)."""
+    """train, eval, view (the viewer on a replay or a live run), or governor (train the learned governor)."""
     seed: int = 1
     """Seed of torch and of the worlds."""
     total_agent_steps: int = 8_000_000
@@ -177,6 +177,19 @@ def _unknown_key(node: Any, path: str = "") -> str | None:
     return None
 
 
+def check_learned_governor(config: GovernorConfig) -> None:
+    """Raise ConfigError when a deployed learned governor has no usable checkpoint (loads it once)."""
+    from governor.learned import load_network
+
+    if not config.checkpoint:
+        raise ConfigError("governor.checkpoint='': the learned governor needs trained weights "
+                          "(python -m train +experiment=governor writes <run>/governor.pt)")
+    try:
+        load_network(config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Convert a composed config to a validated RunConfig; raise ConfigError naming the bad field."""
     unknown = _unknown_key(cfg)
@@ -208,6 +221,13 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
         raise ConfigError(f"duration={run.duration!r}: must be >= 0 seconds (0: until SIGTERM)")
     if run.mode == "view" and not (run.view.replay or run.view.live):
         raise ConfigError("view: mode=view needs view.replay=<file> or view.live=true")
+    if run.governor.kind == "learned" and run.mode != "governor":
+        check_learned_governor(run.governor)
+    worlds = [run.world] if run.world is not None else [stage_config(s) for s in run.curriculum.stages]
+    try:  # every stage's NPCs must fit the governor's CPU budget at their minimum quotas
+        run.governor.check_npcs(max(w.n_npcs for w in worlds))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if run.mode == "eval" and not run.checkpoint:
         raise ConfigError("checkpoint: mode=eval needs checkpoint=<path to a .pt file>")
     return run

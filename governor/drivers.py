@@ -1,0 +1,89 @@
+"""The brains a governor schedules in the in-process runtime: a checkpoint's frozen PPO brains, or the script.
+
+A ``Driver`` proposes every NPC's action for the world's current tick (the brains' batched forward, or
+the scripted heuristic), and runs the cells the governor reads (``bank``: collapse events and waves)
+once per tick before the governed reflex sees them. The governor decides which proposals are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from agents.brain import Brain
+from agents.layout import SlotLayout
+from nervous.cells import CellBank
+from nervous.config import NervousConfig
+from train.nervous_link import WaveSenses
+from world import GridWorld
+from world.heuristics import heuristic_policy
+from world.tiles import PROPRIO_SIZE
+
+
+class Driver(Protocol):
+    """Proposes every NPC's action for a world tick; owns the cell bank the governor reads."""
+
+    name: str
+    bank: CellBank
+
+    def __call__(self, world: GridWorld) -> np.ndarray:
+        """int64 [B, N]: the brains' proposals for this tick (cells stepped for it)."""
+        ...
+
+
+@dataclass
+class ScriptedDriver:
+    """The scripted heuristic (``world.heuristics``) as every NPC's brain; cells run for the governor."""
+
+    bank: CellBank
+    seed: int = 0
+    name: str = "heuristic script"
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    def __call__(self, world: GridWorld) -> np.ndarray:
+        """The script's actions for this tick."""
+        m = world.num_envs * world.num_npcs
+        views, proprio = world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1)
+        self.bank.step(views, proprio, world.ticks)
+        actions = heuristic_policy(views, proprio, world.action_mask.reshape(m, -1), self.rng)
+        return np.asarray(actions, dtype=np.int64).reshape(world.num_envs, world.num_npcs)
+
+
+class BrainDriver:
+    """Frozen PPO brains (sampled actions), with the wave senses they were trained with."""
+
+    def __init__(self, brain: Brain, nervous: NervousConfig, seed: int = 0, name: str = "brains") -> None:
+        self.brain, self.name = brain, name
+        self.senses = WaveSenses(CellBank(nervous.cell)) if nervous.cells else None
+        extra = self.senses.size if self.senses is not None else 0
+        if brain.proprio_size != PROPRIO_SIZE + extra:
+            raise ValueError(f"nervous.cells: the brain takes {brain.proprio_size - PROPRIO_SIZE} wave "
+                             f"features, this nervous config gives {extra}")
+        self.bank = self.senses.bank if self.senses is not None else CellBank(nervous.cell)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._layout: SlotLayout | None = None
+        self._shape: tuple[int, int] | None = None
+
+    @torch.inference_mode()
+    def __call__(self, world: GridWorld) -> np.ndarray:
+        """The brains' sampled actions for this tick."""
+        if self._layout is None or self._shape != (world.num_envs, world.num_npcs):
+            self._layout = SlotLayout(self.brain.config.shared, world.num_envs, world.num_npcs)
+            self._shape = (world.num_envs, world.num_npcs)
+        layout = self._layout
+        proprio = world.proprio
+        if self.senses is not None:
+            proprio = np.concatenate([proprio, self.senses(world)], axis=-1)
+        else:
+            m = world.num_envs * world.num_npcs
+            self.bank.step(world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1),
+                           world.ticks)
+        action = self.brain.get_action_and_value(
+            layout.to_groups(world.views), layout.to_groups(proprio), layout.to_groups(world.action_mask),
+            generator=self.generator)[0]
+        return np.asarray(layout.to_slots(action), dtype=np.int64)

@@ -1,0 +1,117 @@
+"""The learned governor: the shared network decides every NPC's tick rate and gates, and learns by PPO.
+
+Per governor tick it reads the inputs array of all NPCs of all envs at once (``decide_batch``: one
+forward), chooses a tick-rate level and the gates per NPC (sampled while learning, the most likely
+choice when deployed with ``governor.greedy``), and completes them as every governor does
+(``baselines.finish_decisions``): the quota follows the rate and is fitted to each env's CPU budget,
+dead rows are cleared. Its **LLM priority** is its own urgency: ``round(10 * level / (levels - 1))``,
+the fastest rate it chose ranking first (the network has no separate priority head: in training the
+cortex is never queued, so such a head would learn nothing).
+
+Learning (``learning=True``): every decision is remembered with its log-probability and value; the
+runtime reports each NPC's reward over the period that followed (``observe_outcome``: the world's
+reward, in which brain calls and escalations already cost lifeforce, minus ``governor.cpu_charge`` per
+simulated CPU-second) and whether its life ended; after ``governor.rollout_ticks`` governor ticks it
+makes one PPO update (``governor.learner``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from governor.baselines import finish_decisions
+from governor.config import GovernorConfig
+from governor.decisions import Decisions
+from governor.inputs import GlobalContext
+from governor.learner import GovernorBuffer, ppo_update
+from governor.network import GovernorNet, normalise
+
+
+def load_network(config: GovernorConfig) -> GovernorNet:
+    """The network of governor.checkpoint, or a fresh one; ValueError naming the file when it does not fit."""
+    rates = sorted(config.tick_rates)
+    if not config.checkpoint:
+        return GovernorNet(len(rates), config.hidden)
+    path = Path(config.checkpoint)
+    where = f"governor.checkpoint={config.checkpoint}"
+    if not path.is_file():
+        raise ValueError(f"{where}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file
+        raise ValueError(f"{where}: unreadable ({type(error).__name__})") from None
+    return GovernorNet.from_state(state.get("governor", state) if isinstance(state, dict) else state, rates,
+                                  where)
+
+
+class LearnedGovernor:
+    """The governor network as a governor: ``decide``/``decide_batch``, and PPO when learning."""
+
+    def __init__(self, config: GovernorConfig, net: GovernorNet | None = None, learning: bool = False,
+                 seed: int = 0) -> None:
+        self.config = config
+        self.rates = np.array(sorted(config.tick_rates), dtype=np.int64)
+        self.net = net if net is not None else load_network(config)
+        self.learning = learning
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.learning_rate, eps=1e-5)
+        self.buffer = GovernorBuffer()
+        self.updates = 0
+        self.last_losses: dict[str, float] = {}
+
+    # --- deciding ------------------------------------------------------------------------------
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        """Decisions for the NPC rows of one env."""
+        return self.decide_batch(np.asarray(features)[None], [context])[0]
+
+    def decide_batch(self, features: np.ndarray, contexts: list[GlobalContext]) -> list[Decisions]:
+        """Decisions for features [B, N, F] of B envs (one forward for all NPCs)."""
+        features = np.asarray(features, dtype=np.float32)
+        B, N, _ = features.shape
+        x = torch.from_numpy(normalise(features).reshape(B * N, -1))
+        greedy = self.config.greedy and not self.learning
+        choice = self.net.act(x, greedy=greedy, generator=self.generator)
+        if self.learning:
+            alive = torch.from_numpy(features[..., 0].reshape(-1) > 0.5)
+            self.buffer.add(x, choice, alive)
+        level = choice.level.numpy().reshape(B, N)
+        gates = choice.gates.numpy().reshape(B, N, -1) > 0.5
+        priority = 10.0 * level / max(1, len(self.rates) - 1)
+        return [finish_decisions(self.config, features[b], self.rates[level[b]], gates[b], priority[b])
+                for b in range(B)]
+
+    # --- learning ------------------------------------------------------------------------------
+    def observe_outcome(self, reward: np.ndarray, done: np.ndarray) -> None:
+        """The reward [B, N] and life ended [B, N] of the period after the last decision."""
+        if not self.learning or not self.buffer.pending:
+            return
+        self.buffer.close(torch.as_tensor(np.asarray(reward, np.float32).reshape(-1)),
+                          torch.as_tensor(np.asarray(done, bool).reshape(-1)))
+
+    def maybe_learn(self, features: np.ndarray) -> dict[str, float] | None:
+        """One PPO update when ``rollout_ticks`` periods are complete (features: the state now); losses."""
+        if not self.learning or self.buffer.complete < self.config.rollout_ticks:
+            return None
+        B, N = np.asarray(features).shape[:2]
+        x = torch.from_numpy(normalise(np.asarray(features, np.float32)).reshape(B * N, -1))
+        with torch.no_grad():
+            next_value = self.net(x)[2]
+        self.last_losses = ppo_update(self.net, self.optimizer, self.buffer, next_value, self.config,
+                                      self.generator)
+        self.updates += 1
+        return self.last_losses
+
+    def state_dict(self) -> dict:
+        """Network (checkpoint payload), optimiser and update count."""
+        return {"governor": self.net.state(list(self.config.tick_rates)),
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` gave (resume)."""
+        net = GovernorNet.from_state(state["governor"], sorted(self.config.tick_rates), "resume")
+        self.net.load_state_dict(net.state_dict())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state.get("updates", 0))

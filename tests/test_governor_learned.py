@@ -1,0 +1,113 @@
+"""The learned governor: its network, its decisions, its checkpoint errors and its PPO update."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from governor import inputs as col
+from governor.baselines import make_governor
+from governor.config import GovernorConfig
+from governor.inputs import NUM_FEATURES, GlobalContext
+from governor.learned import LearnedGovernor, load_network
+from governor.network import GovernorNet, normalise
+from train.config import ConfigError, check_learned_governor
+
+
+def _features(b: int, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(0, 1, size=(b, n, NUM_FEATURES)).astype(np.float32)
+    f[..., col.ALIVE] = 1.0
+    f[..., col.TICK_RATE] = 20.0
+    return f
+
+
+def test_normalise_appends_the_pooled_living_rows_of_each_machine() -> None:
+    f = _features(2, 3)
+    f[0, 2, col.ALIVE] = 0.0  # a dead NPC does not count in its machine's pool
+    x = normalise(f)
+    assert x.shape == (2, 3, 2 * NUM_FEATURES) and x.dtype == np.float32
+    scaled = x[..., :NUM_FEATURES]
+    assert np.allclose(x[0, 0, NUM_FEATURES:], scaled[0, :2].mean(axis=0))
+    assert np.allclose(x[1, 2, NUM_FEATURES:], scaled[1].mean(axis=0))
+
+
+def test_decisions_use_the_configured_rates_fit_the_budget_and_rank_priority_by_rate() -> None:
+    config = dataclasses.replace(GovernorConfig(kind="learned"), cpu_budget=1.0)
+    governor = LearnedGovernor(config, seed=3)
+    features = _features(4, 16)
+    features[1, 5, col.ALIVE] = 0.0
+    decisions = governor.decide_batch(features, [GlobalContext(tick=0)] * 4)
+    assert len(decisions) == 4
+    for d in decisions:
+        assert set(d.tick_rate[d.alive].tolist()) <= set(config.tick_rates)
+        assert d.cpu_quota.sum() <= 100.0 * config.cpu_budget + 1e-9
+        fastest = d.tick_rate == max(config.tick_rates)
+        assert (d.llm_priority[fastest & d.alive] == 10).all()
+    assert not decisions[1].alive[5] and decisions[1].cpu_quota[5] == 0.0
+    assert not decisions[1].gates[5].any()
+
+
+def test_a_fresh_network_starts_near_the_fixed_governor() -> None:
+    governor = LearnedGovernor(GovernorConfig(kind="learned", greedy=True), seed=0)
+    decision = governor.decide(_features(1, 8)[0], GlobalContext(tick=0))
+    assert (decision.tick_rate == 20).all() and not decision.gates.any()
+
+
+def test_checkpoint_round_trip_and_the_errors_that_name_the_file(tmp_path: Path) -> None:
+    config = GovernorConfig(kind="learned")
+    governor = LearnedGovernor(config, seed=1)
+    path = tmp_path / "governor.pt"
+    torch.save(governor.state_dict(), path)
+    loaded = load_network(dataclasses.replace(config, checkpoint=str(path)))
+    x = torch.from_numpy(normalise(_features(1, 4)).reshape(4, -1))
+    assert torch.allclose(loaded(x)[0], governor.net(x)[0])
+    assert isinstance(make_governor(dataclasses.replace(config, checkpoint=str(path))), LearnedGovernor)
+
+    with pytest.raises(ValueError, match="governor.checkpoint=.*no such file"):
+        load_network(dataclasses.replace(config, checkpoint=str(tmp_path / "missing.pt")))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: unreadable"):
+        load_network(dataclasses.replace(config, checkpoint=str(tmp_path / "junk.pt")))
+    with pytest.raises(ValueError, match="trained for tick rates"):
+        load_network(dataclasses.replace(config, checkpoint=str(path), tick_rates=[1, 5, 20],
+                                         idle_tick_rate=1, calm_tick_rate=5))
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a governor checkpoint"):
+        load_network(dataclasses.replace(config, checkpoint=str(tmp_path / "other.pt")))
+    with pytest.raises(ValueError, match="needs trained weights"):
+        make_governor(config)
+    with pytest.raises(ConfigError, match="needs trained weights"):
+        check_learned_governor(config)
+
+
+def test_ppo_moves_the_policy_towards_the_rewarded_rate() -> None:
+    config = dataclasses.replace(GovernorConfig(kind="learned"), rollout_ticks=8, learning_rate=3e-3)
+    governor = LearnedGovernor(config, learning=True, seed=0)
+    features = _features(4, 8)
+    x = torch.from_numpy(normalise(features).reshape(32, -1))
+
+    def p_slowest() -> float:
+        with torch.no_grad():
+            return float(torch.softmax(governor.net(x)[0], -1)[:, 0].mean())
+
+    before = p_slowest()
+    for _ in range(10 * config.rollout_ticks + 1):
+        decisions = governor.decide_batch(features, [GlobalContext(tick=0)] * 4)
+        reward = np.stack([(d.tick_rate == 1).astype(np.float32) for d in decisions])  # the slowest pays
+        governor.observe_outcome(reward, np.zeros_like(reward, dtype=bool))
+        governor.maybe_learn(features)
+    assert governor.updates >= 10
+    assert p_slowest() > before + 0.3
+
+
+def test_learned_net_rejects_a_checkpoint_of_another_width(tmp_path: Path) -> None:
+    net = GovernorNet(5, hidden=32)
+    state = net.state([1, 2, 5, 10, 20])
+    state["features"] = NUM_FEATURES + 1
+    with pytest.raises(ValueError, match="reads 27 inputs"):
+        GovernorNet.from_state(state, [1, 2, 5, 10, 20], "governor.checkpoint=x")
