@@ -175,6 +175,17 @@ async def test_bad_allocations_are_refused_counted_and_the_npc_keeps_its_setting
                 assert sup.allocations[1] == good
                 if CAPPED:
                     assert _quota_file(org, "npc-1") == pytest.approx(25.0)
+
+                # a restarted NPC (it starts at 20 Hz) is sent its last command again: no governor needed
+                npc1 = sup.children["npc-1"]
+                pid = npc1.handle.pid  # type: ignore[union-attr]
+                os.kill(pid, signal.SIGKILL)
+                await until(lambda: npc1.pids[-1] != pid and npc1.heard_since_start, 30, "npc-1 back")
+                acted = int(world.acted[1])
+                await until(lambda: world.acted[1] > acted + 5, 10, "the new npc-1 acting")
+                assert world.rate[1] == 5  # its own reports: it took its last command again
+                if CAPPED:
+                    assert _quota_file(org, "npc-1") == pytest.approx(25.0)
             finally:
                 org.stop.set()
                 summary = await asyncio.wait_for(running, 30)
@@ -186,7 +197,7 @@ async def test_bad_allocations_are_refused_counted_and_the_npc_keeps_its_setting
     assert any("allocation.tick_rate=4: not one of the tick rates [1, 2, 5, 10, 20]" in m for m in lines)
     assert any("allocation.npc=9: no such NPC" in m for m in lines)
     log = (org.run_dir / "logs" / "npc-1.log").read_text()
-    assert log.count("command: tick rate") == 1  # only the good one reached the NPC
+    assert log.count("command: tick rate") == 2  # the good one, and again after the restart: no bad one
 
 
 def children_quota(org: Organism, name: str) -> float:
