@@ -11,7 +11,9 @@ charges every brain evaluation: an NPC slowed down by the governor thinks, and p
 An action counts for a tick only when it names the tick's observation and arrives before the step:
 a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
 NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
-tick rate in its state reports; a due NPC with no fresh action is a missed tick. Latency is measured
+tick rate in its state reports and from the commands it is sent (it obeys them at once: without them
+a governor's slow-down would count as missed ticks until the NPC's next report); a due NPC with no
+fresh action is a missed tick. Latency is measured
 from publishing an observation to receiving its action. ``on_frame(world, actions=, tick_rate=,
 cpu_use=)`` (e.g. ``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
 """
@@ -32,7 +34,7 @@ import numpy as np
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
-from nervous.messages import Action, NpcState, Observation
+from nervous.messages import Action, Command, NpcState, Observation
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
 
@@ -121,10 +123,11 @@ class WorldServer:
     # -- bus --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to every NPC's actions and state reports."""
+        """Subscribe to every NPC's actions, state reports and commands."""
         for i in range(self.config.n_npcs):
             self._subs.append(await self.bus.subscribe(subjects.npc_action(i), Action, self._on_action))
             self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState, self._on_state))
+            self._subs.append(await self.bus.subscribe(subjects.npc_command(i), Command, self._on_command))
 
     async def stop(self) -> None:
         """Unsubscribe."""
@@ -161,6 +164,11 @@ class WorldServer:
         self.rate[msg.npc] = msg.tick_rate
         self.cpu_use[msg.npc] = msg.cpu_use
         self.lag_ms_max[msg.npc] = max(self.lag_ms_max[msg.npc], msg.lag_ms)
+
+    def _on_command(self, msg: Command, raw: Any) -> None:
+        # the NPC obeys a command on its own subject at once (and rejects one naming another NPC)
+        if msg.npc < self.config.n_npcs and raw.subject == subjects.npc_command(msg.npc):
+            self.rate[msg.npc] = msg.tick_rate
 
     def _is_due(self, i: int) -> bool:
         if self.last_acted[i] < 0:
