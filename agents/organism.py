@@ -7,12 +7,22 @@
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
 3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
    once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
-   max, and spawns the cell services asked for (``cell_services``);
+   max, the cell services asked for (``cell_services``) and, when ``governor`` names one, the
+   governor process (``python -m governor``, ``governor.service``);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
 5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
    summary (ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts) and the restarts of
    every other part, also written to ``<run_dir>/summary.json``.
+
+The governor (``governor``: a kind name or a ``GovernorConfig``; None, the default, runs none and the
+NPCs keep ``tick_rate`` and ``cpu_quota``) hears the NPCs' states and waves and publishes allocations;
+the supervisor applies each valid one (``governor.decisions.check_allocation``: a known NPC, one of
+the governor's tick rates) as the NPC's cgroup quota and a command, and counts the refused ones
+(``bad_allocations`` in the summary, with those that did not even decode). A governor that dies
+leaves the NPCs on their last settings and is restarted like any part. What the supervisor applied
+(quota, gates, LLM priority) and the gates that opened in the last second join each frame handed to
+``on_frame`` (``cpu_quota``, ``gates``, ``llm_priority``, ``gate_flash``; see ``governed``).
 
 Every long-lived part is supervised with one restart policy (``supervisor``): killing the fork
 server takes down the NPCs forked from it, and all come back from their last checkpoints once a new
@@ -39,18 +49,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from agents.cgroups import BACKENDS, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
 from agents.npc import NpcConfig
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
 from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
+from governor.baselines import make_governor
+from governor.config import GovernorConfig
+from governor.decisions import check_allocation
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
 from nervous.cells.bank import CELLS
 from nervous.lifeforce import LifeforceConfig
+from nervous.messages import REGIONS, Allocation, GateEvent
 from nervous.server import EmbeddedServer
 
 log = logging.getLogger(__name__)
+
+#: Seconds a gate opening stays marked in the frames (``gate_flash``).
+GATE_FLASH_S = 1.0
 
 
 @dataclass
@@ -101,10 +120,17 @@ class OrganismConfig:
     """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     """Restart policy and timeouts."""
+    governor: GovernorConfig | None = None
+    """The governor process: a GovernorConfig (or a kind name); None runs none (NPCs keep their start
+    tick rate and quota)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.supervisor, dict):
             self.supervisor = SupervisorConfig(**self.supervisor)
+        if isinstance(self.governor, str):
+            self.governor = GovernorConfig(kind=self.governor)
+        elif isinstance(self.governor, dict):
+            self.governor = GovernorConfig(**self.governor)
         if not isinstance(self.npcs, int) or self.npcs < 1:
             raise ValueError(f"runtime.organism.npcs={self.npcs!r}: must be an integer >= 1")
         if self.duration_s < 0:
@@ -129,6 +155,12 @@ class OrganismConfig:
             check_quota(self.cpu_quota)
         except ValueError:
             raise ValueError(f"runtime.organism.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
+        if self.governor is not None:
+            self.governor.check_npcs(self.npcs)
+            try:
+                make_governor(self.governor)  # a governor that cannot be built fails here, not in its process
+            except NotImplementedError as exc:
+                raise ValueError(str(exc)) from None
 
 
 class Organism:
@@ -158,6 +190,8 @@ class Organism:
         self.spawn_all_s = float("nan")
         self.started_at = 0.0
         self.supervising = asyncio.Event()
+        self.gate_opened_at = np.full(config.npcs, -np.inf)
+        """Monotonic time of each NPC's last gate opening heard (GateEvent)."""
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -234,13 +268,22 @@ class Organism:
                     config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
                     depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
+            if c.governor is not None:  # forked like a cell service: it needs only the bus
+                config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
+                argv = [sys.executable, "-m", "governor", "--url", self.bus.url, "--npcs", str(c.npcs),
+                        "--config-json", json.dumps(config["governor"])]
+                self.supervisor.add(ChildSpec(
+                    name="governor", argv=argv, target="governor.service:child_main", config=config,
+                    factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
+                    heartbeat_subject=subjects.heartbeat("thalamus", "governor")))
+            await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
             if fork is not None:
                 await self._start_fork_server()
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce,
             )
-            self.world = WorldServer(wcfg, self.bus, self.on_frame)
+            self.world = WorldServer(wcfg, self.bus, self._on_frame if self.on_frame is not None else None)
             await self.world.start()
         except BaseException:
             await stack.aclose()
@@ -249,6 +292,34 @@ class Organism:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    def _on_gate_open(self, msg: GateEvent, raw: Any) -> None:
+        if msg.npc < self.config.npcs:
+            self.gate_opened_at[msg.npc] = time.monotonic()
+
+    def governed(self) -> dict[str, np.ndarray]:
+        """Per NPC what the supervisor applied: ``cpu_quota`` (% of a core), ``llm_priority`` (-1: no
+        allocation yet), ``gates`` (bit k set: ``REGIONS[k]`` open) and ``gate_flash`` (a gate opened in
+        the last ``GATE_FLASH_S`` seconds)."""
+        assert self.supervisor is not None
+        n = self.config.npcs
+        quota = np.zeros(n, dtype=np.float32)
+        priority = np.full(n, -1, dtype=np.int8)
+        gates = np.zeros(n, dtype=np.uint8)
+        allocations: dict[int, Allocation] = self.supervisor.allocations
+        for i in range(n):
+            quota[i] = self.supervisor.children[f"npc-{i}"].spec.cpu_quota
+            a = allocations.get(i)
+            if a is not None:
+                priority[i] = a.llm_priority
+                gates[i] = sum(1 << k for k, region in enumerate(REGIONS) if a.gates.get(region, False))
+        flash = time.monotonic() - self.gate_opened_at < GATE_FLASH_S
+        return {"cpu_quota": quota, "llm_priority": priority, "gates": gates, "gate_flash": flash}
+
+    def _on_frame(self, world: Any, **extras: Any) -> Any:
+        """The world server's frame hook: hands on the frame with what the supervisor applied."""
+        assert self.on_frame is not None
+        return self.on_frame(world, **extras, **self.governed())
 
     def _heard(self, name: str) -> None:
         if self.supervisor is not None:
@@ -275,8 +346,14 @@ class Organism:
         duration = self.config.duration_s if duration_s is None else duration_s
         sup_stop = asyncio.Event()
         self.started_at = time.monotonic()
+        governor = self.config.governor or GovernorConfig()  # its tick rates, even when none runs
+        npc_ids = range(self.config.npcs)
+
+        def check(allocation: Allocation) -> None:
+            check_allocation(allocation, npc_ids, governor.tick_rates)
+
         supervising = asyncio.create_task(
-            serve(self.supervisor, self.bus, sup_stop, self.supervising, force=self.force))
+            serve(self.supervisor, self.bus, sup_stop, self.supervising, force=self.force, check=check))
         ticking = asyncio.create_task(self.world.run(self.stop))
         watch = asyncio.create_task(self._watch_spawn())
         failing = asyncio.create_task(self._watch_failed())
@@ -340,6 +417,7 @@ class Organism:
             "overruns": self.world.overruns,
             "restarts": sum(n["restarts"] for n in npcs.values())
             + sum(p["restarts"] for p in parts.values()),
+            "bad_allocations": self.bad_allocations(),
             "failed": list(sup_failed),
             "parts": parts,
             "npcs": npcs,
@@ -347,6 +425,12 @@ class Organism:
         with contextlib.suppress(OSError):
             (self.run_dir / "summary.json").write_text(json.dumps(out, indent=1, default=str))
         return out
+
+
+    def bad_allocations(self) -> int:
+        """Allocations refused: those that did not decode and those the supervisor refused."""
+        assert self.supervisor is not None and self.bus is not None
+        return self.bus.bad_messages.get(subjects.governor_allocate(), 0) + self.supervisor.bad_allocations
 
 
 def _percentile(values: Any, q: float) -> float:
@@ -388,7 +472,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         summary["cgroups"],
         f"world ticks {summary['world_ticks']}, spawn {summary['spawn_all_s']:.2f} s, "
         f"action latency p50 {summary['action_latency_p50_ms']:.2f} ms p99 "
-        f"{summary['action_latency_p99_ms']:.2f} ms, missed {100 * summary['missed_tick_fraction']:.2f} %",
+        f"{summary['action_latency_p99_ms']:.2f} ms, missed {100 * summary['missed_tick_fraction']:.2f} %"
+        + (f", {summary['bad_allocations']} bad allocations" if summary.get("bad_allocations") else ""),
         f"{'npc':>4} {'ticks':>6} {'missed':>6} {'late':>5} {'cpu_s':>7} {'lifeforce':>9} {'deaths':>6} "
         f"{'restarts':>8} state",
     ]
@@ -431,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cgroups", choices=BACKENDS, default=d.cgroups, help="cgroup backend")
     p.add_argument("--spawn", action="store_true", help="spawn NPC processes instead of forking")
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
+    p.add_argument("--governor", default=None, metavar="KIND",
+                   help="run the governor process: fixed, heuristic, budget or learned (default: none)")
     a = p.parse_args(argv)
     try:
         config = OrganismConfig(
@@ -448,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             cgroups=a.cgroups,
             fork=not a.spawn,
             seed=a.seed,
+            governor=a.governor,
         )
     except ValueError as exc:
         p.error(str(exc))

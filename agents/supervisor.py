@@ -24,7 +24,8 @@ States per child (supervisord's names)::
 - A gap of more than ``stall_s`` between two supervision passes is the supervisor's own stall (a
   loaded machine): children's silence during it does not count towards a hang.
 - Stopping goes in reverse dependency order: a child gets SIGTERM (and SIGCONT, so a stopped one can
-  act on it) once its dependents are down, SIGKILL ``stop_timeout_s`` later, and a child whose end is
+  act on it, and a full core, so one the governor throttled to a few percent can checkpoint and exit
+  in time) once its dependents are down, SIGKILL ``stop_timeout_s`` later, and a child whose end is
   still unseen ``kill_grace_s`` after SIGKILL is given up as "lost" (logged): no stop waits forever.
   ``force_stop`` (a second SIGINT) SIGKILLs everything at once.
 - FATAL is logged once as an error line; an ``essential`` child going FATAL is noted in ``failed``
@@ -33,6 +34,15 @@ States per child (supervisord's names)::
 ``Supervisor`` is pure logic over an injectable clock and process factory (unit-tested with a fake
 clock); ``serve`` runs it on the bus: heartbeats in, ``{env}.thalamus.governor.allocate`` applied as
 live CPU quotas (and forwarded to the NPC as a command), SIGTERM/SIGINT drain everything.
+
+An allocation that does not decode (a tick rate, quota or priority out of range, an unknown gate
+region) is counted and logged by the bus; one that decodes but names an NPC the supervisor does not
+run, or that ``check`` refuses (the organism passes ``governor.decisions.check_allocation`` with the
+governor's tick rates), is logged with one line naming the field and counted in
+``Supervisor.bad_allocations``. Either way nothing changes: the NPC keeps its last valid settings.
+The last valid allocation of each NPC is kept (``Supervisor.allocations``) and its command is sent
+again to a restarted NPC once it is heard, so a restart keeps the governor's settings even while no
+governor runs.
 """
 
 from __future__ import annotations
@@ -210,6 +220,10 @@ class Supervisor:
         self._last_poll = 0.0
         #: (time, child, from state, to state, reason) of every transition.
         self.events: list[tuple[float, str, State, State, str]] = []
+        #: The last valid allocation applied to each NPC, by NPC id.
+        self.allocations: dict[int, Allocation] = {}
+        #: Allocations refused (unknown NPC, or refused by serve's check) since the start.
+        self.bad_allocations = 0
 
     # -- commands ---------------------------------------------------------------------------------
 
@@ -325,6 +339,9 @@ class Supervisor:
             if child.state == State.STOPPING and not child.term_sent and not self._live_dependents(child):
                 child.term_sent = True
                 child.stop_deadline = now + self.config.stop_timeout_s
+                if child.spec.cpu_quota < 100.0:  # its last work is its checkpoint: not at 5 % of a core
+                    with contextlib.suppress(Exception):
+                        self.cgroups.set_cpu_quota(child.spec.name, 100.0)
                 if child.handle is not None:
                     child.handle.signal(signal.SIGTERM)
                     child.handle.signal(signal.SIGCONT)
@@ -548,11 +565,13 @@ class Supervisor:
 
 
 async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio.Event | None = None,
-                force: asyncio.Event | None = None) -> None:
+                force: asyncio.Event | None = None,
+                check: Callable[[Allocation], None] | None = None) -> None:
     """Run the supervisor on the bus until ``stop`` is set, then stop every child (at once when
-    ``force`` is set); the stop is bounded by the stop timeouts."""
+    ``force`` is set); the stop is bounded by the stop timeouts. ``check`` raises ValueError naming the
+    field of an allocation to refuse."""
     subs = []
-    unknown: list[int] = []
+    commanded: dict[int, int] = {}  # NPC id -> pid its last command went to
 
     for name, child in sup.children.items():
         def on_heartbeat(msg: Heartbeat, raw: Any, name: str = name) -> None:
@@ -564,15 +583,37 @@ async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio
         if subject:
             subs.append(await bus.subscribe(subject, Heartbeat, on_heartbeat))
 
+    async def send_command(msg: Allocation) -> None:
+        command = Command(npc=msg.npc, tick=msg.tick, tick_rate=msg.tick_rate, gates=msg.gates)
+        child = sup.children[sup.by_npc[msg.npc]]
+        await bus.publish(subjects.npc_command(msg.npc), command)
+        # one not heard yet may not listen yet: it gets the command again once it is heard
+        commanded[msg.npc] = child.pids[-1] if child.pids and child.heard_since_start else 0
+
     async def on_allocate(msg: Allocation, raw: Any) -> None:
         name = sup.by_npc.get(msg.npc)
-        if name is None:
-            unknown.append(msg.npc)
-            log.warning("allocation for unknown npc %d ignored", msg.npc)
+        try:
+            if name is None:
+                raise ValueError(f"allocation.npc={msg.npc}: no such NPC under this supervisor")
+            if check is not None:
+                check(msg)
+        except ValueError as exc:
+            sup.bad_allocations += 1
+            if sup.bad_allocations <= 10 or sup.bad_allocations % 1000 == 0:
+                log.warning("refused allocation on %s: %s (%d refused)", raw.subject, exc,
+                            sup.bad_allocations)
             return
         sup.set_quota(name, msg.cpu_quota)
-        command = Command(npc=msg.npc, tick=msg.tick, tick_rate=msg.tick_rate, gates=msg.gates)
-        await bus.publish(subjects.npc_command(msg.npc), command)
+        sup.allocations[msg.npc] = msg
+        await send_command(msg)
+
+    async def recommand() -> None:
+        """Send its last command again to an NPC that restarted since (once it is heard)."""
+        for npc, msg in sup.allocations.items():
+            child = sup.children[sup.by_npc[npc]]
+            if child.heard_since_start and child.pids and commanded.get(npc) != child.pids[-1]:
+                with contextlib.suppress(Exception):  # disconnected: the next pass tries again
+                    await send_command(msg)
 
     subs.append(await bus.subscribe(subjects.governor_allocate(), Allocation, on_allocate))
     echo_subject = subjects.heartbeat("supervisor", bus.config.name)
@@ -596,6 +637,7 @@ async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio
     try:
         while not stop.is_set():
             await echo()
+            await recommand()
             now = sup.clock()
             sup.hearing(bus.connected.is_set() and now - heard["at"] < sup.config.hearing_timeout_s)
             sup.poll()

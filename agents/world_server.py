@@ -15,7 +15,9 @@ first ten per subject, then every thousandth), naming both ids.
 An action counts for a tick only when it names the tick's observation and arrives before the step:
 a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
 NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
-tick rate in its state reports; a due NPC with no fresh action is a missed tick. Latency is measured
+tick rate in its state reports and from the commands it is sent (it obeys them at once: without them
+a governor's slow-down would count as missed ticks until the NPC's next report); a due NPC with no
+fresh action is a missed tick. Latency is measured
 from publishing an observation to receiving its action. ``on_frame(world, actions=, tick_rate=,
 cpu_use=)`` (e.g. ``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
 """
@@ -38,7 +40,7 @@ import numpy as np
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
-from nervous.messages import Action, NpcState, Observation
+from nervous.messages import Action, Command, NpcState, Observation
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
 
@@ -128,12 +130,13 @@ class WorldServer:
     # -- bus --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Subscribe to every NPC's actions and state reports (each handler knows whose subject it is)."""
+        """Subscribe to every NPC's actions, state reports and commands (each handler knows whose subject)."""
         for i in range(self.config.n_npcs):
             self._subs.append(await self.bus.subscribe(subjects.npc_action(i), Action,
                                                        functools.partial(self._on_action, i)))
             self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState,
                                                        functools.partial(self._on_state, i)))
+            self._subs.append(await self.bus.subscribe(subjects.npc_command(i), Command, self._on_command))
 
     async def stop(self) -> None:
         """Unsubscribe."""
@@ -177,6 +180,11 @@ class WorldServer:
         self.rate[i] = msg.tick_rate
         self.cpu_use[i] = msg.cpu_use
         self.lag_ms_max[i] = max(self.lag_ms_max[i], msg.lag_ms)
+
+    def _on_command(self, msg: Command, raw: Any) -> None:
+        # the NPC obeys a command on its own subject at once (and rejects one naming another NPC)
+        if msg.npc < self.config.n_npcs and raw.subject == subjects.npc_command(msg.npc):
+            self.rate[msg.npc] = msg.tick_rate
 
     def _is_due(self, i: int) -> bool:
         if self.last_acted[i] < 0:

@@ -23,6 +23,9 @@ runtimes:
 
 Decisions go out as ``Allocation`` messages on ``{env}.thalamus.governor.allocate`` (only for NPCs
 whose decision changed, or all); the supervisor turns them into cgroup quotas and ``Command`` messages.
+In the live organism the governor is its own process (``python -m governor``, ``governor.service``):
+it hears NPC states and waves, finds collapse events itself (``{env}.thalamus.governor.collapse``) and
+publishes allocations and gate transitions (``{env}.thalamus.gate.open`` / ``.close``).
 
 Governors (Hydra group ``governor``): ``fixed`` (today's behaviour: 20 Hz, full quota, gates by a
 threshold), ``heuristic`` (hand rules), ``budget`` (Unreal Engine's Animation Budget Allocator), and

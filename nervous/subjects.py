@@ -90,6 +90,11 @@ def governor_allocate() -> str:
     return build("thalamus", "governor", "allocate")
 
 
+def governor_collapse() -> str:
+    """Collapse events the governor found in the NPCs' waves."""
+    return build("thalamus", "governor", "collapse")
+
+
 def gate_open() -> str:
     """Gate transitions to open."""
     return build("thalamus", "gate", "open")
@@ -120,14 +125,19 @@ def heartbeat(domain: str, service: str) -> str:
     return build(domain, service, "heartbeat")
 
 
+def npc_states_pattern() -> str:
+    """Subscription pattern matching the state reports of every NPC."""
+    return f"{env()}.npc.*.state"
+
+
 def all_cell_waves_pattern() -> str:
     """Subscription pattern matching the waves of every cell."""
     return f"{env()}.nervous.cells.*.wave"
 
 
 def events_pattern() -> list[str]:
-    """Subjects captured by the JetStream events stream (waves, gate events, allocations)."""
-    return [all_cell_waves_pattern(), f"{env()}.thalamus.gate.*", governor_allocate()]
+    """Subjects captured by the JetStream events stream (waves, gate events, allocations, collapse events)."""
+    return [all_cell_waves_pattern(), f"{env()}.thalamus.gate.*", governor_allocate(), governor_collapse()]
 
 
 def inbox_prefix(identity: str) -> str:

@@ -11,9 +11,12 @@ import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import pytest  # noqa: E402
 
+from nervous.messages import REGIONS as GATE_ORDER  # noqa: E402
 from world.draw import (  # noqa: E402
     DOMAIN_COLOURS,
     ENV_BACKGROUND,
+    GATE_COLOUR,
+    GATE_REGIONS,
     GLYPH_INK,
     GLYPHS,
     MARGIN,
@@ -22,6 +25,7 @@ from world.draw import (  # noqa: E402
     WINDOW,
     Drawer,
     ViewState,
+    control_lines,
     draw_glyph,
     draw_line,
     empty_tile_colour,
@@ -243,3 +247,50 @@ def test_the_grid_leaves_no_black_strips(surface: pygame.Surface, size: int) -> 
     Drawer(REGIONS).draw(surface, make_frame(size=size), ViewState(env="prod"))
     square = pygame.surfarray.array3d(surface.subsurface((MARGIN, MARGIN, 640, 640))).reshape(-1, 3)
     assert not (square == 0).all(axis=1).any()
+
+
+def governed(frame: dict) -> dict:
+    """The frame with the governor's columns: NPC 0 told 2 Hz, 10 %, math and hazard open, priority 5;
+    NPC 1 never told anything (priority -1)."""
+    frame["tick_rate"] = np.array([2.0, 20.0], dtype=np.float32)
+    frame["cpu_use"] = np.array([0.09, 0.031], dtype=np.float32)  # cores
+    frame["cpu_quota"] = np.array([10.0, 12.5], dtype=np.float32)
+    frame["llm_priority"] = np.array([5, -1], dtype=np.int8)
+    frame["gates"] = np.array([0b1010, 0], dtype=np.uint8)  # bits 1 and 3: hazard, math
+    frame["gate_flash"] = np.array([True, False])
+    return frame
+
+
+def test_gate_bits_follow_the_bus_regions() -> None:
+    assert GATE_REGIONS == tuple(r.value for r in GATE_ORDER)
+
+
+def test_the_inspector_shows_tick_rate_quota_gates_and_priority(surface: pygame.Surface) -> None:
+    drawer = Drawer(REGIONS)
+    frame = governed(make_frame())
+    drawer.draw(surface, frame, ViewState(selected=0))
+    assert drawer.control_text == ["tick 2 Hz  cpu 9 %  quota 10 %", "gates hazard,math  prio 5"]
+    drawn = pygame.surfarray.array3d(surface).copy()
+    drawer.draw(surface, frame, ViewState(selected=1))
+    assert drawer.control_text == ["tick 20 Hz  cpu 3 %  quota 12.5 %", "gates -  prio -"]
+    inspector = (slice(drawer.panel_rect.x, drawer.panel_rect.right), slice(drawer.panel_rect.bottom - 146,
+                                                                           drawer.panel_rect.bottom - 120))
+    assert (pygame.surfarray.array3d(surface)[inspector] != drawn[inspector]).any()  # the lines are drawn
+    drawer.draw(surface, make_frame(), ViewState(selected=0))  # a feed without the governor's columns
+    assert drawer.control_text == ["tick -  cpu -  quota -", "gates -  prio -"]
+    frame["gates"][0] = 0
+    assert control_lines(frame, 0)[1] == "gates closed  prio 5"
+
+
+def test_a_gate_opening_rings_the_npc_and_an_open_gate_dots_its_row(surface: pygame.Surface) -> None:
+    drawer = Drawer(REGIONS)
+    frame = governed(make_frame())
+    drawer.draw(surface, frame, ViewState())
+    radius = max(4, round(drawer.cell * 1.2))
+    for n, (y, x) in enumerate(((4, 5), (10, 12))):
+        cx, cy = drawer.cell_centre(y, x)
+        ring = pixel(surface, (cx + radius - 1, cy))
+        assert (ring == GATE_COLOUR) == (n == 0), n  # NPC 0's gate opened just now; NPC 1's did not
+        row = drawer.row_rects[n]
+        dot = pixel(surface, (row.x + 6 + 24, row.y + drawer.row_h // 2))
+        assert (dot == GATE_COLOUR) == (n == 0), n

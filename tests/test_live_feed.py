@@ -62,6 +62,25 @@ def test_frame_message_round_trip_and_validation() -> None:
         decode(broken[:-20], FrameMessage, "dev.world.run1.frame")
 
 
+def test_the_governors_columns_ride_the_frame_and_are_checked() -> None:
+    world = make_world(0)
+    n = world.num_npcs
+    frame = world.frame(0)
+    frame["cpu_quota"] = np.linspace(5, 100, n).astype(np.float32)
+    frame["llm_priority"] = (np.arange(n) % 12 - 1).astype(np.int8)  # -1: no allocation yet
+    frame["gates"] = (np.arange(n) % 64).astype(np.uint8)
+    frame["gate_flash"] = np.arange(n) % 2 == 0
+    data = encode(FrameMessage.from_frame(frame, "gov"))
+    back = decode(data, FrameMessage, "dev.world.gov.frame").to_frame()
+    for key in ("cpu_quota", "llm_priority", "gates", "gate_flash"):
+        np.testing.assert_array_equal(back[key], frame[key], err_msg=key)
+    assert back["gate_flash"].dtype == bool
+    short = FrameMessage.from_frame(frame, "gov")
+    short.cpu_quota = short.cpu_quota[:-4]
+    with pytest.raises(MessageError, match="cpu_quota"):
+        decode(encode(short), FrameMessage, "dev.world.gov.frame")
+
+
 def test_publisher_is_rate_limited_and_cheap_when_not_due(nats_server: EmbeddedServer) -> None:
     world = make_world(5)
     with FramePublisher(run="rate", url=nats_server.url, fps=20.0, max_share=0.05) as feed:

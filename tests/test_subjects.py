@@ -17,6 +17,8 @@ def test_subjects_follow_env_domain_service_detail(monkeypatch: pytest.MonkeyPat
     assert subjects.governor_allocate() == "dev.thalamus.governor.allocate"
     assert subjects.gate_open() == "dev.thalamus.gate.open"
     assert subjects.gate_close() == "dev.thalamus.gate.close"
+    assert subjects.governor_collapse() == "dev.thalamus.governor.collapse"
+    assert subjects.npc_states_pattern() == "dev.npc.*.state"
     assert subjects.cortex_request() == "dev.cortex.nyx.request"
     assert subjects.organ("vision", "detect") == "dev.organs.vision.detect"
     assert subjects.world_frame("run1") == "dev.world.run1.frame"
@@ -44,10 +46,11 @@ def test_bad_tokens_are_rejected_naming_the_token(bad: str) -> None:
         subjects.organ("vision", bad)
 
 
-def test_events_pattern_covers_waves_gates_and_allocations(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_events_pattern_covers_waves_gates_allocations_and_collapses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NIMMERVERSE_ENV", "staging")
     assert subjects.events_pattern() == [
         "staging.nervous.cells.*.wave",
         "staging.thalamus.gate.*",
         "staging.thalamus.governor.allocate",
+        "staging.thalamus.governor.collapse",
     ]

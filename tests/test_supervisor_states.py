@@ -212,6 +212,18 @@ def test_quota_changes_are_checked_and_kept() -> None:
         SupervisorConfig(start_retries=-1)
 
 
+def test_a_throttled_child_gets_a_full_core_to_stop_in() -> None:
+    sup, clock, factory, groups = make()
+    sup.set_quota("npc-0", 5)
+    sup.start_all()
+    clock.now += 1.5
+    sup.poll()
+    factory.started[0].ignore_term = True
+    sup.stop_all()
+    assert factory.started[0].signals[0] == signal.SIGTERM
+    assert groups.quota["npc-0"] == 100.0 and sup.children["npc-0"].spec.cpu_quota == 5.0
+
+
 def test_silence_while_the_supervisor_is_deaf_is_not_a_hang() -> None:
     sup, clock, factory, _ = make()
     sup.start_all()

@@ -178,3 +178,21 @@ async def test_a_state_report_naming_another_npc_than_its_subject_is_counted_not
     await settle(bus, lambda: server.spoofed[subjects.npc_state(1)] == 2 and server.rate[1] == 5)
     assert server.rate[0] == 20.0
     await server.stop()
+
+
+async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
+    from nervous.messages import Command
+
+    server = await make_server(bus)
+    await bus.publish(subjects.npc_command(0), Command(npc=1, tick=0, tick_rate=2))  # the NPC rejects it
+    await bus.publish(subjects.npc_command(1), Command(npc=1, tick=0, tick_rate=2))
+    await settle(bus, lambda: server.rate[1] == 2)
+    assert server.rate[0] == 20.0
+    for npc in (0, 1):
+        await bus.publish(subjects.npc_action(npc), Action(npc=npc, tick=0, action=Act.STAY))
+    await settle(bus, lambda: (server.pending_tick == 0).all())
+    server.step()
+    for _ in range(9):  # npc 1 is not due again for 10 ticks: its silence is no missed tick
+        server.step()
+    assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 9
+    await server.stop()

@@ -50,9 +50,12 @@ log = logging.getLogger(__name__)
 #: (frame key, dtype on the wire) of the per-NPC arrays, in message order.
 NPC_FIELDS = (("npc_y", "<i2"), ("npc_x", "<i2"), ("alive", "u1"), ("lifeforce", "<f4"),
               ("battery", "<f4"), ("has_key", "u1"), ("signalling", "u1"), ("facing", "i1"))
-#: Optional per-NPC arrays ([N] each; waves is [N, R]).
-OPTIONAL_FIELDS = (("overrides", "u1"), ("actions", "i1"), ("tick_rate", "<f4"), ("cpu_use", "<f4"))
-_BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides"}
+#: Optional per-NPC arrays ([N] each; waves is [N, R]). The governor's, as the live organism applied
+#: them: cpu_quota (% of a core), llm_priority (-1: none yet), gates (bit k: nervous.messages.REGIONS[k]
+#: open), gate_flash (a gate opened within the last second).
+OPTIONAL_FIELDS = (("overrides", "u1"), ("actions", "i1"), ("tick_rate", "<f4"), ("cpu_use", "<f4"),
+                   ("cpu_quota", "<f4"), ("llm_priority", "i1"), ("gates", "u1"), ("gate_flash", "u1"))
+_BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides", "gate_flash"}
 
 
 class FrameMessage(Message, tag="world_frame"):
@@ -82,6 +85,10 @@ class FrameMessage(Message, tag="world_frame"):
     actions: bytes = b""
     tick_rate: bytes = b""
     cpu_use: bytes = b""
+    cpu_quota: bytes = b""
+    llm_priority: bytes = b""
+    gates: bytes = b""
+    gate_flash: bytes = b""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -184,15 +191,19 @@ class FramePublisher:
 
     def maybe_publish(self, world: Any, waves: np.ndarray | None = None, overrides: np.ndarray | None = None,
                       actions: np.ndarray | None = None, tick_rate: np.ndarray | None = None,
-                      cpu_use: np.ndarray | None = None) -> bool:
-        """Publish the world's frame (with optional per-NPC extras) when one is due; True if queued."""
+                      cpu_use: np.ndarray | None = None, cpu_quota: np.ndarray | None = None,
+                      llm_priority: np.ndarray | None = None, gates: np.ndarray | None = None,
+                      gate_flash: np.ndarray | None = None) -> bool:
+        """Publish the world's frame (with optional per-NPC extras, OPTIONAL_FIELDS) when one is due;
+        True if queued."""
         now = time.perf_counter()
         if now < self._next or not self.active:
             return False
         frame = world.frame(self.env)
         n = world.num_npcs
         for key, value in (("waves", waves), ("overrides", overrides), ("actions", actions),
-                           ("tick_rate", tick_rate), ("cpu_use", cpu_use)):
+                           ("tick_rate", tick_rate), ("cpu_use", cpu_use), ("cpu_quota", cpu_quota),
+                           ("llm_priority", llm_priority), ("gates", gates), ("gate_flash", gate_flash)):
             if value is not None:
                 frame[key] = self._env_slice(np.asarray(value), n, world.num_envs)
         with self._lock:

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from agents.brain import Brain
 from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
+from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
 from train.checkpoint import (
     LATEST,
@@ -107,8 +108,21 @@ def seed_npc_brains(organism: OrganismConfig, checkpoint: str) -> OrganismConfig
     return replace(organism, hidden=meta["hidden"], view_size=meta["view_size"])
 
 
+def live_governor(run: RunConfig) -> GovernorConfig | None:
+    """The governor runtime=processes runs as its own process: run.governor, or None for ``fixed``.
+
+    ``fixed`` (the default) is today's organism without a governor process: every NPC at
+    ``runtime.organism.tick_rate`` and ``cpu_quota``, as the fixed governor decides, but without fitting
+    the quotas into ``governor.cpu_budget`` (which on the default 2 cores refuses more than 40 NPCs at
+    the minimum quota) and without its threshold gates. ``python -m agents.organism --governor fixed``
+    runs the fixed governor as a process all the same.
+    """
+    return run.governor if run.governor.kind != "fixed" else None
+
+
 def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the live organism (runtime=processes) and print its per-NPC summary."""
+    """Run the live organism (runtime=processes) and print its per-NPC summary; the governor process
+    is ``live_governor(run)``."""
     from agents.organism import format_summary
     from agents.organism import run as run_organism
 
@@ -118,10 +132,15 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, duration_s=float(run.duration))
     if run.world is not None:
         organism = replace(organism, stage=run.world.stage)
+    try:
+        organism = replace(organism, governor=live_governor(run))
+    except ValueError as error:  # a governor that cannot govern these NPCs: bad input, not a crash
+        raise ConfigError(str(error)) from None
     if run.checkpoint:
         organism = seed_npc_brains(organism, run.checkpoint)
     learning = " each learning online" if organism.learn else ""
-    print(f"live organism: {stage_name(organism.stage)}, {organism.npcs} NPC processes{learning}, "
+    governed = f", the {organism.governor.kind} governor" if organism.governor is not None else ""
+    print(f"live organism: {stage_name(organism.stage)}, {organism.npcs} NPC processes{learning}{governed}, "
           + (f"{organism.duration_s:g} s" if organism.duration_s else "until Ctrl-C")
           + f"; run folder {run_dir}", flush=True)
     feed = make_publisher(run, organism.run)

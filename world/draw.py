@@ -1,9 +1,10 @@
 """Viewer drawing: one frame (arrays) onto a pygame Surface in the seed's visual language.
 
 Layout (fixed window, ``WINDOW`` pixels): the grid viewport top left, a side panel to its right (one
-row per NPC: lifeforce, battery, stage, tick rate, CPU use; below it the inspector of the selected
-NPC), and the oscilloscope pane along the bottom (confidence waveform of the selected NPC's regions
-over recent frames). Everything sits on the environment's background colour.
+row per NPC: lifeforce, battery, stage, tick rate, CPU use, a violet dot when a gate is open; below it
+the inspector of the selected NPC, with the governor's tick rate, CPU quota, open gates and LLM
+priority), and the oscilloscope pane along the bottom (confidence waveform of the selected NPC's
+regions over recent frames). Everything sits on the environment's background colour.
 
 Colours (seed, "Visual Language"):
 
@@ -24,11 +25,15 @@ without colour (colour-blind safe); the side panel's legend shows each shape wit
 On the grid: waves are ripples (one ring per region, ``REGION_COLOURS``, ring k at
 ``ripple_radius(k, ...)``, thicker with confidence; tentative waves below 0.5 are dotted rings);
 a signalling NPC gets a dashed white ring (an async broadcast); a nerve override is a magenta
-notch in the NPC's top-right corner.
+notch in the NPC's top-right corner; an NPC whose gate opened within the last second (``gate_flash``)
+gets a solid violet ring (the way to the cortex, cognitive violet).
 
 The frame is a ``GridWorld.frame`` / ``Replay.frame`` dict; optional keys: ``waves`` float [N, R]
 (with ``regions`` names given to the drawer), ``overrides`` bool [N], ``actions`` int [N],
-``tick_rate`` [N] and ``cpu_use`` [N] (shown as "-" when absent).
+``tick_rate`` [N] and ``cpu_use`` [N] (cores, shown as % of one core), and the governor's as the
+live organism applied them: ``cpu_quota`` [N] (% of a core), ``llm_priority`` [N] (-1: none yet),
+``gates`` [N] (bit k: ``nervous.messages.REGIONS[k]`` open) and ``gate_flash`` bool [N]; each shown
+as "-" when absent.
 
 Speed: the tile layer is a palette-indexed 8-bit surface (one byte per cell) scaled with
 ``pygame.transform.scale`` and cached until tiles, night or the view change; text surfaces are cached
@@ -77,6 +82,10 @@ REGION_COLOURS: dict[str, tuple[int, int, int]] = {
     "energy": (255, 245, 90),
 }
 OVERRIDE_COLOUR = (255, 0, 200)
+#: A gate opening (escalation towards the cortex): cognitive violet.
+GATE_COLOUR = DOMAIN_COLOURS["cognitive"]
+#: Gate bits of the frame's ``gates`` column, in order (``nervous.messages.REGIONS``; world imports no bus).
+GATE_REGIONS = ("food", "hazard", "collision", "math", "social", "energy")
 SIGNAL_COLOUR = (255, 255, 255)
 TEXT = (235, 235, 235)
 DIM_TEXT = (150, 150, 150)
@@ -186,6 +195,33 @@ def draw_glyph(surface: pygame.Surface, kind: int, rect: pygame.Rect) -> None:
         pygame.draw.arc(surface, GLYPH_INK, (*at(0.32, 0.14), c * 0.36, c * 0.56), 0, math.pi, w + 1)
 
 
+def gate_names(bits: int) -> list[str]:
+    """The regions whose gate bit is set in a frame's ``gates`` value."""
+    return [name for k, name in enumerate(GATE_REGIONS) if int(bits) >> k & 1]
+
+
+def control_lines(frame: dict[str, Any], n: int) -> list[str]:
+    """What steers NPC n, two lines: tick rate, CPU use and quota; open gates and LLM priority ("-": not
+    in the frame, or no allocation yet)."""
+    def column(name: str) -> Any:
+        values = frame.get(name)
+        return values[n] if values is not None and n < len(values) else None
+
+    rate, cpu, quota = column("tick_rate"), column("cpu_use"), column("cpu_quota")
+    priority, gates = column("llm_priority"), column("gates")
+    heard = priority is not None and int(priority) >= 0  # an allocation reached this NPC
+    pace = [
+        f"tick {float(rate):g} Hz" if rate is not None else "tick -",
+        f"cpu {100 * float(cpu):.0f} %" if cpu is not None else "cpu -",  # cores, as % of one core
+        f"quota {float(quota):.3g} %" if quota is not None else "quota -",
+    ]
+    access = [
+        f"gates {','.join(gate_names(gates)) or 'closed'}" if gates is not None and heard else "gates -",
+        f"prio {int(priority)}" if heard else "prio -",
+    ]
+    return ["  ".join(pace), "  ".join(access)]
+
+
 def npc_triangle(left: float, top: float, size: float, facing: int) -> list[tuple[float, float]]:
     """Corners of an NPC's body in the cell at (left, top): a triangle whose tip points where it faces."""
     a, b = 0.1, 0.9
@@ -237,6 +273,8 @@ class Drawer:
         self.row_h = 13
         self.legend_rects: dict[str, pygame.Rect] = {}
         self.row_rects: dict[int, pygame.Rect] = {}
+        #: The selected NPC's control lines (``control_lines``) as last drawn (empty: none selected).
+        self.control_text: list[str] = []
 
     # -- coordinates ------------------------------------------------------------------------------
 
@@ -374,6 +412,7 @@ class Drawer:
         inset = max(1, cell // 6)
         signalling = np.asarray(frame.get("signalling", np.zeros_like(alive)), dtype=bool)
         overrides = frame.get("overrides")
+        flash = frame.get("gate_flash")
         for n in np.flatnonzero(visible):
             cx, cy = self.cell_centre(int(ys[n]), int(xs[n]))
             left, top = int(cx - cell / 2), int(cy - cell / 2)
@@ -388,6 +427,8 @@ class Drawer:
                     surface.blit(label, label.get_rect(center=centroid))
                 if n == state.selected:
                     pygame.draw.rect(surface, DOMAIN_COLOURS["cognitive"], (left, top, cell, cell), 2)
+            if state.layers["npcs"] and flash is not None and flash[n]:
+                pygame.draw.circle(surface, GATE_COLOUR, (cx, cy), max(4, round(cell * 1.2)), 2)
             if state.layers["signals"] and signalling[n]:
                 draw_ring(surface, SIGNAL_COLOUR, (cx, cy), max(3, round(cell * 0.9)), "dashed", 1)
             if state.layers["overrides"] and overrides is not None and overrides[n]:
@@ -414,7 +455,7 @@ class Drawer:
             surface.blit(self._text(title, DIM_TEXT), (x + cx, y))
         y += self.row_h
         n_npcs = len(frame["alive"])
-        inspector_h = 160
+        inspector_h = 172
         capacity = max(1, (rect.bottom - inspector_h - LEGEND_H - y) // self.row_h)
         first = 0
         if state.selected is not None and state.selected >= capacity:
@@ -423,6 +464,7 @@ class Drawer:
         life = np.asarray(frame["lifeforce"], dtype=np.float32)
         battery = np.asarray(frame.get("battery", np.zeros_like(life)), dtype=np.float32)
         tick_rate, cpu = frame.get("tick_rate"), frame.get("cpu_use")
+        gates = frame.get("gates")
         stages = frame.get("npc_stage")
         for n in range(first, min(n_npcs, first + capacity)):
             alive = bool(frame["alive"][n])
@@ -432,6 +474,8 @@ class Drawer:
             if n == state.selected:
                 surface.fill((50, 40, 80), row)
             surface.blit(self._text(str(n), colour), (x + cols[0], y))
+            if gates is not None and gates[n]:  # a gate is open: a violet dot after the id
+                pygame.draw.circle(surface, GATE_COLOUR, (x + cols[0] + 24, y + self.row_h // 2), 3)
             bar = pygame.Rect(x + cols[1], y + 3, 60, self.row_h - 6)
             surface.fill((60, 60, 60), bar)
             width = int(60 * np.clip(life[n], 0, 1))
@@ -442,7 +486,7 @@ class Drawer:
             surface.blit(self._text(str(stage), colour), (x + cols[3], y))
             tr = f"{float(tick_rate[n]):g}Hz" if tick_rate is not None else "-"
             surface.blit(self._text(tr, colour), (x + cols[4], y))
-            cu = f"{float(cpu[n]):.0f}%" if cpu is not None else "-"
+            cu = f"{100 * float(cpu[n]):.0f}%" if cpu is not None else "-"  # cores, as % of one core
             surface.blit(self._text(cu, colour), (x + cols[5], y))
             y += self.row_h
         self._legend(surface, pygame.Rect(rect.x, rect.bottom - inspector_h - LEGEND_H, rect.width, LEGEND_H),
@@ -456,7 +500,7 @@ class Drawer:
         palette = _NIGHT_PALETTE if night else PALETTE
         entries: list[tuple[str, Any]] = [(name, kind) for kind, name in GLYPHS.items()]
         entries += [("wall", Tile.WALL), ("NPC, tip = facing", "npc"), ("signalling", "signal"),
-                    ("nerve override", "override")]
+                    ("nerve override", "override"), ("gate opened", "gate")]
         self.tile_legend_rects = {}
         size, rows = 13, 6
         for i, (name, kind) in enumerate(entries):
@@ -471,6 +515,8 @@ class Drawer:
                 pygame.draw.polygon(surface, DOMAIN_COLOURS["nervous"], npc_triangle(x, y, size, Action.EAST))
             elif kind == "signal":
                 draw_ring(surface, SIGNAL_COLOUR, swatch.center, size // 2, "dashed", 1)
+            elif kind == "gate":
+                pygame.draw.circle(surface, GATE_COLOUR, swatch.center, size // 2, 2)
             else:
                 notch = [swatch.topleft, swatch.topright, swatch.bottomright]
                 pygame.draw.polygon(surface, OVERRIDE_COLOUR, notch)
@@ -481,6 +527,7 @@ class Drawer:
         pygame.draw.line(surface, DIM_TEXT, rect.topleft, rect.topright)
         x, y = rect.x + 6, rect.y + 4
         n = state.selected
+        self.control_text = []
         if n is None or n >= len(frame["alive"]):
             surface.blit(self._text("click an NPC to see its cells", DIM_TEXT), (x, y))
             for i, line in enumerate(("space pause  . step  +/- speed  f follow",
@@ -495,12 +542,10 @@ class Drawer:
         head = f"NPC {n}  {'alive' if frame['alive'][n] else 'dead'}  facing {facing}  {action} {over} {key}"
         surface.blit(self._text(head, TEXT, big=True), (x, y))
         y += 20
-        tick_rate, cpu = frame.get("tick_rate"), frame.get("cpu_use")
-        rate = f"tick {float(tick_rate[n]):g} Hz" if tick_rate is not None else "tick -"
-        use = f"cpu {float(cpu[n]):.0f} %" if cpu is not None else "cpu -"
-        control = f"{rate}  {use}  quota -  gates -  prio -"  # quota, gates, LLM priority: the governor's
-        surface.blit(self._text(control, DIM_TEXT), (x, y))
-        y += 16
+        self.control_text = control_lines(frame, n)
+        for line in self.control_text:
+            surface.blit(self._text(line, DIM_TEXT), (x, y))
+            y += 14
         waves = frame.get("waves")
         if waves is None or not self.regions:
             surface.blit(self._text("no waves in this feed", DIM_TEXT), (x, y))
