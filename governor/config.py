@@ -77,6 +77,10 @@ class GovernorConfig:
     """Hidden width of the learned governor's network."""
     greedy: bool = True
     """Deployed learned governor: the most likely choice (false: sample, as in training)."""
+    warm_start: str = "heuristic"
+    """Training: the governor a fresh network first imitates (fixed, heuristic, budget; '': none)."""
+    warm_start_ticks: int = 64
+    """Training: governor ticks of the warm-start teacher recorded for imitation."""
     cpu_charge: float = 1.0
     """Training reward charged per simulated CPU-second an NPC used (on top of the lifeforce of thinking)."""
     learning_rate: float = 3e-4
@@ -127,7 +131,9 @@ class GovernorConfig:
     def _check_learning(self) -> None:
         if not isinstance(self.checkpoint, str):
             self._fail("checkpoint", "must be a path or ''")
-        for name in ("hidden", "rollout_ticks", "update_epochs", "num_minibatches"):
+        if self.warm_start not in ("", "fixed", "heuristic", "budget"):
+            self._fail("warm_start", "must be fixed, heuristic, budget or '' (none)")
+        for name in ("hidden", "rollout_ticks", "update_epochs", "num_minibatches", "warm_start_ticks"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 self._fail(name, "must be an integer >= 1")
         for name in ("learning_rate", "clip_coef"):

@@ -1,12 +1,14 @@
 """Training the learned governor in the in-process runtime (``python -m train +experiment=governor``).
 
-The NPCs' brains are frozen (measured choice: the governor learns against a fixed target; brains and
-governor trained together chase each other, and the brains' samples thin out as the governor slows
-them): the PPO brains of ``checkpoint=<training checkpoint>``, or, without one, the scripted heuristic
-(``governor.drivers``). ``ppo.num_envs`` worlds of ``world`` (default stage 2) run under a
-``LearnedGovernor`` that samples its decisions and makes one PPO update per ``governor.rollout_ticks``
-governor ticks; its reward is the NPCs' world reward (brain calls and escalations already cost
-lifeforce) minus ``governor.cpu_charge`` per simulated CPU-second.
+A fresh network first imitates ``governor.warm_start`` (the heuristic governor by default;
+``governor.imitation``), then PPO improves on it. The NPCs' brains are frozen (a design choice, not
+measured against training both: the governor learns against a fixed target, where brains trained
+along would move under it and get fewer samples as it slows them): the PPO brains of
+``checkpoint=<training checkpoint>``, or, without one, the scripted heuristic (``governor.drivers``).
+``ppo.num_envs`` worlds of ``world`` (default stage 2) run under a ``LearnedGovernor`` that samples
+its decisions and makes one PPO update per ``governor.rollout_ticks`` governor ticks; its reward is
+the NPCs' world reward (brain calls and escalations already cost lifeforce) minus
+``governor.cpu_charge`` per simulated CPU-second.
 
 Files in the run folder: ``governor.pt`` (the network; ``governor=learned governor.checkpoint=...``
 deploys it; also the optimiser and counters, for ``resume=<run folder>``), ``metrics.jsonl`` and
@@ -30,6 +32,7 @@ from agents.brain import Brain
 from governor.compare import compare_governors, pareto_png
 from governor.config import WORLD_HZ
 from governor.drivers import BrainDriver, Driver, ScriptedDriver
+from governor.imitation import imitate, record_teacher
 from governor.learned import LearnedGovernor, load_network
 from governor.runtime import GovernedReflex
 from nervous.cells import CellBank
@@ -80,6 +83,13 @@ class GovernorTraining:
             net = load_network(run.governor)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        self.imitation_loss: float | None = None
+        if run.governor.warm_start and not run.governor.checkpoint and not run.resume:
+            teacher_world = GridWorld(self.world_config, num_envs=run.ppo.num_envs, seed=run.seed + 1,
+                                      autoreset=True)
+            x, level, gates = record_teacher(teacher_world, make_driver(), run.governor, nervous,
+                                             run.governor.warm_start_ticks)
+            self.imitation_loss = imitate(net, x, level, gates, seed=run.seed)
         self.governor = LearnedGovernor(run.governor, net, learning=True, seed=run.seed)
         nerves = NerveBank(nervous.nerves) if nervous.nerves.enabled else None
         self.reflex = GovernedReflex(run.governor, nervous.lifeforce, nerves, cells=self.driver.bank,
@@ -154,6 +164,9 @@ def governor_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                       total=run.total_agent_steps, initial=training.npc_ticks, name=run_dir.name)
     tracker.message(f"training the learned governor on stage {training.world_config.stage} "
                     f"({training.world_config.name}), NPCs driven by {driven_by}")
+    if training.imitation_loss is not None:
+        tracker.message(f"warm start: imitated the {run.governor.warm_start} governor "
+                        f"(cross-entropy {training.imitation_loss:.3f})")
     path = run_dir / GOVERNOR_FILE
     interrupted = False
     updates = 0
