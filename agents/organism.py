@@ -118,6 +118,8 @@ class OrganismConfig:
     """Seed of the world and of fresh brains."""
     cell_services: list[str] = field(default_factory=list)
     """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
+    organs: list[str] = field(default_factory=list)
+    """Organs for a supervised organ host to serve on the bus (e.g. [vision]); [] runs no organ host."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     """Restart policy and timeouts."""
     governor: GovernorConfig | None = None
@@ -148,6 +150,11 @@ class OrganismConfig:
             raise ValueError(f"runtime.organism.obs_spread={self.obs_spread!r}: must be in 0..0.9 of a tick")
         if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
             raise ValueError(f"runtime.organism.view_size={self.view_size!r}: must be an odd integer >= 1")
+        for organ in self.organs:
+            try:
+                subjects.token(str(organ).partition(":")[0], "organ")
+            except ValueError as exc:
+                raise ValueError(f"runtime.organism.organs: {exc}") from None
         for cell in self.cell_services:
             if cell not in CELLS:
                 raise ValueError(f"runtime.organism.cell_services: {cell!r} is not one of {', '.join(CELLS)}")
@@ -276,6 +283,13 @@ class Organism:
                     name="governor", argv=argv, target="governor.service:child_main", config=config,
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.heartbeat("thalamus", "governor")))
+            if c.organs:  # the organ host: its loaded organs are worker processes of its own
+                argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
+                self.supervisor.add(ChildSpec(
+                    name="organ-host", argv=argv, target="organs.host.service:child_main",
+                    config={"organs": list(c.organs), "url": self.bus.url}, factory=None if fork else spawn,
+                    depends_on="forkserver" if fork is not None else "",
+                    heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
             if fork is not None:
                 await self._start_fork_server()

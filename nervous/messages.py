@@ -305,6 +305,99 @@ class CellError(Message, tag="cell_error"):
     field: str = ""
 
 
+class OrganState(enum.StrEnum):
+    """Lifecycle state of one organ in the organ host."""
+
+    UNLOADED = "UNLOADED"
+    LOADING = "LOADING"
+    READY = "READY"
+    PROCESSING = "PROCESSING"
+
+
+Deadline = Annotated[float, msgspec.Meta(gt=0.0, le=60.0)]
+
+
+class VisionRequest(Message, tag="vision_request", kw_only=True):
+    """Ask the vision organ what lies in a window of rendered pixels around one NPC."""
+
+    npc: NpcId
+    """The asking NPC: its organ gate decides, its lifeforce pays."""
+    tick: Tick = 0
+    deadline_s: Deadline = 2.0
+    """Seconds the caller waits for the answer, a load and a wait for a slot included."""
+    side: Annotated[int, msgspec.Meta(ge=1, le=63)] = 15
+    """Window side in cells (odd)."""
+    cell_px: Annotated[int, msgspec.Meta(ge=1, le=64)] = 8
+    """Pixels per cell of the window."""
+    pixels: bytes
+    """RGB uint8 [side * cell_px, side * cell_px, 3], row-major: the window as rendered."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.side % 2 == 0:
+            raise ValueError(f"side {self.side} is even; a window is centred on a cell - at `$.side`")
+        expected = (self.side * self.cell_px) ** 2 * 3
+        if len(self.pixels) != expected:
+            raise ValueError(
+                f"pixels has {len(self.pixels)} bytes, expected (side*cell_px)^2*3 = {expected} "
+                "- at `$.pixels`"
+            )
+
+
+class VisionReply(Message, tag="vision_reply"):
+    """What the vision organ saw: a tile code and a confidence per cell of the window."""
+
+    npc: NpcId
+    tick: Tick
+    side: Annotated[int, msgspec.Meta(ge=1, le=63)]
+    codes: bytes
+    """uint8 [side, side] ``world.tiles.Tile`` codes (EMPTY .. NPC)."""
+    confidence: bytes
+    """float32 [side, side]: the network's probability of each code."""
+    cost: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    """Lifeforce charged to the NPC for this call."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.codes) != self.side * self.side:
+            raise ValueError(f"codes has {len(self.codes)} bytes, expected side*side - at `$.codes`")
+        if len(self.confidence) != 4 * self.side * self.side:
+            raise ValueError(
+                f"confidence has {len(self.confidence)} bytes, expected 4*side*side - at `$.confidence`"
+            )
+
+
+class OrganEvent(Message, tag="organ_event"):
+    """A lifecycle transition of one organ in the organ host."""
+
+    organ: Name
+    state: OrganState
+    previous: OrganState
+    reason: str = ""
+    """Why: first request, evicted for another organ, idle, load failed, stopping."""
+    rss_mib: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
+    """Resident memory of the organ's worker process after the transition (0: none)."""
+
+
+class OrganGate(Message, tag="organ_gate"):
+    """The organ gate of one NPC: while open, its requests to that organ are served."""
+
+    npc: NpcId
+    organ: Name
+    open: bool
+    tick: Tick = 0
+
+
+class OrganCharge(Message, tag="organ_charge"):
+    """Lifeforce one NPC owes for one served organ call."""
+
+    npc: NpcId
+    organ: Name
+    verb: Name
+    cost: Annotated[float, msgspec.Meta(ge=0.0)]
+    tick: Tick = 0
+
+
 AnyMessage = (
     Wave
     | WaveBatch
@@ -318,6 +411,11 @@ AnyMessage = (
     | Action
     | CellRequest
     | CellError
+    | VisionRequest
+    | VisionReply
+    | OrganEvent
+    | OrganGate
+    | OrganCharge
 )
 
 M = TypeVar("M", bound=Message)

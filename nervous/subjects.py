@@ -115,6 +115,30 @@ def organ(name: str, verb: str) -> str:
     return build("organs", token(name, "organ"), token(verb, "verb"))
 
 
+#: Verbs of an organ's subject space that are not requests to it.
+ORGAN_CONTROL = ("event", "gate", "charge", "heartbeat")
+
+
+def organ_event(name: str) -> str:
+    """Lifecycle events of one organ (UNLOADED, LOADING, READY, PROCESSING)."""
+    return build("organs", token(name, "organ"), "event")
+
+
+def organ_gate(name: str) -> str:
+    """Organ gates of NPCs for one organ (open: their requests are served)."""
+    return build("organs", token(name, "organ"), "gate")
+
+
+def organ_charge(name: str) -> str:
+    """Lifeforce charges for served calls of one organ."""
+    return build("organs", token(name, "organ"), "charge")
+
+
+def organ_host_heartbeat() -> str:
+    """Liveness of the organ host."""
+    return heartbeat("organs", "host")
+
+
 def world_frame(run: str) -> str:
     """World snapshots of one run for viewers."""
     return build("world", token(run, "run"), "frame")

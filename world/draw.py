@@ -346,6 +346,26 @@ class Drawer:
         if state.message:
             self._message(surface, state.message)
 
+    def grid_image(self, frame: dict[str, Any], cell: int, state: ViewState | None = None) -> np.ndarray:
+        """The whole grid of a frame as the viewer draws it, ``cell`` pixels per grid cell: HWC uint8.
+
+        Tiles with their shapes (night palette at night), the sky (fog veil, rain streaks) and NPCs with
+        their rings, as in ``draw`` but without zoom, panel or scope; what the vision organ reads.
+        """
+        if cell < 1:
+            raise ValueError(f"cell={cell!r}: must be >= 1 pixel")
+        state = state or ViewState()
+        rows, cols = np.asarray(frame["tiles"]).shape
+        self.view, self.cell = (0, 0, rows, cols), cell
+        self.grid_rect = pygame.Rect(0, 0, cols * cell, rows * cell)
+        surface = pygame.Surface(self.grid_rect.size)
+        if state.layers["tiles"]:
+            surface.blit(self._tile_layer(frame["tiles"], bool(frame.get("night", False))), (0, 0))
+        if state.layers["sky"]:
+            self._sky(surface, int(frame.get("weather", 0)), bool(frame.get("night", False)))
+        self._npcs(surface, frame, state)
+        return np.ascontiguousarray(pygame.surfarray.pixels3d(surface).transpose(1, 0, 2))
+
     def _text(self, text: str, colour: Sequence[int] = TEXT, big: bool = False) -> pygame.Surface:
         key = (text, tuple(colour), big)
         surf = self._text_cache.get(key)
