@@ -5,7 +5,8 @@ supervisor's fork server) makes sure the trails stream exists with ``config.stre
 the durable pull consumer ``config.durable`` (explicit acks, ``ack_wait_s``) and loops:
 
 1. fetch up to ``batch_size`` messages, waiting at most ``flush_interval_s`` from the first fetch
-   that brought one (so an event waits at most about ``flush_interval_s`` plus one commit);
+   that brought one (so an event waits at most about ``flush_interval_s`` plus two commits: while
+   one batch commits, in a thread, the next is fetched);
 2. decode them (``TrailEvent`` or ``TrailOutcome``); a malformed one is counted in ``bad``, logged
    (the first ten, then every thousandth) and terminated, so it is never redelivered;
 3. commit the good ones in one transaction (``TrailWriter.write_many``), then ack them.
@@ -108,8 +109,8 @@ class TrailService:
                 bad.append((raw, exc))
             if raw.reply and raw.metadata.num_delivered > 1:
                 self.redelivered += 1
-        if good:
-            self.writer.write_many(good)  # TrailStoreError ends the service: nothing of it is acked
+        if good:  # in a thread, so the next batch is fetched meanwhile; TrailStoreError ends the service
+            await asyncio.to_thread(self.writer.write_many, good)
         for raw in keep:
             await raw.ack()
         for raw, exc in bad:
@@ -119,15 +120,24 @@ class TrailService:
             await raw.term()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch, commit and ack in batches until stop; the batch in hand is committed before returning."""
+        """Fetch, commit and ack in batches until stop; the batches in hand are committed before returning.
+
+        One commit runs while the next batch is fetched; commits (and so acks) stay in order.
+        """
         c = self.config
         pending: list[Msg] = []
+        committing: asyncio.Task[None] | None = None
         batch_started = 0.0
         while not stop.is_set():
+            if committing is not None and committing.done():
+                committing, done = None, committing
+                done.result()  # a failed commit ends the service here
             fetch_started = time.monotonic()
             left = c.flush_interval_s - (fetch_started - batch_started) if pending else c.flush_interval_s
             if pending and (left <= 0 or len(pending) >= c.batch_size):
-                await self.commit(pending)
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self.commit(pending))
                 pending = []
                 continue
             try:
@@ -147,6 +157,8 @@ class TrailService:
             if msgs and not pending:
                 batch_started = fetch_started
             pending += msgs
+        if committing is not None:
+            await committing
         if pending:
             await self.commit(pending)
         await self.close()
