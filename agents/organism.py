@@ -7,7 +7,9 @@
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
 3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
    once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
-   max, and spawns the cell services asked for (``cell_services``);
+   max, and spawns the cell services asked for (``cell_services``) and, with ``trails``, the
+   decision-trail writer (``python -m organs.trails serve``, its store ``trails.sqlite`` in the run
+   folder unless the serialised TrailsConfig passed in says otherwise);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
 5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
@@ -99,6 +101,9 @@ class OrganismConfig:
     """Seed of the world and of fresh brains."""
     cell_services: list[str] = field(default_factory=list)
     """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
+    trails: bool = False
+    """Run the decision-trail writer (organs.trails) as a supervised service; its store and batching
+    come from the top-level trails config (default: trails.sqlite in run_dir)."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     """Restart policy and timeouts."""
 
@@ -140,8 +145,11 @@ class Organism:
         on_frame: Callable[..., Any] | None = None,
         npc_overrides: dict[int, dict[str, Any]] | None = None,
         lifeforce: LifeforceConfig | None = None,
+        trails: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.trails = trails or {}
+        """The trail writer's serialised TrailsConfig (with ``config.trails``; empty: its defaults)."""
         self.lifeforce = lifeforce or LifeforceConfig()
         self.on_frame = on_frame
         self.npc_overrides = npc_overrides or {}
@@ -234,6 +242,8 @@ class Organism:
                     config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
                     depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
+            if c.trails:
+                self.supervisor.add(self._trail_writer_spec(spawn, fork))
             if fork is not None:
                 await self._start_fork_server()
             wcfg = WorldServerConfig(
@@ -249,6 +259,18 @@ class Organism:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    def _trail_writer_spec(self, spawn: SpawnFactory, fork: ForkServer | None) -> ChildSpec:
+        """The trail writer as a child: forked like the cell services, or spawned as its command."""
+        assert self.bus is not None
+        location = self.trails.get("dsn") or self.trails.get("store") or str(self.run_dir / "trails.sqlite")
+        where = ["--dsn" if location.startswith(("postgresql://", "postgres://")) else "--store", location]
+        argv = [sys.executable, "-m", "organs.trails", "serve", "--url", self.bus.url, *where]
+        return ChildSpec(
+            name="trails", argv=argv, target="organs.trails.service:child_main",
+            config={"url": self.bus.url, "location": location, "trails": self.trails},
+            factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
+            heartbeat_subject=subjects.trails_heartbeat())
 
     def _heard(self, name: str) -> None:
         if self.supervisor is not None:
@@ -356,8 +378,8 @@ def _percentile(values: Any, q: float) -> float:
 
 
 async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
-                lifeforce: LifeforceConfig | None) -> dict[str, Any]:
-    org = Organism(config, on_frame, lifeforce=lifeforce)
+                lifeforce: LifeforceConfig | None, trails: dict[str, Any] | None) -> dict[str, Any]:
+    org = Organism(config, on_frame, lifeforce=lifeforce, trails=trails)
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: int) -> None:
@@ -377,9 +399,10 @@ async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
 
 
 def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
-        lifeforce: LifeforceConfig | None = None) -> dict[str, Any]:
-    """Run the live organism to its end (lifeforce: what thinking costs); the per-NPC summary."""
-    return asyncio.run(_main(config, on_frame, lifeforce))
+        lifeforce: LifeforceConfig | None = None, trails: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the live organism to its end (lifeforce: what thinking costs; trails: the writer's
+    serialised TrailsConfig); the per-NPC summary."""
+    return asyncio.run(_main(config, on_frame, lifeforce, trails))
 
 
 def format_summary(summary: dict[str, Any]) -> str:
