@@ -141,6 +141,8 @@ class TrailService:
                 pending = []
                 continue
             try:
+                if self.sub is None:  # an earlier rebind failed: try again
+                    await self._rebind()
                 msgs = await self.sub.fetch(c.batch_size - len(pending), timeout=max(left, 0.005))
             except TimeoutError:  # nothing came (or the broker is away: nats-py reconnects meanwhile)
                 msgs = []
