@@ -7,8 +7,10 @@
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
 3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
    once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
-   max, the cell services asked for (``cell_services``) and, when ``governor`` names one, the
-   governor process (``python -m governor``, ``governor.service``);
+   max, the cell services asked for (``cell_services``), when ``governor`` names one, the governor
+   process (``python -m governor``, ``governor.service``) and, with ``trails``, the decision-trail
+   writer (``python -m organs.trails serve``, its store ``trails.sqlite`` in the run folder unless the
+   serialised TrailsConfig passed in says otherwise);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
 5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
@@ -120,6 +122,9 @@ class OrganismConfig:
     """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
     organs: list[str] = field(default_factory=list)
     """Organs for a supervised organ host to serve on the bus (e.g. [vision]); [] runs no organ host."""
+    trails: bool = False
+    """Run the decision-trail writer (organs.trails) as a supervised service; its store and batching
+    come from the top-level trails config (default: trails.sqlite in run_dir)."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     """Restart policy and timeouts."""
     governor: GovernorConfig | None = None
@@ -179,8 +184,11 @@ class Organism:
         on_frame: Callable[..., Any] | None = None,
         npc_overrides: dict[int, dict[str, Any]] | None = None,
         lifeforce: LifeforceConfig | None = None,
+        trails: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.trails = trails or {}
+        """The trail writer's serialised TrailsConfig (with ``config.trails``; empty: its defaults)."""
         self.lifeforce = lifeforce or LifeforceConfig()
         self.on_frame = on_frame
         self.npc_overrides = npc_overrides or {}
@@ -291,6 +299,8 @@ class Organism:
                     depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
+            if c.trails:
+                self.supervisor.add(self._trail_writer_spec(spawn, fork))
             if fork is not None:
                 await self._start_fork_server()
             wcfg = WorldServerConfig(
@@ -334,6 +344,17 @@ class Organism:
         """The world server's frame hook: hands on the frame with what the supervisor applied."""
         assert self.on_frame is not None
         return self.on_frame(world, **extras, **self.governed())
+    def _trail_writer_spec(self, spawn: SpawnFactory, fork: ForkServer | None) -> ChildSpec:
+        """The trail writer as a child: forked like the cell services, or spawned as its command."""
+        assert self.bus is not None
+        location = self.trails.get("dsn") or self.trails.get("store") or str(self.run_dir / "trails.sqlite")
+        where = ["--dsn" if location.startswith(("postgresql://", "postgres://")) else "--store", location]
+        argv = [sys.executable, "-m", "organs.trails", "serve", "--url", self.bus.url, *where]
+        return ChildSpec(
+            name="trails", argv=argv, target="organs.trails.service:child_main",
+            config={"url": self.bus.url, "location": location, "trails": self.trails},
+            factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
+            heartbeat_subject=subjects.trails_heartbeat())
 
     def _heard(self, name: str) -> None:
         if self.supervisor is not None:
@@ -454,8 +475,8 @@ def _percentile(values: Any, q: float) -> float:
 
 
 async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
-                lifeforce: LifeforceConfig | None) -> dict[str, Any]:
-    org = Organism(config, on_frame, lifeforce=lifeforce)
+                lifeforce: LifeforceConfig | None, trails: dict[str, Any] | None) -> dict[str, Any]:
+    org = Organism(config, on_frame, lifeforce=lifeforce, trails=trails)
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: int) -> None:
@@ -475,9 +496,10 @@ async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
 
 
 def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
-        lifeforce: LifeforceConfig | None = None) -> dict[str, Any]:
-    """Run the live organism to its end (lifeforce: what thinking costs); the per-NPC summary."""
-    return asyncio.run(_main(config, on_frame, lifeforce))
+        lifeforce: LifeforceConfig | None = None, trails: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the live organism to its end (lifeforce: what thinking costs; trails: the writer's
+    serialised TrailsConfig); the per-NPC summary."""
+    return asyncio.run(_main(config, on_frame, lifeforce, trails))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

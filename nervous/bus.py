@@ -151,14 +151,22 @@ class Bus:
         """Drain subscriptions and pending publishes, then stop an embedded server."""
         nc, self._nc = self._nc, None
         if nc is not None and not nc.is_closed and not nc.is_connected:
-            await nc.close()  # nothing can drain through a broker that is away: do not wait for it
+            await self._close_quietly(nc)  # nothing can drain through a broker that is away: do not wait
         elif nc is not None and not nc.is_closed:
             try:
                 await asyncio.wait_for(nc.drain(), self.config.drain_timeout_s + 1.0)
             except Exception as exc:  # a dead server cannot be drained; close anyway
                 log.debug("drain failed: %s", exc)
-                await nc.close()
+                await self._close_quietly(nc)
         self._stop_server()
+
+    @staticmethod
+    async def _close_quietly(nc: Client) -> None:
+        """Close a connection whose socket may be gone (nats-py then raises ConnectionResetError)."""
+        try:
+            await nc.close()
+        except OSError as exc:
+            log.debug("close: %s", exc)
 
     def _stop_server(self) -> None:
         if self.server is not None:

@@ -9,6 +9,9 @@ on receipt at no extra cost.
 ``decode(data, kind, subject)`` raises ``MessageError`` (one line naming the subject and the field)
 for random bytes, wrong types, out-of-range values, unknown versions and oversized payloads.
 
+``TrailEvent`` records one gate decision or escalation for the decision trails; its outcome K ticks
+later comes as its own ``TrailOutcome`` with the same id (see ``TrailOutcome``).
+
 ``WaveBatch`` carries the waves of one cell (or of a cell bank) for one tick as columnar arrays
 (raw little-endian bytes), which is how wave fan-in reaches >100 k waves/s into one subscriber.
 """
@@ -224,6 +227,104 @@ class GateEvent(Message, tag="gate_event"):
     reason: str = ""
 
 
+#: A decision trail's event id: a token safe in a Nats-Msg-Id header and a primary key.
+TrailId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/@+=-]+$")]
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text cannot hold NUL bytes
+#: Short text without NUL bytes, possibly empty.
+ShortText = Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_NUL)]
+#: A name without NUL bytes (a run, an input).
+TextName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
+#: Seconds since the Unix epoch.
+WallTime = Annotated[float, msgspec.Meta(ge=0.0, le=1e11)]
+#: A finite float (NaN and infinities rejected).
+Finite = Annotated[float, msgspec.Meta(ge=-1e300, le=1e300)]
+#: A count that fits a 64-bit signed column (SQLite INTEGER, PostgreSQL BIGINT).
+Count64 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+#: JSON text (or empty), at most 64 KiB.
+JsonText = Annotated[str, msgspec.Meta(max_length=64 << 10)]
+
+
+class TrailKind(enum.StrEnum):
+    """What a trail event records."""
+
+    GATE = "gate"
+    """A gate decision of the governor for one NPC and region (open or closed)."""
+    ESCALATION = "escalation"
+    """An escalation through an open gate to the cortex, with its request, answer and latency."""
+
+
+def _check_json(owner: str, name: str, text: str) -> None:
+    if text:
+        try:
+            msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"{owner}.{name} is not JSON text ({exc}) - at `$.{name}`") from None
+
+
+class TrailEvent(Message, tag="trail"):
+    """One gate decision or escalation of one NPC, as the decision trails keep it.
+
+    ``id`` is unique per decision (``trail_id`` in ``nervous.trail_stream`` builds a deterministic one)
+    and is the JetStream ``Nats-Msg-Id`` and the store's primary key, so a redelivered or republished
+    event is stored once. Its outcome K ticks later is a separate ``TrailOutcome`` with the same id.
+    """
+
+    id: TrailId
+    run: TextName
+    env: Name
+    npc: Count64
+    tick: Count64
+    kind: TrailKind
+    region: Region
+    gate_open: bool
+    inputs: Annotated[dict[TextName, Finite], msgspec.Meta(max_length=32)] = {}
+    """The governor's inputs that mattered for this decision, by name (at most 32)."""
+    situation: JsonText = ""
+    """The boundary's situation call as JSON text ('' for a gate decision without escalation)."""
+    cortex_request: JsonText = ""
+    """The request sent to the cortex as JSON text ('' when none was sent)."""
+    cortex_response: JsonText = ""
+    """The cortex's answer as JSON text ('' when none came)."""
+    cortex_outcome: ShortText = ""
+    """How the escalation ended (``organs.escalation.Outcome``: planned, stale, failed, ...)."""
+    latency_ms: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.0
+    """From the gate opening to the cortex's answer, in milliseconds."""
+    fallback: ShortText = ""
+    """The fallback taken: '' none, e.g. 'reflex' (the brain went on), 'encoder' (the boundary model's
+    output was invalid and the deterministic encoder stood in)."""
+    at: WallTime = 0.0
+    """When the decision was made (Unix seconds); the writer measures publish-to-commit from it."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kind, self.region = TrailKind(self.kind), Region(self.region)  # as decoding makes them
+        for name in ("situation", "cortex_request", "cortex_response"):
+            _check_json("TrailEvent", name, getattr(self, name))
+
+
+class TrailOutcome(Message, tag="trail_outcome"):
+    """What came of a trail event K ticks later: reward, lock opened, died (same id as the event).
+
+    Published apart from its event (the outcome is known only K ticks later); the store keeps the
+    first outcome per event id, in whichever order event and outcome arrive.
+    """
+
+    id: TrailId
+    npc: Count64
+    tick: Count64
+    """The tick the outcome was measured at."""
+    after_ticks: Count64
+    """K: ticks between the decision and this outcome."""
+    reward: Finite
+    """Reward the NPC earned over those K ticks."""
+    lock_opened: bool = False
+    """A door or lock was opened in those K ticks."""
+    died: bool = False
+    """The NPC died in those K ticks."""
+    at: WallTime = 0.0
+    """When the outcome was measured (Unix seconds)."""
+
+
 class Heartbeat(Message, tag="heartbeat"):
     """Liveness of one service with its counters."""
 
@@ -406,6 +507,8 @@ AnyMessage = (
     | Command
     | Allocation
     | GateEvent
+    | TrailEvent
+    | TrailOutcome
     | Heartbeat
     | Observation
     | Action

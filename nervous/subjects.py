@@ -154,6 +154,26 @@ def npc_states_pattern() -> str:
     return f"{env()}.npc.*.state"
 
 
+def trail_event() -> str:
+    """Decision-trail events (gate decisions and escalations), captured by the trails stream."""
+    return build("trails", "decision", "event")
+
+
+def trail_outcome() -> str:
+    """Outcomes of decision-trail events K ticks later, captured by the trails stream."""
+    return build("trails", "decision", "outcome")
+
+
+def trails_pattern() -> str:
+    """Subjects captured by the JetStream trails stream (events and outcomes)."""
+    return f"{env()}.trails.decision.*"
+
+
+def trails_heartbeat() -> str:
+    """Liveness of the trail writer service."""
+    return build("trails", "writer", "heartbeat")
+
+
 def all_cell_waves_pattern() -> str:
     """Subscription pattern matching the waves of every cell."""
     return f"{env()}.nervous.cells.*.wave"

@@ -17,6 +17,9 @@ from nervous.messages import (
     NpcState,
     Observation,
     Region,
+    TrailEvent,
+    TrailKind,
+    TrailOutcome,
     Wave,
     WaveBatch,
     decode,
@@ -32,6 +35,15 @@ SAMPLES = [
     Heartbeat(domain="nervous", service="math", seq=3, uptime_s=1.5),
     Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0),
     Action(npc=0, tick=1, action=6),
+    TrailEvent(
+        id="run1:7:120:escalation:math", run="run1", env="dev", npc=7, tick=120, kind=TrailKind.ESCALATION,
+        region=Region.MATH, gate_open=True, inputs={"collapse": 0.9, "lifeforce": 0.4},
+        situation='{"name": "report_situation", "arguments": {"npc": 7}}',
+        cortex_request='{"model": "nyx"}', cortex_response='{"choices": []}', cortex_outcome="planned",
+        latency_ms=12.5, fallback="", at=1.7e9,
+    ),
+    TrailOutcome(id="run1:7:120:escalation:math", npc=7, tick=140, after_ticks=20, reward=1.5,
+                 lock_opened=True),
 ]
 
 
@@ -156,3 +168,37 @@ def test_an_observation_holding_a_tile_code_the_world_does_not_have_is_refused()
     with pytest.raises(MessageError) as err:
         decode(bad, Observation, "dev.npc.0.obs")
     assert err.value.field == "view" and "200" in str(err.value)
+
+
+TRAIL = SAMPLES[-2]
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("id", "has space", "matching regex"),
+        ("id", "", "length"),
+        ("run", "a\x00b", "matching regex"),
+        ("tick", 1 << 63, "<="),
+        ("kind", "reflex", "Invalid enum"),
+        ("inputs", {"x": float("nan")}, ">="),
+        ("inputs", {f"i{i}": 0.0 for i in range(33)}, "length"),
+        ("situation", "{not json", "not JSON text"),
+        ("cortex_response", "x" * (64 << 10 + 1), "length"),
+        ("latency_ms", -1.0, ">="),
+    ],
+)
+def test_bad_trail_fields_are_named(field: str, value: object, reason: str) -> None:
+    names = [f.name for f in msgspec.structs.fields(TrailEvent)]
+    row = msgspec.msgpack.decode(encode(TRAIL))
+    row[1 + names.index(field)] = value
+    with pytest.raises(MessageError) as err:
+        decode(msgspec.msgpack.encode(row), TrailEvent, "dev.trails.decision.event")
+    assert err.value.field.startswith(field) and reason in err.value.reason
+    assert "\n" not in str(err.value)
+
+
+def test_trail_events_built_in_python_hold_enums_as_decoding_makes_them() -> None:
+    event = msgspec.structs.replace(TRAIL, kind="gate", region="food")
+    assert event.kind is TrailKind.GATE and event.region is Region.FOOD
+    assert decode(encode(event), TrailEvent, "s") == event

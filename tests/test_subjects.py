@@ -23,6 +23,9 @@ def test_subjects_follow_env_domain_service_detail(monkeypatch: pytest.MonkeyPat
     assert subjects.organ("vision", "detect") == "dev.organs.vision.detect"
     assert subjects.world_frame("run1") == "dev.world.run1.frame"
     assert subjects.heartbeat("thalamus", "governor") == "dev.thalamus.governor.heartbeat"
+    assert subjects.trail_event() == "dev.trails.decision.event"
+    assert subjects.trail_outcome() == "dev.trails.decision.outcome"
+    assert subjects.trails_heartbeat() == "dev.trails.writer.heartbeat"
 
 
 @pytest.mark.parametrize("env", ["dev", "staging", "prod"])
@@ -54,3 +57,13 @@ def test_events_pattern_covers_waves_gates_allocations_and_collapses(monkeypatch
         "staging.thalamus.governor.allocate",
         "staging.thalamus.governor.collapse",
     ]
+
+
+def test_trails_pattern_covers_events_and_outcomes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMMERVERSE_ENV", "prod")
+    pattern = subjects.trails_pattern()
+    assert pattern == "prod.trails.decision.*"
+    for subject in (subjects.trail_event(), subjects.trail_outcome()):
+        assert subject.rsplit(".", 1)[0] == pattern.rsplit(".", 1)[0]
+    # two JetStream streams may not capture the same subject: the events stream must not see trails
+    assert not any(p.split(".")[1] == "trails" for p in subjects.events_pattern())

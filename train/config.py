@@ -20,6 +20,7 @@ from agents.ppo import PPOConfig
 from governor.config import GovernorConfig
 from nervous.config import NervousConfig
 from organs.config import CortexConfig
+from organs.trails.config import TrailsConfig
 from world import CurriculumConfig, WorldConfig, stage_config
 
 MODES = ("train", "eval", "view", "governor")
@@ -111,6 +112,9 @@ class RunConfig:
     """The thalamus governor: fixed, heuristic, budget or learned (training, eval and the organism)."""
     cortex: CortexConfig = field(default_factory=CortexConfig)
     """The cortex client: the embedded planner server, or vLLM at cortex.base_url (not yet used by a mode)."""
+    trails: TrailsConfig = field(default_factory=TrailsConfig)
+    """Decision trails: the store (trails.sqlite in the run folder, or trails.dsn=postgresql://...) and the
+    writer's batching; the live organism runs the writer with runtime.organism.trails=true."""
     mode: str = "train"
     """train, eval, view (the viewer on a replay or a live run), or governor (train the learned governor)."""
     seed: int = 1
@@ -153,6 +157,7 @@ def register_configs() -> None:
     cs.store(group="runtime", name="schema", node=RuntimeConfig)
     cs.store(group="cortex", name="schema", node=CortexConfig)
     cs.store(group="governor", name="schema", node=GovernorConfig)
+    cs.store(group="trails", name="schema", node=TrailsConfig)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], field_name: str) -> None:

@@ -147,7 +147,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
     try:
-        summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce)
+        summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce,
+                               trails=asdict(run.trails))
     finally:
         if feed is not None:
             feed.close()

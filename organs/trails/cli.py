@@ -1,0 +1,102 @@
+"""``python -m organs.trails``: run the trail writer (``serve``) or show an NPC's last decisions (``query``).
+
+::
+
+    python -m organs.trails serve --url nats://127.0.0.1:4222 [--store runs/x/trails.sqlite | --dsn DSN]
+    python -m organs.trails query --store runs/x/trails.sqlite --npc 7 --last 20
+
+``serve`` without ``--url`` (or ``NIMMERVERSE_BUS_URL``) starts an embedded nats-server; without
+``--store``/``--dsn`` (or ``NIMMERVERSE_TRAILS_DSN``) it writes ``trails.sqlite`` in ``--run-dir``
+(default: the current folder). Bad arguments, an unreachable bus and a store that cannot be opened
+(or whose schema is newer than this code) end with one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from nervous import subjects
+from nervous.bus import BusError
+from nervous.messages import TrailKind
+from nervous.trail_stream import TrailStreamConfig, TrailStreamError
+from organs.trails.config import TrailsConfig
+from organs.trails.store import TrailStoreError, open_store, shown
+from organs.trails.table import format_table
+
+
+def _store_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--store", default="", help="SQLite file of the trails")
+    where.add_argument("--dsn", default=os.environ.get("NIMMERVERSE_TRAILS_DSN", ""),
+                       help="postgresql://user@host:port/db of a PostgreSQL store")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m organs.trails", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    defaults = TrailsConfig()
+    run = commands.add_parser("serve", help="consume the trails stream into the store")
+    run.add_argument("--url", default=os.environ.get("NIMMERVERSE_BUS_URL"),
+                     help="nats://host:port (default: an embedded nats-server)")
+    _store_args(run)
+    run.add_argument("--run-dir", default=".", help="folder of the default trails.sqlite and embedded broker")
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size, help="events per commit at most")
+    run.add_argument("--flush-interval-s", type=float, default=defaults.flush_interval_s,
+                     help="longest an event waits for its commit")
+    run.add_argument("--ack-wait-s", type=float, default=defaults.ack_wait_s,
+                     help="seconds before an unacked event is delivered again")
+    run.add_argument("--heartbeat-s", type=float, default=defaults.heartbeat_s,
+                     help="seconds between heartbeats")
+    run.add_argument("--max-age-s", type=float, default=defaults.stream.max_age_s,
+                     help="stream: seconds an event waits for the writer at most")
+    run.add_argument("--max-bytes", type=int, default=defaults.stream.max_bytes, help="stream: bytes at most")
+    query = commands.add_parser("query", help="print an NPC's last trail events as a table")
+    _store_args(query)
+    query.add_argument("--npc", type=int, default=None, help="only this NPC")
+    query.add_argument("--run", default=None, help="only this run")
+    query.add_argument("--kind", choices=[k.value for k in TrailKind], default=None, help="only this kind")
+    query.add_argument("--last", type=int, default=20, help="how many (newest), default 20")
+    return parser
+
+
+def _query(args: argparse.Namespace) -> int:
+    location = args.dsn or args.store
+    if not location:
+        raise ValueError("query needs --store PATH or --dsn postgresql://...")
+    if args.last < 1:
+        raise ValueError(f"--last={args.last}: must be >= 1")
+    with open_store(location, create=False) as store:
+        records = store.last(npc=args.npc, n=args.last, run=args.run, kind=args.kind)
+    if not records:
+        who = f"npc {args.npc}" if args.npc is not None else "any NPC"
+        print(f"no trail events for {who} in {shown(location)}")
+        return 0
+    print(format_table(records))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of the trail writer and the trail query."""
+    args = _parser().parse_args(argv)
+    try:
+        subjects.env()
+        if args.command == "query":
+            return _query(args)
+        from organs.trails.service import serve  # the bus only for the writer, not for a query
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s trail-writer %(levelname)s %(message)s")
+        window = min(TrailStreamConfig().duplicate_window_s, args.max_age_s)
+        stream = TrailStreamConfig(args.max_age_s, args.max_bytes, duplicate_window_s=window)
+        config = TrailsConfig(
+            store=args.store, dsn=args.dsn, batch_size=args.batch_size, stream=stream,
+            flush_interval_s=args.flush_interval_s, ack_wait_s=args.ack_wait_s, heartbeat_s=args.heartbeat_s,
+        )
+        return asyncio.run(serve(config, config.location(args.run_dir), args.url, run_dir=args.run_dir))
+    except (TrailStoreError, TrailStreamError, BusError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,284 @@
+"""The trail store: trail events and their outcomes in SQLite (a file) or PostgreSQL (a dsn), one schema.
+
+``open_store("runs/x/trails.sqlite")`` or ``open_store("postgresql://user@host:5432/db")`` opens (and
+migrates, see ``organs.trails.schema``) a store; a store whose schema version is newer than this code
+knows is refused with one ``TrailStoreError`` line, as is one that cannot be reached or read.
+
+Plain SQL through the standard library's ``sqlite3`` and psycopg 3: the two dialects differ only in
+placeholders and in how a transaction is locked, so no SQL toolkit sits in between. ``insert`` is
+idempotent per id (``ON CONFLICT (id) DO NOTHING``): a redelivered or republished event is stored
+once, and the first outcome of an event wins. SQLite runs in WAL mode with ``synchronous=FULL``: a
+commit that returned survives a crash of the process and of the machine.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from nervous.messages import TrailEvent, TrailKind, TrailOutcome
+from organs.trails.schema import (
+    EVENT_COLUMNS,
+    LATEST,
+    MIGRATIONS,
+    OUTCOME_COLUMNS,
+    SCHEMA_VERSION_TABLE,
+    insert_sql,
+)
+
+#: Key of the PostgreSQL advisory lock held while a store is migrated.
+_MIGRATION_LOCK = 0x7472_6169_6C73  # "trails"
+
+
+class TrailStoreError(RuntimeError):
+    """A trail store that cannot be opened, read or written, in one line naming it."""
+
+
+@dataclass(frozen=True)
+class TrailRecord:
+    """One stored event with its outcome (None until one arrived)."""
+
+    event: TrailEvent
+    outcome: TrailOutcome | None
+
+
+def is_dsn(location: str) -> bool:
+    """Whether a store location is a PostgreSQL dsn (else it is a SQLite path)."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def shown(location: str) -> str:
+    """A store location fit for messages: a dsn's password hidden."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", location)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class TrailStore:
+    """Trail events and outcomes in one database; use ``open_store``."""
+
+    def __init__(self, conn: Any, dialect: str, where: str) -> None:
+        self.conn, self.dialect, self.where = conn, dialect, where
+        self._event_sql = self._sql(insert_sql("trail_events", EVENT_COLUMNS))
+        self._outcome_sql = self._sql(insert_sql("trail_outcomes", OUTCOME_COLUMNS))
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.dialect == "postgres" else text
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[Any]:
+        """A cursor inside one transaction, committed when the block ends, rolled back on error."""
+        if self.dialect == "postgres":
+            with self.conn.transaction(), self.conn.cursor() as cur:
+                yield cur
+            return
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # a writer takes SQLite's lock at once
+        try:
+            yield cur
+        except BaseException:
+            self.conn.rollback()
+            raise
+        else:
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """The schema version of the store (0: empty)."""
+        with self._transaction() as cur:
+            return self._version(cur)
+
+    def _version(self, cur: Any) -> int:
+        if self.dialect == "postgres":
+            cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        else:
+            cur.execute("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'schema_version'")
+        if not cur.fetchone()[0]:
+            return 0
+        cur.execute("SELECT MAX(version) FROM schema_version")
+        row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def migrate(self, create: bool = True) -> int:
+        """Bring the schema to LATEST (without create: refuse an empty store); the version found."""
+        with self._transaction(write=True) as cur:
+            if self.dialect == "postgres":
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            found = self._version(cur)
+            if found > LATEST:
+                raise TrailStoreError(
+                    f"trail store {shown(self.where)} has schema version {found}, newer than the {LATEST} "
+                    "this nimmerverse knows: upgrade nimmerverse or use another store"
+                )
+            if found == 0 and not create:
+                raise TrailStoreError(f"trail store {shown(self.where)} holds no trails (no schema)")
+            if found < LATEST:
+                cur.execute(SCHEMA_VERSION_TABLE)
+            for version in range(found + 1, LATEST + 1):
+                for statement in MIGRATIONS[version - 1]:
+                    cur.execute(statement)
+                cur.execute(self._sql("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"),
+                            (version, time.time()))
+            return found
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def insert(
+        self, msgs: Iterable[TrailEvent | TrailOutcome], stored_at: float | None = None
+    ) -> tuple[int, int]:
+        """Store events and outcomes in one transaction; (new events, new outcomes), repeats skipped."""
+        now = time.time() if stored_at is None else stored_at
+        events: list[tuple[Any, ...]] = []
+        outcomes: list[tuple[Any, ...]] = []
+        encode = msgspec.json.encode
+        for m in msgs:
+            if isinstance(m, TrailEvent):
+                events.append((
+                    m.id, m.run, m.env, m.npc, m.tick, m.kind.value, m.region.value, m.gate_open,
+                    encode(m.inputs).decode(), m.situation, m.cortex_request, m.cortex_response,
+                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, now,
+                ))  # fmt: skip
+            elif isinstance(m, TrailOutcome):
+                outcomes.append(
+                    (m.id, m.npc, m.tick, m.after_ticks, m.reward, m.lock_opened, m.died, m.at, now)
+                )
+            else:
+                raise TypeError(f"trail store: {type(m).__name__} is not a TrailEvent or TrailOutcome")
+        new_events = new_outcomes = 0
+        try:
+            with self._transaction(write=True) as cur:
+                if events:
+                    cur.executemany(self._event_sql, events)
+                    new_events = max(cur.rowcount, 0)
+                if outcomes:
+                    cur.executemany(self._outcome_sql, outcomes)
+                    new_outcomes = max(cur.rowcount, 0)
+        except TrailStoreError:
+            raise
+        except Exception as exc:  # sqlite3.Error, psycopg.Error: the store is away or broken
+            where = shown(self.where)
+            raise TrailStoreError(f"trail store {where}: write failed: {_first_line(exc)}") from None
+        return new_events, new_outcomes
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def last(self, npc: int | None = None, n: int = 20, run: str | None = None,
+             kind: TrailKind | str | None = None) -> list[TrailRecord]:
+        """The newest n events (highest tick first), of one NPC, run or kind when given, with outcomes."""
+        where, params = [], []
+        kind_value = None if kind is None else TrailKind(kind).value
+        for column, value in (("npc", npc), ("run", run), ("kind", kind_value)):
+            if value is not None:
+                where.append(f"e.{column} = ?")
+                params.append(value)
+        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(
+            f"o.{c}" for c in OUTCOME_COLUMNS
+        )
+        sql = (
+            f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY e.tick DESC, e.at DESC, e.id DESC LIMIT ?"
+        )
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), (*params, n))
+            rows = cur.fetchall()
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: tuple[Any, ...]) -> TrailRecord:
+        e = dict(zip(EVENT_COLUMNS, row[: len(EVENT_COLUMNS)], strict=True))
+        o = dict(zip(OUTCOME_COLUMNS, row[len(EVENT_COLUMNS):], strict=True))
+        del e["stored_at"]
+        e.update(gate_open=bool(e["gate_open"]), inputs=msgspec.json.decode(e["inputs"]))
+        event = TrailEvent(**e)
+        outcome = None
+        if o["id"] is not None:
+            outcome = TrailOutcome(
+                id=o["id"], npc=o["npc"], tick=o["tick"], after_ticks=o["after_ticks"], reward=o["reward"],
+                lock_opened=bool(o["lock_opened"]), died=bool(o["died"]), at=o["at"],
+            )
+        return TrailRecord(event, outcome)
+
+    def counts(self) -> tuple[int, int]:
+        """(events, outcomes) stored."""
+        with self._transaction() as cur:
+            cur.execute("SELECT (SELECT COUNT(*) FROM trail_events), (SELECT COUNT(*) FROM trail_outcomes)")
+            events, outcomes = cur.fetchone()
+        return int(events), int(outcomes)
+
+    def event_ids(self, since: float = 0.0) -> list[tuple[str, float]]:
+        """(id, stored_at) of the events stored after ``since`` (Unix seconds)."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT id, stored_at FROM trail_events WHERE stored_at > ?"), (since,))
+            return [(str(i), float(t)) for i, t in cur.fetchall()]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> TrailStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect_sqlite(path: str, create: bool) -> Any:
+    file = Path(path)
+    if not create and not file.is_file():
+        raise TrailStoreError(f"trail store {path}: no such file")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(file, isolation_level=None, timeout=30.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    except (OSError, sqlite3.Error) as exc:
+        raise TrailStoreError(f"trail store {path}: cannot open: {_first_line(exc)}") from None
+    return conn
+
+
+def _connect_postgres(dsn: str) -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise TrailStoreError(
+            f"trail store {shown(dsn)} needs psycopg 3: pip install 'psycopg[binary]'"
+        ) from None
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise TrailStoreError(f"cannot connect to trail store {shown(dsn)}: {_first_line(exc)}") from None
+
+
+def open_store(location: str, create: bool = True) -> TrailStore:
+    """The store at a SQLite path or a postgresql:// dsn, migrated to the latest schema.
+
+    Without create, a missing or empty store is refused instead of made (for readers).
+    """
+    if not location:
+        raise TrailStoreError("trail store: no location (a SQLite path or a postgresql:// dsn)")
+    postgres = is_dsn(location)
+    conn = _connect_postgres(location) if postgres else _connect_sqlite(location, create)
+    store = TrailStore(conn, "postgres" if postgres else "sqlite", location)
+    try:
+        store.migrate(create=create)
+    except TrailStoreError:
+        store.close()
+        raise
+    except Exception as exc:  # sqlite3.DatabaseError ("file is not a database"), psycopg errors
+        store.close()
+        raise TrailStoreError(f"trail store {shown(location)}: cannot read: {_first_line(exc)}") from None
+    return store

@@ -1,0 +1,59 @@
+"""The live organism with runtime.organism.trails: a supervised trail writer that stores and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from agents.forkserver import process_alive as alive
+from agents.organism import Organism
+from agents.supervisor import State
+from nervous.trail_stream import TrailPublisher
+from organs.trails.store import TrailStoreError, open_store
+from tests.live import organism_config, until
+from tests.trail_fixtures import trail_event
+
+pytestmark = pytest.mark.slow
+
+
+def count(location: Path) -> int:
+    """Events in the store (0 while it does not exist)."""
+    try:
+        with open_store(str(location), create=False) as store:
+            return store.counts()[0]
+    except TrailStoreError:
+        return 0
+
+
+async def test_the_trail_writer_runs_supervised_and_comes_back_after_kill9(tmp_path: Path) -> None:
+    config = organism_config(tmp_path, 1)
+    config.trails = True
+    async with Organism(config, trails={"ack_wait_s": 2.0, "batch_size": 64}) as org:
+        sup, bus = org.supervisor, org.bus
+        assert sup is not None and bus is not None
+        writer = sup.children["trails"]
+        assert writer.spec.target == "organs.trails.service:child_main"
+        store = Path(config.run_dir) / "trails.sqlite"
+        running = asyncio.create_task(org.run(0))
+        try:
+            up = lambda: writer.heard_since_start and writer.state == State.RUNNING  # noqa: E731
+            await until(up, 60, "the writer up")
+            publisher = TrailPublisher(bus)
+            await publisher.ensure_stream()
+            await publisher.publish_many([trail_event(i, run="org") for i in range(100)])
+            await until(lambda: count(store) == 100, 30, "100 events stored")
+            pid = writer.handle.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+            await publisher.publish_many([trail_event(i, run="org") for i in range(100, 200)])
+            await until(lambda: writer.pids[-1] != pid and writer.heard_since_start, 60, "the writer back")
+            await until(lambda: count(store) == 200, 30, "the events sent while it was dead stored")
+        finally:
+            org.stop.set()
+            summary = await asyncio.wait_for(running, 30)
+    part = summary["parts"]["trails"]
+    assert part["restarts"] == 1 and part["state"] == "STOPPED"
+    assert not alive(pid)
