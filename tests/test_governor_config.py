@@ -88,5 +88,5 @@ def test_budget_rates_respect_max_tick_rate() -> None:
 
 def test_the_governor_group_composes_into_the_run_config(compose_run) -> None:
     assert compose_run().governor.kind == "fixed"  # today's behaviour by default
-    run = compose_run("governor=budget", "governor.cpu_budget=1.5")
-    assert run.governor.kind == "budget" and run.governor.cpu_budget == 1.5
+    run = compose_run("governor=budget", "governor.cpu_budget=2.5")
+    assert run.governor.kind == "budget" and run.governor.cpu_budget == 2.5
