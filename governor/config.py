@@ -59,13 +59,13 @@ class GovernorConfig:
     """Tick rate of an NPC neither urgent nor idle (one of tick_rates)."""
 
     # --- budget: Unreal Engine's AnimationBudgetAllocatorParameters, a frame being one world tick ----
-    budget_in_ms: float = 20.0
-    """UE BudgetInMs: CPU milliseconds of brain work per world tick (x20 per second) shared by all NPCs."""
+    budget_in_ms: float = 1.0
+    """UE BudgetInMs (UE's default 1.0): CPU ms of brain work per world tick (x20 per second) for all NPCs."""
     max_tick_rate: int = 20
     """UE MaxTickRate: the most world ticks between two brain calls of a throttled NPC (20: 1 Hz)."""
     state_change_throttle_in_frames: int = 30
     """UE StateChangeThrottleInFrames: world ticks an NPC keeps a tick rate before it may change (1..128)."""
-    initial_estimated_work_unit_time_ms: float = 2.0
+    initial_estimated_work_unit_time_ms: float = 0.3
     """UE InitialEstimatedWorkUnitTimeMs: CPU ms of one brain call until the NPC's CPU use is measured."""
     work_unit_smoothing_speed: float = 5.0
     """UE WorkUnitSmoothingSpeed: per second, how fast the estimated work unit follows the measured one."""
