@@ -179,6 +179,7 @@ class GovernedReflex:
         self.rate = np.full((B, N), max(self.config.tick_rates), dtype=np.int64)
         self.quota = np.full((B, N), self.config.max_quota, dtype=np.float64)
         self.gates = np.zeros((B, N, NUM_REGIONS), dtype=bool)
+        self.opened = np.zeros((B, N), dtype=bool)
         self.priority = np.zeros((B, N), dtype=np.int64)
         self.credit = np.zeros((B, N), dtype=np.float64)
         self.last_action = np.full((B, N), A.STAY, dtype=np.int64)
@@ -230,8 +231,10 @@ class GovernedReflex:
         self.decisions = decisions
         self.rate = np.stack([d.tick_rate for d in decisions])
         self.quota = np.stack([d.cpu_quota for d in decisions])
-        self.gates = np.stack([d.gates for d in decisions])
         self.priority = np.stack([d.llm_priority for d in decisions])
+        gates = np.stack([d.gates for d in decisions])
+        self.opened = np.any(gates & ~self.gates, axis=-1)
+        self.gates = gates
         self.clock.set_rates(np.maximum(self.rate, 1))
         self.stats.governor_ticks += 1
 
@@ -335,6 +338,19 @@ class GovernedReflex:
         s.gate_open_ticks += float((self.gates.any(axis=-1) & alive).sum())
         s.rate_sum += float(self.rate[alive].sum())
         return final, ~called | over | following
+
+    def governed(self) -> dict[str, np.ndarray]:
+        """Per NPC [B, N] what the governor set, as the viewer's frame fields: ``tick_rate`` (Hz),
+        ``cpu_use`` and ``cpu_quota`` (% of a core), ``llm_priority``, ``gates`` (bit k: ``REGIONS[k]``
+        open) and ``gate_flash`` (a gate opened at the last governor tick); empty before the first call."""
+        if self._shape is None:
+            return {}
+        bits = (self.gates.astype(np.uint8) << np.arange(NUM_REGIONS, dtype=np.uint8)).sum(axis=-1)
+        return {
+            "tick_rate": self.rate.astype(np.float32), "cpu_use": (100.0 * self.cpu_use).astype(np.float32),
+            "cpu_quota": self.quota.astype(np.float32), "llm_priority": self.priority.astype(np.int8),
+            "gates": bits.astype(np.uint8), "gate_flash": self.opened,
+        }
 
     def pop_stats(self) -> dict[str, float]:
         """The ``governor/`` metrics since the last call, and reset the counters."""

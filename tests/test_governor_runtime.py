@@ -175,3 +175,26 @@ def test_the_cpu_budget_is_never_exceeded_in_any_env(kind: str) -> None:
             decisions_seen += 1
             assert decision.cpu_quota.sum() <= 100.0 * config.cpu_budget + 1e-9
     assert decisions_seen >= 3 * 20
+
+
+def test_the_viewer_fields_show_what_the_governor_set_and_flash_a_gate_that_opened() -> None:
+    class GateGovernor(RateGovernor):
+        def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+            d = super().decide(features, context)
+            d.gates[:, 3] = context.tick >= 10  # region 3 opens at the second governor tick
+            d.llm_priority[:] = 7
+            return d
+
+    world = GridWorld(stage_config(0), num_envs=2, seed=1)
+    governed = GovernedReflex(_config(cpu_budget=4.0), LifeforceConfig(),
+                              governor_factory=lambda c: GateGovernor(c, 10, 30.0))
+    assert governed.governed() == {}
+    for tick in range(11):
+        final, _ = governed(world, np.zeros((2, world.num_npcs), dtype=np.int64))
+        world.step(final)
+        fields = governed.governed()
+        assert fields["tick_rate"].tolist() == [[10.0] * world.num_npcs] * 2
+        assert (fields["cpu_quota"] == 30.0).all() and (fields["llm_priority"] == 7).all()
+        assert (fields["gates"] == (8 if tick >= 10 else 0)).all()
+        assert fields["gate_flash"].all() == (tick >= 10)
+        assert (fields["cpu_use"] > 0).all()

@@ -53,7 +53,8 @@ class LiveFeed:
         bank = self.senses.bank if self.senses is not None else None
         waves = bank.last.confidence if bank is not None and bank.last is not None else None
         overrides = self.reflex.last_overridden if self.reflex is not None else None
-        return self.publisher.maybe_publish(world, waves=waves, overrides=overrides)
+        governed = self.reflex.governed() if isinstance(self.reflex, GovernedReflex) else {}
+        return self.publisher.maybe_publish(world, waves=waves, overrides=overrides, **governed)
 
     def close(self) -> None:
         """Stop the publisher."""
