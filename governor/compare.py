@@ -77,16 +77,16 @@ def compare_governors(world_config: WorldConfig, make_driver: Callable[[], Drive
 
 
 def pareto_png(rows: dict[str, dict[str, float]], path: str | os.PathLike, title: str) -> Path:
-    """Return against brain calls per NPC-second, one labelled point per governor, as a PNG."""
+    """Return against brain calls per NPC-second, one numbered point per governor and a legend, as a PNG."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     import pygame
 
     pygame.font.init()
-    width, height, margin = 720, 480, 70
-    surface = pygame.Surface((width, height))
+    plot_w, legend_w, height, margin = 620, 350, 480, 70
+    surface = pygame.Surface((plot_w + legend_w, height))
     surface.fill((250, 250, 247))
-    font = pygame.font.Font(None, 22)
+    font, small = pygame.font.Font(None, 22), pygame.font.Font(None, 19)
     xs = [r["brain_calls_per_npc_s"] for r in rows.values()]
     ys = [r["return"] for r in rows.values()]
     x0, x1 = 0.0, max(xs) * 1.1 or 1.0
@@ -94,7 +94,7 @@ def pareto_png(rows: dict[str, dict[str, float]], path: str | os.PathLike, title
     y0, y1 = min(ys) - pad, max(ys) + pad
 
     def at(x: float, y: float) -> tuple[int, int]:
-        return (int(margin + (x - x0) / (x1 - x0) * (width - 2 * margin)),
+        return (int(margin + (x - x0) / (x1 - x0) * (plot_w - 1.5 * margin)),
                 int(height - margin - (y - y0) / (y1 - y0) * (height - 2 * margin)))
 
     ink = (40, 40, 40)
@@ -102,17 +102,24 @@ def pareto_png(rows: dict[str, dict[str, float]], path: str | os.PathLike, title
     pygame.draw.line(surface, ink, at(x0, y0), at(x0, y1), 2)
     for i in range(6):
         x, y = x0 + (x1 - x0) * i / 5, y0 + (y1 - y0) * i / 5
-        surface.blit(font.render(f"{x:.1f}", True, ink), (at(x, y0)[0] - 12, height - margin + 8))
-        surface.blit(font.render(f"{y:.2f}", True, ink), (8, at(x0, y)[1] - 8))
+        surface.blit(small.render(f"{x:.1f}", True, ink), (at(x, y0)[0] - 12, height - margin + 8))
+        surface.blit(small.render(f"{y:.2f}", True, ink), (10, at(x0, y)[1] - 7))
     colours = [(200, 60, 50), (50, 110, 200), (60, 160, 80), (150, 80, 190), (220, 150, 30), (90, 90, 90)]
-    for (name, row), colour in zip(rows.items(), colours * 2, strict=False):
+    legend_x = plot_w + 10
+    surface.blit(font.render("governor: success, return, calls/s", True, ink), (legend_x, margin - 30))
+    for k, ((name, row), colour) in enumerate(zip(rows.items(), colours * 2, strict=False)):
         point = at(row["brain_calls_per_npc_s"], row["return"])
-        pygame.draw.circle(surface, colour, point, 7)
-        label = font.render(f"{name} ({row['success']:.2f})", True, colour)
-        surface.blit(label, (point[0] + 10, point[1] - 8))
-    surface.blit(font.render(title, True, ink), (margin, 20))
-    surface.blit(font.render("brain calls per NPC-second", True, ink), (width // 2 - 90, height - 28))
-    surface.blit(font.render("mean return (success in brackets)", True, ink), (margin, 42))
+        pygame.draw.circle(surface, colour, point, 8)
+        number = small.render(str(k + 1), True, (255, 255, 255))
+        surface.blit(number, number.get_rect(center=point))
+        y = margin + 28 * k
+        pygame.draw.circle(surface, colour, (legend_x + 8, y + 7), 8)
+        surface.blit(small.render(str(k + 1), True, (255, 255, 255)), (legend_x + 4, y + 1))
+        text = f"{name}: {row['success']:.2f}, {row['return']:.2f}, {row['brain_calls_per_npc_s']:.1f}"
+        surface.blit(small.render(text, True, colour), (legend_x + 22, y))
+    surface.blit(font.render(title, True, ink), (margin, 14))
+    surface.blit(font.render("brain calls per NPC-second", True, ink), (plot_w // 2 - 90, height - 28))
+    surface.blit(small.render("mean return", True, ink), (10, margin - 30))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pygame.image.save(surface, str(path))
