@@ -88,6 +88,18 @@ class BrainClock:
         self.wait[np.asarray(rows, dtype=bool)] = 0
 
 
+class Trails(Protocol):
+    """Where decisions are recorded (``organs.trails.recorder.TrailRecorder``)."""
+
+    def gates(self, world: GridWorld, before: np.ndarray, after: np.ndarray, features: np.ndarray) -> None:
+        """Record the gates that changed at a governor tick."""
+        ...
+
+    def tick(self, world: GridWorld) -> None:
+        """One world tick passed (outcomes of earlier decisions)."""
+        ...
+
+
 class Escalator(Protocol):
     """The cortex link of the in-process runtime: escalations in, plan actions out."""
 
@@ -149,8 +161,10 @@ class GovernedReflex:
         costs: CostModel = DEFAULT_COSTS,
         escalator: Escalator | None = None,
         governor_factory: Callable[[GovernorConfig], Governor] = make_governor,
+        trails: Trails | None = None,
     ) -> None:
         self.config, self.lifeforce, self.nerves, self.cells = config, lifeforce, nerves, cells
+        self.trails = trails
         self.costs, self.escalator, self.governor_factory = costs, escalator, governor_factory
         self.period_ticks = max(1, round(WORLD_HZ / config.governor_hz))
         self.stats = GovernorStats()
@@ -234,6 +248,8 @@ class GovernedReflex:
         self.priority = np.stack([d.llm_priority for d in decisions])
         gates = np.stack([d.gates for d in decisions])
         self.opened = np.any(gates & ~self.gates, axis=-1)
+        if self.trails is not None:
+            self.trails.gates(world, self.gates, gates, features)
         self.gates = gates
         self.clock.set_rates(np.maximum(self.rate, 1))
         self.stats.governor_ticks += 1
@@ -246,6 +262,8 @@ class GovernedReflex:
         if self._world_id != id(world) or self._shape != (world.num_envs, world.num_npcs):
             self._setup(world)
         c, costs = self.config, self.costs
+        if self.trails is not None:
+            self.trails.tick(world)  # the last step's reward, deaths and openings: outcomes of decisions
         alive = world.alive
         actions = np.asarray(actions, dtype=np.int64)
 

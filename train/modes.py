@@ -17,6 +17,8 @@ from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
+from organs.trails.recorder import TrailRecorder
+from organs.trails.writer import TrailWriter
 from train.checkpoint import (
     LATEST,
     CheckpointError,
@@ -171,6 +173,20 @@ def _resumed_config(run: RunConfig, saved: RunConfig, overrides: list[str]) -> R
     return RunConfig(**values)
 
 
+def open_trails(run: RunConfig, run_dir: Path) -> tuple[TrailRecorder | None, TrailWriter | None]:
+    """With trails.record, a recorder of gate decisions and escalations feeding the run's trail store."""
+    if not run.trails.record:
+        return None, None
+    from organs.trails.store import TrailStoreError, open_store
+
+    try:
+        writer = TrailWriter(open_store(run.trails.location(run_dir)))
+    except TrailStoreError as error:
+        raise ConfigError(str(error)) from None
+    return TrailRecorder(writer.write_many, run_dir.name, outcome_ticks=run.trails.outcome_ticks,
+                         batch_size=run.trails.batch_size), writer
+
+
 def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Train (or continue a run with `resume`) until the budget is spent; return the summary."""
     state = None
@@ -184,7 +200,8 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         run = _resumed_config(run, saved_run_config(state), overrides or [])
         run_dir = resume_dir
     run_dir = Path(run_dir)
-    senses, reflex = build_nervous(run.nervous, run.governor)
+    recorder, writer = open_trails(run, run_dir)
+    senses, reflex = build_nervous(run.nervous, run.governor, trails=recorder)
     publisher = make_publisher(run, run_dir.name, senses, reflex)
     trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
@@ -218,6 +235,9 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
     finally:
         if publisher is not None and hasattr(publisher, "close"):
             publisher.close()
+        if recorder is not None and writer is not None:
+            recorder.flush()
+            writer.close()
     save_checkpoint(trainer, checkpoint_path, extra)
     summary = {
         "stage": trainer.stage, "world": run.world.name if run.world else "progressive",
@@ -226,6 +246,9 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         "passed": trainer.passed, "finished": trainer.curriculum.finished, "interrupted": interrupted,
         "checkpoint": str(checkpoint_path),
     }
+    if recorder is not None:
+        summary["trails"] = {"store": run.trails.location(run_dir), "events": recorder.events,
+                             "outcomes": recorder.outcomes}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     tracker.summary({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
     tracker.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from governor.config import GovernorConfig
-from governor.runtime import GovernedReflex
+from governor.runtime import GovernedReflex, Trails
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
@@ -85,7 +85,7 @@ class Reflexes:
 
 
 def build_nervous(
-    config: NervousConfig, governor: GovernorConfig | None = None
+    config: NervousConfig, governor: GovernorConfig | None = None, trails: Trails | None = None
 ) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
     """The trainer's (senses, reflex) for a run's nervous config; None where nothing runs.
 
@@ -95,7 +95,7 @@ def build_nervous(
     nerves = NerveBank(config.nerves) if config.nerves.enabled else None
     if governor is not None:
         return senses, GovernedReflex(governor, config.lifeforce, nerves,
-                                      cells=senses.bank if senses is not None else None)
+                                      cells=senses.bank if senses is not None else None, trails=trails)
     reflex = Reflexes(nerves, config.lifeforce)
     if nerves is None and not reflex.charges:
         reflex = None

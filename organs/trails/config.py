@@ -17,6 +17,10 @@ _DURABLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class TrailsConfig:
     """The trail store (SQLite file or PostgreSQL), the writer's batching and the stream's limits."""
 
+    record: bool = False
+    """In-process training and eval: record every gate decision and escalation into the store."""
+    outcome_ticks: int = 40
+    """World ticks after a decision at which its outcome (reward, lock opened, died) is measured."""
     store: str = ""
     """SQLite file of the trails; '' puts ``trails.sqlite`` in the run folder."""
     dsn: str = ""
@@ -39,6 +43,8 @@ class TrailsConfig:
             self.stream = TrailStreamConfig(**self.stream)
         if self.dsn and not self.dsn.startswith(("postgresql://", "postgres://")):
             raise ValueError(f"trails.dsn={self.dsn!r}: must start with postgresql://")
+        if not isinstance(self.outcome_ticks, int) or self.outcome_ticks < 1:
+            raise ValueError(f"trails.outcome_ticks={self.outcome_ticks!r}: must be an integer >= 1")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 10_000:
             raise ValueError(f"trails.batch_size={self.batch_size!r}: must be an integer in 1..10000")
         if not 0 < self.flush_interval_s <= 10:

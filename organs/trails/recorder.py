@@ -1,0 +1,131 @@
+"""Decision trails of the in-process runtime: gate decisions and escalations as events, outcomes K ticks on.
+
+``TrailRecorder`` is fed by the governed reflex (``governor.runtime.GovernedReflex``): at every
+governor tick the gates that changed (``gates``), at every escalation its situation, request, answer
+and latency (``escalation``), and every world tick the world itself (``tick``), from which it measures
+each event's outcome ``outcome_ticks`` later (reward earned, a door or lock opened, died). Messages go
+to a sink in batches (``TrailWriter.write_many`` in-process, or a bus publisher), at most
+``batch_size`` at a time and on ``flush``.
+
+NPC ids are slots of the batched world: env ``b``, slot ``n`` is NPC ``b * N + n``; ``world.ticks``
+is the tick, so event ids (``nervous.trail_stream.trail_id``) are unique within a run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from governor.inputs import (
+    BATTERY,
+    COLLAPSE,
+    CPU_LOAD,
+    LIFEFORCE,
+    REWARD_RATE,
+    TICK_RATE,
+    WAVE,
+    region_column,
+)
+from nervous import subjects
+from nervous.messages import REGIONS, TrailEvent, TrailKind, TrailOutcome
+from nervous.trail_stream import trail_id
+from world import GridWorld
+
+#: Sink of trail messages (e.g. ``TrailWriter.write_many``).
+Sink = Callable[[list[TrailEvent | TrailOutcome]], Any]
+
+
+@dataclass
+class _Pending:
+    id: str
+    env: int
+    npc: int
+    tick: int
+    reward: float = 0.0
+    opened: bool = False
+    died: bool = False
+
+
+class TrailRecorder:
+    """Turns the in-process runtime's gate decisions and escalations into trail events and outcomes."""
+
+    def __init__(self, sink: Sink, run: str, outcome_ticks: int = 40, batch_size: int = 512) -> None:
+        if outcome_ticks < 1:
+            raise ValueError(f"outcome_ticks={outcome_ticks!r}: must be >= 1")
+        self.sink, self.run, self.outcome_ticks, self.batch_size = sink, run, outcome_ticks, batch_size
+        self.env = subjects.env()
+        self.buffer: list[TrailEvent | TrailOutcome] = []
+        self.pending: list[_Pending] = []
+        self.events = 0
+        self.outcomes = 0
+        self._opened: np.ndarray | None = None
+
+    # --- events ----------------------------------------------------------------------------------
+    def gates(self, world: GridWorld, before: np.ndarray, after: np.ndarray, features: np.ndarray) -> None:
+        """Events for every living NPC's gate that changed: before, after bool [B, N, R]; inputs [B, N, F]."""
+        changed = (before != after) & world.alive[..., None]
+        for b, n, r in zip(*np.nonzero(changed), strict=True):
+            region = REGIONS[int(r)]
+            row = features[b, n]
+            inputs = {"lifeforce": row[LIFEFORCE], "battery": row[BATTERY], "reward_rate": row[REWARD_RATE],
+                      "tick_rate": row[TICK_RATE], "cpu_load": row[CPU_LOAD],
+                      f"wave_{region.value}": row[region_column(WAVE, region)],
+                      f"collapse_{region.value}": row[region_column(COLLAPSE, region)]}
+            self._event(world, int(b), int(n), TrailKind.GATE, region.value, bool(after[b, n, r]),
+                        inputs={k: float(v) for k, v in inputs.items()})
+
+    def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
+                   request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
+                   fallback: str = "") -> None:
+        """One escalation of NPC slot npc in env through its open gate on region."""
+        self._event(world, env, npc, TrailKind.ESCALATION, region, True, situation=situation,
+                    cortex_request=request, cortex_response=response, cortex_outcome=outcome,
+                    latency_ms=max(0.0, latency_ms), fallback=fallback)
+
+    def _event(self, world: GridWorld, env: int, npc: int, kind: TrailKind, region: str, gate_open: bool,
+               **fields: Any) -> None:
+        slot = env * world.num_npcs + npc
+        tick = int(world.ticks)
+        event_id = trail_id(self.run, slot, tick, kind, region)
+        self.buffer.append(TrailEvent(id=event_id, run=self.run, env=self.env, npc=slot, tick=tick, kind=kind,
+                                      region=region, gate_open=gate_open, at=time.time(), **fields))
+        self.pending.append(_Pending(event_id, env, npc, tick))
+        self.events += 1
+        if len(self.buffer) >= self.batch_size:
+            self.flush()
+
+    # --- outcomes --------------------------------------------------------------------------------
+    def tick(self, world: GridWorld) -> None:
+        """A world tick passed: its reward, deaths and openings go to pending outcomes; emit the due ones."""
+        opened_total = world.ep_opened
+        if self._opened is None or self._opened.shape != opened_total.shape:
+            self._opened = opened_total.copy()
+        opened = (opened_total > self._opened) | ((opened_total < self._opened) & (opened_total > 0))
+        self._opened = opened_total.copy()
+        now = int(world.ticks)
+        kept: list[_Pending] = []
+        for p in self.pending:
+            p.reward += float(world.rewards[p.env, p.npc])
+            p.opened |= bool(opened[p.env, p.npc])
+            p.died |= bool(world.died[p.env, p.npc])
+            if now - p.tick >= self.outcome_ticks:
+                npc = p.env * world.num_npcs + p.npc
+                self.buffer.append(TrailOutcome(id=p.id, npc=npc, tick=now, after_ticks=now - p.tick,
+                                                reward=p.reward, lock_opened=p.opened, died=p.died,
+                                                at=time.time()))
+                self.outcomes += 1
+            else:
+                kept.append(p)
+        self.pending = kept
+        if len(self.buffer) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the buffered messages to the sink."""
+        if self.buffer:
+            batch, self.buffer = self.buffer, []
+            self.sink(batch)

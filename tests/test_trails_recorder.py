@@ -1,0 +1,80 @@
+"""Decision trails of the in-process runtime: gate changes and their outcomes land in a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from governor.baselines import FixedGovernor
+from governor.config import GovernorConfig
+from governor.decisions import Decisions
+from governor.inputs import GlobalContext
+from governor.runtime import GovernedReflex
+from nervous.lifeforce import LifeforceConfig
+from nervous.messages import REGIONS, Region
+from organs.trails.recorder import TrailRecorder
+from organs.trails.store import open_store
+from organs.trails.writer import TrailWriter
+from world import GridWorld, stage_config
+
+MATH = REGIONS.index(Region.MATH)
+
+
+class MathGateGovernor(FixedGovernor):
+    """Opens every NPC's math gate at the second governor tick and closes it at the fourth."""
+
+    def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+        d = super().decide(features, context)
+        d.gates[:, MATH] = 10 <= context.tick < 30
+        d.gates &= d.alive[:, None]
+        return d
+
+
+def test_gate_changes_and_their_outcomes_are_stored(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "trails.sqlite"))
+    writer = TrailWriter(store)
+    recorder = TrailRecorder(writer.write_many, "run-a", outcome_ticks=5)
+    world = GridWorld(stage_config(0), num_envs=2, seed=3)
+    governed = GovernedReflex(GovernorConfig(cpu_budget=4.0), LifeforceConfig(), trails=recorder,
+                              governor_factory=MathGateGovernor)
+    rewards = np.zeros((2, world.num_npcs))
+    for _ in range(45):
+        final, _ = governed(world, np.zeros((2, world.num_npcs), dtype=np.int64))
+        world.step(final)
+        if 10 < world.ticks <= 15:  # the rewards of the 5 ticks after the gate opened at tick 10
+            rewards += world.rewards
+    recorder.flush()
+    npcs = 2 * world.num_npcs
+    assert store.counts() == (2 * npcs, 2 * npcs)  # one open and one close per NPC, each with its outcome
+    opened = [r for r in store.last(n=100) if r.event.gate_open]
+    assert len(opened) == npcs
+    for record in opened:
+        env, slot = divmod(record.event.npc, world.num_npcs)
+        assert record.event.tick == 10 and record.event.region == Region.MATH
+        assert record.event.kind == "gate" and set(record.event.inputs) >= {"lifeforce", "collapse_math"}
+        assert record.outcome is not None and record.outcome.after_ticks == 5
+        assert record.outcome.reward == pytest.approx(rewards[env, slot], abs=1e-6)
+    writer.write_many([record.event for record in opened])  # a second delivery is stored once
+    assert store.counts() == (2 * npcs, 2 * npcs)
+    writer.close()
+
+
+@pytest.mark.slow
+def test_a_training_run_records_its_trails_into_the_run_folder(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "train", "+experiment=quick", "world=stage0", "governor=heuristic",
+         "trails.record=true", f"hydra.run.dir={run}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trails"]["store"] == str(run / "trails.sqlite")
+    with open_store(str(run / "trails.sqlite"), create=False) as store:
+        assert store.counts() == (summary["trails"]["events"], summary["trails"]["outcomes"])
