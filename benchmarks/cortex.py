@@ -8,6 +8,15 @@ project's CortexClient and the openai package, queue and validation included); b
 invalid_answers_handled (a server answering with every malformed class in turn: each must come back
 as a counted INVALID_ANSWER result, none may raise). The HTTP figures are those of the best of a few
 rounds (by p99), since other work shares the cores.
+
+Stage 4 (locks), the scripted heuristic driving every NPC under the heuristic governor (gates open on
+math collapses), STAGE4_EPISODES episodes at seed STAGE4_SEED (``governor.compare.evaluate_governor``):
+stage4_success_no_cortex / stage4_return_no_cortex without the cortex link; stage4_success_cortex /
+stage4_return_cortex with it (the nyx engine in-process, as in training), with
+stage4_escalations_per_100_ticks (per 100 NPC ticks), stage4_plans_done / _invalid,
+stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
+stage4_engine_latency_p50_ms / _p99_ms; stage4_success_cortex_http and stage4_http_latency_p50_ms /
+_p99_ms through the real client and an embedded server (the same answers, so the same success).
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from governor.compare import evaluate_governor
+from governor.config import GovernorConfig
+from governor.drivers import ScriptedDriver
+from nervous.cells import CellBank
+from nervous.config import NervousConfig
 from nervous.messages import CollapseEvent, Region
 from nervous.server import free_port
 from organs.boundary import DeterministicEncoder, NpcNumbers, Situation, encode_call
@@ -32,6 +46,7 @@ from organs.cortex.client import SYSTEM_PROMPT, CortexClient
 from organs.cortex.embedded import EmbeddedCortex
 from organs.cortex.tools import TOOL_DECLARATIONS
 from organs.escalation import Escalation, Outcome
+from organs.link import CortexLink
 from world.core import GridWorld
 from world.stages import stage_config
 
@@ -41,6 +56,8 @@ ROUNDS = 3
 CLIENT_REQUESTS = 1000
 ENCODES = 2000
 INVALID_ROUNDS = 20
+STAGE4_EPISODES = 300
+STAGE4_SEED = 0
 
 
 def stage4_numbers() -> NpcNumbers:
@@ -210,6 +227,42 @@ async def invalid_answers(situation: Situation) -> tuple[int, int]:
     return sent, sum(r.outcome is Outcome.INVALID_ANSWER for r in results)
 
 
+def stage4_run(link: CortexLink | None) -> dict[str, float]:
+    """Stage-4 episode means of the heuristic driver under the heuristic governor, with the link or not."""
+    nervous = NervousConfig()
+    driver = ScriptedDriver(CellBank(nervous.cell), seed=STAGE4_SEED)
+    try:
+        return evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic"), nervous,
+                                 episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
+    finally:
+        if link is not None:
+            link.close()
+
+
+def stage4_figures() -> dict[str, float | int]:
+    """Stage-4 success and return without and with the cortex (engine, then HTTP), and what it cost."""
+    without = stage4_run(None)
+    engine = stage4_run(CortexLink(CortexConfig(backend="engine")))
+    http = stage4_run(CortexLink(CortexConfig(backend="http")))
+    return {
+        "stage4_episodes": int(without["episodes"]),
+        "stage4_seed": STAGE4_SEED,
+        "stage4_success_no_cortex": round(without["success"], 4),
+        "stage4_return_no_cortex": round(without["return"], 4),
+        "stage4_success_cortex": round(engine["success"], 4),
+        "stage4_return_cortex": round(engine["return"], 4),
+        "stage4_escalations_per_100_ticks": round(engine["escalations_per_100_ticks"], 4),
+        "stage4_plans_done": int(engine["cortex/plans_done"]),
+        "stage4_plans_invalid": int(engine["cortex/plans_invalid"]),
+        "stage4_outcome_reward": round(engine["cortex/outcome_reward"], 4),
+        "stage4_engine_latency_p50_ms": round(engine["cortex/latency_p50_ms"], 3),
+        "stage4_engine_latency_p99_ms": round(engine["cortex/latency_p99_ms"], 3),
+        "stage4_success_cortex_http": round(http["success"], 4),
+        "stage4_http_latency_p50_ms": round(http["cortex/latency_p50_ms"], 3),
+        "stage4_http_latency_p99_ms": round(http["cortex/latency_p99_ms"], 3),
+    }
+
+
 async def main() -> dict[str, float | int]:
     numbers = stage4_numbers()
     situation = DeterministicEncoder().encode(numbers)
@@ -220,6 +273,7 @@ async def main() -> dict[str, float | int]:
         out["cortex_client_p99_ms"] = await client_latency(server.base_url, situation)
     out["boundary_encode_us"] = boundary_encode_us(numbers)
     out["invalid_answers_sent"], out["invalid_answers_handled"] = await invalid_answers(situation)
+    out |= stage4_figures()
     return out
 
 

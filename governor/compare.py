@@ -17,7 +17,7 @@ from pathlib import Path
 from governor.baselines import Governor, make_governor
 from governor.config import GovernorConfig
 from governor.drivers import Driver
-from governor.runtime import GovernedReflex
+from governor.runtime import Escalator, GovernedReflex
 from nervous.config import NervousConfig
 from nervous.nerves import NerveBank
 from world import GridWorld, WorldConfig
@@ -29,11 +29,14 @@ FIGURES = ("success", "return", "brain_calls_per_npc_s", "cpu_s_per_npc_min", "e
 
 def evaluate_governor(world_config: WorldConfig, driver: Driver, config: GovernorConfig,
                       nervous: NervousConfig, episodes: int = 100, seed: int = 0, num_envs: int = 50,
-                      factory: Callable[[GovernorConfig], Governor] = make_governor) -> dict[str, float]:
-    """Episode means of one governor over the driver's proposals, with its figures (unprefixed)."""
+                      factory: Callable[[GovernorConfig], Governor] = make_governor,
+                      escalator: Escalator | None = None) -> dict[str, float]:
+    """Episode means of one governor over the driver's proposals, with its figures (unprefixed; with an
+    escalator, the cortex link, also its ``cortex/`` figures)."""
     world = GridWorld(world_config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
     nerves = NerveBank(nervous.nerves) if nervous.nerves.enabled else None
-    reflex = GovernedReflex(config, nervous.lifeforce, nerves, cells=driver.bank, governor_factory=factory)
+    reflex = GovernedReflex(config, nervous.lifeforce, nerves, cells=driver.bank, governor_factory=factory,
+                            escalator=escalator)
     result = collect_episodes(world, lambda w: reflex(w, driver(w))[0], episodes)
     result.update({key.removeprefix("governor/"): value for key, value in reflex.pop_stats().items()
                    if not key.endswith(("_loss", "entropy", "approx_kl", "explained_variance"))})

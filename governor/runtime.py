@@ -26,9 +26,14 @@ what happens, with the same semantics as the live organism (``agents.npc``):
   envs at once (one ``decide_batch`` when it has one, e.g. the learned network; else one ``decide`` per
   env) from ``governor.inputs`` features built of the world's arrays, the cells' waves and collapse
   events (``nervous.collapse.BatchCollapse``) and the meter.
-- **Gates.** A collapse event on a region whose gate is open asks the ``escalator`` (the cortex link)
-  for a plan; while an NPC follows a plan its actions come from the plan, not the brain (those samples
-  stay out of the PPO loss, as overridden ones do).
+- **Gates.** A collapse event on a region whose gate is open asks the ``escalator`` (the cortex link,
+  ``organs.link.CortexLink``) for a plan; while an NPC follows a plan its actions come from the plan,
+  not the brain (those samples stay out of the PPO loss, as overridden ones do). An event waits for its
+  gate up to ``collapse_hold_ticks`` world ticks (as long as the governor's inputs hold it) and is used
+  up when offered to the escalator: gates are decided at governor ticks *from* the collapses held, so
+  an event that fired between two governor ticks would otherwise never meet the gate it opens. A plan
+  steps every world tick whatever the NPC's tick rate (following a path is a reflex's work, not a
+  brain call), and nerves leave its steps alone (``NerveBank.apply(keep=...)``).
 
 Samples where the brain was not called, was overridden by a nerve or was following a plan are reported
 as overridden, so the trainer keeps them out of the PPO loss: the brain did not choose them.
@@ -48,6 +53,7 @@ from governor.costs import DEFAULT_COSTS, CostModel
 from governor.decisions import Decisions
 from governor.inputs import CPU_LOAD, NUM_REGIONS, GlobalContext, GovernorInputs
 from nervous.cells import CellBank
+from nervous.cells.base import WaveArrays
 from nervous.collapse import BatchCollapse
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
 from nervous.nerves import NerveBank
@@ -104,8 +110,9 @@ class Escalator(Protocol):
     """The cortex link of the in-process runtime: escalations in, plan actions out."""
 
     def escalate(self, world: GridWorld, requests: np.ndarray, priority: np.ndarray,
-                 confidence: np.ndarray, cells: tuple[str, ...]) -> np.ndarray:
-        """Ask for plans for requests bool [B, N, R]; bool [B, N]: the NPCs that escalated."""
+                 confidence: np.ndarray, waves: WaveArrays) -> np.ndarray:
+        """Ask for plans for requests bool [B, N, R] (combined confidence [B, N, R], the cell bank's waves
+        of this tick over M = B * N rows); bool [B, N]: the NPCs that escalated (each one is charged)."""
         ...
 
     def follow(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,6 +201,9 @@ class GovernedReflex:
         self.quota = np.full((B, N), self.config.max_quota, dtype=np.float64)
         self.gates = np.zeros((B, N, NUM_REGIONS), dtype=bool)
         self.opened = np.zeros((B, N), dtype=bool)
+        self.pending = np.zeros((B, N, NUM_REGIONS), dtype=bool)
+        """Collapse events waiting for their gate (at most ``collapse_hold_ticks``)."""
+        self.pending_tick = np.zeros((B, N, NUM_REGIONS), dtype=np.int64)
         self.priority = np.zeros((B, N), dtype=np.int64)
         self.credit = np.zeros((B, N), dtype=np.float64)
         self.last_action = np.full((B, N), A.STAY, dtype=np.int64)
@@ -275,12 +285,14 @@ class GovernedReflex:
             self.reward_rate[born] = 0.0
             self.cpu_use[born] = 0.0
             self.last_action[born] = A.STAY
+            self.pending[born] = False
             if self.escalator is not None:
                 self.escalator.reset(born)
             if self.nerves is not None:
                 self.nerves.reset(born.reshape(-1))
         if self.escalator is not None and (self.was_alive & ~alive).any():
             self.escalator.reset(self.was_alive & ~alive)
+        self.pending &= alive[..., None]
         self.period_done |= born | (world.died if world.ticks > 0 else False)
         if world.ticks > 0:
             self.period_reward += world.rewards
@@ -316,19 +328,25 @@ class GovernedReflex:
         if self.escalator is not None:
             if fired is not None:
                 B, N = self._shape  # type: ignore[misc]
-                requests = fired.reshape(B, N, -1) & self.gates & alive[..., None]
+                new = fired.reshape(B, N, -1) & alive[..., None]
+                self.pending |= new
+                self.pending_tick[new] = self.steps
+                self.pending &= self.steps - self.pending_tick < c.collapse_hold_ticks
+                requests = self.pending & self.gates
                 if requests.any():
+                    self.pending &= ~requests  # offered once: used up, escalated or not
                     escalated = self.escalator.escalate(
-                        world, requests, self.priority, confidence.reshape(B, N, -1), self.cells.names)
+                        world, requests, self.priority, confidence.reshape(B, N, -1), self.cells.last)
                     for b, n in zip(*np.nonzero(escalated), strict=True):
                         self.inputs.observe_escalation(int(b * N + n), int(world.ticks))
             proposed, following = self.escalator.follow(world, proposed)
             following &= alive
 
-        # --- nerves over whatever is proposed --------------------------------------------------
+        # --- nerves over whatever is proposed (a plan's steps stand as they are) -----------------
         if self.nerves is not None:
             final, over = self.nerves.apply(proposed.reshape(-1), world.views.reshape(-1, world.V, world.V),
-                                            world.proprio.reshape(world.num_envs * world.num_npcs, -1))
+                                            world.proprio.reshape(world.num_envs * world.num_npcs, -1),
+                                            keep=following.reshape(-1))
             final, over = final.reshape(alive.shape), over.reshape(alive.shape)
             self.inputs.observe_overrides(over.reshape(-1))
         else:
@@ -371,7 +389,17 @@ class GovernedReflex:
         }
 
     def pop_stats(self) -> dict[str, float]:
-        """The ``governor/`` metrics since the last call, and reset the counters."""
+        """The ``governor/`` metrics since the last call (and the escalator's ``cortex/`` ones), and reset
+        the counters."""
         metrics = self.stats.metrics()
         self.stats = GovernorStats()
+        escalator_stats = getattr(self.escalator, "pop_stats", None)
+        if escalator_stats is not None:
+            metrics |= escalator_stats()
         return metrics
+
+    def close(self) -> None:
+        """Release the escalator (the cortex link's backend: a thread, an embedded server)."""
+        close = getattr(self.escalator, "close", None)
+        if close is not None:
+            close()

@@ -11,6 +11,15 @@ emitted once (rising edge); it re-arms when the combination falls below the thre
 
 ``WaveCollapse`` works on streams of ``Wave`` messages (a governor service); ``BatchCollapse`` on the
 ``WaveArrays`` of a cell bank (the in-process runtime).
+
+Which regions can collapse follows from the cell bank: a region needs ``min_cells`` (2) cells of its
+own. Until the vault and key cells, every region had exactly one cell (battery/energy,
+proximity/collision, smell/food, hazard/hazard, social/social, math/math), so no event ever fired and no
+gate ever mattered. Rather than let one wave collapse alone (``min_cells=1`` would break the rule that
+several independent detectors must agree), the math region - where the cortex helps: locks, doors and
+keys - has three cells: ``math`` (the lock in reach), ``vault`` (a door or lock in sight) and ``key`` (a
+key in hand or seen lately). It collapses when a vault is in sight with a key known (open it) or with a
+lock in reach (answer it). The other regions still have one cell each and never collapse.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ or a penalty); ``bank.last_overrides`` holds the mask per nerve. Nerves run in t
   neighbour (STAY if there is none). No bump is ever needed: INTERACT reaches water, doors and
   locks in any adjacent cell without turning (`world.core`).
 
-``NerveConfig(enabled=False)`` (or per-nerve flags) switches them off for ablation.
+``NerveConfig(enabled=False)`` (or per-nerve flags) switches them off for ablation. ``apply(...,
+keep=mask)`` leaves the actions of masked rows as proposed (a cortex plan's steps: path-searched around
+walls and fire, with deliberate turns towards a door or lock that collision avoidance would undo); their
+moves are still remembered.
 """
 
 from __future__ import annotations
@@ -105,9 +108,10 @@ class NerveBank:
         self._rows = np.arange(num_npcs)
 
     def apply(
-        self, actions: np.ndarray, views: np.ndarray, proprio: np.ndarray
+        self, actions: np.ndarray, views: np.ndarray, proprio: np.ndarray, keep: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(final int64[M] actions, overridden bool[M]) from proposed actions and senses."""
+        """(final int64[M] actions, overridden bool[M]) from proposed actions and senses; rows where
+        keep bool[M] is set are left as proposed."""
         check_senses(views, proprio)
         proposed = np.asarray(actions, dtype=np.int64)
         if proposed.shape != (len(views),):
@@ -116,13 +120,14 @@ class NerveBank:
             self._resize(len(views))
         cfg = self.config
         around = neighbours(views)  # looked up once for all nerves
+        free = np.ones(len(views), dtype=bool) if keep is None else ~np.asarray(keep, dtype=bool)
         final = proposed.copy()
         self.last_overrides = {}
         if cfg.enabled and cfg.exploration:
-            final = self._explore(final, views, around)
+            final = self._explore(final, views, around, free)
         moves = self._moves(final, around)
         if cfg.enabled and cfg.collision_avoidance:
-            final, moves = self._avoid(final, around, moves)
+            final, moves = self._avoid(final, around, moves, free)
         self._remember(moves)
         return final, final != proposed
 
@@ -131,8 +136,9 @@ class NerveBank:
         index = _MOVE_INDEX.take(actions, mode="clip")
         return _Moves(index >= 0, index, around[self._rows, index])
 
-    def _avoid(self, actions: np.ndarray, around: np.ndarray, moves: _Moves) -> tuple[np.ndarray, _Moves]:
-        veto = moves.move & _UNSAFE[moves.ahead]
+    def _avoid(self, actions: np.ndarray, around: np.ndarray, moves: _Moves,
+               free: np.ndarray) -> tuple[np.ndarray, _Moves]:
+        veto = moves.move & _UNSAFE[moves.ahead] & free
         out = actions.copy()
         if veto.any():
             pick = _pick(self.rng, ~_UNSAFE[around[veto]])
@@ -141,11 +147,12 @@ class NerveBank:
         self.last_overrides["collision_avoidance"] = out != actions
         return out, moves
 
-    def _explore(self, actions: np.ndarray, views: np.ndarray, around: np.ndarray) -> np.ndarray:
+    def _explore(self, actions: np.ndarray, views: np.ndarray, around: np.ndarray,
+                 free: np.ndarray) -> np.ndarray:
         m = len(actions)
         no_food = ~np.logical_or.reduce((views == T.FOOD).reshape(m, -1), axis=1)  # = .any(axis=1), unwrapped
         idle_or_move = actions <= A.WEST
-        consider = no_food & idle_or_move & (self.rng.random(m) < self.config.explore_prob)
+        consider = no_food & idle_or_move & (self.rng.random(m) < self.config.explore_prob) & free
         out = actions.copy()
         rows = np.nonzero(consider)[0]
         if len(rows):

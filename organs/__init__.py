@@ -6,4 +6,8 @@ for (npc, region) and that gate is open (``should_escalate``), the NPC side buil
 ``organs.boundary``, sends an ``Escalation`` (priority = llm_priority, a deadline) through
 ``organs.cortex.client.CortexClient.escalate``, and follows a PLANNED result's call with
 ``organs.plan.PlanFollower`` until it is done or invalid; any other outcome leaves its brain in charge.
+
+In the in-process runtime that NPC side is ``organs.link.CortexLink`` (the governed reflex's escalator),
+reaching the cortex through ``organs.cortex.backends``: the nyx engine in-process or the real client
+over HTTP (``cortex.backend``).
 """

@@ -6,11 +6,19 @@ from dataclasses import dataclass, fields
 
 from organs.cortex.tools import TOOLS
 
+#: How the in-process runtime reaches the cortex: not at all, the planner engine in-process, or over HTTP.
+BACKENDS = ("none", "engine", "http")
+
 
 @dataclass
 class CortexConfig:
-    """The cortex client's target, limits and failure handling."""
+    """Whether and how NPCs escalate to the cortex: the backend, the client's target, limits and failures."""
 
+    backend: str = "none"
+    """In-process runtime: none (no escalations), engine (the nyx planner called in-process, fast:
+    training) or http (the real openai client against base_url or the embedded server: eval, benchmarks)."""
+    outcome_ticks: int = 40
+    """World ticks after an escalation whose reward is recorded as its outcome."""
     base_url: str | None = None
     """OpenAI-compatible API root, e.g. http://theia:31000/v1 (vLLM); None starts the embedded server."""
     model: str = "nyx"
@@ -54,6 +62,7 @@ class CortexConfig:
             "breaker_reset_s",
             "max_tokens",
             "max_plan_steps",
+            "outcome_ticks",
         )
         for name in positive:
             value = getattr(self, name)
@@ -63,6 +72,10 @@ class CortexConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"cortex.{name}={value!r}: must be >= 0")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"cortex.backend={self.backend!r}: must be one of {', '.join(BACKENDS)}")
+        if isinstance(self.outcome_ticks, bool) or not isinstance(self.outcome_ticks, int):
+            raise ValueError(f"cortex.outcome_ticks={self.outcome_ticks!r}: must be an integer > 0")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"cortex.base_url={self.base_url!r}: must start with http:// or https://")
         if not self.model:

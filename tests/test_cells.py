@@ -95,6 +95,38 @@ def test_social_sees_npcs_signals_and_heard_calls() -> None:
     np.testing.assert_array_equal(value, [2, 1, 0, 0])
 
 
+def test_vault_sees_the_nearest_door_or_lock_without_memory() -> None:
+    views, proprio = senses(4)
+    cell = make_cell("vault")
+    views[0][at(7, 0, 1)] = Tile.DOOR  # next to it
+    views[1][at(7, -3, 3)] = Tile.LOCK  # a corner of the view
+    views[1][at(7, 3, 3)] = Tile.DOOR  # as far
+    views[2][at(7, 0, 2)] = Tile.KEY  # a key is no entrance
+    views[3][at(7, 1, 1)] = Tile.WALL
+    conf, value = step("vault", views, proprio, 0, cell)
+    np.testing.assert_allclose(conf, [0.8, 0.6 + 0.4 / 7, 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(value, [1, 6, -1, -1])
+    views[:] = Tile.EMPTY
+    conf, _ = step("vault", views, proprio, 1, cell)
+    assert not conf.any()  # a sighting, not a memory
+
+
+def test_key_in_hand_or_seen_lately_decaying() -> None:
+    views, proprio = senses(3)
+    cell = make_cell("key", CellConfig(key_memory=0.5))
+    proprio[0, Proprio.HAS_KEY] = 1.0
+    views[1][at(7, 2, -1)] = Tile.KEY
+    conf, value = step("key", views, proprio, 0, cell)
+    np.testing.assert_allclose(conf, [0.9, 0.6, 0.0])
+    np.testing.assert_array_equal(value, [1, 0, 0])
+    views[:] = Tile.EMPTY
+    conf, _ = step("key", views, proprio, 1, cell)
+    np.testing.assert_allclose(conf, [0.9, 0.3, 0.0])  # the sighting decays, the key in hand stays
+    cell.reset_npcs(np.array([False, True, False]))
+    conf, _ = step("key", views, proprio, 2, cell)
+    np.testing.assert_allclose(conf, [0.9, 0.0, 0.0])
+
+
 def lock(proprio: np.ndarray, row: int, a: int, op: str, b: int, shown: int) -> None:
     proprio[row, Proprio.FACING_LOCK] = 1.0
     proprio[row, Proprio.LOCK_A] = a / 10

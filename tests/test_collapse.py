@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from nervous.cells import CellBank, CellConfig, WaveArrays
 from nervous.collapse import BatchCollapse, CollapseConfig, WaveCollapse, combine
 from nervous.messages import REGIONS, Region, Wave
+from world.tiles import Proprio, Tile
 
 conf = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 confs = st.lists(conf, min_size=1, max_size=8)
@@ -118,4 +119,29 @@ def test_batch_collapse_runs_on_a_cell_bank() -> None:
     combined, new = bc.update(bank.step(views, proprio, 0))
     assert combined.shape == (3, len(REGIONS))
     assert combined[0, REGIONS.index(Region.HAZARD)] == pytest.approx(1.0)
-    assert not new.any()  # one cell per region: min_cells=2 is not met
+    assert not new.any()  # the hazard region has one cell: min_cells=2 is not met
+
+
+def test_the_math_region_collapses_when_a_door_is_in_sight_and_a_key_in_hand() -> None:
+    bank = CellBank(CellConfig())
+    bc = BatchCollapse(bank.names, bank.regions)
+    math = REGIONS.index(Region.MATH)
+    views = np.zeros((3, 7, 7), np.uint8)
+    proprio = np.zeros((3, 20), np.float32)
+    proprio[:, :2] = 1.0
+    views[:2, 0, 3] = Tile.DOOR  # three north of rows 0 and 1: vault 0.7
+    proprio[0, Proprio.HAS_KEY] = 1.0  # key 0.9: 1 - 0.3 * 0.1 = 0.97
+    proprio[2, Proprio.HAS_KEY] = 1.0  # a key but no door: one cell, no collapse
+    combined, new = bc.update(bank.step(views, proprio, 0))
+    assert combined[0, math] == pytest.approx(0.97) and new[0, math]
+    assert combined[1, math] == pytest.approx(0.7) and combined[2, math] == pytest.approx(0.9)
+    assert new.sum() == 1
+    _, new = bc.update(bank.step(views, proprio, 1))
+    assert not new.any()  # still collapsed: no repeat
+    views[:] = Tile.EMPTY
+    for tick in (2, 3, 4):  # the door out of sight until its last wave leaves the window: re-armed
+        combined, _ = bc.update(bank.step(views, proprio, tick))
+    assert combined[0, math] == pytest.approx(0.9)
+    views[:2, 0, 3] = Tile.DOOR
+    _, new = bc.update(bank.step(views, proprio, 5))
+    assert new[0, math] and new.sum() == 1

@@ -28,6 +28,8 @@ def test_yaml_mirrors_the_dataclass() -> None:
         ("base_url", "theia:31000", "cortex.base_url='theia:31000': must start with http"),
         ("breaker_failures", True, "cortex.breaker_failures=True: must be > 0"),
         ("model", "", "cortex.model"),
+        ("backend", "grpc", "cortex.backend='grpc': must be one of none, engine, http"),
+        ("outcome_ticks", 2.5, "cortex.outcome_ticks=2.5: must be an integer > 0"),
     ],
 )
 def test_bad_fields_are_named(field: str, value: object, message: str) -> None:
@@ -39,4 +41,6 @@ def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
     run = compose_run("cortex.base_url=http://theia:31000/v1", "cortex.priority_scheduling=true")
     assert run.cortex.base_url == "http://theia:31000/v1" and run.cortex.priority_scheduling
     assert compose_run().cortex.base_url is None  # the embedded planner server by default
+    assert compose_run().cortex.backend == "none"  # no escalations unless asked for
+    assert compose_run("cortex.backend=engine").cortex.backend == "engine"
 

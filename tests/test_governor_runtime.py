@@ -15,7 +15,9 @@ from governor.inputs import GlobalContext
 from governor.runtime import BrainClock, GovernedReflex
 from nervous.cells import CellBank
 from nervous.lifeforce import LifeforceConfig
+from nervous.messages import REGIONS, Region
 from nervous.nerves import NerveBank
+from tests.cortex_fixtures import hand_made_world
 from train.nervous_link import Reflexes
 from world import GridWorld, stage_config
 from world.tiles import A
@@ -198,3 +200,45 @@ def test_the_viewer_fields_show_what_the_governor_set_and_flash_a_gate_that_open
         assert (fields["gates"] == (8 if tick >= 10 else 0)).all()
         assert fields["gate_flash"].all() == (tick >= 10)
         assert (fields["cpu_use"] > 0).all()
+
+
+class RecordingEscalator:
+    """An escalator that records what the runtime asks of it and escalates every request."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, np.ndarray]] = []
+
+    def escalate(self, world: GridWorld, requests: np.ndarray, priority: np.ndarray, confidence: np.ndarray,
+                 waves: object) -> np.ndarray:
+        self.asked.append((int(world.ticks), requests.copy()))
+        return requests.any(axis=-1)
+
+    def follow(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return actions, np.zeros(actions.shape, dtype=bool)
+
+    def reset(self, rows: np.ndarray) -> None:
+        pass
+
+
+def test_a_collapse_between_governor_ticks_waits_for_the_gate_it_opens_and_escalates_once() -> None:
+    world = hand_made_world(["#######", "#@....#", "#.....#", "###D###", "#.....#", "#######"])
+    bank = CellBank()
+    escalator = RecordingEscalator()
+    lifeforce = LifeforceConfig(per_escalation=0.25)
+    governed = GovernedReflex(_config(kind="heuristic"), lifeforce, cells=bank, escalator=escalator)
+    math = list(REGIONS).index(Region.MATH)
+    spent = []
+    for tick in range(25):
+        if tick == 3:  # a key in hand with the door in sight: the math region collapses at tick 3
+            world.has_key[0, 0] = True
+            world.refresh()
+        bank.step(world.views.reshape(-1, world.V, world.V), world.proprio.reshape(1, -1), world.ticks)
+        before = float(world.lifeforce[0, 0])
+        final, _ = governed(world, np.full((1, 1), A.STAY))
+        world.step(final)
+        spent.append(before - float(world.lifeforce[0, 0]))
+    # the gate was closed at the governor tick 0 and opened at tick 10, from the collapse held since 3
+    asked = [(tick, requests[0, 0].nonzero()[0].tolist()) for tick, requests in escalator.asked]
+    assert asked == [(10, [math])]
+    assert spent[10] == pytest.approx(spent[9] + 0.25, abs=1e-5)  # the escalation was charged, once
+    assert governed.pop_stats()["governor/escalations_per_100_ticks"] == pytest.approx(100 / 25)

@@ -44,6 +44,19 @@ def test_moves_into_water_doors_and_locks_are_vetoed_whatever_the_facing() -> No
     assert (final != E).all() and overridden.all()
 
 
+def test_kept_rows_stand_as_proposed_and_the_others_are_still_guarded() -> None:
+    views, proprio = senses(2)
+    views[:, *at(7, 0, 1)] = Tile.LOCK  # east of both: a plan turns towards it by bumping
+    bank = NerveBank(NerveConfig(explore_prob=1.0))  # exploration would consider every row, every tick
+    final, overridden = bank.apply(np.array([E, E]), views, proprio, keep=np.array([True, False]))
+    assert final[0] == E and not overridden[0]
+    assert final[1] != E and overridden[1]
+    final, overridden = bank.apply(np.array([Action.STAY, Action.STAY]), views, proprio,
+                                   keep=np.array([True, True]))
+    np.testing.assert_array_equal(final, [Action.STAY, Action.STAY])  # a plan's wait is not explored away
+    assert not overridden.any()
+
+
 def test_safe_moves_and_non_moves_pass_untouched() -> None:
     views, proprio = senses(4)
     views[:, *at(7, -1, 0)] = Tile.WALL

@@ -78,3 +78,35 @@ def test_a_training_run_records_its_trails_into_the_run_folder(tmp_path: Path) -
     assert summary["trails"]["store"] == str(run / "trails.sqlite")
     with open_store(str(run / "trails.sqlite"), create=False) as store:
         assert store.counts() == (summary["trails"]["events"], summary["trails"]["outcomes"])
+
+
+def test_escalations_through_the_cortex_link_are_recorded_with_situation_answer_and_outcome(
+        tmp_path: Path) -> None:
+    from nervous.cells import CellBank
+    from organs.config import CortexConfig
+    from organs.link import CortexLink
+
+    store = open_store(str(tmp_path / "trails.sqlite"))
+    writer = TrailWriter(store)
+    recorder = TrailRecorder(writer.write_many, "run-b", outcome_ticks=10)
+    bank = CellBank()
+    link = CortexLink(CortexConfig(backend="engine"), trails=recorder)
+    world = GridWorld(stage_config(4), num_envs=4, seed=2)
+    governed = GovernedReflex(GovernorConfig(kind="heuristic"), LifeforceConfig(), cells=bank, escalator=link,
+                              trails=recorder)
+    m = world.num_envs * world.num_npcs
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        bank.step(world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1), world.ticks)
+        final, _ = governed(world, rng.integers(0, 5, size=(world.num_envs, world.num_npcs)))
+        world.step(final)
+    recorder.flush()
+    escalations = store.last(n=1000, kind="escalation")
+    assert len(escalations) == link.totals.escalations + link.stats.escalations > 0
+    for record in escalations:
+        event = record.event
+        assert event.region == Region.MATH and json.loads(event.situation)["name"] == "report_situation"
+        assert event.cortex_outcome == "planned" and json.loads(event.cortex_response)
+        assert event.fallback == "" and event.latency_ms >= 0.0
+    assert any(r.outcome is not None for r in escalations)
+    writer.close()

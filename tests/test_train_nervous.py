@@ -6,8 +6,12 @@ import pytest
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig
 from nervous.nerves import NerveConfig
+from organs.config import CortexConfig
+from organs.cortex.backends import EngineBackend
+from organs.link import CortexLink
 from train.evaluate import evaluate_brain, record_episode
 from train.loop import Trainer
+from train.modes import eval_mode, train_mode
 from train.nervous_link import Reflexes, build_nervous
 from world import GridWorld, stage_config
 from world.replay import load_replay
@@ -86,3 +90,18 @@ def test_evaluation_and_replay_use_the_trained_senses(compose_run, tmp_path):
     assert replay.arrays["overrides"].shape == (len(replay), 4)
     assert replay.extra["cells"] == list(run.nervous.cell.cells)
     assert replay.arrays["waves"].max() > 0
+
+
+def test_the_cortex_switch_puts_the_link_into_training_and_eval(compose_run, tmp_path, capsys):
+    overrides = ("+experiment=quick", "brain.hidden=16", "ppo.num_envs=2", "world=stage4",
+                 "governor=heuristic")
+    run = compose_run(*overrides, "cortex.backend=engine", "total_agent_steps=512")
+    senses, reflex = build_nervous(run.nervous, run.governor, run.cortex)
+    assert isinstance(reflex.escalator, CortexLink) and isinstance(reflex.escalator.backend, EngineBackend)
+    assert "cortex/escalations" in Trainer(run, senses=senses, reflex=reflex).train_step()
+    assert build_nervous(run.nervous, run.governor, CortexConfig())[1].escalator is None  # backend none
+    summary = train_mode(run, tmp_path / "run")
+    evaluated = eval_mode(compose_run(*overrides, "mode=eval", f"checkpoint={summary['checkpoint']}",
+                                      "episodes=1", "world.max_steps=20", "cortex.backend=http"), tmp_path)
+    brain = evaluated["results"]["brain"]
+    assert brain["episodes"] >= 1 and "cortex/escalations" in brain and "cortex/outcome_failed" in brain

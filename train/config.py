@@ -111,7 +111,8 @@ class RunConfig:
     governor: GovernorConfig = field(default_factory=GovernorConfig)
     """The thalamus governor: fixed, heuristic, budget or learned (training, eval and the organism)."""
     cortex: CortexConfig = field(default_factory=CortexConfig)
-    """The cortex client: the embedded planner server, or vLLM at cortex.base_url (not yet used by a mode)."""
+    """The cortex: backend none (default), engine (in-process planner) or http (the embedded server, or vLLM
+    at cortex.base_url); with the governor's gates, escalations in training and mode=eval."""
     trails: TrailsConfig = field(default_factory=TrailsConfig)
     """Decision trails: the store (trails.sqlite in the run folder, or trails.dsn=postgresql://...) and the
     writer's batching; the live organism runs the writer with runtime.organism.trails=true."""

@@ -12,9 +12,11 @@ from agents.brain import Brain
 from agents.layout import SlotLayout
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
+from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig
-from train.nervous_link import Reflexes, WaveSenses, build_nervous
+from organs.config import CortexConfig
+from train.nervous_link import Reflexes, WaveSenses, build_nervous, close_nervous
 from world import GridWorld, WorldConfig
 from world.replay import ReplayWriter
 from world.rollout import collect_episodes
@@ -48,52 +50,65 @@ def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool, gener
     return actions
 
 
-def _nervous_parts(brain: Brain, nervous: NervousConfig | None, governor: GovernorConfig | None = None
+def _nervous_parts(brain: Brain, nervous: NervousConfig | None, governor: GovernorConfig | None = None,
+                   cortex: CortexConfig | None = None
                    ) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
-    """The senses and reflexes the brain was trained with (under governor when given); ValueError if its
-    input width disagrees."""
-    if nervous is not None:
-        senses, reflex = build_nervous(nervous, governor)
-    else:
-        senses, reflex = None, GovernedReflex(governor, LifeforceConfig()) if governor is not None else None
-    extra = senses.size if senses is not None else 0
+    """The senses and reflexes the brain was trained with (under governor when given, escalating to the
+    cortex when its backend is on); ValueError if its input width disagrees."""
+    extra = CellBank(nervous.cell).feature_size if nervous is not None and nervous.cells else 0
     if brain.proprio_size != PROPRIO_SIZE + extra:
         raise ValueError(f"nervous.cells: the brain takes {brain.proprio_size - PROPRIO_SIZE} wave features, "
                          f"this nervous config gives {extra}")
-    return senses, reflex
+    if nervous is not None:
+        return build_nervous(nervous, governor, cortex)
+    return None, GovernedReflex(governor, LifeforceConfig()) if governor is not None else None
 
 
 @torch.inference_mode()
 def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed: int = 0,
                    greedy: bool = False, num_envs: int = 64,
                    nervous: NervousConfig | None = None,
-                   governor: GovernorConfig | None = None) -> dict[str, float]:
+                   governor: GovernorConfig | None = None,
+                   cortex: CortexConfig | None = None) -> dict[str, float]:
     """Run at least `episodes` episodes (whole batches) and return the world's episode means (with a
-    governor, also its ``governor/`` figures: brain calls, CPU, escalations)."""
+    governor, also its ``governor/`` figures: brain calls, CPU, escalations; with the cortex on, its
+    ``cortex/`` figures)."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
     check_fits(brain, config)
-    senses, reflex = _nervous_parts(brain, nervous, governor)
-    world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
-    layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
-    generator = torch.Generator().manual_seed(seed)
-    result = collect_episodes(world, lambda w: _act(brain, layout, w, greedy, generator, senses, reflex),
-                              episodes)
-    if isinstance(reflex, GovernedReflex):
-        result.update(reflex.pop_stats())
+    senses, reflex = _nervous_parts(brain, nervous, governor, cortex)
+    try:
+        world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
+        layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
+        generator = torch.Generator().manual_seed(seed)
+        result = collect_episodes(world, lambda w: _act(brain, layout, w, greedy, generator, senses, reflex),
+                                  episodes)
+        if isinstance(reflex, GovernedReflex):
+            result.update(reflex.pop_stats())
+    finally:
+        close_nervous(reflex)
     return result
 
 
 @torch.inference_mode()
 def record_episode(brain: Brain, config: WorldConfig, path: str | os.PathLike, seed: int = 0,
                    greedy: bool = False, extra: dict | None = None,
-                   nervous: NervousConfig | None = None, governor: GovernorConfig | None = None) -> Path:
+                   nervous: NervousConfig | None = None, governor: GovernorConfig | None = None,
+                  cortex: CortexConfig | None = None) -> Path:
     """Play one episode of one env and save it as a replay file (format: `world.replay`).
 
     With cells running, each frame carries the NPCs' wave confidences per cell, and with nerves the
     overrides, so the viewer shows ripples and override marks."""
     check_fits(brain, config)
-    senses, reflex = _nervous_parts(brain, nervous, governor)
+    senses, reflex = _nervous_parts(brain, nervous, governor, cortex)
+    try:
+        return _record(brain, config, path, seed, greedy, extra, senses, reflex)
+    finally:
+        close_nervous(reflex)
+
+
+def _record(brain: Brain, config: WorldConfig, path: str | os.PathLike, seed: int, greedy: bool,
+            extra: dict | None, senses: WaveSenses | None, reflex: Reflexes | GovernedReflex | None) -> Path:
     world = GridWorld(config, num_envs=1, seed=seed, autoreset=False)
     layout = SlotLayout(brain.config.shared, 1, world.num_npcs)
     generator = torch.Generator().manual_seed(seed)

@@ -30,7 +30,7 @@ from train.checkpoint import (
 from train.config import ConfigError, RunConfig
 from train.evaluate import evaluate_brain, format_table, record_episode
 from train.loop import Trainer
-from train.nervous_link import Reflexes, WaveSenses, build_nervous
+from train.nervous_link import Reflexes, WaveSenses, build_nervous, close_nervous
 from train.next_steps import after_eval, after_organism, after_training, results_dir, stage_name
 from train.tracking import Tracker
 from world import GridWorld, stage_config
@@ -201,7 +201,18 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
         run_dir = resume_dir
     run_dir = Path(run_dir)
     recorder, writer = open_trails(run, run_dir)
-    senses, reflex = build_nervous(run.nervous, run.governor, trails=recorder)
+    senses, reflex = build_nervous(run.nervous, run.governor, run.cortex, trails=recorder)
+    try:
+        return _train(run, run_dir, state, senses, reflex, recorder)
+    finally:
+        close_nervous(reflex)
+        if recorder is not None and writer is not None:
+            recorder.flush()
+            writer.close()
+
+
+def _train(run: RunConfig, run_dir: Path, state: dict[str, Any] | None, senses: WaveSenses | None,
+           reflex: Reflexes | GovernedReflex | None, recorder: TrailRecorder | None = None) -> dict[str, Any]:
     publisher = make_publisher(run, run_dir.name, senses, reflex)
     trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
@@ -235,9 +246,6 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
     finally:
         if publisher is not None and hasattr(publisher, "close"):
             publisher.close()
-        if recorder is not None and writer is not None:
-            recorder.flush()
-            writer.close()
     save_checkpoint(trainer, checkpoint_path, extra)
     summary = {
         "stage": trainer.stage, "world": run.world.name if run.world else "progressive",
@@ -272,7 +280,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     brain.load_state_dict(state["brain"])
     try:  # the brains act with the senses and reflexes they were trained with
         rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy,
-                                        nervous=saved.nervous, governor=run.governor)}
+                                        nervous=saved.nervous, governor=run.governor, cortex=run.cortex)}
     except ValueError as error:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
     for name in ("heuristic", "random"):
@@ -283,7 +291,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
                                 greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
-                                nervous=saved.nervous, governor=run.governor)
+                                nervous=saved.nervous, governor=run.governor, cortex=run.cortex)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)
     if run.record and run.logger.mode != "disabled":

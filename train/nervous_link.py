@@ -6,6 +6,10 @@
   out of the PPO loss: the brain did not choose them); it also charges the lifeforce of the tick's
   brain invocations (and `per_tick`) through `GridWorld.charge`: every live NPC's brain ran.
 Cell and nerve memories of an env are forgotten when its episode ends.
+
+With a governor, ``build_nervous`` gives the governor's reflex (``governor.runtime.GovernedReflex``), and
+with ``cortex.backend`` engine or http its escalator is the cortex link (``organs.link.CortexLink``):
+collapses through open gates become plans the NPCs follow. Whoever builds it calls ``close_nervous``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
 from nervous.nerves import NerveBank
+from organs.config import CortexConfig
+from organs.link import make_link
 from world import GridWorld
 
 
@@ -85,18 +91,31 @@ class Reflexes:
 
 
 def build_nervous(
-    config: NervousConfig, governor: GovernorConfig | None = None, trails: Trails | None = None
+    config: NervousConfig, governor: GovernorConfig | None = None, cortex: CortexConfig | None = None,
+    trails: Trails | None = None,
 ) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
     """The trainer's (senses, reflex) for a run's nervous config; None where nothing runs.
 
     With a governor config the reflex is the governor's (``governor.runtime.GovernedReflex``): tick
-    rates, quotas and gates over the nerves, and the lifeforce of brain calls and escalations."""
+    rates, quotas and gates over the nerves, and the lifeforce of brain calls and escalations; with a
+    cortex config whose backend is not ``none`` (and cells running) its escalator is the cortex link."""
     senses = WaveSenses(CellBank(config.cell)) if config.cells else None
     nerves = NerveBank(config.nerves) if config.nerves.enabled else None
     if governor is not None:
+        escalator = make_link(cortex) if cortex is not None and senses is not None else None
+        if escalator is not None:
+            escalator.trails = trails  # escalations go into the same decision trails as gate changes
         return senses, GovernedReflex(governor, config.lifeforce, nerves,
-                                      cells=senses.bank if senses is not None else None, trails=trails)
+                                      cells=senses.bank if senses is not None else None, escalator=escalator,
+                                      trails=trails)
     reflex = Reflexes(nerves, config.lifeforce)
     if nerves is None and not reflex.charges:
         reflex = None
     return senses, reflex
+
+
+def close_nervous(reflex: object) -> None:
+    """Release what a reflex holds (the cortex link's backend: a thread, an embedded server)."""
+    close = getattr(reflex, "close", None)
+    if close is not None:
+        close()

@@ -1,6 +1,6 @@
 """Cells: small vectorised state machines that turn an NPC's senses into waves.
 
-``CellBank(CellConfig())`` runs the battery, proximity, smell, hazard, social and math cells over
+``CellBank(CellConfig())`` runs the battery, proximity, smell, hazard, social, math, vault and key cells over
 flat senses ``views`` uint8 [M, V, V] and ``proprio`` float32 [M, P] (M = B*N; reshape the world's
 [B, N, ...] arrays): ``bank.step(views, proprio, tick) -> WaveArrays`` with confidence / value /
 fired arrays [M, C]; ``bank.features() -> float32[M, 2C]`` joins the NPC observation;

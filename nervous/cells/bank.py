@@ -7,14 +7,17 @@ import numpy as np
 from nervous.cells.base import Cell, CellConfig, WaveArrays, check_senses
 from nervous.cells.battery import BatteryCell
 from nervous.cells.hazard import HazardCell
+from nervous.cells.key import KeyCell
 from nervous.cells.math import MathCell
 from nervous.cells.proximity import ProximityCell
 from nervous.cells.smell import SmellCell
 from nervous.cells.social import SocialCell
+from nervous.cells.vault import VaultCell
 
 #: Every cell, by name.
 CELLS: dict[str, type[Cell]] = {
-    c.name: c for c in (BatteryCell, ProximityCell, SmellCell, HazardCell, SocialCell, MathCell)
+    c.name: c
+    for c in (BatteryCell, ProximityCell, SmellCell, HazardCell, SocialCell, MathCell, VaultCell, KeyCell)
 }
 
 

@@ -26,8 +26,8 @@ from world.tiles import PROPRIO_SIZE, A
 class CellConfig:
     """Which cells run and their thresholds."""
 
-    cells: tuple[str, ...] = ("battery", "proximity", "smell", "hazard", "social", "math")
-    """Cells in the bank, in feature order."""
+    cells: tuple[str, ...] = ("battery", "proximity", "smell", "hazard", "social", "math", "vault", "key")
+    """Cells in the bank, in feature order (a brain's input width follows: two features per cell)."""
     fire_threshold: float = 0.05
     """Confidence at which a wave counts as fired (sent on the bus, counted in collapse)."""
     battery_low: float = 0.3
@@ -40,6 +40,8 @@ class CellConfig:
     """Hazard cell: per-tick decay of the remembered hazard confidence."""
     math_max_factor: int = 5
     """Math cell: largest factor of a product it solves itself."""
+    key_memory: float = 0.99
+    """Key cell: per-tick decay of a key sighting's confidence (0: no memory)."""
     extra: dict[str, float] = field(default_factory=dict)
     """Free per-experiment knobs for new cells (name -> value)."""
 

@@ -30,17 +30,20 @@ class SeenMaps:
 
     def update(self, world: GridWorld) -> None:
         """Write every live NPC's current view into its map (NPCs in view read as what they stand on)."""
-        r, H, W = world.r, world.H, world.W
         envs, npcs = np.nonzero(world.alive)
-        for b, n in zip(envs.tolist(), npcs.tolist(), strict=True):
-            y, x = int(world.pos_y[b, n]) - r, int(world.pos_x[b, n]) - r  # unpadded centre
-            y0, y1, x0, x1 = max(0, y - r), min(H, y + r + 1), max(0, x - r), min(W, x + r + 1)
-            view = world.views[b, n, y0 - (y - r) : y1 - (y - r), x0 - (x - r) : x1 - (x - r)]
-            tiles = world.tiles[b, y0 + r : y1 + r, x0 + r : x1 + r]
-            seen = np.where((view == Tile.NPC) | (view == Tile.NPC_SIGNAL), tiles, view)
-            region = self.maps[b, n, y0:y1, x0:x1]
-            np.copyto(region, seen, where=view != Tile.UNSEEN)
-
+        if not len(envs):
+            return
+        r, V = world.r, world.V
+        offsets = np.arange(V) - r
+        rows = (world.pos_y[envs, npcs] - r)[:, None] + offsets  # unpadded rows of each view's rows [K, V]
+        cols = (world.pos_x[envs, npcs] - r)[:, None] + offsets
+        views = world.views[envs, npcs]  # [K, V, V]
+        tiles = world.tiles[envs[:, None, None], rows[:, :, None] + r, cols[:, None, :] + r]
+        seen = np.where((views == Tile.NPC) | (views == Tile.NPC_SIGNAL), tiles, views)
+        keep = ((views != Tile.UNSEEN) & ((rows >= 0) & (rows < world.H))[:, :, None]
+                & ((cols >= 0) & (cols < world.W))[:, None, :])
+        k, i, j = np.nonzero(keep)
+        self.maps[envs[k], npcs[k], rows[k, i], cols[k, j]] = seen[k, i, j]
 
 def npc_numbers(
     world: GridWorld,

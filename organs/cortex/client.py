@@ -43,6 +43,42 @@ _RETRYABLE = (
 )
 
 
+def tool_choice_of(config: CortexConfig) -> Any:
+    """The request's ``tool_choice`` for ``cortex.tool_choice``: auto, required, or one named function."""
+    choice = config.tool_choice
+    return choice if choice in ("auto", "required") else {"type": "function", "function": {"name": choice}}
+
+
+def completion_request(config: CortexConfig, escalation: Escalation) -> dict[str, Any]:
+    """The chat-completions body of one escalation (with vLLM's ``priority`` when scheduling by it)."""
+    body: dict[str, Any] = {
+        "model": config.model,
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": encode_call(escalation.situation).decode()},
+        ],
+        "tools": TOOL_DECLARATIONS,
+        "tool_choice": tool_choice_of(config),
+        "max_tokens": config.max_tokens,
+        "temperature": config.temperature,
+    }
+    if config.priority_scheduling:
+        body["priority"] = 10 - escalation.priority  # vLLM serves lower values first
+    return body
+
+
+def parse_completion(response: Any) -> PlanCall:
+    """Exactly one valid tool call of a chat completion (the openai client's or the engine's own)."""
+    choices = getattr(response, "choices", None)
+    if not isinstance(choices, list):
+        raise InvalidAnswer("bad_json", "the answer is not a chat completion")
+    if not choices:
+        raise InvalidAnswer("no_call", "the answer has no choices")
+    message = choices[0].message
+    calls = [(c.function.name, c.function.arguments) for c in (message.tool_calls or [])]
+    return parse_answer(calls)
+
+
 class _Stopped(Exception):
     """The client was closed while a request waited."""
 
@@ -74,10 +110,6 @@ class CortexClient:
         self._seq = itertools.count()
         self._dispatched = itertools.count()
         self._workers: list[asyncio.Task[None]] = []
-        choice = config.tool_choice
-        self._tool_choice: Any = (
-            choice if choice in ("auto", "required") else {"type": "function", "function": {"name": choice}}
-        )
 
     async def start(self) -> CortexClient:
         """Start the workers that take requests from the queue."""
@@ -196,30 +228,15 @@ class CortexClient:
                 )
 
     async def _request(self, escalation: Escalation) -> Any:
-        extra_body = {"priority": 10 - escalation.priority} if self.config.priority_scheduling else None
+        body = completion_request(self.config, escalation)
+        priority = body.pop("priority", None)
         return await self._openai.chat.completions.create(
-            model=self.config.model,
-            messages=[
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": encode_call(escalation.situation).decode()},
-            ],
-            tools=TOOL_DECLARATIONS,
-            tool_choice=self._tool_choice,
-            max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
-            extra_body=extra_body,
+            **body, extra_body=None if priority is None else {"priority": priority}
         )
 
     @staticmethod
     def _parse(response: Any) -> PlanCall:
-        choices = getattr(response, "choices", None)
-        if not isinstance(choices, list):
-            raise InvalidAnswer("bad_json", "the answer is not a chat completion")
-        if not choices:
-            raise InvalidAnswer("no_call", "the answer has no choices")
-        message = choices[0].message
-        calls = [(c.function.name, c.function.arguments) for c in (message.tool_calls or [])]
-        return parse_answer(calls)
+        return parse_completion(response)
 
     def _invalid(
         self, escalation: Escalation, exc: InvalidAnswer, started: float, attempts: int, order: int

@@ -1,0 +1,289 @@
+"""The cortex link of the in-process runtime: collapses through open gates -> situations -> plans -> actions.
+
+``CortexLink`` is the ``governor.runtime.Escalator`` of the trainer and the evaluator (same escalation
+path as ``organs.escalation`` describes for the live organism). It keeps every NPC's seen map
+(``SeenMaps``, updated once per world tick, forgotten when the NPC dies or is born) and:
+
+- ``escalate``: each requested (env, NPC) - the strongest requested region when several - becomes the
+  boundary's situation (``npc_numbers`` -> ``DeterministicEncoder``) and an ``Escalation`` carrying the
+  governor's LLM priority; all of a tick's escalations go to the backend at once
+  (``organs.cortex.backends``: the engine in-process or the real client over HTTP) and the tick waits
+  for their results. A PLANNED result gets a ``PlanFollower``. An NPC already following a plan does
+  not escalate (it is not counted and pays nothing); every other request counts as an escalation,
+  answered or not.
+- ``follow``: from the world tick after its escalation, a plan's action replaces the brain's until the
+  plan is done or invalid; then the brain resumes.
+- Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
+  first of each kind is logged once, as one line, and all are counted.
+
+Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
+over the next ``cortex.outcome_ticks`` world ticks (cut short by death, birth or a new escalation).
+``pop_stats`` gives them as ``cortex/`` metrics since its last call; ``totals`` keeps the counters since
+the link was made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+import numpy as np
+
+from nervous.cells.base import WaveArrays
+from nervous.messages import REGIONS, CollapseEvent
+from organs.boundary.encoder import DeterministicEncoder, SituationEncoder
+from organs.boundary.schema import encode_call
+from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
+from organs.config import CortexConfig
+from organs.cortex.backends import PlanBackend, make_backend
+from organs.escalation import Escalation, EscalationResult, Outcome
+from organs.plan import PlanFollower, PlanStatus
+from world import GridWorld
+from world.tiles import Tile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkStats:
+    """What the escalations of a stretch of ticks came to."""
+
+    escalations: int = 0
+    planned: int = 0
+    plans_done: int = 0
+    plans_invalid: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    latencies_s: list[float] = field(default_factory=list)
+    outcome_rewards: list[float] = field(default_factory=list)
+    """Each finished escalation's reward over the ticks after it."""
+
+    def add(self, other: LinkStats) -> None:
+        """Add another stretch's figures to these."""
+        self.escalations += other.escalations
+        self.planned += other.planned
+        self.plans_done += other.plans_done
+        self.plans_invalid += other.plans_invalid
+        self.outcomes.update(other.outcomes)
+        self.latencies_s += other.latencies_s
+        self.outcome_rewards += other.outcome_rewards
+
+    def metrics(self) -> dict[str, float]:
+        """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
+        out = {"cortex/escalations": float(self.escalations), "cortex/planned": float(self.planned),
+               "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid)}
+        out |= {f"cortex/outcome_{o.value}": float(self.outcomes[o.value]) for o in Outcome}
+        if self.latencies_s:
+            ms = np.array(self.latencies_s) * 1000.0
+            out |= {"cortex/latency_p50_ms": float(np.percentile(ms, 50)),
+                    "cortex/latency_p99_ms": float(np.percentile(ms, 99))}
+        if self.outcome_rewards:
+            out["cortex/outcome_reward"] = float(np.mean(self.outcome_rewards))
+        return out
+
+
+class TrailSink(Protocol):
+    """Where escalations are recorded (``organs.trails.recorder.TrailRecorder``)."""
+
+    def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
+                   request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
+                   fallback: str = "") -> None:
+        """Record one escalation."""
+        ...
+
+
+class CortexLink:
+    """Escalations of a batched world to the cortex, and the plans that come back."""
+
+    def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
+                 encoder: SituationEncoder | None = None, trails: TrailSink | None = None) -> None:
+        self.config = config
+        self.trails = trails
+        """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
+        self.backend = backend if backend is not None else make_backend(config)
+        self.encoder = encoder or DeterministicEncoder()
+        self.stats = LinkStats()
+        self.totals = LinkStats()
+        self.plans: dict[tuple[int, int], tuple[PlanFollower, int]] = {}
+        """Plans being followed: (env, NPC) -> (follower, first world tick it acts at)."""
+        self.seen: SeenMaps | None = None
+        self._key: tuple[int, int] | None = None
+        self._shape: tuple[int, int] | None = None
+        self._world: int | None = None
+        self._warned: set[str] = set()
+
+    # ======================================================================================
+    # per-tick state
+    # ======================================================================================
+    def _setup(self, world: GridWorld) -> None:
+        B, N = world.num_envs, world.num_npcs
+        self._shape, self._world = (B, N), id(world)
+        self.seen = SeenMaps(world)
+        self.plans = {}
+        self.window_left = np.zeros((B, N), dtype=np.int64)
+        self.window_reward = np.zeros((B, N), dtype=np.float64)
+        self.forget = np.zeros((B, N), dtype=bool)
+
+    def _sync(self, world: GridWorld) -> None:
+        """Once per world tick: last tick's rewards into open outcome windows, forget the reset rows,
+        update the seen maps."""
+        if self._shape != (world.num_envs, world.num_npcs) or self._world != id(world):
+            self._setup(world)
+            self._key = None
+        key = (id(world), int(world.ticks))
+        if key == self._key:
+            return
+        self._key = key
+        assert self.seen is not None
+        open_ = self.window_left > 0
+        if open_.any():
+            self.window_reward[open_] += world.rewards[open_]
+            self.window_left[open_] -= 1
+            self._close_windows(open_ & ((self.window_left == 0) | self.forget))
+        if self.forget.any():
+            for b, n in zip(*np.nonzero(self.forget), strict=True):
+                self.plans.pop((int(b), int(n)), None)
+            self.seen.maps[self.forget] = Tile.UNSEEN
+            self.forget[:] = False
+        self.seen.update(world)
+
+    def _close_windows(self, rows: np.ndarray) -> None:
+        for reward in self.window_reward[rows].tolist():
+            self.stats.outcome_rewards.append(reward)
+        self.window_left[rows] = 0
+        self.window_reward[rows] = 0.0
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Forget the plans and seen maps of rows bool [B, N] (died, or born) at the next tick's sync."""
+        rows = np.asarray(rows, dtype=bool)
+        if self._shape is not None and rows.shape == self._shape:
+            self.forget |= rows
+
+    # ======================================================================================
+    # escalations
+    # ======================================================================================
+    def escalate(self, world: GridWorld, requests: np.ndarray, priority: np.ndarray, confidence: np.ndarray,
+                 waves: WaveArrays) -> np.ndarray:
+        """Ask the cortex for plans for requests bool [B, N, R]; bool [B, N]: the NPCs that escalated."""
+        self._sync(world)
+        B, N = world.num_envs, world.num_npcs
+        escalated = np.zeros((B, N), dtype=bool)
+        asks: list[tuple[int, int, Escalation]] = []
+        for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
+            b, n = int(b), int(n)
+            if (b, n) in self.plans or not world.alive[b, n]:
+                continue
+            asks.append((b, n, self._escalation(world, b, n, requests[b, n], priority[b, n], confidence[b, n],
+                                                waves)))
+        if not asks:
+            return escalated
+        results = self.backend.ask([e for _, _, e in asks])
+        for (b, n, escalation), result in zip(asks, results, strict=True):
+            escalated[b, n] = True
+            self._record(b, n, result, int(world.ticks))
+            if self.trails is not None:
+                planned = result.outcome is Outcome.PLANNED and result.call is not None
+                situation = encode_call(escalation.situation).decode()
+                self.trails.escalation(
+                    world, b, n, escalation.region.value, situation=situation,
+                    response=msgspec.json.encode(result.call).decode() if planned else "",
+                    outcome=result.outcome.value, latency_ms=1000.0 * result.latency_s,
+                    fallback="" if planned else "reflex")
+        return escalated
+
+    def _escalation(self, world: GridWorld, b: int, n: int, requested: np.ndarray, priority: int,
+                    confidence: np.ndarray, waves: WaveArrays) -> Escalation:
+        """One NPC's escalation about its strongest requested region."""
+        assert self.seen is not None
+        regions = np.flatnonzero(requested)
+        r = int(regions[np.argmax(confidence[regions])])
+        region = REGIONS[r]
+        row = b * world.num_npcs + n
+        strongest = np.zeros(len(REGIONS), dtype=np.float32)
+        value = np.zeros(len(REGIONS), dtype=np.float32)
+        agreeing: list[str] = []
+        for c, (name, cell_region) in enumerate(zip(waves.cells, waves.regions, strict=True)):
+            i = REGIONS.index(cell_region)
+            if waves.confidence[row, c] > strongest[i]:
+                strongest[i], value[i] = waves.confidence[row, c], waves.value[row, c]
+            if cell_region == region and waves.fired[row, c]:
+                agreeing.append(name)
+        tick = int(world.t[b])
+        event = CollapseEvent(npc=n, region=region, confidence=float(np.clip(confidence[r], 0.0, 1.0)),
+                              cells=agreeing, tick=tick)
+        situation = self.encoder.encode(npc_numbers(world, b, self.seen, event, strongest, value))
+        return Escalation(npc=n, region=region, tick=tick, situation=situation,
+                          priority=int(np.clip(priority, 0, 10)),
+                          deadline=time.monotonic() + self.config.deadline_s)
+
+    def _record(self, b: int, n: int, result: EscalationResult, tick: int) -> None:
+        s = self.stats
+        s.escalations += 1
+        s.outcomes[result.outcome.value] += 1
+        s.latencies_s.append(result.latency_s)
+        if self.window_left[b, n] > 0:  # a new escalation ends the last one's outcome window
+            self._close_windows(self._one(b, n))
+        self.window_left[b, n] = self.config.outcome_ticks
+        if result.outcome is Outcome.PLANNED and result.call is not None:
+            s.planned += 1
+            self.plans[(b, n)] = (PlanFollower(result.call, max_steps=self.config.max_plan_steps), tick + 1)
+        elif result.outcome.value not in self._warned:
+            self._warned.add(result.outcome.value)
+            log.warning("cortex: %s (%s); the NPC's brain goes on (logged once per outcome)",
+                        result.outcome.value, result.detail)
+
+    def _one(self, b: int, n: int) -> np.ndarray:
+        assert self._shape is not None
+        rows = np.zeros(self._shape, dtype=bool)
+        rows[b, n] = True
+        return rows
+
+    # ======================================================================================
+    # plans
+    # ======================================================================================
+    def follow(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions with plan steps in place [B, N], following bool [B, N]) for this tick."""
+        self._sync(world)
+        actions = np.asarray(actions, dtype=np.int64)
+        following = np.zeros(actions.shape, dtype=bool)
+        if not self.plans:
+            return actions, following
+        assert self.seen is not None
+        actions = actions.copy()
+        tick = int(world.ticks)
+        for (b, n), (follower, start) in list(self.plans.items()):
+            if tick < start:
+                continue
+            action = follower.step(npc_view(world, b, n, self.seen))
+            if action is None:
+                del self.plans[(b, n)]
+                if follower.status is PlanStatus.DONE:
+                    self.stats.plans_done += 1
+                else:
+                    self.stats.plans_invalid += 1
+                continue
+            actions[b, n] = action
+            following[b, n] = True
+        return actions, following
+
+    # ======================================================================================
+    # figures and lifetime
+    # ======================================================================================
+    def pop_stats(self) -> dict[str, float]:
+        """The ``cortex/`` metrics since the last call (added to ``totals``), and reset them."""
+        metrics = self.stats.metrics()
+        self.totals.add(self.stats)
+        self.stats = LinkStats()
+        return metrics
+
+    def close(self) -> None:
+        """Release the backend (its thread and embedded server, over HTTP)."""
+        self.backend.close()
+
+
+def make_link(config: CortexConfig) -> CortexLink | None:
+    """The link ``cortex.backend`` asks for; None for ``none`` (no escalations)."""
+    return None if config.backend == "none" else CortexLink(config)
