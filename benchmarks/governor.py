@@ -1,6 +1,7 @@
 """Governor benchmark: ``python -m benchmarks.governor [--episodes 100] [--live]``, one JSON object.
 
-Every governor (fixed, heuristic, budget, learned) on stages 2 and 4 over the same brains and seeds
+Every governor (fixed, heuristic, budget, learned) on stages 2 and 4 (with the cortex's in-process
+planner behind the gates) over the same brains and seeds
 (in-process runtime, ``governor.compare``): success, mean return, brain calls per NPC-second,
 simulated CPU-seconds per NPC-minute and escalations per 100 NPC ticks, as ``<governor>_stage<s>_<figure>``.
 On stage 2 the learned governor against the others (``learned_success_vs_fixed``,
@@ -37,6 +38,8 @@ from governor.costs import DEFAULT_COSTS, measure_costs
 from governor.inputs import NUM_FEATURES, GlobalContext
 from governor.learned import LearnedGovernor
 from governor.training import GovernorTraining, driver_factory, save_governor
+from organs.config import CortexConfig
+from organs.link import CortexLink
 from train.config import RunConfig
 from world import stage_config
 
@@ -105,9 +108,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["learned_forward_us_per_npc"] = round(forward_us_per_npc(learned), 3)
 
     rows_by_stage: dict[int, dict[str, dict[str, float]]] = {}
-    for stage in (2, 4):
+    for stage in (2, 4):  # stage 4 with the cortex (the in-process planner) behind the gates
+        def make_escalator(stage: int = stage) -> CortexLink | None:
+            return CortexLink(CortexConfig(backend="engine")) if stage == 4 else None
+
         rows = compare_governors(stage_config(stage), make_driver, deployed, nervous,
-                                 learned=lambda c: LearnedGovernor(c), episodes=args.episodes, seed=args.seed)
+                                 learned=lambda c: LearnedGovernor(c), episodes=args.episodes, seed=args.seed,
+                                 make_escalator=make_escalator)
         rows_by_stage[stage] = rows
         for name, row in rows.items():
             for figure in FIGURES:

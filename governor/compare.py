@@ -45,14 +45,16 @@ def evaluate_governor(world_config: WorldConfig, driver: Driver, config: Governo
 
 def budget_at_equal_calls(world_config: WorldConfig, make_driver: Callable[[], Driver],
                           config: GovernorConfig, nervous: NervousConfig, calls: float, episodes: int,
-                          seed: int, steps: int = 6) -> tuple[float, dict[str, float]]:
+                          seed: int, steps: int = 6,
+                          make_escalator: Callable[[], Escalator | None] = lambda: None,
+                          ) -> tuple[float, dict[str, float]]:
     """(budget_in_ms, row) of the budget allocator whose brain calls per NPC-second come closest to calls."""
     low, high = 0.01, 40.0
     best: tuple[float, float, dict[str, float]] | None = None
     for _ in range(steps):
         budget = (low * high) ** 0.5  # bisect on a log scale
         row = evaluate_governor(world_config, make_driver(), dataclasses.replace(config, kind="budget",
-                                budget_in_ms=budget), nervous, episodes, seed)
+                                budget_in_ms=budget), nervous, episodes, seed, escalator=make_escalator())
         gap = row["brain_calls_per_npc_s"] - calls
         if best is None or abs(gap) < abs(best[0]):
             best = (gap, budget, row)
@@ -63,18 +65,22 @@ def budget_at_equal_calls(world_config: WorldConfig, make_driver: Callable[[], D
 
 def compare_governors(world_config: WorldConfig, make_driver: Callable[[], Driver], config: GovernorConfig,
                       nervous: NervousConfig, learned: Callable[[GovernorConfig], Governor] | None,
-                      episodes: int = 100, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Rows for fixed, heuristic, budget (and learned, and budget at its calls) on the same seeds."""
+                      episodes: int = 100, seed: int = 0,
+                      make_escalator: Callable[[], Escalator | None] = lambda: None,
+                      ) -> dict[str, dict[str, float]]:
+    """Rows for fixed, heuristic, budget (and learned, and budget at its calls) on the same seeds (with the
+    cortex link make_escalator gives, a new one per row)."""
     rows: dict[str, dict[str, float]] = {}
     for kind in ("fixed", "heuristic", "budget"):
         rows[kind] = evaluate_governor(world_config, make_driver(), dataclasses.replace(config, kind=kind),
-                                       nervous, episodes, seed)
+                                       nervous, episodes, seed, escalator=make_escalator())
     if learned is not None:
         learned_config = dataclasses.replace(config, kind="learned")
         rows["learned"] = evaluate_governor(world_config, make_driver(), learned_config, nervous, episodes,
-                                            seed, factory=learned)
+                                            seed, factory=learned, escalator=make_escalator())
         budget, row = budget_at_equal_calls(world_config, make_driver, config, nervous,
-                                            rows["learned"]["brain_calls_per_npc_s"], episodes, seed)
+                                            rows["learned"]["brain_calls_per_npc_s"], episodes, seed,
+                                            make_escalator=make_escalator)
         rows["budget_at_learned_calls"] = row | {"budget_in_ms": budget}
     return rows
 
