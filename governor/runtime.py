@@ -201,6 +201,10 @@ class GovernedReflex:
         self.quota = np.full((B, N), self.config.max_quota, dtype=np.float64)
         self.gates = np.zeros((B, N, NUM_REGIONS), dtype=bool)
         self.opened = np.zeros((B, N), dtype=bool)
+        self.escalations = np.zeros((B, N), dtype=np.int64)
+        self.escalation_tick = np.full((B, N), -1, dtype=np.int64)
+        """This runtime's step of each NPC's last escalation in its life (-1: none)."""
+        self.following = np.zeros((B, N), dtype=bool)
         self.pending = np.zeros((B, N, NUM_REGIONS), dtype=bool)
         """Collapse events waiting for their gate (at most ``collapse_hold_ticks``)."""
         self.pending_tick = np.zeros((B, N, NUM_REGIONS), dtype=np.int64)
@@ -284,6 +288,8 @@ class GovernedReflex:
             self.inputs.forget_rows(born.reshape(-1))
             self.reward_rate[born] = 0.0
             self.cpu_use[born] = 0.0
+            self.escalations[born] = 0
+            self.escalation_tick[born] = -1
             self.last_action[born] = A.STAY
             self.pending[born] = False
             if self.escalator is not None:
@@ -341,7 +347,9 @@ class GovernedReflex:
                         self.inputs.observe_escalation(int(b * N + n), int(world.ticks))
             proposed, following = self.escalator.follow(world, proposed)
             following &= alive
-
+        self.following = following
+        self.escalations += escalated
+        self.escalation_tick[escalated] = self.steps - 1
         # --- nerves over whatever is proposed (a plan's steps stand as they are) -----------------
         if self.nerves is not None:
             final, over = self.nerves.apply(proposed.reshape(-1), world.views.reshape(-1, world.V, world.V),
@@ -378,14 +386,19 @@ class GovernedReflex:
     def governed(self) -> dict[str, np.ndarray]:
         """Per NPC [B, N] what the governor set, as the viewer's frame fields: ``tick_rate`` (Hz),
         ``cpu_use`` and ``cpu_quota`` (% of a core), ``llm_priority``, ``gates`` (bit k: ``REGIONS[k]``
-        open) and ``gate_flash`` (a gate opened at the last governor tick); empty before the first call."""
+        open), ``gate_flash`` (a gate opened at the last governor tick), ``escalations`` (this life's),
+        ``escalation_ago`` (seconds, -1: none) and ``planning`` (following a plan); empty before the first
+        call. CPU use is in cores, as the viewer reads it."""
         if self._shape is None:
             return {}
         bits = (self.gates.astype(np.uint8) << np.arange(NUM_REGIONS, dtype=np.uint8)).sum(axis=-1)
+        ago = np.where(self.escalation_tick >= 0, (self.steps - 1 - self.escalation_tick) / WORLD_HZ, -1.0)
         return {
-            "tick_rate": self.rate.astype(np.float32), "cpu_use": (100.0 * self.cpu_use).astype(np.float32),
+            "tick_rate": self.rate.astype(np.float32), "cpu_use": self.cpu_use.astype(np.float32),
             "cpu_quota": self.quota.astype(np.float32), "llm_priority": self.priority.astype(np.int8),
             "gates": bits.astype(np.uint8), "gate_flash": self.opened,
+            "escalations": np.minimum(self.escalations, 65535).astype(np.uint16),
+            "escalation_ago": ago.astype(np.float32), "planning": self.following.copy(),
         }
 
     def pop_stats(self) -> dict[str, float]:

@@ -282,6 +282,20 @@ def test_the_inspector_shows_tick_rate_quota_gates_and_priority(surface: pygame.
     assert control_lines(frame, 0)[1] == "gates closed  prio 5"
 
 
+def test_the_inspector_shows_an_npcs_escalations_when_the_cortex_fields_are_there(
+        surface: pygame.Surface) -> None:
+    frame = governed(make_frame())
+    n = len(frame["alive"])
+    frame["escalations"] = np.array([3] + [0] * (n - 1), dtype=np.uint16)
+    frame["escalation_ago"] = np.array([2.45] + [-1.0] * (n - 1), dtype=np.float32)
+    frame["planning"] = np.array([True] + [False] * (n - 1))
+    assert control_lines(frame, 0)[2] == "cortex 3 escalations, last 2.5 s ago  on a plan"
+    assert control_lines(frame, 1)[2] == "cortex 0 escalations"
+    drawer = Drawer(REGIONS)
+    drawer.draw(surface, frame, ViewState(selected=0))
+    assert drawer.control_text[2].startswith("cortex 3 escalations")
+
+
 def test_a_gate_opening_rings_the_npc_and_an_open_gate_dots_its_row(surface: pygame.Surface) -> None:
     drawer = Drawer(REGIONS)
     frame = governed(make_frame())

@@ -199,7 +199,8 @@ def test_the_viewer_fields_show_what_the_governor_set_and_flash_a_gate_that_open
         assert (fields["cpu_quota"] == 30.0).all() and (fields["llm_priority"] == 7).all()
         assert (fields["gates"] == (8 if tick >= 10 else 0)).all()
         assert fields["gate_flash"].all() == (tick >= 10)
-        assert (fields["cpu_use"] > 0).all()
+        assert (fields["cpu_use"] > 0).all() and (fields["cpu_use"] < 0.1).all()  # cores
+        assert (fields["escalations"] == 0).all() and (fields["escalation_ago"] == -1.0).all()
 
 
 class RecordingEscalator:
@@ -242,3 +243,5 @@ def test_a_collapse_between_governor_ticks_waits_for_the_gate_it_opens_and_escal
     assert asked == [(10, [math])]
     assert spent[10] == pytest.approx(spent[9] + 0.25, abs=1e-5)  # the escalation was charged, once
     assert governed.pop_stats()["governor/escalations_per_100_ticks"] == pytest.approx(100 / 25)
+    fields = governed.governed()  # the viewer's cortex line: one escalation, 14 ticks (0.7 s) ago
+    assert fields["escalations"].tolist() == [[1]] and fields["escalation_ago"][0, 0] == pytest.approx(0.7)

@@ -54,8 +54,9 @@ NPC_FIELDS = (("npc_y", "<i2"), ("npc_x", "<i2"), ("alive", "u1"), ("lifeforce",
 #: them: cpu_quota (% of a core), llm_priority (-1: none yet), gates (bit k: nervous.messages.REGIONS[k]
 #: open), gate_flash (a gate opened within the last second).
 OPTIONAL_FIELDS = (("overrides", "u1"), ("actions", "i1"), ("tick_rate", "<f4"), ("cpu_use", "<f4"),
-                   ("cpu_quota", "<f4"), ("llm_priority", "i1"), ("gates", "u1"), ("gate_flash", "u1"))
-_BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides", "gate_flash"}
+                   ("cpu_quota", "<f4"), ("llm_priority", "i1"), ("gates", "u1"), ("gate_flash", "u1"),
+                   ("escalations", "<u2"), ("escalation_ago", "<f4"), ("planning", "u1"))
+_BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides", "gate_flash", "planning"}
 
 
 class FrameMessage(Message, tag="world_frame"):
@@ -89,6 +90,9 @@ class FrameMessage(Message, tag="world_frame"):
     llm_priority: bytes = b""
     gates: bytes = b""
     gate_flash: bytes = b""
+    escalations: bytes = b""
+    escalation_ago: bytes = b""
+    planning: bytes = b""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -193,7 +197,8 @@ class FramePublisher:
                       actions: np.ndarray | None = None, tick_rate: np.ndarray | None = None,
                       cpu_use: np.ndarray | None = None, cpu_quota: np.ndarray | None = None,
                       llm_priority: np.ndarray | None = None, gates: np.ndarray | None = None,
-                      gate_flash: np.ndarray | None = None) -> bool:
+                      gate_flash: np.ndarray | None = None, escalations: np.ndarray | None = None,
+                      escalation_ago: np.ndarray | None = None, planning: np.ndarray | None = None) -> bool:
         """Publish the world's frame (with optional per-NPC extras, OPTIONAL_FIELDS) when one is due;
         True if queued."""
         now = time.perf_counter()
@@ -203,7 +208,9 @@ class FramePublisher:
         n = world.num_npcs
         for key, value in (("waves", waves), ("overrides", overrides), ("actions", actions),
                            ("tick_rate", tick_rate), ("cpu_use", cpu_use), ("cpu_quota", cpu_quota),
-                           ("llm_priority", llm_priority), ("gates", gates), ("gate_flash", gate_flash)):
+                           ("llm_priority", llm_priority), ("gates", gates), ("gate_flash", gate_flash),
+                           ("escalations", escalations), ("escalation_ago", escalation_ago),
+                           ("planning", planning)):
             if value is not None:
                 frame[key] = self._env_slice(np.asarray(value), n, world.num_envs)
         with self._lock:

@@ -33,7 +33,8 @@ The frame is a ``GridWorld.frame`` / ``Replay.frame`` dict; optional keys: ``wav
 ``tick_rate`` [N] and ``cpu_use`` [N] (cores, shown as % of one core), and the governor's as the
 live organism applied them: ``cpu_quota`` [N] (% of a core), ``llm_priority`` [N] (-1: none yet),
 ``gates`` [N] (bit k: ``nervous.messages.REGIONS[k]`` open) and ``gate_flash`` bool [N]; each shown
-as "-" when absent.
+as "-" when absent; and the cortex's: ``escalations`` [N] (count), ``escalation_ago`` [N] (seconds
+since the last one, -1 none) and ``planning`` bool [N] (following a plan), shown when present.
 
 Speed: the tile layer is a palette-indexed 8-bit surface (one byte per cell) scaled with
 ``pygame.transform.scale`` and cached until tiles, night or the view change; text surfaces are cached
@@ -201,8 +202,8 @@ def gate_names(bits: int) -> list[str]:
 
 
 def control_lines(frame: dict[str, Any], n: int) -> list[str]:
-    """What steers NPC n, two lines: tick rate, CPU use and quota; open gates and LLM priority ("-": not
-    in the frame, or no allocation yet)."""
+    """What steers NPC n: tick rate, CPU use and quota; open gates and LLM priority ("-": not in the frame,
+    or no allocation yet); with cortex fields, its escalations (how many, the last one's age, on a plan)."""
     def column(name: str) -> Any:
         values = frame.get(name)
         return values[n] if values is not None and n < len(values) else None
@@ -219,7 +220,13 @@ def control_lines(frame: dict[str, Any], n: int) -> list[str]:
         f"gates {','.join(gate_names(gates)) or 'closed'}" if gates is not None and heard else "gates -",
         f"prio {int(priority)}" if heard else "prio -",
     ]
-    return ["  ".join(pace), "  ".join(access)]
+    lines = ["  ".join(pace), "  ".join(access)]
+    count, ago, planning = column("escalations"), column("escalation_ago"), column("planning")
+    if count is not None:  # the cortex: how often this NPC escalated, when last, and whether on a plan
+        last = f", last {float(ago):.1f} s ago" if ago is not None and float(ago) >= 0 else ""
+        plan = "  on a plan" if planning is not None and planning else ""
+        lines.append(f"cortex {int(count)} escalations{last}{plan}")
+    return lines
 
 
 def npc_triangle(left: float, top: float, size: float, facing: int) -> list[tuple[float, float]]:
