@@ -403,7 +403,8 @@ class Organism:
         self.spawn_all_s = time.monotonic() - self.started_at
 
     def summary(self) -> dict[str, Any]:
-        """Per NPC: ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts; and totals."""
+        """Per NPC: brain calls (ticks), reflexes, missed ticks, late actions, CPU seconds, lifeforce,
+        restarts; and totals."""
         assert self.supervisor is not None and self.world is not None and self.cgroups is not None
         world, sup = self.world.summary(), self.supervisor.summary()
         parts, sup_failed = self.parts(), self.supervisor.failed
@@ -426,6 +427,8 @@ class Organism:
             "world_ticks": self.world.tick,
             "spawn_all_s": self.spawn_all_s,
             "missed_tick_fraction": missed / max(1, ticks + missed),
+            "brain_calls": ticks,
+            "reflexes": sum(n["reflexes"] for n in npcs.values()),
             "action_latency_p50_ms": float(_percentile(lat, 50)),
             "action_latency_p99_ms": float(_percentile(lat, 99)),
             "overruns": self.world.overruns,

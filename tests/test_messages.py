@@ -32,6 +32,7 @@ SAMPLES = [
     Heartbeat(domain="nervous", service="math", seq=3, uptime_s=1.5),
     Observation(npc=0, tick=1, side=3, view=bytes(9), proprio=bytes(80), reward=0.0),
     Action(npc=0, tick=1, action=6),
+    Action(npc=0, tick=1, action=2, brain=False),
 ]
 
 

@@ -154,16 +154,48 @@ def test_obs_spread_outside_a_tick_is_rejected():
         WorldServerConfig(obs_spread=1.5)
 
 
-async def test_each_fresh_action_is_charged_as_a_brain_call(bus):
+async def test_each_fresh_brain_call_is_charged_and_a_reflex_is_applied_free(bus):
     life = LifeforceConfig(per_brain_call=0.1)
-    server = WorldServer(WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep", lifeforce=life), bus)
+    server = WorldServer(WorldServerConfig(stage=0, n_npcs=3, seed=1, clock="lockstep", lifeforce=life), bus)
     await server.start()
     before = server.world.lifeforce[0].copy()
-    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 1 stays silent
-    await settle(bus, lambda: server.pending_tick[0] == 0)
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 2 stays silent
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=Act.INTERACT, brain=False))
+    await settle(bus, lambda: (server.pending_tick[:2] == 0).all())
     server.step()
     spent = before - server.world.lifeforce[0]
-    assert spent[0] - spent[1] == pytest.approx(0.1, abs=1e-5)
+    assert spent[0] - spent[2] == pytest.approx(0.1, abs=1e-5) and spent[1] == pytest.approx(spent[2])
+    assert server.applied.tolist() == [Act.STAY, Act.INTERACT, Act.STAY]
+    assert server.acted.tolist() == [1, 0, 0] and server.reflexes.tolist() == [0, 1, 0]
+    assert len(server.latencies_ms()) == 2 and len(server.latencies_ms(brain_only=True)) == 1
+    await server.stop()
+
+
+async def test_reflexes_between_brain_calls_are_no_missed_ticks_and_do_not_stand_for_one(bus):
+    from nervous.messages import Command
+
+    server = await make_server(bus, n_npcs=1)
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=5))  # a brain call every 4
+    await settle(bus, lambda: server.rate[0] == 5)
+    for tick in range(9):
+        if tick in (0, 4, 8):
+            action = Action(npc=0, tick=tick, action=Act.STAY)
+        elif tick in (1, 6, 7):
+            action = Action(npc=0, tick=tick, action=Act.NORTH, brain=False)
+        else:
+            action = None
+        if action is not None:
+            await bus.publish(subjects.npc_action(0), action)
+            await settle(bus, lambda t=tick: server.pending_tick[0] == t)
+        server.step()
+    assert server.summary()[0]["missed"] == 0
+    assert (server.acted[0], server.reflexes[0]) == (3, 3)
+    for tick in range(9, 13):  # due at 12: a reflex then is no brain call
+        if tick == 12:
+            await bus.publish(subjects.npc_action(0), Action(npc=0, tick=tick, action=Act.SOUTH, brain=False))
+            await settle(bus, lambda: server.pending_tick[0] == 12)
+        server.step()
+    assert server.summary()[0]["missed"] == 1
     await server.stop()
 
 
