@@ -311,7 +311,7 @@ async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(b
     def broken(self, obs):
         raise FloatingPointError("weights went NaN")
 
-    monkeypatch.setattr(NpcAgent, "act", broken)
+    monkeypatch.setattr(NpcAgent, "tick", broken)  # what the process calls on each observation
     living = asyncio.create_task(run(config))
     for _ in range(100):  # observations until the NPC is subscribed and fails on one
         if living.done():
