@@ -16,7 +16,8 @@
    every other part, also written to ``<run_dir>/summary.json``.
 
 The governor (``governor``: a kind name or a ``GovernorConfig``; None, the default, runs none and the
-NPCs keep ``tick_rate`` and ``cpu_quota``) hears the NPCs' states and waves and publishes allocations;
+NPCs keep ``tick_rate`` and ``cpu_quota``; its cgroup weighs as much as all the NPCs' together, so a
+crowd of busy NPCs cannot starve it) hears the NPCs' states and waves and publishes allocations;
 the supervisor applies each valid one (``governor.decisions.check_allocation``: a known NPC, one of
 the governor's tick rates) as the NPC's cgroup quota and a command, and counts the refused ones
 (``bad_allocations`` in the summary, with those that did not even decode). A governor that dies
@@ -51,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.cgroups import BACKENDS, CgroupConfig, Cgroups, check_quota, detect
+from agents.cgroups import BACKENDS, DEFAULT_WEIGHT, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
 from agents.npc import NpcConfig
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
@@ -59,6 +60,7 @@ from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
 from governor.baselines import make_governor
 from governor.config import GovernorConfig
 from governor.decisions import check_allocation
+from governor.service import assign, governor_config
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
 from nervous.cells.bank import CELLS
@@ -279,10 +281,13 @@ class Organism:
                 config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
                 argv = [sys.executable, "-m", "governor", "--url", self.bus.url, "--npcs", str(c.npcs),
                         "--config-json", json.dumps(config["governor"])]
+                # under contention the governor is owed as much CPU as all its NPCs together (a share,
+                # not a reservation): at the default weight 64 busy NPCs starve it to silence
                 self.supervisor.add(ChildSpec(
                     name="governor", argv=argv, target="governor.service:child_main", config=config,
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
-                    heartbeat_subject=subjects.heartbeat("thalamus", "governor")))
+                    heartbeat_subject=subjects.heartbeat("thalamus", "governor"),
+                    cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs:  # the organ host: its loaded organs are worker processes of its own
                 argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
                 self.supervisor.add(ChildSpec(
@@ -535,8 +540,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
     p.add_argument("--governor", default=None, metavar="KIND",
                    help="run the governor process: fixed, heuristic, budget or learned (default: none)")
+    p.add_argument("--governor-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="one GovernorConfig field, its value as YAML (repeatable): --governor-set "
+                        "checkpoint=governor.pt --governor-set cpu_budget=4")
     a = p.parse_args(argv)
+    if a.governor_set and a.governor is None:
+        p.error("--governor-set: needs --governor KIND")
     try:
+        governor: GovernorConfig | str | None = a.governor
+        if a.governor_set:
+            data: dict[str, Any] = {"kind": a.governor}
+            for assignment in a.governor_set:
+                assign(data, assignment)
+            governor = governor_config(data)
         config = OrganismConfig(
             npcs=a.npcs,
             duration_s=a.duration,
@@ -552,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             cgroups=a.cgroups,
             fork=not a.spawn,
             seed=a.seed,
-            governor=a.governor,
+            governor=governor,
         )
     except ValueError as exc:
         p.error(str(exc))

@@ -25,10 +25,10 @@ it decides for all NPCs at once with ``make_governor(config)`` and publishes on
 
 Each gate transition goes out as a ``GateEvent`` on ``{env}.thalamus.gate.open`` / ``.close`` (the
 confidence is that of the region's held collapse event). Each decision's latency, from taking the
-NPC states in to the last allocation out (``decision_ms``), is logged as p50/p99 when it stops. A
-``Heartbeat`` goes out every
-``heartbeat_s`` on ``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``:
-bad messages and reports for NPCs it does not govern), so the supervisor can tell a hung governor.
+NPC states in to the last allocation out (``decision_ms``), is logged as p50/p99 every
+``LATENCY_LOG_EVERY`` decisions and when it stops. A ``Heartbeat`` goes out every ``heartbeat_s`` on
+``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``: bad messages and
+reports for NPCs it does not govern), so the supervisor can tell a hung governor.
 
 NPCs it has not heard from yet (or that reported themselves dead) get no allocation: they keep what
 they have. A governor that dies leaves every NPC on its last settings; a restarted one starts from
@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Bad inputs logged one by one before the log thins out to every thousandth.
 _LOG_FIRST = 10
+#: Decisions between two log lines of the decision latency (and one when it stops).
+LATENCY_LOG_EVERY = 20
 
 
 def governor_config(data: dict[str, Any]) -> GovernorConfig:
@@ -304,6 +306,12 @@ class GovernorService:
         self.decision_ms.append(1000.0 * (time.perf_counter() - t0))
         return allocations
 
+    def log_latency(self) -> None:
+        """Log the decision latency so far (p50, p99 in ms)."""
+        log.info("governor: decision latency p50 %.3f ms p99 %.3f ms over %d decisions (states in -> "
+                 "allocations out)", self.decision_latency_ms(50), self.decision_latency_ms(99),
+                 len(self.decision_ms))
+
     def decision_latency_ms(self, q: float) -> float:
         """The q-th percentile of ``decision_ms`` (nan before the first decision)."""
         return float(np.percentile(self.decision_ms, q)) if self.decision_ms else float("nan")
@@ -333,6 +341,8 @@ class GovernorService:
                 if now >= next_step:
                     next_step = max(next_step + period, now)  # late: skip, do not catch up in a burst
                     await self.step()
+                    if self.decisions_made % LATENCY_LOG_EVERY == 0:  # a killed governor leaves figures too
+                        self.log_latency()
                 if now >= next_beat:
                     next_beat = max(next_beat + self.config.heartbeat_s, now)
                     await self.heartbeat()
@@ -363,13 +373,11 @@ async def serve(config: GovernorServiceConfig, stop: asyncio.Event | None = None
         await service.run(stop)
     log.info("governor: stopped after %d decisions, %d allocations, %d gate events, %d bad inputs",
              service.decisions_made, service.allocations_sent, service.gate_events_sent, service.bad_inputs)
-    log.info("governor: decision latency p50 %.3f ms p99 %.3f ms over %d decisions (states in -> "
-             "allocations out)", service.decision_latency_ms(50), service.decision_latency_ms(99),
-             len(service.decision_ms))
+    service.log_latency()
     return 0
 
 
-def _set(data: dict[str, Any], assignment: str) -> None:
+def assign(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``field=value`` (value read as YAML) to a governor config dict."""
     name, eq, text = assignment.partition("=")
     if not eq or not name:
@@ -401,7 +409,7 @@ def parse_config(argv: Sequence[str] | None = None) -> GovernorServiceConfig:
     if not isinstance(data, dict):
         raise ValueError("--config-json: must be a JSON object of GovernorConfig fields")
     for assignment in a.set:
-        _set(data, assignment)
+        assign(data, assignment)
     if a.kind is not None:
         data["kind"] = a.kind
     if not a.url:

@@ -108,7 +108,10 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
 
             # 10 %: the burner's group holds it there
             assert children["npc-1"].spec.cpu_quota == pytest.approx(10.0)
+            assert children["governor"].spec.cpu_weight == 200  # as much as its two NPCs together
             if CAPPED:
+                group = next(d for d in sup.cgroups.dirs("governor") if (d / "cpu.shares").exists())
+                assert (group / "cpu.shares").read_text().strip() == "2048"  # v1: 1024 per 100
                 assert _quota_file(org, "npc-1") == pytest.approx(10.0)
                 c0, t0 = sup.cgroups.cpu_seconds("npc-1"), time.monotonic()
                 await asyncio.sleep(3.0)
@@ -300,6 +303,10 @@ def test_train_runtime_processes_with_the_heuristic_governor(tmp_path: Path) -> 
     (("train", "runtime=processes", "governor=budget", "governor.cpu_budget=0.05", "runtime.organism.npcs=2"),
      "error: governor.cpu_budget=0.05: 2 NPCs at governor.min_quota=5 % need at least 0.1 cores"),
     (("agents.organism", "--npcs", "2", "--governor", "wise"), "governor.kind='wise': no such governor"),
+    (("agents.organism", "--npcs", "64", "--governor", "learned", "--governor-set", "cpu_budget=4",
+      "--governor-set", "checkpoint=/no/governor.pt"), "governor.checkpoint=/no/governor.pt: no such file"),
+    (("agents.organism", "--npcs", "64", "--governor", "learned"),
+     "governor.cpu_budget=2.0: 64 NPCs at governor.min_quota=5 % need at least 3.2 cores"),
 ])
 def test_a_bad_governor_for_the_organism_is_one_error_line_and_status_2(
         tmp_path: Path, command: tuple[str, ...], message: str) -> None:
