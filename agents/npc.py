@@ -239,6 +239,8 @@ class NpcAgent:
         self.pending_done = False
         self.last_stats: dict[str, float] = {}
         self.lag_ms = 0.0
+        self._wave_batch: WaveBatch | None = None
+        self._npc_column = b""
         self._to_learn: tuple[Any, ...] | None = None
 
     # -- weights ----------------------------------------------------------------------------------
@@ -391,13 +393,28 @@ class NpcAgent:
                         tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag))
 
     def waves(self, npc: int) -> WaveBatch | None:
-        """The fired waves of the last step, or None when none fired."""
+        """The fired waves of the last step, or None when none fired.
+
+        Every tick refills one preallocated batch (valid by construction: the bank's own cells, its
+        confidences clipped), sparing the hot path the checks a batch from the bus gets; publish it
+        before the next call."""
         last = self.cells.last
         if last is None or not last.fired.any():
             return None
         idx = np.flatnonzero(last.fired[0])
-        return WaveBatch.from_arrays(last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc),
-                                     idx, last.confidence[0, idx], last.value[0, idx])
+        batch = self._wave_batch
+        if batch is None or batch.npc[:4] != np.int32(npc).astype("<i4").tobytes():
+            batch = self._wave_batch = WaveBatch.from_arrays(
+                last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc), idx,
+                last.confidence[0, idx], last.value[0, idx])
+            self._npc_column = np.full(len(last.cells), npc, dtype="<i4").tobytes()
+            return batch
+        batch.tick = last.tick
+        batch.npc = self._npc_column[:4 * len(idx)]
+        batch.cell_index = idx.astype(np.uint8).tobytes()
+        batch.confidence = last.confidence[0, idx].astype("<f4", copy=False).tobytes()
+        batch.value = last.value[0, idx].astype("<f4", copy=False).tobytes()
+        return batch
 
     def command(self, msg: Command) -> bool:
         """Obey a command for this NPC; False (logged) when it is for another one."""
