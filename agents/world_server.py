@@ -23,9 +23,11 @@ is sent (it obeys them at once: without them a governor's slow-down would count 
 the NPC's next report), and a command makes it due no later than ``ticks_per_action`` ticks after the
 current one (a faster rate shortens the wait; a slower one keeps it, as the NPC does). A due living
 NPC with no fresh brain call is a missed tick; an earlier brain call (a newborn NPC thinks at once) is
-taken. ``acted`` counts brain calls, ``reflexes`` reflex actions. Latency is measured from publishing
-an observation to receiving its action (both kinds; ``latencies_ms(brain_only=True)`` for brain
-calls). ``on_frame(world, actions=, tick_rate=, cpu_use=)`` (e.g.
+taken, and a late one makes the NPC due a period after the tick it names (as the NPC counts), so a
+late brain call at r Hz is one missed tick, as at 20 Hz, not a period of them. ``acted`` counts brain
+calls, ``reflexes`` reflex actions. Latency is measured from publishing an observation to receiving
+its action, for actions in time for their tick and, apart, late ones (``latencies_ms``).
+``on_frame(world, actions=, tick_rate=, cpu_use=)`` (e.g.
 ``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
 """
 
@@ -54,6 +56,8 @@ from world.tiles import Action as Act
 log = logging.getLogger(__name__)
 
 CLOCKS = ("realtime", "lockstep")
+#: Ticks back for which the world remembers when it sent each observation (latency of late actions).
+OBS_TIMES = 16
 
 
 @dataclass
@@ -129,9 +133,11 @@ class WorldServer:
         self.late = np.zeros(n, dtype=np.int64)
         self.lifeforce_sum = np.zeros(n, dtype=np.float64)
         self.deaths = np.zeros(n, dtype=np.int64)
-        self.obs_time = np.zeros(n, dtype=np.float64)
+        self.obs_times = np.zeros((OBS_TIMES, n), dtype=np.float64)
+        """When each observation of the last ``OBS_TIMES`` ticks went out (row: tick % OBS_TIMES)."""
         self.latency = np.zeros(config.latency_samples, dtype=np.float64)
         self.latency_brain = np.zeros(config.latency_samples, dtype=bool)
+        self.latency_late = np.zeros(config.latency_samples, dtype=bool)
         self.n_latency = 0
         self.overruns = 0
         self.bad_actions = 0  # actions naming a tick not yet observed
@@ -177,10 +183,7 @@ class WorldServer:
             return
         if msg.tick == self.tick:
             if self.pending_tick[i] != self.tick:
-                if self.n_latency < len(self.latency):
-                    self.latency[self.n_latency] = time.monotonic() - self.obs_time[i]
-                    self.latency_brain[self.n_latency] = msg.brain
-                    self.n_latency += 1
+                self._latency(i, msg, late=False)
                 if msg.brain and self._is_due(i):
                     self._due_left -= 1
                     if self._due_left <= 0:
@@ -190,8 +193,21 @@ class WorldServer:
             self.pending_brain[i] = msg.brain
         elif msg.tick < self.tick:
             self.late[i] += 1
+            self._latency(i, msg, late=True)
+            if msg.brain:  # the NPC thought, too late for its tick: due again a period after it, as it is
+                period = ticks_per_action(self.config.hz, float(self.rate[i]))
+                self.next_due[i] = max(self.next_due[i], msg.tick + period)
+                self.last_acted[i] = max(self.last_acted[i], msg.tick)
         else:
             self.bad_actions += 1
+
+    def _latency(self, i: int, msg: Action, late: bool) -> None:
+        """Keep the latency of an action (one of the last ``OBS_TIMES`` ticks'), while there is room."""
+        n = self.n_latency
+        if n < len(self.latency) and self.tick - msg.tick < OBS_TIMES:
+            self.latency[n] = time.monotonic() - self.obs_times[msg.tick % OBS_TIMES, i]
+            self.latency_brain[n], self.latency_late[n] = msg.brain, late
+            self.n_latency += 1
 
     def _on_state(self, i: int, msg: NpcState, raw: Any) -> None:
         if self._spoofed(i, msg.npc, raw.subject):
@@ -257,7 +273,7 @@ class WorldServer:
                               action_mask=w.action_mask[0, i].tobytes(),
                               terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]),
                               sent=time.time())
-            self.obs_time[i] = time.monotonic()
+            self.obs_times[self.tick % OBS_TIMES, i] = time.monotonic()
             try:
                 await self.bus.publish(subjects.npc_obs(i), obs)
             except Exception as exc:  # broker away beyond the pending buffer: the NPCs miss this tick
@@ -292,10 +308,14 @@ class WorldServer:
 
     # -- results ----------------------------------------------------------------------------------
 
-    def latencies_ms(self, brain_only: bool = False, start: int = 0) -> np.ndarray:
-        """Measured observation-to-action latencies in ms (from sample start on; brain calls only)."""
-        lat = self.latency[start:self.n_latency] * 1000.0
-        return lat[self.latency_brain[start:self.n_latency]] if brain_only else lat
+    def latencies_ms(self, brain_only: bool = False, start: int = 0, late: bool = False) -> np.ndarray:
+        """Observation-to-action latencies in ms, from sample start on: of the actions in time for their
+        tick (late: of the late ones too); brain_only: of brain calls only."""
+        end = self.n_latency
+        keep = np.ones(end - start, dtype=bool) if late else ~self.latency_late[start:end]
+        if brain_only:
+            keep &= self.latency_brain[start:end]
+        return self.latency[start:end][keep] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
         """Per NPC: brain calls (``ticks``), reflexes, missed, late, spoofed, reward, mean and final

@@ -140,7 +140,7 @@ async def test_spread_observations_go_out_npc_after_npc_all_of_the_same_tick(bus
     await server.publish_observations(spread_s=0.04)
     await settle(bus, lambda: len(got) == 4)
     assert {o.tick for o in got.values()} == {0}
-    sent = server.obs_time
+    sent = server.obs_times[0]
     assert (sent - sent[0] >= 0.04 * np.arange(4) / 4 - 1e-3).all()  # NPC i not before i/4 of the spread
     # latency counts from an NPC's own observation, not from the first one of the tick
     await bus.publish(subjects.npc_action(3), Action(npc=3, tick=0, action=Act.STAY))
@@ -168,6 +168,29 @@ async def test_each_fresh_brain_call_is_charged_and_a_reflex_is_applied_free(bus
     assert server.applied.tolist() == [Act.STAY, Act.INTERACT, Act.STAY]
     assert server.acted.tolist() == [1, 0, 0] and server.reflexes.tolist() == [0, 1, 0]
     assert len(server.latencies_ms()) == 2 and len(server.latencies_ms(brain_only=True)) == 1
+    await server.stop()
+
+
+async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_kept_apart(bus):
+    from nervous.messages import Command
+
+    server = await make_server(bus, n_npcs=1)
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=2))  # a brain call every 10
+    await settle(bus, lambda: server.rate[0] == 2)
+    await server.publish_observations()
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))
+    await settle(bus, lambda: server.pending_tick[0] == 0)
+    server.step()
+    for _ in range(10):  # ticks 1-10: the call due at 10 is not in before the step
+        await server.publish_observations()
+        server.step()
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=10, action=Act.EAST))  # during tick 11
+    await settle(bus, lambda: server.late[0] == 1)
+    for _ in range(9):  # ticks 11-19: not due until 20, a period after the late call's tick
+        server.step()
+    assert server.summary()[0]["missed"] == 1 and server.acted[0] == 1
+    assert len(server.latencies_ms()) == 1 and len(server.latencies_ms(late=True)) == 2
+    assert server.latencies_ms(late=True)[1] > server.latencies_ms()[0]
     await server.stop()
 
 
