@@ -24,7 +24,9 @@ the NPC's next report), and a command makes it due no later than ``ticks_per_act
 current one (a faster rate shortens the wait; a slower one keeps it, as the NPC does). A due living
 NPC with no fresh brain call is a missed tick; an earlier brain call (a newborn NPC thinks at once) is
 taken, and a late one makes the NPC due a period after the tick it names (as the NPC counts), so a
-late brain call at r Hz is one missed tick, as at 20 Hz, not a period of them. ``acted`` counts brain
+late brain call at r Hz is one missed tick, as at 20 Hz, not a period of them. A state report naming a
+tick before the world heard the NPC's last command does not set its rate (it was sent before the
+NPC obeyed: taking it would undo the command and count misses at the old rate). ``acted`` counts brain
 calls, ``reflexes`` reflex actions. Latency is measured from publishing an observation to receiving
 its action, for actions in time for their tick and, apart, late ones (``latencies_ms``).
 ``on_frame(world, actions=, tick_rate=, cpu_use=)`` (e.g.
@@ -123,6 +125,8 @@ class WorldServer:
         """World tick of each NPC's last brain call (-1: none yet)."""
         self.next_due = np.zeros(n, dtype=np.int64)
         """World tick at which each NPC's brain is next due."""
+        self.command_tick = np.full(n, -1, dtype=np.int64)
+        """World tick at which each NPC's last command was heard (-1: none)."""
         self.acted = np.zeros(n, dtype=np.int64)
         """Brain calls applied per NPC."""
         self.reflexes = np.zeros(n, dtype=np.int64)
@@ -212,7 +216,8 @@ class WorldServer:
     def _on_state(self, i: int, msg: NpcState, raw: Any) -> None:
         if self._spoofed(i, msg.npc, raw.subject):
             return
-        self.rate[i] = msg.tick_rate
+        if msg.tick >= self.command_tick[i]:  # a report from before the last command would undo it
+            self.rate[i] = msg.tick_rate
         self.cpu_use[i] = msg.cpu_use
         self.lag_ms_max[i] = max(self.lag_ms_max[i], msg.lag_ms)
 
@@ -222,6 +227,7 @@ class WorldServer:
         i = msg.npc
         if i < self.config.n_npcs and raw.subject == subjects.npc_command(i):
             self.rate[i] = msg.tick_rate
+            self.command_tick[i] = self.tick
             if self.last_acted[i] >= 0:
                 period = ticks_per_action(self.config.hz, msg.tick_rate)
                 self.next_due[i] = min(self.next_due[i], self.tick + period)

@@ -236,7 +236,7 @@ async def test_a_state_report_naming_another_npc_than_its_subject_is_counted_not
 
 
 async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
-    from nervous.messages import Command
+    from nervous.messages import Command, NpcState
 
     server = await make_server(bus)
     await bus.publish(subjects.npc_command(0), Command(npc=1, tick=0, tick_rate=2))  # the NPC rejects it
@@ -250,4 +250,12 @@ async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
     for _ in range(9):  # npc 1 is not due again for 10 ticks: its silence is no missed tick
         server.step()
     assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 9
+    # a report npc 1 sent at 20 Hz before it obeyed arrives after the command: it does not undo it
+    report = dict(lifeforce=0.5, battery=0.5, reward_rate=0.0, cpu_use=0.1)
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=5, tick_rate=20, **report))
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=9, tick_rate=2, **report))
+    await settle(bus, lambda: server.rate[1] == 2 and server.cpu_use[1] == pytest.approx(0.1))
+    assert server.rate[1] == 2
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=10, tick_rate=5, **report))  # restarted
+    await settle(bus, lambda: server.rate[1] == 5)
     await server.stop()
