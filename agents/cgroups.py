@@ -71,6 +71,17 @@ def check_quota(percent: float) -> float:
     return float(percent)
 
 
+#: A group's CPU weight when none is set (cgroup v2's default ``cpu.weight``; v1's 1024 ``cpu.shares``).
+DEFAULT_WEIGHT = 100
+
+
+def check_weight(weight: int) -> int:
+    """The CPU weight if an integer in 1..10000 (cgroup v2's range), else ValueError naming it."""
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 10_000:
+        raise ValueError(f"cpu_weight={weight!r}: must be an integer in 1..10000 (100: the default share)")
+    return weight
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -158,6 +169,11 @@ class Cgroups(ABC):
     @abstractmethod
     def set_memory_max(self, group: str, max_bytes: int | None) -> None:
         """Set the group's memory max in bytes (None: unlimited), live."""
+
+    def set_cpu_weight(self, group: str, weight: int) -> None:
+        """Set the group's CPU weight: its share of contended CPU against its sibling groups (100: the
+        default), not a cap nor a reservation. A backend without one checks the value and ignores it."""
+        check_weight(weight)
 
     @abstractmethod
     def cpu_seconds(self, group: str) -> float:
@@ -406,6 +422,10 @@ class CgroupV1(_FsCgroups):
         quota = round(check_quota(percent) / 100.0 * self.config.cpu_period_us)
         self._write(self._dir("cpu", group) / "cpu.cfs_quota_us", str(quota))
 
+    def set_cpu_weight(self, group: str, weight: int) -> None:
+        shares = max(2, round(check_weight(weight) * 1024 / DEFAULT_WEIGHT))  # v1: 1024 is the default
+        self._write(self._dir("cpu", group) / "cpu.shares", str(shares))
+
     def cpu_quota(self, group: str) -> float | None:
         """The group's quota in percent of one core (None: unlimited)."""
         quota = int(self._read(self._dir("cpu", group) / "cpu.cfs_quota_us"))
@@ -487,6 +507,9 @@ class CgroupV2(_FsCgroups):
         quota = round(check_quota(percent) / 100.0 * self.config.cpu_period_us)
         self._write(self._group(group) / "cpu.max", f"{quota} {self.config.cpu_period_us}")
 
+    def set_cpu_weight(self, group: str, weight: int) -> None:
+        self._write(self._group(group) / "cpu.weight", str(check_weight(weight)))
+
     def cpu_quota(self, group: str) -> float | None:
         """The group's quota in percent of one core (None: unlimited)."""
         quota, period = self._read(self._group(group) / "cpu.max").split()
@@ -567,6 +590,9 @@ class SystemdScope(Cgroups):
 
     def set_memory_max(self, group: str, max_bytes: int | None) -> None:
         self._set(group, "MemoryMax", "infinity" if max_bytes is None else str(max_bytes))
+
+    def set_cpu_weight(self, group: str, weight: int) -> None:
+        self._set(group, "CPUWeight", str(check_weight(weight)))
 
     def _show(self, group: str, prop: str) -> str:
         try:

@@ -1,21 +1,39 @@
 """The NPC process: one brain, one life. ``python -m agents.npc --id 7 --tick-rate 5 --bus-url nats://...``
 
 Connects to the bus, loads its own brain (``agents.brain.Brain`` with one brain: weights from its
-checkpoint, or fresh with a warning, saved at once so a restart gets the same weights), runs its
-cells and nerves over its own 1-row batch and acts at its tick rate (1-20 Hz): on each observation
-from the world server it acts when at least one period (less half a world tick) has passed since its
-last action, so it keeps in phase with the world clock. It acts with ``agents.brain.BrainPolicy``
-(numpy over the brain's own parameters), inside the observation subscription's task.
+checkpoint, or fresh with a warning, saved at once so a restart gets the same weights) and lives by
+the semantics of the in-process runtime (``governor.runtime``), inside the observation subscription's
+task, on every observation from the world server (every world tick):
 
-Each action goes to ``{env}.npc.{id}.action`` (for the observation's tick); its state (lifeforce,
-battery, reward rate, tick rate, CPU use read from its cgroup, and its worst lag since the last
-report: from the world sending an observation to acting on it) to ``.state``; its fired waves to
-``{env}.nervous.cells.bank.wave``; a heartbeat every ``heartbeat_s`` to
-``{env}.npc.{id}.heartbeat``. ``{env}.npc.{id}.command`` (tick rate, gates) is obeyed at once; a
-malformed command, or one for another NPC, is rejected and logged.
+- its **cells** run (``nervous.cells.CellBank`` over its own 1-row batch) and their fired waves go
+  to ``{env}.nervous.cells.bank.wave``;
+- its **brain** (``agents.brain.BrainPolicy``, numpy over the brain's own parameters) is called only
+  when due at its tick rate r: once every ``ticks_per_action(world_hz, r)`` world ticks (every
+  ``20 / r`` at 20 Hz), counted in world ticks from its last brain call, so it keeps in phase with the
+  world clock. A body that is born (its first living observation, a respawn, a new episode) calls its
+  brain at once; a faster commanded rate takes effect at the next tick, a slower one after the current
+  period (``governor.runtime.BrainClock``). A dead body does not think;
+- its **nerves** (``nervous.nerves.NerveBank``) run over the proposed action: the brain's when it was
+  called, else STAY. The action goes to ``{env}.npc.{id}.action`` (``Action.brain`` says which) when
+  the brain was called, or when a nerve overrode the STAY between brain calls (a reflex: it moves the
+  NPC out of danger, round an obstacle, towards unvisited cells, every tick); otherwise nothing is
+  sent and the world applies STAY, as in the in-process runtime.
 
-With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``):
-every ``num_steps`` actions one update (the first after fewer, by a per-NPC offset, so NPCs started
+An observation with a newer one already waiting is skipped (its reward is kept; counted in
+``skipped``): behind the world, the NPC acts on the newest. Counters: ``brain_calls``,
+``reflex_actions`` (nerve moves sent between brain calls), ``observations`` (ticks it lived through),
+``skipped``; ``status.json`` has them at exit.
+
+After a brain call, its state (lifeforce, battery, reward rate - a per-tick moving average, as in the
+in-process runtime -, tick rate, CPU use read from its cgroup, and its worst lag since the last
+report: from the world sending an observation to being done with it) goes to ``.state``, at most
+every ``state_s``; a heartbeat every ``heartbeat_s`` to ``{env}.npc.{id}.heartbeat``.
+``{env}.npc.{id}.command`` (tick rate, gates) is obeyed at once; a malformed command, or one for
+another NPC, is rejected and logged.
+
+With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``)
+from its brain calls (the reward of a brain call is what the world paid until the next one): every
+``num_steps`` brain calls one update (the first after fewer, by a per-NPC offset, so NPCs started
 together update on different ticks); weights are checkpointed atomically every
 ``checkpoint_every`` updates and on SIGTERM. ``status.json`` next to the checkpoint tells where the
 weights came from and their digest. Started by the fork server (``agents.forkserver``) through
@@ -45,17 +63,21 @@ import torch
 from agents.brain import Brain, BrainConfig, BrainPolicy
 from agents.ppo import PPOConfig, ppo_update
 from agents.rollout import Rollout
+from agents.world_server import ticks_per_action
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
 from nervous.cells import CellBank
 from nervous.messages import Action, Command, Heartbeat, NpcState, Observation, WaveBatch
-from nervous.nerves import NerveBank
-from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
+from nervous.nerves import NerveBank, NerveConfig
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, A, Proprio
 
 log = logging.getLogger("agents.npc")
 
 CHECKPOINT_FORMAT = "nimmerverse-npc-1"
 ALL_LEGAL = np.ones(NUM_ACTIONS, dtype=bool)
+_STAY = np.array([A.STAY])
+#: Weight of the newest world tick in the reward-rate moving average (``governor.runtime.RATE_EMA``).
+RATE_EMA = 0.05
 
 
 @dataclass
@@ -65,7 +87,7 @@ class NpcConfig:
     npc: int = 0
     """NPC id: the world slot it drives and its subjects' token."""
     tick_rate: int = 20
-    """Actions per second (1-20) until a command changes it."""
+    """Brain calls per second (1-20) until a command changes it."""
     bus_url: str = ""
     """nats://host:port of the organism's bus (the parent's embedded server)."""
     run_dir: str = ""
@@ -83,7 +105,7 @@ class NpcConfig:
     view_size: int = 7
     """Brain view grid side."""
     world_hz: float = 20.0
-    """The world clock, for phase keeping (half a world tick of slack)."""
+    """The world clock: a tick rate r calls the brain every ``ticks_per_action(world_hz, r)`` world ticks."""
     heartbeat_s: float = 0.5
     """Seconds between heartbeats."""
     state_s: float = 0.2
@@ -190,11 +212,25 @@ class NpcAgent:
                              learning_rate=3e-4)
         self.optimizer = torch.optim.Adam(self.brain.parameters(), lr=self.ppo.learning_rate, eps=1e-5)
         self.cells = CellBank()
-        self.nerves = NerveBank() if config.nerves else None
+        # its own seed: NPCs whose nerves drew the same numbers would explore in lockstep
+        self.nerves = NerveBank(NerveConfig(seed=seed)) if config.nerves else None
         self.tick_rate = config.tick_rate
         self.gates: dict[str, bool] = {}
         self.updates = 0
-        self.actions = 0
+        self.brain_calls = 0
+        """Brain calls so far."""
+        self.reflex_actions = 0
+        """Actions a nerve chose between brain calls (sent as reflexes)."""
+        self.observations = 0
+        """Observations lived through (cells and nerves ran)."""
+        self.skipped = 0
+        """Observations skipped because a newer one was already waiting."""
+        self.next_brain = 0
+        """World tick at or after which the brain is due."""
+        self.seen = -1
+        """World tick of the last observation lived through."""
+        self.was_alive = False
+        self.ended = False
         self.reward_rate = 0.0
         self.source = "fresh"
         self.rollout: Rollout | None = None
@@ -203,6 +239,8 @@ class NpcAgent:
         self.pending_done = False
         self.last_stats: dict[str, float] = {}
         self.lag_ms = 0.0
+        self._wave_batch: WaveBatch | None = None
+        self._npc_column = b""
         self._to_learn: tuple[Any, ...] | None = None
 
     # -- weights ----------------------------------------------------------------------------------
@@ -238,30 +276,67 @@ class NpcAgent:
 
     # -- acting -----------------------------------------------------------------------------------
 
+    @property
+    def actions(self) -> int:
+        """Actions sent: brain calls and reflexes."""
+        return self.brain_calls + self.reflex_actions
+
     def observe(self, obs: Observation) -> None:
-        """Account an observation's reward (every observation, acted on or not)."""
+        """Account an observation's reward (every observation, lived through or skipped)."""
         self.pending_reward += obs.reward
         self.pending_done = self.pending_done or obs.terminated or obs.truncated
+        self.reward_rate += RATE_EMA * (obs.reward - self.reward_rate)
+
+    def period(self) -> int:
+        """World ticks between two brain calls at the current tick rate."""
+        return ticks_per_action(self.config.world_hz, self.tick_rate)
+
+    def tick(self, obs: Observation) -> tuple[int, bool, bool]:
+        """(action, brain called, overridden by a nerve) for one world tick: cells, the brain if due, nerves.
+
+        Between brain calls the proposed action is STAY; a dead body only runs its cells."""
+        view, proprio, mask = _senses(obs)
+        alive = bool(proprio.any())  # the world zeroes a dead body's proprio
+        if alive and (not self.was_alive or self.ended):  # born: think at once, forget the old visits
+            self.next_brain = obs.tick
+            if self.nerves is not None:
+                self.nerves.reset()
+        self.was_alive, self.ended = alive, obs.terminated or obs.truncated
+        self.seen = obs.tick
+        self.observations += 1
+        self.cells.step(view[None], proprio[None], obs.tick)
+        if alive and obs.tick >= self.next_brain:
+            self.next_brain = obs.tick + self.period()
+            action, overridden = self._think(obs.tick, view, proprio, mask)
+            return action, True, overridden
+        if not alive or self.nerves is None:
+            return A.STAY, False, False
+        final, over = self.nerves.apply(_STAY, view[None], proprio[None])
+        if over[0]:
+            self.reflex_actions += 1
+            return int(final[0]), False, True
+        return A.STAY, False, False
 
     def act(self, obs: Observation) -> tuple[int, bool]:
-        """(action, overridden by a nerve) for an observation; learns when configured."""
-        view = np.frombuffer(obs.view, dtype=np.uint8).reshape(obs.side, obs.side)
-        proprio = np.frombuffer(obs.proprio, dtype="<f4")[:PROPRIO_SIZE]
-        mask = np.frombuffer(obs.action_mask, dtype=bool) if obs.action_mask else ALL_LEGAL  # the world's
+        """(action, overridden by a nerve) of a brain call on an observation: cells, brain, nerves."""
+        view, proprio, mask = _senses(obs)
+        self.cells.step(view[None], proprio[None], obs.tick)
+        return self._think(obs.tick, view, proprio, mask)
+
+    def _think(self, tick: int, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> tuple[int, bool]:
+        """(action, overridden) of one brain call with the nerves over it; learns when configured."""
         action, logp, value = self.policy.act(view, proprio, mask, self.rng)
         sampled = action
-        self.cells.step(view[None], proprio[None], obs.tick)
         overridden = False
         if self.nerves is not None:
             final, over = self.nerves.apply(np.array([action]), view[None], proprio[None])
             action, overridden = int(final[0]), bool(over[0])
         reward, done = self.pending_reward, self.pending_done
         self.pending_reward, self.pending_done = 0.0, False
-        self.reward_rate = 0.95 * self.reward_rate + 0.05 * reward
         if self.config.learn:
             self.learn()  # a caller that did not learn after the last action
             self._to_learn = (view, proprio, mask, sampled, logp, value, reward, done, overridden)
-        self.actions += 1
+        self.brain_calls += 1
         return action, overridden
 
     def learn(self) -> None:
@@ -303,7 +378,7 @@ class NpcAgent:
             self.step += 1
 
     def acted(self, obs: Observation, now: float) -> None:
-        """Note the lag of an acted-on observation (now: wall-clock seconds, as ``obs.sent``)."""
+        """Note the lag of an observation lived through (now: wall-clock seconds, as ``obs.sent``)."""
         if obs.sent > 0.0:
             self.lag_ms = max(self.lag_ms, (now - obs.sent) * 1000.0)
 
@@ -318,13 +393,28 @@ class NpcAgent:
                         tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag))
 
     def waves(self, npc: int) -> WaveBatch | None:
-        """The fired waves of the last step, or None when none fired."""
+        """The fired waves of the last step, or None when none fired.
+
+        Every tick refills one preallocated batch (valid by construction: the bank's own cells, its
+        confidences clipped), sparing the hot path the checks a batch from the bus gets; publish it
+        before the next call."""
         last = self.cells.last
         if last is None or not last.fired.any():
             return None
         idx = np.flatnonzero(last.fired[0])
-        return WaveBatch.from_arrays(last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc),
-                                     idx, last.confidence[0, idx], last.value[0, idx])
+        batch = self._wave_batch
+        if batch is None or batch.npc[:4] != np.int32(npc).astype("<i4").tobytes():
+            batch = self._wave_batch = WaveBatch.from_arrays(
+                last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc), idx,
+                last.confidence[0, idx], last.value[0, idx])
+            self._npc_column = np.full(len(last.cells), npc, dtype="<i4").tobytes()
+            return batch
+        batch.tick = last.tick
+        batch.npc = self._npc_column[:4 * len(idx)]
+        batch.cell_index = idx.astype(np.uint8).tobytes()
+        batch.confidence = last.confidence[0, idx].astype("<f4", copy=False).tobytes()
+        batch.value = last.value[0, idx].astype("<f4", copy=False).tobytes()
+        return batch
 
     def command(self, msg: Command) -> bool:
         """Obey a command for this NPC; False (logged) when it is for another one."""
@@ -332,9 +422,19 @@ class NpcAgent:
             log.warning("npc %d: rejected command for npc %d", self.config.npc, msg.npc)
             return False
         self.tick_rate = msg.tick_rate
+        if self.seen >= 0:  # from the next tick: a faster rate shortens the wait, a slower one keeps it
+            self.next_brain = min(self.next_brain, self.seen + self.period())
         self.gates = {str(k): v for k, v in msg.gates.items()}
         log.info("npc %d: command: tick rate %d Hz, gates %s", self.config.npc, msg.tick_rate, self.gates)
         return True
+
+
+def _senses(obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(view uint8 [side, side], proprio float32 [P], legal actions bool [A]) of an observation."""
+    view = np.frombuffer(obs.view, dtype=np.uint8).reshape(obs.side, obs.side)
+    proprio = np.frombuffer(obs.proprio, dtype="<f4")[:PROPRIO_SIZE]
+    mask = np.frombuffer(obs.action_mask, dtype=bool) if obs.action_mask else ALL_LEGAL  # the world's
+    return view, proprio, mask
 
 
 def write_status(config: NpcConfig, agent: NpcAgent, **extra: Any) -> None:
@@ -362,8 +462,7 @@ async def run(config: NpcConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     counters = {"bad_commands": 0, "rejected_commands": 0}
-    slack = 0.5 / config.world_hz
-    clock = {"act": 0.0, "state": 0.0, "cpu": time.monotonic(), "cpu_use": 0.0}
+    clock = {"state": 0.0, "cpu": time.monotonic(), "cpu_use": 0.0}
     cpu = CpuMeter(config.cpu_usage_file)
     action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
     wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
@@ -371,25 +470,24 @@ async def run(config: NpcConfig) -> int:
     failed: list[BaseException] = []
 
     async def on_obs(obs: Observation, raw: Any) -> None:
-        # acts in the subscription's own task: no hand-over to another task on the hot path
+        # lives through the tick in the subscription's own task: no hand-over to another task on the hot path
         agent.observe(obs)
         if stop.is_set() or (obs_sub and obs_sub[0].pending_msgs > 0):
-            return  # stopping, or a newer observation is already waiting: act on that one
-        now = time.monotonic()
-        if now - clock["act"] < 1.0 / agent.tick_rate - slack:
-            return
-        clock["act"] = now
+            agent.skipped += 1
+            return  # stopping, or a newer observation is already waiting: live through that one
         try:
-            action, _ = agent.act(obs)
+            action, brain, overridden = agent.tick(obs)
         except Exception as exc:  # a broken mind must not idle on in silence: exit and be restarted
             log.exception("npc %d: acting failed at tick %d", npc, obs.tick)
             failed.append(exc)
             stop.set()
             return
         try:
-            await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
+            if brain or overridden:  # otherwise the world applies STAY: nothing to send
+                await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action, brain=brain))
             agent.acted(obs, time.time())
-            if now - clock["state"] >= config.state_s:  # the action went first; reports are rate-limited
+            now = time.monotonic()
+            if brain and now - clock["state"] >= config.state_s:  # reports follow brain calls, rate-limited
                 clock["state"] = now
                 if now - clock["cpu"] >= 0.5:
                     clock["cpu_use"], clock["cpu"] = cpu.rate(), now
@@ -399,7 +497,7 @@ async def run(config: NpcConfig) -> int:
                 await bus.publish(wave_subject, waves)
         except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
             log.debug("npc %d: publish failed: %s", npc, exc)
-        if config.learn:  # after the client's flusher has sent the action (callbacks run in order)
+        if brain and config.learn:  # after the client's flusher has sent the action (callbacks run in order)
             loop.call_soon(learn)
 
     def learn() -> None:
@@ -444,8 +542,12 @@ async def run(config: NpcConfig) -> int:
     if failed:  # keep the last good checkpoint: the supervisor restarts this NPC from it
         return 1
     agent.save()
-    write_status(config, agent, actions=agent.actions, **counters)
-    log.info("npc %d: stopped after %d actions, %d updates", npc, agent.actions, agent.updates)
+    write_status(config, agent, actions=agent.actions, brain_calls=agent.brain_calls,
+                 reflex_actions=agent.reflex_actions, observations=agent.observations, skipped=agent.skipped,
+                 **counters)
+    log.info("npc %d: stopped after %d brain calls, %d reflex actions, %d observations (%d skipped), "
+             "%d updates", npc, agent.brain_calls, agent.reflex_actions, agent.observations, agent.skipped,
+             agent.updates)
     return 0
 
 

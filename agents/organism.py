@@ -18,7 +18,8 @@
    every other part, also written to ``<run_dir>/summary.json``.
 
 The governor (``governor``: a kind name or a ``GovernorConfig``; None, the default, runs none and the
-NPCs keep ``tick_rate`` and ``cpu_quota``) hears the NPCs' states and waves and publishes allocations;
+NPCs keep ``tick_rate`` and ``cpu_quota``; its cgroup weighs as much as all the NPCs' together, so a
+crowd of busy NPCs cannot starve it) hears the NPCs' states and waves and publishes allocations;
 the supervisor applies each valid one (``governor.decisions.check_allocation``: a known NPC, one of
 the governor's tick rates) as the NPC's cgroup quota and a command, and counts the refused ones
 (``bad_allocations`` in the summary, with those that did not even decode). A governor that dies
@@ -53,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.cgroups import BACKENDS, CgroupConfig, Cgroups, check_quota, detect
+from agents.cgroups import BACKENDS, DEFAULT_WEIGHT, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
 from agents.npc import NpcConfig
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
@@ -61,6 +62,7 @@ from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
 from governor.baselines import make_governor
 from governor.config import GovernorConfig
 from governor.decisions import check_allocation
+from governor.service import assign, governor_config
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
 from nervous.cells.bank import CELLS
@@ -287,10 +289,13 @@ class Organism:
                 config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
                 argv = [sys.executable, "-m", "governor", "--url", self.bus.url, "--npcs", str(c.npcs),
                         "--config-json", json.dumps(config["governor"])]
+                # under contention the governor is owed as much CPU as all its NPCs together (a share,
+                # not a reservation): at the default weight 64 busy NPCs starve it to silence
                 self.supervisor.add(ChildSpec(
                     name="governor", argv=argv, target="governor.service:child_main", config=config,
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
-                    heartbeat_subject=subjects.heartbeat("thalamus", "governor")))
+                    heartbeat_subject=subjects.heartbeat("thalamus", "governor"),
+                    cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs:  # the organ host: its loaded organs are worker processes of its own
                 argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
                 self.supervisor.add(ChildSpec(
@@ -424,7 +429,8 @@ class Organism:
         self.spawn_all_s = time.monotonic() - self.started_at
 
     def summary(self) -> dict[str, Any]:
-        """Per NPC: ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts; and totals."""
+        """Per NPC: brain calls (ticks), reflexes, missed ticks, late actions, CPU seconds, lifeforce,
+        restarts; and totals."""
         assert self.supervisor is not None and self.world is not None and self.cgroups is not None
         world, sup = self.world.summary(), self.supervisor.summary()
         parts, sup_failed = self.parts(), self.supervisor.failed
@@ -447,6 +453,8 @@ class Organism:
             "world_ticks": self.world.tick,
             "spawn_all_s": self.spawn_all_s,
             "missed_tick_fraction": missed / max(1, ticks + missed),
+            "brain_calls": ticks,
+            "reflexes": sum(n["reflexes"] for n in npcs.values()),
             "action_latency_p50_ms": float(_percentile(lat, 50)),
             "action_latency_p99_ms": float(_percentile(lat, 99)),
             "overruns": self.world.overruns,
@@ -554,8 +562,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
     p.add_argument("--governor", default=None, metavar="KIND",
                    help="run the governor process: fixed, heuristic, budget or learned (default: none)")
+    p.add_argument("--governor-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="one GovernorConfig field, its value as YAML (repeatable): --governor-set "
+                        "checkpoint=governor.pt --governor-set cpu_budget=4")
     a = p.parse_args(argv)
+    if a.governor_set and a.governor is None:
+        p.error("--governor-set: needs --governor KIND")
     try:
+        governor: GovernorConfig | str | None = a.governor
+        if a.governor_set:
+            data: dict[str, Any] = {"kind": a.governor}
+            for assignment in a.governor_set:
+                assign(data, assignment)
+            governor = governor_config(data)
         config = OrganismConfig(
             npcs=a.npcs,
             duration_s=a.duration,
@@ -571,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             cgroups=a.cgroups,
             fork=not a.spawn,
             seed=a.seed,
-            governor=a.governor,
+            governor=governor,
         )
     except ValueError as exc:
         p.error(str(exc))

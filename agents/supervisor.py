@@ -58,7 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agents.cgroups import CgroupError, Cgroups, check_quota
+from agents.cgroups import DEFAULT_WEIGHT, CgroupError, Cgroups, check_quota, check_weight
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.messages import Allocation, Command, Heartbeat
@@ -132,6 +132,8 @@ class ChildSpec:
     """Serialised config handed to the child (an NPC's NpcConfig)."""
     cpu_quota: float = 100.0
     """CPU quota in percent of one core."""
+    cpu_weight: int = 100
+    """CPU weight of its group: its share of contended CPU against the other children (100: the default)."""
     memory_max: int | None = None
     """Memory max of its group in bytes (None: unlimited)."""
     depends_on: str = ""
@@ -235,7 +237,10 @@ class Supervisor:
             raise ValueError(f"child {spec.name!r} depends on {spec.depends_on!r}, which is not supervised "
                              "(add it first)")
         check_quota(spec.cpu_quota)
+        check_weight(spec.cpu_weight)
         self.cgroups.create(spec.name, cpu_quota=spec.cpu_quota, memory_max=spec.memory_max)
+        if spec.cpu_weight != DEFAULT_WEIGHT:
+            self.cgroups.set_cpu_weight(spec.name, spec.cpu_weight)
         child = self.children[spec.name] = Child(spec)
         if spec.npc >= 0:
             self.by_npc[spec.npc] = spec.name

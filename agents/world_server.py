@@ -5,21 +5,32 @@ Lives above ``world`` (which knows nothing of the bus). Each world tick it steps
 ``{env}.npc.{id}.obs``. Clocks: ``realtime`` (a 20 Hz wall clock, ticks never wait for NPCs) or
 ``lockstep`` (a tick waits until every NPC that is due has acted, or ``lockstep_timeout_s``).
 
-Each fresh action is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training
-charges every brain evaluation: an NPC slowed down by the governor thinks, and pays, less often.
+Actions are of two kinds (``Action.brain``): an NPC's brain call, and a reflex its nerves chose
+between brain calls (an NPC at r Hz lives through every world tick: ``agents.npc``). Each fresh brain
+call is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training charges every
+brain evaluation: an NPC slowed down by the governor thinks, and pays, less often; a reflex costs no
+brain call.
 
 An action or state report is taken only from its NPC's own subject: one on ``npc.{i}.action`` (or
 ``.state``) that names another NPC is rejected, counted per subject in ``spoofed`` and logged (the
 first ten per subject, then every thousandth), naming both ids.
 
 An action counts for a tick only when it names the tick's observation and arrives before the step:
-a late one (naming an earlier observation) or a missing one means STAY, and both are counted. An
-NPC at r Hz is due every ``ceil(hz / r - 1/2)`` ticks (the NPC's own phase rule), learned from the
-tick rate in its state reports and from the commands it is sent (it obeys them at once: without them
-a governor's slow-down would count as missed ticks until the NPC's next report); a due NPC with no
-fresh action is a missed tick. Latency is measured
-from publishing an observation to receiving its action. ``on_frame(world, actions=, tick_rate=,
-cpu_use=)`` (e.g. ``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
+a late one (naming an earlier observation) or a missing one means STAY, and both are counted. A
+living NPC's brain is due ``ticks_per_action(hz, r)`` (``ceil(hz / r - 1/2)``) ticks after its last
+brain call at r Hz, the NPC's own rule; r is learned from its state reports and from the commands it
+is sent (it obeys them at once: without them a governor's slow-down would count as missed ticks until
+the NPC's next report), and a command makes it due no later than ``ticks_per_action`` ticks after the
+current one (a faster rate shortens the wait; a slower one keeps it, as the NPC does). A due living
+NPC with no fresh brain call is a missed tick; an earlier brain call (a newborn NPC thinks at once) is
+taken, and a late one makes the NPC due a period after the tick it names (as the NPC counts), so a
+late brain call at r Hz is one missed tick, as at 20 Hz, not a period of them. A state report naming a
+tick before the world heard the NPC's last command does not set its rate (it was sent before the
+NPC obeyed: taking it would undo the command and count misses at the old rate). ``acted`` counts brain
+calls, ``reflexes`` reflex actions. Latency is measured from publishing an observation to receiving
+its action, for actions in time for their tick and, apart, late ones (``latencies_ms``).
+``on_frame(world, actions=, tick_rate=, cpu_use=)`` (e.g.
+``train.live_feed.FramePublisher.maybe_publish``) is called after each step.
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ from world.tiles import Action as Act
 log = logging.getLogger(__name__)
 
 CLOCKS = ("realtime", "lockstep")
+#: Ticks back for which the world remembers when it sent each observation (latency of late actions).
+OBS_TIMES = 16
 
 
 @dataclass
@@ -103,18 +116,32 @@ class WorldServer:
         self.tick = 0
         self.pending = np.zeros(n, dtype=np.int64)
         self.pending_tick = np.full(n, -1, dtype=np.int64)
+        self.pending_brain = np.zeros(n, dtype=bool)
         self.applied = np.zeros(n, dtype=np.int64)
         self.rate = np.full(n, 20.0, dtype=np.float32)
         self.cpu_use = np.zeros(n, dtype=np.float32)
         self.lag_ms_max = np.zeros(n, dtype=np.float32)
         self.last_acted = np.full(n, -1, dtype=np.int64)
+        """World tick of each NPC's last brain call (-1: none yet)."""
+        self.next_due = np.zeros(n, dtype=np.int64)
+        """World tick at which each NPC's brain is next due."""
+        self.command_tick = np.full(n, -1, dtype=np.int64)
+        """World tick at which each NPC's last command was heard (-1: none)."""
         self.acted = np.zeros(n, dtype=np.int64)
+        """Brain calls applied per NPC."""
+        self.reflexes = np.zeros(n, dtype=np.int64)
+        """Reflex actions (nerve moves between brain calls) applied per NPC."""
+        self.reward_sum = np.zeros(n, dtype=np.float64)
+        """World reward per NPC summed over the ticks so far."""
         self.missed = np.zeros(n, dtype=np.int64)
         self.late = np.zeros(n, dtype=np.int64)
         self.lifeforce_sum = np.zeros(n, dtype=np.float64)
         self.deaths = np.zeros(n, dtype=np.int64)
-        self.obs_time = np.zeros(n, dtype=np.float64)
+        self.obs_times = np.zeros((OBS_TIMES, n), dtype=np.float64)
+        """When each observation of the last ``OBS_TIMES`` ticks went out (row: tick % OBS_TIMES)."""
         self.latency = np.zeros(config.latency_samples, dtype=np.float64)
+        self.latency_brain = np.zeros(config.latency_samples, dtype=bool)
+        self.latency_late = np.zeros(config.latency_samples, dtype=bool)
         self.n_latency = 0
         self.overruns = 0
         self.bad_actions = 0  # actions naming a tick not yet observed
@@ -160,53 +187,75 @@ class WorldServer:
             return
         if msg.tick == self.tick:
             if self.pending_tick[i] != self.tick:
-                if self.n_latency < len(self.latency):
-                    self.latency[self.n_latency] = time.monotonic() - self.obs_time[i]
-                    self.n_latency += 1
-                if self._is_due(i):
+                self._latency(i, msg, late=False)
+                if msg.brain and self._is_due(i):
                     self._due_left -= 1
                     if self._due_left <= 0:
                         self._all_in.set()
             self.pending[i] = msg.action
             self.pending_tick[i] = msg.tick
+            self.pending_brain[i] = msg.brain
         elif msg.tick < self.tick:
             self.late[i] += 1
+            self._latency(i, msg, late=True)
+            if msg.brain:  # the NPC thought, too late for its tick: due again a period after it, as it is
+                period = ticks_per_action(self.config.hz, float(self.rate[i]))
+                self.next_due[i] = max(self.next_due[i], msg.tick + period)
+                self.last_acted[i] = max(self.last_acted[i], msg.tick)
         else:
             self.bad_actions += 1
+
+    def _latency(self, i: int, msg: Action, late: bool) -> None:
+        """Keep the latency of an action (one of the last ``OBS_TIMES`` ticks'), while there is room."""
+        n = self.n_latency
+        if n < len(self.latency) and self.tick - msg.tick < OBS_TIMES:
+            self.latency[n] = time.monotonic() - self.obs_times[msg.tick % OBS_TIMES, i]
+            self.latency_brain[n], self.latency_late[n] = msg.brain, late
+            self.n_latency += 1
 
     def _on_state(self, i: int, msg: NpcState, raw: Any) -> None:
         if self._spoofed(i, msg.npc, raw.subject):
             return
-        self.rate[i] = msg.tick_rate
+        if msg.tick >= self.command_tick[i]:  # a report from before the last command would undo it
+            self.rate[i] = msg.tick_rate
         self.cpu_use[i] = msg.cpu_use
         self.lag_ms_max[i] = max(self.lag_ms_max[i], msg.lag_ms)
 
     def _on_command(self, msg: Command, raw: Any) -> None:
-        # the NPC obeys a command on its own subject at once (and rejects one naming another NPC)
-        if msg.npc < self.config.n_npcs and raw.subject == subjects.npc_command(msg.npc):
-            self.rate[msg.npc] = msg.tick_rate
+        # the NPC obeys a command on its own subject at once (and rejects one naming another NPC); it may
+        # have heard it a tick earlier than this server, never later: due no later than its own rule says
+        i = msg.npc
+        if i < self.config.n_npcs and raw.subject == subjects.npc_command(i):
+            self.rate[i] = msg.tick_rate
+            self.command_tick[i] = self.tick
+            if self.last_acted[i] >= 0:
+                period = ticks_per_action(self.config.hz, msg.tick_rate)
+                self.next_due[i] = min(self.next_due[i], self.tick + period)
 
     def _is_due(self, i: int) -> bool:
-        if self.last_acted[i] < 0:
-            return True
-        return self.tick - self.last_acted[i] >= ticks_per_action(self.config.hz, float(self.rate[i]))
+        """Whether NPC i's brain is due at the current tick (a dead body does not think)."""
+        return bool(self.world.alive[0, i] and self.tick >= self.next_due[i])
 
     # -- ticks ------------------------------------------------------------------------------------
 
     def step(self) -> None:
         """Apply the fresh actions (STAY otherwise), count missed ticks, step the world."""
         fresh = self.pending_tick == self.tick
+        brain = fresh & self.pending_brain
         started = self.last_acted >= 0
-        for i in np.flatnonzero(~fresh & started):
-            if self._is_due(int(i)):
-                self.missed[i] += 1
+        self.missed += ~brain & started & self.world.alive[0] & (self.tick >= self.next_due)
         self.applied[:] = np.where(fresh, self.pending, Act.STAY)
-        self.acted += fresh
-        self.last_acted[fresh] = self.tick
+        self.acted += brain
+        self.reflexes += fresh & ~brain
+        self.last_acted[brain] = self.tick
+        if brain.any():
+            periods = [ticks_per_action(self.config.hz, float(r)) for r in self.rate[brain]]
+            self.next_due[brain] = self.tick + np.array(periods, dtype=np.int64)
         if self._charges:  # an NPC that thinks at a lower tick rate pays for fewer brain calls
-            self.world.charge(lifeforce_cost(self.config.lifeforce, ticks=1, brain_calls=fresh,
+            self.world.charge(lifeforce_cost(self.config.lifeforce, ticks=1, brain_calls=brain,
                                              alive=self.world.alive[0])[None])
         self.world.step(self.applied[None])
+        self.reward_sum += self.world.rewards[0]
         self.lifeforce_sum += self.world.lifeforce[0]
         self.deaths += self.world.died[0]
         self.tick += 1
@@ -230,7 +279,7 @@ class WorldServer:
                               action_mask=w.action_mask[0, i].tobytes(),
                               terminated=bool(w.terminals[0, i]), truncated=bool(w.truncations[0, i]),
                               sent=time.time())
-            self.obs_time[i] = time.monotonic()
+            self.obs_times[self.tick % OBS_TIMES, i] = time.monotonic()
             try:
                 await self.bus.publish(subjects.npc_obs(i), obs)
             except Exception as exc:  # broker away beyond the pending buffer: the NPCs miss this tick
@@ -265,14 +314,22 @@ class WorldServer:
 
     # -- results ----------------------------------------------------------------------------------
 
-    def latencies_ms(self) -> np.ndarray:
-        """Measured observation-to-action latencies, in ms."""
-        return self.latency[:self.n_latency] * 1000.0
+    def latencies_ms(self, brain_only: bool = False, start: int = 0, late: bool = False) -> np.ndarray:
+        """Observation-to-action latencies in ms, from sample start on: of the actions in time for their
+        tick (late: of the late ones too); brain_only: of brain calls only."""
+        end = self.n_latency
+        keep = np.ones(end - start, dtype=bool) if late else ~self.latency_late[start:end]
+        if brain_only:
+            keep &= self.latency_brain[start:end]
+        return self.latency[start:end][keep] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
-        """Per NPC: ticks acted, missed, late, spoofed, mean and final lifeforce, alive, deaths, worst lag."""
+        """Per NPC: brain calls (``ticks``), reflexes, missed, late, spoofed, reward, mean and final
+        lifeforce, alive, deaths, worst lag."""
         t = max(self.tick, 1)
-        return {i: {"ticks": int(self.acted[i]), "missed": int(self.missed[i]), "late": int(self.late[i]),
+        return {i: {"ticks": int(self.acted[i]), "reflexes": int(self.reflexes[i]),
+                    "missed": int(self.missed[i]), "late": int(self.late[i]),
+                    "reward": round(float(self.reward_sum[i]), 4),
                     "spoofed": self.spoofed[subjects.npc_action(i)] + self.spoofed[subjects.npc_state(i)],
                     "lifeforce_mean": float(self.lifeforce_sum[i] / t),
                     "lifeforce": float(self.world.lifeforce[0, i]), "alive": bool(self.world.alive[0, i]),

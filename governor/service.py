@@ -24,9 +24,11 @@ it decides for all NPCs at once with ``make_governor(config)`` and publishes on
   ``resend_s`` after sending it (a restarted NPC starts at its configured rate).
 
 Each gate transition goes out as a ``GateEvent`` on ``{env}.thalamus.gate.open`` / ``.close`` (the
-confidence is that of the region's held collapse event). A ``Heartbeat`` goes out every
-``heartbeat_s`` on ``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``:
-bad messages and reports for NPCs it does not govern), so the supervisor can tell a hung governor.
+confidence is that of the region's held collapse event). Each decision's latency, from taking the
+NPC states in to the last allocation out (``decision_ms``), is logged as p50/p99 every
+``LATENCY_LOG_EVERY`` decisions and when it stops. A ``Heartbeat`` goes out every ``heartbeat_s`` on
+``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``: bad messages and
+reports for NPCs it does not govern), so the supervisor can tell a hung governor.
 
 NPCs it has not heard from yet (or that reported themselves dead) get no allocation: they keep what
 they have. A governor that dies leaves every NPC on its last settings; a restarted one starts from
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -68,6 +71,8 @@ log = logging.getLogger(__name__)
 
 #: Bad inputs logged one by one before the log thins out to every thousandth.
 _LOG_FIRST = 10
+#: Decisions between two log lines of the decision latency (and one when it stops).
+LATENCY_LOG_EVERY = 20
 
 
 def governor_config(data: dict[str, Any]) -> GovernorConfig:
@@ -151,6 +156,9 @@ class GovernorService:
         self.gate_events_sent = 0
         self.collapse_events_sent = 0
         self.bad_inputs = 0
+        self.decision_ms: collections.deque[float] = collections.deque(maxlen=100_000)
+        """Per decision: ms from taking the NPC states in to the last allocation and gate event handed to
+        the bus client (the wait for the next governor tick is not in it)."""
         self.started = clock()
         self._seq = 0
 
@@ -286,6 +294,7 @@ class GovernorService:
     async def step(self) -> list[Allocation]:
         """Decide once and publish the allocations due and the gate transitions; the allocations sent."""
         bus = self._bus()
+        t0 = time.perf_counter()
         allocations, gate_events = self.plan()
         subject = subjects.governor_allocate()
         for allocation in allocations:
@@ -294,7 +303,18 @@ class GovernorService:
         for gate_subject, event in gate_events:
             await bus.publish(gate_subject, event)
             self.gate_events_sent += 1
+        self.decision_ms.append(1000.0 * (time.perf_counter() - t0))
         return allocations
+
+    def log_latency(self) -> None:
+        """Log the decision latency so far (p50, p99 in ms)."""
+        log.info("governor: decision latency p50 %.3f ms p99 %.3f ms over %d decisions (states in -> "
+                 "allocations out)", self.decision_latency_ms(50), self.decision_latency_ms(99),
+                 len(self.decision_ms))
+
+    def decision_latency_ms(self, q: float) -> float:
+        """The q-th percentile of ``decision_ms`` (nan before the first decision)."""
+        return float(np.percentile(self.decision_ms, q)) if self.decision_ms else float("nan")
 
     async def heartbeat(self) -> None:
         """Publish one heartbeat: decisions made and bad inputs heard."""
@@ -321,6 +341,8 @@ class GovernorService:
                 if now >= next_step:
                     next_step = max(next_step + period, now)  # late: skip, do not catch up in a burst
                     await self.step()
+                    if self.decisions_made % LATENCY_LOG_EVERY == 0:  # a killed governor leaves figures too
+                        self.log_latency()
                 if now >= next_beat:
                     next_beat = max(next_beat + self.config.heartbeat_s, now)
                     await self.heartbeat()
@@ -351,10 +373,11 @@ async def serve(config: GovernorServiceConfig, stop: asyncio.Event | None = None
         await service.run(stop)
     log.info("governor: stopped after %d decisions, %d allocations, %d gate events, %d bad inputs",
              service.decisions_made, service.allocations_sent, service.gate_events_sent, service.bad_inputs)
+    service.log_latency()
     return 0
 
 
-def _set(data: dict[str, Any], assignment: str) -> None:
+def assign(data: dict[str, Any], assignment: str) -> None:
     """Apply one ``field=value`` (value read as YAML) to a governor config dict."""
     name, eq, text = assignment.partition("=")
     if not eq or not name:
@@ -386,7 +409,7 @@ def parse_config(argv: Sequence[str] | None = None) -> GovernorServiceConfig:
     if not isinstance(data, dict):
         raise ValueError("--config-json: must be a JSON object of GovernorConfig fields")
     for assignment in a.set:
-        _set(data, assignment)
+        assign(data, assignment)
     if a.kind is not None:
         data["kind"] = a.kind
     if not a.url:

@@ -377,6 +377,8 @@ class Action(Message, tag="action"):
     npc: NpcId
     tick: Tick
     action: Annotated[int, msgspec.Meta(ge=0, le=6)]
+    brain: bool = True
+    """A brain call's action (a nerve may have changed it); False: a reflex between brain calls."""
 
 
 class CellRequest(Message, tag="cell_request"):

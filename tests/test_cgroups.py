@@ -68,6 +68,9 @@ def test_v1_quota_is_enforced_and_measured(v1: CgroupV1) -> None:
         assert used == pytest.approx(0.25, rel=0.15)
         v1.set_cpu_quota("npc-0", 50.0)  # changed live
         assert v1.cpu_quota("npc-0") == pytest.approx(50.0)
+        assert (v1._dir("cpu", "npc-0") / "cpu.shares").read_text().strip() == "1024"  # the default weight
+        v1.set_cpu_weight("npc-0", 6400)
+        assert (v1._dir("cpu", "npc-0") / "cpu.shares").read_text().strip() == "65536"
     finally:
         proc.kill()
         proc.wait()
@@ -121,6 +124,12 @@ def test_v1_oom_kill_is_counted(v1: CgroupV1) -> None:
         proc.wait()
 
 
+@pytest.mark.parametrize("weight", [0, 10_001, 2.5, True])
+def test_a_cpu_weight_outside_1_to_10000_is_named(weight: object) -> None:
+    with pytest.raises(ValueError, match=r"cpu_weight=.*: must be an integer in 1\.\.10000"):
+        NoCgroups("test").set_cpu_weight("npc-0", weight)  # type: ignore[arg-type]
+
+
 def test_quota_range_is_checked() -> None:
     assert check_quota(5) == 5.0
     for bad in (4.9, 101, -1):
@@ -153,6 +162,8 @@ def test_v2_writes_the_kernel_formats(tmp_path: Path) -> None:
     assert (npc / "cpu.max").read_text() == "5000 100000"
     groups.set_memory_max("npc-7", None)
     assert (npc / "memory.max").read_text() == "max"
+    groups.set_cpu_weight("npc-7", 6400)
+    assert (npc / "cpu.weight").read_text() == "6400"
     groups.attach("npc-7", 4242)
     assert (npc / "cgroup.procs").read_text() == "4242"
     assert groups.procs_files("npc-7") == [str(npc / "cgroup.procs")]

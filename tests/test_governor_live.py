@@ -1,11 +1,14 @@
 """The governor in the live organism: real NPC processes, a real nats-server, real cgroups where writable.
 
-Measured here: an NPC the governor sets to 2 Hz acts at 2/s (within 10 %) after one second; a
-CPU-burning NPC given a 10 % quota stays under it (only where this machine lets us write cgroups:
-``CAPPED``; elsewhere the test checks that the supervisor took the quota and says nothing of CPU);
-killing the governor with SIGKILL leaves the NPCs on their settings while the supervisor restarts
-it. Bad allocations on the live path are refused, counted and logged naming the field, and the NPC
-keeps its last valid settings.
+Measured here: an NPC the governor sets to 2 Hz calls its brain 2 times a second (within 10 %) after
+one second (its action rate is its brain's decisions; the reflex moves its nerves make between them,
+every world tick as in ``agents.npc``, are extra and counted apart); a CPU-burning NPC given a 10 %
+quota stays under it (only where this machine lets us write cgroups: ``CAPPED``; elsewhere the test
+checks that the supervisor took the quota and says nothing of CPU); killing the governor with SIGKILL
+leaves the NPCs on their settings while the supervisor restarts it. With the heuristic governor an
+NPC's brain calls follow the tick rate it was sent while its nerves act between them. Bad allocations
+on the live path are refused, counted and logged naming the field, and the NPC keeps its last valid
+settings.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import msgspec
+import numpy as np
 import pytest
 
 from agents.cgroups import v1_mounts
@@ -31,6 +35,7 @@ from nervous import subjects
 from nervous.messages import Action, Allocation, GateEvent, Region, encode
 from tests.live import organism_config, until
 from train.modes import live_governor
+from world import GridWorld, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPPED = "cpu" in v1_mounts() and os.geteuid() == 0
@@ -65,9 +70,13 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
         sup, world, bus = org.supervisor, org.world, org.bus
         assert sup is not None and world is not None and bus is not None
         children = sup.children
-        acts: list[tuple[float, int]] = []
-        await bus.subscribe(subjects.npc_action(0), Action, lambda msg, raw: acts.append((time.monotonic(),
-                                                                                         msg.tick)))
+        acts: list[tuple[float, int]] = []  # npc-0's brain calls (its reflexes between them are extra)
+
+        def on_action(msg: Action, raw: object) -> None:
+            if msg.brain:
+                acts.append((time.monotonic(), msg.tick))
+
+        await bus.subscribe(subjects.npc_action(0), Action, on_action)
         running = asyncio.create_task(org.run(0))
         try:
             governor = children["governor"]
@@ -99,7 +108,10 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
 
             # 10 %: the burner's group holds it there
             assert children["npc-1"].spec.cpu_quota == pytest.approx(10.0)
+            assert children["governor"].spec.cpu_weight == 200  # as much as its two NPCs together
             if CAPPED:
+                group = next(d for d in sup.cgroups.dirs("governor") if (d / "cpu.shares").exists())
+                assert (group / "cpu.shares").read_text().strip() == "2048"  # v1: 1024 per 100
                 assert _quota_file(org, "npc-1") == pytest.approx(10.0)
                 c0, t0 = sup.cgroups.cpu_seconds("npc-1"), time.monotonic()
                 await asyncio.sleep(3.0)
@@ -134,6 +146,66 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
     part = summary["parts"]["governor"]
     assert part["restarts"] == 1 and part["state"] == "STOPPED"
     assert summary["bad_allocations"] == 0 and summary["failed"] == []
+
+
+async def test_with_the_heuristic_governor_brain_calls_follow_the_tick_rate_and_nerves_act_between(
+        tmp_path: Path) -> None:
+    config = organism_config(tmp_path, 3)
+    config.stage = 5
+    # idle NPCs at 2 Hz, calm ones at 5, urgent ones (fire near, low lifeforce) at 10
+    config.governor = GovernorConfig(kind="heuristic", tick_rates=[2, 5, 10], idle_tick_rate=2,
+                                     calm_tick_rate=5, cpu_budget=1.0)
+    records: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def on_frame(grid: object, **columns: object) -> None:  # after each world step: what the world counted
+        w = org.world
+        assert w is not None
+        records.append((w.tick - 1, w.rate.copy(), w.acted.copy(), w.reflexes.copy(),
+                        w.world.alive[0].copy()))
+
+    org = Organism(config, on_frame=on_frame)
+    async with org:
+        sup = org.supervisor
+        assert sup is not None and org.world is not None
+        # a stage-5 world without food: the exploration nerve moves an NPC that sees none (1 tick in 5)
+        org.world.world = GridWorld(stage_config(5, n_npcs=3, n_food=0, food_cap=0, food_regrow=0.0),
+                                    num_envs=1, seed=0)
+        running = asyncio.create_task(org.run(0))
+        try:
+            await until(lambda: org.spawn_all_s == org.spawn_all_s and len(sup.allocations) == 3, 60,
+                        "every NPC running under the governor")
+            start = len(records)
+            await asyncio.sleep(10.0)
+            window = records[start:]
+        finally:
+            org.stop.set()
+            summary = await asyncio.wait_for(running, 30)
+    assert summary["bad_allocations"] == 0 and summary["missed_tick_fraction"] < 0.05, summary
+
+    # between two brain calls at one rate r, alive all the while: 20 / r world ticks
+    steady = exact = reflexes = 0
+    rates: set[int] = set()
+    for i in range(3):
+        rate = {t: int(r[i]) for t, r, _, _, _ in window}
+        alive = {t: bool(a[i]) for t, _, _, _, a in window}
+        calls = [t for (t, _, acted, _, _), (_, _, before, _, _) in zip(window[1:], window, strict=False)
+                 if acted[i] > before[i]]
+        reflexes += int(window[-1][3][i] - window[0][3][i])
+        for t1, t2 in zip(calls, calls[1:], strict=False):
+            span = range(t1, t2 + 1)
+            if len({rate[t] for t in span}) == 1 and all(alive[t] for t in span):
+                steady += 1
+                exact += t2 - t1 == 20 // rate[t1]
+                rates.add(rate[t1])
+    print(f"brain-call gaps at one rate: {exact}/{steady} exact, rates {sorted(rates)}; {reflexes} reflexes")
+    assert steady >= 15 and exact >= 0.8 * steady
+    assert reflexes >= 20  # the nerves moved NPCs between brain calls
+
+    # each NPC lived through (cells and nerves) nearly every tick it heard, and thought on fewer
+    for i in range(3):
+        status = json.loads((org.checkpoint_dir / f"npc-{i}.status.json").read_text())
+        heard = status["observations"] + status["skipped"]
+        assert status["observations"] >= 0.9 * heard and status["brain_calls"] <= 0.6 * status["observations"]
 
 
 def _raw(allocation: Allocation, index: int, value: object) -> bytes:
@@ -231,6 +303,10 @@ def test_train_runtime_processes_with_the_heuristic_governor(tmp_path: Path) -> 
     (("train", "runtime=processes", "governor=budget", "governor.cpu_budget=0.05", "runtime.organism.npcs=2"),
      "error: governor.cpu_budget=0.05: 2 NPCs at governor.min_quota=5 % need at least 0.1 cores"),
     (("agents.organism", "--npcs", "2", "--governor", "wise"), "governor.kind='wise': no such governor"),
+    (("agents.organism", "--npcs", "64", "--governor", "learned", "--governor-set", "cpu_budget=4",
+      "--governor-set", "checkpoint=/no/governor.pt"), "governor.checkpoint=/no/governor.pt: no such file"),
+    (("agents.organism", "--npcs", "64", "--governor", "learned"),
+     "governor.cpu_budget=2.0: 64 NPCs at governor.min_quota=5 % need at least 3.2 cores"),
 ])
 def test_a_bad_governor_for_the_organism_is_one_error_line_and_status_2(
         tmp_path: Path, command: tuple[str, ...], message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,3 +235,7 @@ async def test_the_governor_process_on_a_real_bus(nats_server: EmbeddedServer) -
     log = out.decode()
     assert proc.returncode == 0, log[-3000:]
     assert "npc_state.npc=5: no such NPC" in log and "bad NpcState" in log
+    latency = re.search(r"decision latency p50 ([\d.]+) ms p99 ([\d.]+) ms over (\d+) decisions", log)
+    assert latency is not None, log[-2000:]
+    p50, p99, decisions = float(latency[1]), float(latency[2]), int(latency[3])
+    assert decisions > 0 and 0.0 < p50 <= p99 < 500.0  # at 10 Hz; a decision for 2 NPCs takes well under

@@ -44,6 +44,7 @@ SAMPLES = [
     ),
     TrailOutcome(id="run1:7:120:escalation:math", npc=7, tick=140, after_ticks=20, reward=1.5,
                  lock_opened=True),
+    Action(npc=0, tick=1, action=2, brain=False),
 ]
 
 

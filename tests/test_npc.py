@@ -151,7 +151,11 @@ def test_rewards_of_skipped_observations_are_kept_for_the_next_action():
         agent.observe(_obs(t, reward=r))
     assert agent.pending_reward == pytest.approx(-0.25)
     agent.act(_obs(3))
-    assert agent.pending_reward == 0.0 and agent.reward_rate == pytest.approx(0.05 * -0.25)
+    assert agent.pending_reward == 0.0
+    rate = 0.0
+    for r in (0.25, 0.5, -1.0):  # the reward rate moves every world tick, as in the in-process runtime
+        rate += 0.05 * (r - rate)
+    assert agent.reward_rate == pytest.approx(rate)
 
 
 def test_commands_for_this_npc_are_obeyed_and_others_rejected(caplog):
@@ -171,6 +175,56 @@ def test_state_report_reads_lifeforce_battery_and_death():
     assert (state.npc, state.tick, state.tick_rate, state.alive) == (1, 9, 7, True)
     assert state.lifeforce == pytest.approx(0.75) and state.battery == 1.0 and state.cpu_use == 0.3
     assert not agent.state(_obs(10, proprio=np.zeros(PROPRIO_SIZE, np.float32)), 0.0).alive
+
+
+# -- living through every world tick (the in-process runtime's semantics) ---------------------------
+
+def _live(agent: NpcAgent, ticks: range, **obs) -> list[tuple[int, int, bool, bool]]:
+    """(tick, action, brain called, overridden) of each tick the agent lives through."""
+    return [(t, *agent.tick(_obs(t, **obs))) for t in ticks]
+
+
+def test_at_5_hz_the_brain_is_called_every_4_ticks_and_the_nerves_every_tick():
+    agent = _agent(tick_rate=5, seed=3)
+    ticks = _live(agent, range(80))  # an empty view: no food smelled, so exploration moves a staying NPC
+    assert [t for t, _, brain, _ in ticks if brain] == list(range(0, 80, 4))
+    between = [(action, over) for t, action, brain, over in ticks if not brain]
+    assert all(action == Action.STAY or over for action, over in between)  # STAY unless a nerve moved it
+    reflexes = sum(over for _, over in between)
+    assert 3 <= reflexes <= 30  # exploration considers about one tick in five
+    assert agent.brain_calls == 20 and agent.reflex_actions == reflexes and agent.observations == 80
+    assert agent.cells.last is not None and agent.cells.last.tick == 79  # the cells ran at the last tick
+
+
+def test_without_nerves_an_npc_stays_between_brain_calls():
+    agent = _agent(tick_rate=2, nerves=False)
+    ticks = _live(agent, range(30))
+    assert [t for t, _, brain, _ in ticks if brain] == [0, 10, 20]
+    assert all(action == Action.STAY and not over for _, action, brain, over in ticks if not brain)
+
+
+def test_a_faster_rate_takes_effect_at_the_next_tick_a_slower_one_after_the_current_period():
+    agent = _agent(tick_rate=1, nerves=False)
+    _live(agent, range(0, 6))  # brain at 0, next due at 20
+    agent.command(Command(npc=0, tick=5, tick_rate=5))  # from tick 6: due by 5 + 4
+    brains = [t for t, _, brain, _ in _live(agent, range(6, 20)) if brain]
+    assert brains == [9, 13, 17]
+    agent.command(Command(npc=0, tick=19, tick_rate=1))  # slower: the 5 Hz call due at 21 stays
+    brains = [t for t, _, brain, _ in _live(agent, range(20, 60)) if brain]
+    assert brains == [21, 41]
+
+
+def test_a_dead_body_does_not_think_and_a_newborn_thinks_at_once():
+    agent = _agent(tick_rate=1, nerves=False)
+    dead = np.zeros(PROPRIO_SIZE, np.float32)
+    assert _live(agent, range(0, 3))[0][2]  # born at tick 0
+    assert not any(brain for _, _, brain, _ in _live(agent, range(3, 8), proprio=dead))
+    assert [t for t, _, brain, _ in _live(agent, range(8, 12)) if brain] == [8]  # respawned: at once
+    agent.tick(_obs(12))
+    ended = _obs(13)
+    ended.terminated = True
+    agent.tick(ended)
+    assert agent.tick(_obs(14))[1]  # a new episode: a new life
 
 
 def test_fired_waves_are_reported_for_this_npc():
@@ -257,7 +311,7 @@ async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(b
     def broken(self, obs):
         raise FloatingPointError("weights went NaN")
 
-    monkeypatch.setattr(NpcAgent, "act", broken)
+    monkeypatch.setattr(NpcAgent, "tick", broken)  # what the process calls on each observation
     living = asyncio.create_task(run(config))
     for _ in range(100):  # observations until the NPC is subscribed and fails on one
         if living.done():

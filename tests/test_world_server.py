@@ -140,7 +140,7 @@ async def test_spread_observations_go_out_npc_after_npc_all_of_the_same_tick(bus
     await server.publish_observations(spread_s=0.04)
     await settle(bus, lambda: len(got) == 4)
     assert {o.tick for o in got.values()} == {0}
-    sent = server.obs_time
+    sent = server.obs_times[0]
     assert (sent - sent[0] >= 0.04 * np.arange(4) / 4 - 1e-3).all()  # NPC i not before i/4 of the spread
     # latency counts from an NPC's own observation, not from the first one of the tick
     await bus.publish(subjects.npc_action(3), Action(npc=3, tick=0, action=Act.STAY))
@@ -154,16 +154,71 @@ def test_obs_spread_outside_a_tick_is_rejected():
         WorldServerConfig(obs_spread=1.5)
 
 
-async def test_each_fresh_action_is_charged_as_a_brain_call(bus):
+async def test_each_fresh_brain_call_is_charged_and_a_reflex_is_applied_free(bus):
     life = LifeforceConfig(per_brain_call=0.1)
-    server = WorldServer(WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep", lifeforce=life), bus)
+    server = WorldServer(WorldServerConfig(stage=0, n_npcs=3, seed=1, clock="lockstep", lifeforce=life), bus)
     await server.start()
     before = server.world.lifeforce[0].copy()
-    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 1 stays silent
-    await settle(bus, lambda: server.pending_tick[0] == 0)
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 2 stays silent
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=Act.INTERACT, brain=False))
+    await settle(bus, lambda: (server.pending_tick[:2] == 0).all())
     server.step()
     spent = before - server.world.lifeforce[0]
-    assert spent[0] - spent[1] == pytest.approx(0.1, abs=1e-5)
+    assert spent[0] - spent[2] == pytest.approx(0.1, abs=1e-5) and spent[1] == pytest.approx(spent[2])
+    assert server.applied.tolist() == [Act.STAY, Act.INTERACT, Act.STAY]
+    assert server.acted.tolist() == [1, 0, 0] and server.reflexes.tolist() == [0, 1, 0]
+    assert len(server.latencies_ms()) == 2 and len(server.latencies_ms(brain_only=True)) == 1
+    await server.stop()
+
+
+async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_kept_apart(bus):
+    from nervous.messages import Command
+
+    server = await make_server(bus, n_npcs=1)
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=2))  # a brain call every 10
+    await settle(bus, lambda: server.rate[0] == 2)
+    await server.publish_observations()
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))
+    await settle(bus, lambda: server.pending_tick[0] == 0)
+    server.step()
+    for _ in range(10):  # ticks 1-10: the call due at 10 is not in before the step
+        await server.publish_observations()
+        server.step()
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=10, action=Act.EAST))  # during tick 11
+    await settle(bus, lambda: server.late[0] == 1)
+    for _ in range(9):  # ticks 11-19: not due until 20, a period after the late call's tick
+        server.step()
+    assert server.summary()[0]["missed"] == 1 and server.acted[0] == 1
+    assert len(server.latencies_ms()) == 1 and len(server.latencies_ms(late=True)) == 2
+    assert server.latencies_ms(late=True)[1] > server.latencies_ms()[0]
+    await server.stop()
+
+
+async def test_reflexes_between_brain_calls_are_no_missed_ticks_and_do_not_stand_for_one(bus):
+    from nervous.messages import Command
+
+    server = await make_server(bus, n_npcs=1)
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=5))  # a brain call every 4
+    await settle(bus, lambda: server.rate[0] == 5)
+    for tick in range(9):
+        if tick in (0, 4, 8):
+            action = Action(npc=0, tick=tick, action=Act.STAY)
+        elif tick in (1, 6, 7):
+            action = Action(npc=0, tick=tick, action=Act.NORTH, brain=False)
+        else:
+            action = None
+        if action is not None:
+            await bus.publish(subjects.npc_action(0), action)
+            await settle(bus, lambda t=tick: server.pending_tick[0] == t)
+        server.step()
+    assert server.summary()[0]["missed"] == 0
+    assert (server.acted[0], server.reflexes[0]) == (3, 3)
+    for tick in range(9, 13):  # due at 12: a reflex then is no brain call
+        if tick == 12:
+            await bus.publish(subjects.npc_action(0), Action(npc=0, tick=tick, action=Act.SOUTH, brain=False))
+            await settle(bus, lambda: server.pending_tick[0] == 12)
+        server.step()
+    assert server.summary()[0]["missed"] == 1
     await server.stop()
 
 
@@ -181,7 +236,7 @@ async def test_a_state_report_naming_another_npc_than_its_subject_is_counted_not
 
 
 async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
-    from nervous.messages import Command
+    from nervous.messages import Command, NpcState
 
     server = await make_server(bus)
     await bus.publish(subjects.npc_command(0), Command(npc=1, tick=0, tick_rate=2))  # the NPC rejects it
@@ -195,4 +250,12 @@ async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
     for _ in range(9):  # npc 1 is not due again for 10 ticks: its silence is no missed tick
         server.step()
     assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 9
+    # a report npc 1 sent at 20 Hz before it obeyed arrives after the command: it does not undo it
+    report = dict(lifeforce=0.5, battery=0.5, reward_rate=0.0, cpu_use=0.1)
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=5, tick_rate=20, **report))
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=9, tick_rate=2, **report))
+    await settle(bus, lambda: server.rate[1] == 2 and server.cpu_use[1] == pytest.approx(0.1))
+    assert server.rate[1] == 2
+    await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=10, tick_rate=5, **report))  # restarted
+    await settle(bus, lambda: server.rate[1] == 5)
     await server.stop()

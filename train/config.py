@@ -229,9 +229,13 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
         raise ConfigError("view: mode=view needs view.replay=<file> or view.live=true")
     if run.governor.kind == "learned" and run.mode != "governor":
         check_learned_governor(run.governor)
-    worlds = [run.world] if run.world is not None else [stage_config(s) for s in run.curriculum.stages]
-    try:  # every stage's NPCs must fit the governor's CPU budget at their minimum quotas
-        run.governor.check_npcs(max(w.n_npcs for w in worlds))
+    if run.runtime.name == "processes":  # the organism's NPCs (fixed there starts no governor process)
+        npcs = run.runtime.organism.npcs if run.governor.kind != "fixed" else 0
+    else:  # every stage's NPCs
+        worlds = [run.world] if run.world is not None else [stage_config(s) for s in run.curriculum.stages]
+        npcs = max(w.n_npcs for w in worlds)
+    try:  # must fit the governor's CPU budget at their minimum quotas
+        run.governor.check_npcs(npcs)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if run.mode == "eval" and not run.checkpoint:
