@@ -53,7 +53,8 @@ def test_the_trained_governor_deploys_in_training_and_eval(governor_run: Path, t
                        f"governor.checkpoint={network}", f"hydra.run.dir={tmp_path / 'train'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["governor/brain_calls_per_npc_s"] > 0
+    assert any(row["governor/brain_calls_per_npc_s"] > 0 for row in rows)  # 8-tick updates: 1 Hz may skip one
+    assert all(1.0 <= row["governor/mean_tick_rate_hz"] <= 20.0 for row in rows)
 
 
 @pytest.mark.slow

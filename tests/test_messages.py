@@ -171,7 +171,7 @@ def test_an_observation_holding_a_tile_code_the_world_does_not_have_is_refused()
     assert err.value.field == "view" and "200" in str(err.value)
 
 
-TRAIL = SAMPLES[-2]
+TRAIL = next(s for s in SAMPLES if isinstance(s, TrailEvent))
 
 
 @pytest.mark.parametrize(
