@@ -6,7 +6,7 @@ import os
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-pytest_plugins = ["tests.nats_fixtures", "tests.postgres_fixtures"]
+pytest_plugins = ["tests.nats_fixtures", "tests.postgres_fixtures", "tests.vllm_fixtures"]
 
 
 # --- brains and training (issue 3) -------------------------------------------------------------

@@ -19,6 +19,7 @@ from organs.boundary import (
     situation_json_schema,
 )
 from organs.boundary.schema import report_situation_declaration
+from organs.cortex.tools import TOOL_DECLARATIONS
 from tests.cortex_fixtures import parse_map, proprio, situation_on
 from world.tiles import Tile
 
@@ -62,11 +63,15 @@ def test_encoder_reads_the_numbers() -> None:
     assert s.map.rows == ["#####", "#..L#", "#k.D#", "#####"]
 
 
-def test_every_integer_in_the_schema_is_bounded() -> None:
+def test_schemas_suit_guided_decoding() -> None:
+    """Every integer bounded, no string with a pattern beside length bounds (xgrammar refuses those)."""
+
     def walk(node: object) -> None:
         if isinstance(node, dict):
             if node.get("type") == "integer":
                 assert "minimum" in node and "maximum" in node, node
+            if node.get("type") == "string" and "pattern" in node:
+                assert not {"minLength", "maxLength"} & set(node), node
             for child in node.values():
                 walk(child)
         elif isinstance(node, list):
@@ -74,6 +79,7 @@ def test_every_integer_in_the_schema_is_bounded() -> None:
                 walk(child)
 
     walk(situation_json_schema())
+    walk(TOOL_DECLARATIONS)
     assert report_situation_declaration()["function"]["name"] == "report_situation"
 
 
@@ -84,6 +90,10 @@ def test_every_integer_in_the_schema_is_bounded() -> None:
         (("body", "x"), 500, "body.x"),
         (("lock",), {"x": 1, "y": 1, "a": 1, "b": 2, "op": "/", "shown": 3}, "lock.op"),
         (("map", "rows"), ["#####", "#..!#", "#####", "#####"], "map.rows[1]"),
+        (("map", "rows"), ["#####", "#" * 129, "#####", "#####"], "map.rows[1]"),
+        (("map", "rows"), ["#####", "", "#####", "#####"], "map.rows[1]"),
+        (("collapse", "cells"), ["m" * 33], "collapse.cells[0]"),
+        (("collapse", "cells"), [""], "collapse.cells[0]"),
         (("map", "height"), 9, "map"),
         (("keys",), [{"x": 40, "y": 1}], "keys[0]"),
         (("version",), 2, "version"),

@@ -3,9 +3,10 @@
 A situation is one function call in FunctionGemma style, ``report_situation{...}``, whose typed
 arguments describe one NPC at the moment its cells collapsed on a region: its body, the collapse, the
 wave signal per region, the lock problem in reach, what it has seen (a map of one character per cell,
-see ``MAP_LEGEND``) and the points of interest on that map. Every integer is bounded (vLLM's guided
-decoding needs the bounds when a model writes situations); coordinates are the NPC's map frame,
-``(x, y)`` with x to the east and y to the south, the same frame the cortex's tools answer in.
+see ``MAP_LEGEND``) and the points of interest on that map. Every integer is bounded and every string's
+length sits inside its pattern (vLLM's guided decoding needs both when a model writes situations);
+coordinates are the NPC's map frame, ``(x, y)`` with x to the east and y to the south, the same frame
+the cortex's tools answer in.
 
 The msgspec structs below are the single source: ``situation_json_schema()`` exports the JSON Schema
 (draft 2020-12) and ``decode_situation`` validates against the same bounds, raising ``SituationError``
@@ -41,7 +42,10 @@ MAP_LEGEND: dict[int, str] = {
 MAP_TILES: dict[str, int] = {"n": int(Tile.EMPTY)} | {
     char: int(code) for code, char in MAP_LEGEND.items() if char != "n"
 }
-_ROW_PATTERN = "^[" + "".join(sorted(set(MAP_LEGEND.values()))).replace("^", "\\^") + "]+$"
+#: Lengths live inside the patterns, not in minLength/maxLength beside them: xgrammar (vLLM's guided
+#: decoding) refuses a string schema that has both a pattern and length bounds.
+_MAP_CHARS = "".join(sorted(set(MAP_LEGEND.values()))).replace("^", "\\^")
+_ROW_PATTERN = f"^[{_MAP_CHARS}]{{1,{MAX_MAP_SIDE}}}$"
 
 Coord = Annotated[int, msgspec.Meta(ge=0, le=MAX_MAP_SIDE - 1)]
 Side = Annotated[int, msgspec.Meta(ge=1, le=MAX_MAP_SIDE)]
@@ -49,8 +53,8 @@ Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Operand = Annotated[int, msgspec.Meta(ge=0, le=99)]
 LockValue = Annotated[int, msgspec.Meta(ge=-99, le=9801)]
 SignalValue = Annotated[int, msgspec.Meta(ge=-9999, le=9999)]
-CellName = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern="^[a-z_]+$")]
-Row = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_MAP_SIDE, pattern=_ROW_PATTERN)]
+CellName = Annotated[str, msgspec.Meta(pattern="^[a-z_]{1,32}$")]
+Row = Annotated[str, msgspec.Meta(pattern=_ROW_PATTERN)]
 
 
 class Facing(enum.StrEnum):
