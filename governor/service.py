@@ -48,7 +48,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +65,7 @@ from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
 from nervous.collapse import CollapseConfig, WaveCollapse
 from nervous.messages import REGIONS, Allocation, CollapseEvent, GateEvent, Heartbeat, NpcState, WaveBatch
+from nervous.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -361,11 +361,8 @@ async def serve(config: GovernorServiceConfig, stop: asyncio.Event | None = None
     """Run the governor on the bus until stop is set (or SIGTERM/SIGINT); the exit status."""
     service = GovernorService(config)  # bad config fails here, before the bus
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-            stack.callback(loop.remove_signal_handler, sig)
+        stop_on_signals(stack, stop)
         service.bus = await stack.enter_async_context(Bus(BusConfig(url=config.url, name="governor")))
         await service.start()
         log.info("governor %s over %d NPCs at %g Hz on %s", config.governor.kind, config.npcs,

@@ -21,7 +21,6 @@ import contextlib
 import gc
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from nervous.bus import Bus, BusConfig, BusError
 from nervous.cells.bank import CELLS, make_cell
 from nervous.cells.base import CellConfig, WaveArrays
 from nervous.messages import CellError, CellRequest, Heartbeat, MessageError, decode, encode
+from nervous.signals import stop_on_signals
 from world.tiles import NUM_CODES, PROPRIO_SIZE
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,8 @@ async def serve(
 ) -> int:
     """Run one cell service until stop is set (or SIGTERM/SIGINT); the exit status."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-            stack.callback(loop.remove_signal_handler, sig)
+        stop_on_signals(stack, stop)
         bus = await stack.enter_async_context(Bus(config.bus, run_dir=run_dir))
         service = CellService(config, bus)
         await service.start()

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ from nervous.messages import (
     decode,
     encode,
 )
+from nervous.signals import stop_on_signals
 from organs.host.config import GATES, LOADERS, WHEN_FULL, OrganHostConfig
 from organs.host.lifecycle import OrganError, OrganHost
 from organs.host.registry import organ_specs
@@ -155,9 +155,7 @@ async def serve(config: OrganHostConfig, stop: asyncio.Event | None = None, run_
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-            stack.callback(loop.remove_signal_handler, sig)
+        stop_on_signals(stack, stop)
         bus = await stack.enter_async_context(Bus(config.bus, run_dir=run_dir))
         service = OrganService(config, bus, host)
         await service.start()
