@@ -399,7 +399,14 @@ class GovernedReflex:
             "gates": bits.astype(np.uint8), "gate_flash": self.opened,
             "escalations": np.minimum(self.escalations, 65535).astype(np.uint16),
             "escalation_ago": ago.astype(np.float32), "planning": self.following.copy(),
-        }
+        } | self._escalation_outcome()
+
+    def _escalation_outcome(self) -> dict[str, np.ndarray]:
+        """The escalator's last outcome per NPC (``escalation_outcome``), when it keeps one."""
+        last = getattr(self.escalator, "last_outcome", None)
+        if last is None or np.shape(last) != self._shape:
+            return {}
+        return {"escalation_outcome": np.asarray(last, dtype=np.int8).copy()}
 
     def pop_stats(self) -> dict[str, float]:
         """The ``governor/`` metrics since the last call (and the escalator's ``cortex/`` ones), and reset

@@ -85,6 +85,10 @@ class LinkStats:
         return out
 
 
+#: Escalation outcomes in the order the viewer's ``escalation_outcome`` column indexes them.
+OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
+
+
 class TrailSink(Protocol):
     """Where escalations are recorded (``organs.trails.recorder.TrailRecorder``)."""
 
@@ -126,6 +130,8 @@ class CortexLink:
         self.window_left = np.zeros((B, N), dtype=np.int64)
         self.window_reward = np.zeros((B, N), dtype=np.float64)
         self.forget = np.zeros((B, N), dtype=bool)
+        self.last_outcome = np.full((B, N), -1, dtype=np.int8)
+        """Each NPC's last escalation's outcome this life: index into ``OUTCOMES`` (-1: none)."""
 
     def _sync(self, world: GridWorld) -> None:
         """Once per world tick: last tick's rewards into open outcome windows, forget the reset rows,
@@ -161,6 +167,7 @@ class CortexLink:
         rows = np.asarray(rows, dtype=bool)
         if self._shape is not None and rows.shape == self._shape:
             self.forget |= rows
+            self.last_outcome[rows] = -1
 
     # ======================================================================================
     # escalations
@@ -223,6 +230,7 @@ class CortexLink:
         s = self.stats
         s.escalations += 1
         s.outcomes[result.outcome.value] += 1
+        self.last_outcome[b, n] = OUTCOMES.index(result.outcome.value)
         s.latencies_s.append(result.latency_s)
         if self.window_left[b, n] > 0:  # a new escalation ends the last one's outcome window
             self._close_windows(self._one(b, n))

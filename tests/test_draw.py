@@ -290,6 +290,8 @@ def test_the_inspector_shows_an_npcs_escalations_when_the_cortex_fields_are_ther
     frame["escalation_ago"] = np.array([2.45] + [-1.0] * (n - 1), dtype=np.float32)
     frame["planning"] = np.array([True] + [False] * (n - 1))
     assert control_lines(frame, 0)[2] == "cortex 3 escalations, last 2.5 s ago  on a plan"
+    frame["escalation_outcome"] = np.array([0] + [-1] * (n - 1), dtype=np.int8)
+    assert control_lines(frame, 0)[2] == "cortex 3 escalations, last 2.5 s ago (planned)  on a plan"
     assert control_lines(frame, 1)[2] == "cortex 0 escalations"
     drawer = Drawer(REGIONS)
     drawer.draw(surface, frame, ViewState(selected=0))
@@ -308,3 +310,10 @@ def test_a_gate_opening_rings_the_npc_and_an_open_gate_dots_its_row(surface: pyg
         row = drawer.row_rects[n]
         dot = pixel(surface, (row.x + 6 + 24, row.y + drawer.row_h // 2))
         assert (dot == GATE_COLOUR) == (n == 0), n
+
+
+def test_the_viewers_escalation_outcomes_are_the_cortex_links() -> None:
+    from organs.link import OUTCOMES
+    from world.draw import ESCALATION_OUTCOMES
+
+    assert ESCALATION_OUTCOMES == OUTCOMES

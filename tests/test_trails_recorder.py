@@ -109,4 +109,7 @@ def test_escalations_through_the_cortex_link_are_recorded_with_situation_answer_
         assert event.cortex_outcome == "planned" and json.loads(event.cortex_response)
         assert event.fallback == "" and event.latency_ms >= 0.0
     assert any(r.outcome is not None for r in escalations)
+    shown = governed.governed()["escalation_outcome"]  # the viewer's "last escalation (planned)"
+    assert shown.shape == (world.num_envs, world.num_npcs) and set(shown.ravel().tolist()) <= {-1, 0}
+    assert (shown == 0).sum() == ((governed.escalations > 0) & (shown == 0)).sum()
     writer.close()

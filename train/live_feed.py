@@ -55,7 +55,8 @@ NPC_FIELDS = (("npc_y", "<i2"), ("npc_x", "<i2"), ("alive", "u1"), ("lifeforce",
 #: open), gate_flash (a gate opened within the last second).
 OPTIONAL_FIELDS = (("overrides", "u1"), ("actions", "i1"), ("tick_rate", "<f4"), ("cpu_use", "<f4"),
                    ("cpu_quota", "<f4"), ("llm_priority", "i1"), ("gates", "u1"), ("gate_flash", "u1"),
-                   ("escalations", "<u2"), ("escalation_ago", "<f4"), ("planning", "u1"))
+                   ("escalations", "<u2"), ("escalation_ago", "<f4"), ("planning", "u1"),
+                   ("escalation_outcome", "i1"))
 _BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides", "gate_flash", "planning"}
 
 
@@ -93,6 +94,7 @@ class FrameMessage(Message, tag="world_frame"):
     escalations: bytes = b""
     escalation_ago: bytes = b""
     planning: bytes = b""
+    escalation_outcome: bytes = b""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -198,7 +200,8 @@ class FramePublisher:
                       cpu_use: np.ndarray | None = None, cpu_quota: np.ndarray | None = None,
                       llm_priority: np.ndarray | None = None, gates: np.ndarray | None = None,
                       gate_flash: np.ndarray | None = None, escalations: np.ndarray | None = None,
-                      escalation_ago: np.ndarray | None = None, planning: np.ndarray | None = None) -> bool:
+                      escalation_ago: np.ndarray | None = None, planning: np.ndarray | None = None,
+                      escalation_outcome: np.ndarray | None = None) -> bool:
         """Publish the world's frame (with optional per-NPC extras, OPTIONAL_FIELDS) when one is due;
         True if queued."""
         now = time.perf_counter()
@@ -210,7 +213,7 @@ class FramePublisher:
                            ("tick_rate", tick_rate), ("cpu_use", cpu_use), ("cpu_quota", cpu_quota),
                            ("llm_priority", llm_priority), ("gates", gates), ("gate_flash", gate_flash),
                            ("escalations", escalations), ("escalation_ago", escalation_ago),
-                           ("planning", planning)):
+                           ("planning", planning), ("escalation_outcome", escalation_outcome)):
             if value is not None:
                 frame[key] = self._env_slice(np.asarray(value), n, world.num_envs)
         with self._lock:

@@ -34,7 +34,8 @@ The frame is a ``GridWorld.frame`` / ``Replay.frame`` dict; optional keys: ``wav
 live organism applied them: ``cpu_quota`` [N] (% of a core), ``llm_priority`` [N] (-1: none yet),
 ``gates`` [N] (bit k: ``nervous.messages.REGIONS[k]`` open) and ``gate_flash`` bool [N]; each shown
 as "-" when absent; and the cortex's: ``escalations`` [N] (count), ``escalation_ago`` [N] (seconds
-since the last one, -1 none) and ``planning`` bool [N] (following a plan), shown when present.
+since the last one, -1 none), ``escalation_outcome`` [N] (its outcome, ``ESCALATION_OUTCOMES`` index)
+and ``planning`` bool [N] (following a plan), shown when present.
 
 Speed: the tile layer is a palette-indexed 8-bit surface (one byte per cell) scaled with
 ``pygame.transform.scale`` and cached until tiles, night or the view change; text surfaces are cached
@@ -87,6 +88,8 @@ OVERRIDE_COLOUR = (255, 0, 200)
 GATE_COLOUR = DOMAIN_COLOURS["cognitive"]
 #: Gate bits of the frame's ``gates`` column, in order (``nervous.messages.REGIONS``; world imports no bus).
 GATE_REGIONS = ("food", "hazard", "collision", "math", "social", "energy")
+#: Outcomes of the frame's ``escalation_outcome`` column, in order (``organs.link.OUTCOMES``).
+ESCALATION_OUTCOMES = ("planned", "invalid_answer", "stale", "queue_full", "breaker_open", "failed")
 SIGNAL_COLOUR = (255, 255, 255)
 TEXT = (235, 235, 235)
 DIM_TEXT = (150, 150, 150)
@@ -224,6 +227,9 @@ def control_lines(frame: dict[str, Any], n: int) -> list[str]:
     count, ago, planning = column("escalations"), column("escalation_ago"), column("planning")
     if count is not None:  # the cortex: how often this NPC escalated, when last, and whether on a plan
         last = f", last {float(ago):.1f} s ago" if ago is not None and float(ago) >= 0 else ""
+        outcome = column("escalation_outcome")
+        if last and outcome is not None and 0 <= int(outcome) < len(ESCALATION_OUTCOMES):
+            last += f" ({ESCALATION_OUTCOMES[int(outcome)]})"
         plan = "  on a plan" if planning is not None and planning else ""
         lines.append(f"cortex {int(count)} escalations{last}{plan}")
     return lines
