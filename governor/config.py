@@ -9,7 +9,7 @@ from nervous.messages import REGIONS
 
 #: World ticks per second (DESIGN: one world tick is 1/20 s); every tick rate divides it.
 WORLD_HZ = 20
-#: The governors that exist (``learned`` comes in a later increment).
+#: The governors that exist (``learned``: a trained network, ``governor.learned``).
 KINDS = ("fixed", "heuristic", "budget", "learned")
 #: Bounds of a CPU quota in percent of one core (``nervous.messages.CpuQuota``).
 QUOTA_RANGE = (5.0, 100.0)
