@@ -76,7 +76,8 @@ log = logging.getLogger("agents.npc")
 CHECKPOINT_FORMAT = "nimmerverse-npc-1"
 ALL_LEGAL = np.ones(NUM_ACTIONS, dtype=bool)
 _STAY = np.array([A.STAY])
-#: Weight of the newest world tick in the reward-rate moving average (``governor.runtime.RATE_EMA``).
+#: Weight of the newest world tick in the reward-rate and override-rate moving averages
+#: (``governor.runtime.RATE_EMA``, ``governor.inputs.OVERRIDE_EMA``).
 RATE_EMA = 0.05
 
 
@@ -232,6 +233,7 @@ class NpcAgent:
         self.was_alive = False
         self.ended = False
         self.reward_rate = 0.0
+        self.override_rate = 0.0
         self.source = "fresh"
         self.rollout: Rollout | None = None
         self.step = 0
@@ -287,14 +289,20 @@ class NpcAgent:
         self.pending_done = self.pending_done or obs.terminated or obs.truncated
         self.reward_rate += RATE_EMA * (obs.reward - self.reward_rate)
 
+    def tick(self, obs: Observation) -> tuple[int, bool, bool]:
+        """(action, brain called, overridden by a nerve) for one world tick: cells, the brain if due, nerves.
+
+        Between brain calls the proposed action is STAY; a dead body only runs its cells. The share of
+        ticks a nerve overrode goes into ``override_rate`` (reported to the governor)."""
+        action, brain, overridden = self._tick(obs)
+        self.override_rate += RATE_EMA * (float(overridden) - self.override_rate)
+        return action, brain, overridden
+
     def period(self) -> int:
         """World ticks between two brain calls at the current tick rate."""
         return ticks_per_action(self.config.world_hz, self.tick_rate)
 
-    def tick(self, obs: Observation) -> tuple[int, bool, bool]:
-        """(action, brain called, overridden by a nerve) for one world tick: cells, the brain if due, nerves.
-
-        Between brain calls the proposed action is STAY; a dead body only runs its cells."""
+    def _tick(self, obs: Observation) -> tuple[int, bool, bool]:
         view, proprio, mask = _senses(obs)
         alive = bool(proprio.any())  # the world zeroes a dead body's proprio
         if alive and (not self.was_alive or self.ended):  # born: think at once, forget the old visits
@@ -390,7 +398,8 @@ class NpcAgent:
         return NpcState(npc=self.config.npc, tick=obs.tick,
                         lifeforce=float(np.clip(p[Proprio.LIFEFORCE], 0.0, 1.0)),
                         battery=float(np.clip(p[Proprio.BATTERY], 0.0, 1.0)), reward_rate=self.reward_rate,
-                        tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag))
+                        tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag),
+                        override_rate=float(np.clip(self.override_rate, 0.0, 1.0)))
 
     def waves(self, npc: int) -> WaveBatch | None:
         """The fired waves of the last step, or None when none fired.

@@ -168,6 +168,7 @@ class GovernorInputs:
         row = self.state[i]
         row[LIFEFORCE], row[BATTERY], row[REWARD_RATE] = msg.lifeforce, msg.battery, msg.reward_rate
         row[TICK_RATE], row[CPU_USE], row[LAG_S] = msg.tick_rate, msg.cpu_use, msg.lag_ms / 1000.0
+        row[OVERRIDE_RATE] = msg.override_rate  # the live NPC's own moving average
 
     def observe_collapse(self, event: CollapseEvent) -> None:
         """Take one collapse event (a message of the process runtime)."""

@@ -194,6 +194,8 @@ class NpcState(Message, tag="npc_state"):
     alive: bool = True
     lag_ms: Annotated[float, msgspec.Meta(ge=0.0)] = 0.0
     """Worst lag since the last report: from the world sending an observation to acting on it."""
+    override_rate: Unit = 0.0
+    """Moving average (0.05 per world tick) of the ticks a nerve overrode the NPC's action."""
 
 
 class Command(Message, tag="command"):

@@ -35,7 +35,7 @@ def test_feature_names_match_the_columns() -> None:
 
 
 def test_a_report_fills_its_own_row_and_nobody_elses(inputs: GovernorInputs) -> None:
-    inputs.observe_state(_state(7))
+    inputs.observe_state(_state(7, override_rate=0.3))
     f = inputs.features(GlobalContext(tick=0))
     assert f.shape == (3, col.NUM_FEATURES) and f.dtype == np.float32
     row = f[1]
@@ -43,6 +43,7 @@ def test_a_report_fills_its_own_row_and_nobody_elses(inputs: GovernorInputs) -> 
     assert row[col.LIFEFORCE] == pytest.approx(0.8) and row[col.BATTERY] == pytest.approx(0.6)
     assert row[col.REWARD_RATE] == pytest.approx(0.02) and row[col.TICK_RATE] == 10.0
     assert row[col.CPU_USE] == pytest.approx(0.25) and row[col.LAG_S] == pytest.approx(0.012)
+    assert row[col.OVERRIDE_RATE] == pytest.approx(0.3)  # the live NPC's own moving average
     assert not f[[0, 2], : col.CPU_LOAD].any()  # never-reported NPCs are zero rows
 
 

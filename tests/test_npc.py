@@ -193,6 +193,11 @@ def test_at_5_hz_the_brain_is_called_every_4_ticks_and_the_nerves_every_tick():
     reflexes = sum(over for _, over in between)
     assert 3 <= reflexes <= 30  # exploration considers about one tick in five
     assert agent.brain_calls == 20 and agent.reflex_actions == reflexes and agent.observations == 80
+    expected = 0.0
+    for _, _, _, over in ticks:  # the override rate reported to the governor: a 0.05 moving average
+        expected += 0.05 * (float(over) - expected)
+    assert agent.override_rate == pytest.approx(expected) and 0.0 < expected < 1.0
+    assert agent.state(_obs(80), 0.0).override_rate == pytest.approx(expected)
     assert agent.cells.last is not None and agent.cells.last.tick == 79  # the cells ran at the last tick
 
 
