@@ -38,8 +38,10 @@ from governor.runtime import GovernedReflex
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.nerves import NerveBank
+from organs.link import make_link
 from train.checkpoint import load_checkpoint, saved_run_config
 from train.config import ConfigError, RunConfig
+from train.nervous_link import close_nervous
 from train.tracking import Tracker
 from world import GridWorld, WorldConfig, stage_config
 
@@ -92,8 +94,10 @@ class GovernorTraining:
             self.imitation_loss = imitate(net, x, level, gates, seed=run.seed)
         self.governor = LearnedGovernor(run.governor, net, learning=True, seed=run.seed)
         nerves = NerveBank(nervous.nerves) if nervous.nerves.enabled else None
+        # with cortex.backend=engine (or http) its open gates escalate, so the gate heads learn what they cost
         self.reflex = GovernedReflex(run.governor, nervous.lifeforce, nerves, cells=self.driver.bank,
-                                     governor_factory=lambda _: self.governor)
+                                     governor_factory=lambda _: self.governor,
+                                     escalator=make_link(run.cortex))
         self.npc_ticks = 0
         self.elapsed = 0.0
 
@@ -182,6 +186,7 @@ def governor_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         interrupted = True
         tracker.message("interrupted: saving the governor")
     save_governor(training, path)
+    close_nervous(training.reflex)
     deployed = dataclasses.replace(run.governor, checkpoint=str(path))
     tracker.message(f"comparing governors on {run.episodes} episodes (seed {run.seed})")
     rows = compare_governors(training.world_config, make_driver, deployed, nervous,

@@ -160,3 +160,25 @@ def test_a_short_learning_run_beats_fixed_and_random_governors_on_return_with_fe
     assert learned["return"] > random["return"] + 0.05, rows
     assert learned["brain_calls_per_npc_s"] < random["brain_calls_per_npc_s"], rows
     assert learned["brain_calls_per_npc_s"] <= 0.5 * fixed["brain_calls_per_npc_s"], rows
+
+
+def test_governor_training_with_the_cortex_on_escalates_through_its_gates() -> None:
+    from governor.training import GovernorTraining, driver_factory
+    from train.config import RunConfig
+    from train.nervous_link import close_nervous
+    from world import stage_config
+
+    run = RunConfig(world=stage_config(4), seed=3, governor=GovernorConfig(kind="learned", rollout_ticks=4))
+    run.ppo.num_envs = 4
+    run.cortex.backend = "engine"
+    make_driver, nervous, _ = driver_factory(run)
+    training = GovernorTraining(run, make_driver, nervous)
+    try:
+        assert training.reflex.escalator is not None
+        escalations = 0.0
+        for _ in range(6):
+            escalations += training.train_step()["governor/escalations_per_100_ticks"]
+        assert training.governor.updates >= 5
+        assert escalations > 0  # imitating the heuristic on stage 4, math gates open and escalate
+    finally:
+        close_nervous(training.reflex)
