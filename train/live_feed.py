@@ -57,6 +57,7 @@ OPTIONAL_FIELDS = (("overrides", "u1"), ("actions", "i1"), ("tick_rate", "<f4"),
                    ("cpu_quota", "<f4"), ("llm_priority", "i1"), ("gates", "u1"), ("gate_flash", "u1"),
                    ("escalations", "<u2"), ("escalation_ago", "<f4"), ("planning", "u1"),
                    ("escalation_outcome", "i1"))
+_OPTIONAL_NAMES = frozenset(name for name, _ in OPTIONAL_FIELDS)
 _BOOL_FIELDS = {"alive", "has_key", "signalling", "overrides", "gate_flash", "planning"}
 
 
@@ -195,25 +196,19 @@ class FramePublisher:
         """Current minimum seconds between frames (fps limit, widened to keep the cost share)."""
         return max(1.0 / self.fps, (self._caller_cost + self._thread_cost) / self.max_share)
 
-    def maybe_publish(self, world: Any, waves: np.ndarray | None = None, overrides: np.ndarray | None = None,
-                      actions: np.ndarray | None = None, tick_rate: np.ndarray | None = None,
-                      cpu_use: np.ndarray | None = None, cpu_quota: np.ndarray | None = None,
-                      llm_priority: np.ndarray | None = None, gates: np.ndarray | None = None,
-                      gate_flash: np.ndarray | None = None, escalations: np.ndarray | None = None,
-                      escalation_ago: np.ndarray | None = None, planning: np.ndarray | None = None,
-                      escalation_outcome: np.ndarray | None = None) -> bool:
-        """Publish the world's frame (with optional per-NPC extras, OPTIONAL_FIELDS) when one is due;
-        True if queued."""
+    def maybe_publish(self, world: Any, waves: np.ndarray | None = None,
+                      **columns: np.ndarray | None) -> bool:
+        """Publish the world's frame (with waves and the per-NPC columns of OPTIONAL_FIELDS, by name) when
+        one is due; True if queued."""
+        unknown = sorted(set(columns) - _OPTIONAL_NAMES)
+        if unknown:
+            raise TypeError(f"maybe_publish: {unknown[0]!r} is no frame column (OPTIONAL_FIELDS)")
         now = time.perf_counter()
         if now < self._next or not self.active:
             return False
         frame = world.frame(self.env)
         n = world.num_npcs
-        for key, value in (("waves", waves), ("overrides", overrides), ("actions", actions),
-                           ("tick_rate", tick_rate), ("cpu_use", cpu_use), ("cpu_quota", cpu_quota),
-                           ("llm_priority", llm_priority), ("gates", gates), ("gate_flash", gate_flash),
-                           ("escalations", escalations), ("escalation_ago", escalation_ago),
-                           ("planning", planning), ("escalation_outcome", escalation_outcome)):
+        for key, value in (("waves", waves), *columns.items()):
             if value is not None:
                 frame[key] = self._env_slice(np.asarray(value), n, world.num_envs)
         with self._lock:
