@@ -14,6 +14,7 @@ is the tick, so event ids (``nervous.trail_stream.trail_id``) are unique within 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +42,15 @@ Sink = Callable[[list[TrailEvent | TrailOutcome]], Any]
 
 @dataclass
 class _Pending:
+    """An event waiting for its outcome, with its NPC's running totals at the event."""
+
     id: str
     env: int
     npc: int
     tick: int
-    reward: float = 0.0
-    opened: bool = False
-    died: bool = False
+    reward: float
+    opened: int
+    deaths: int
 
 
 class TrailRecorder:
@@ -59,10 +62,16 @@ class TrailRecorder:
         self.sink, self.run, self.outcome_ticks, self.batch_size = sink, run, outcome_ticks, batch_size
         self.env = subjects.env()
         self.buffer: list[TrailEvent | TrailOutcome] = []
-        self.pending: list[_Pending] = []
+        self.pending: deque[_Pending] = deque()
+        """Events in tick order, waiting for their outcome."""
         self.events = 0
         self.outcomes = 0
         self._opened: np.ndarray | None = None
+        # running totals per NPC since the recorder began: an outcome is the difference over its K ticks
+        self._reward: np.ndarray | None = None
+        self._openings: np.ndarray | None = None
+        self._deaths: np.ndarray | None = None
+        self._world: int | None = None
 
     # --- events ----------------------------------------------------------------------------------
     def gates(self, world: GridWorld, before: np.ndarray, after: np.ndarray, features: np.ndarray) -> None:
@@ -93,34 +102,45 @@ class TrailRecorder:
         event_id = trail_id(self.run, slot, tick, kind, region)
         self.buffer.append(TrailEvent(id=event_id, run=self.run, env=self.env, npc=slot, tick=tick, kind=kind,
                                       region=region, gate_open=gate_open, at=time.time(), **fields))
-        self.pending.append(_Pending(event_id, env, npc, tick))
+        self._totals(world)
+        assert self._reward is not None and self._openings is not None and self._deaths is not None
+        self.pending.append(_Pending(event_id, env, npc, tick, float(self._reward[env, npc]),
+                                     int(self._openings[env, npc]), int(self._deaths[env, npc])))
         self.events += 1
         if len(self.buffer) >= self.batch_size:
             self.flush()
 
     # --- outcomes --------------------------------------------------------------------------------
+    def _totals(self, world: GridWorld) -> None:
+        """Running totals for this world: zeros at first, and again for a new world (whose NPCs and ticks
+        are not the old one's: events still waiting on the old world get no outcome)."""
+        if self._world != id(world) or self._reward is None:
+            self._world = id(world)
+            self.pending.clear()
+            self._reward = np.zeros(world.alive.shape, dtype=np.float64)
+            self._openings = np.zeros(world.alive.shape, dtype=np.int64)
+            self._deaths = np.zeros(world.alive.shape, dtype=np.int64)
+            self._opened = world.ep_opened.copy()
+
     def tick(self, world: GridWorld) -> None:
-        """A world tick passed: its reward, deaths and openings go to pending outcomes; emit the due ones."""
+        """A world tick passed: its reward, deaths and openings go into running totals; emit due outcomes."""
+        self._totals(world)
+        assert self._reward is not None and self._openings is not None and self._deaths is not None
         opened_total = world.ep_opened
-        if self._opened is None or self._opened.shape != opened_total.shape:
-            self._opened = opened_total.copy()
         opened = (opened_total > self._opened) | ((opened_total < self._opened) & (opened_total > 0))
         self._opened = opened_total.copy()
+        self._reward += world.rewards
+        self._openings += opened
+        self._deaths += world.died
         now = int(world.ticks)
-        kept: list[_Pending] = []
-        for p in self.pending:
-            p.reward += float(world.rewards[p.env, p.npc])
-            p.opened |= bool(opened[p.env, p.npc])
-            p.died |= bool(world.died[p.env, p.npc])
-            if now - p.tick >= self.outcome_ticks:
-                npc = p.env * world.num_npcs + p.npc
-                self.buffer.append(TrailOutcome(id=p.id, npc=npc, tick=now, after_ticks=now - p.tick,
-                                                reward=p.reward, lock_opened=p.opened, died=p.died,
-                                                at=time.time()))
-                self.outcomes += 1
-            else:
-                kept.append(p)
-        self.pending = kept
+        while self.pending and now - self.pending[0].tick >= self.outcome_ticks:
+            p = self.pending.popleft()
+            self.buffer.append(TrailOutcome(
+                id=p.id, npc=p.env * world.num_npcs + p.npc, tick=now, after_ticks=now - p.tick,
+                reward=float(self._reward[p.env, p.npc]) - p.reward,
+                lock_opened=bool(self._openings[p.env, p.npc] > p.opened),
+                died=bool(self._deaths[p.env, p.npc] > p.deaths), at=time.time()))
+            self.outcomes += 1
         if len(self.buffer) >= self.batch_size:
             self.flush()
 
