@@ -52,8 +52,7 @@ def record_teacher(world: GridWorld, driver: Driver, config: GovernorConfig, ner
     nerves = NerveBank(nervous.nerves) if nervous.nerves.enabled else None
     reflex = GovernedReflex(taught, nervous.lifeforce, nerves, cells=driver.bank,
                             governor_factory=lambda c: _Recorder(GOVERNORS[c.kind](c), log))
-    period = max(1, round(20 / config.governor_hz))
-    for _ in range(governor_ticks * period):
+    for _ in range(governor_ticks * reflex.period_ticks):
         actions, _ = reflex(world, driver(world))
         world.step(actions)
     rates = np.array(sorted(config.tick_rates))

@@ -30,7 +30,6 @@ from omegaconf import OmegaConf
 
 from agents.brain import Brain
 from governor.compare import compare_governors, pareto_png
-from governor.config import WORLD_HZ
 from governor.drivers import BrainDriver, Driver, ScriptedDriver
 from governor.imitation import imitate, record_teacher
 from governor.learned import LearnedGovernor, load_network
@@ -104,7 +103,7 @@ class GovernorTraining:
     @property
     def ticks_per_step(self) -> int:
         """World ticks of one training step: the governor ticks of one PPO update."""
-        return self.run.governor.rollout_ticks * max(1, round(WORLD_HZ / self.run.governor.governor_hz))
+        return self.run.governor.rollout_ticks * self.reflex.period_ticks
 
     def train_step(self) -> dict[str, float]:
         """Run one update's worth of world ticks (the governor learns inside); the metrics."""
