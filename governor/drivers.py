@@ -17,10 +17,9 @@ from agents.brain import Brain
 from agents.layout import SlotLayout
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
-from train.nervous_link import WaveSenses
+from train.nervous_link import WaveSenses, check_wave_width
 from world import GridWorld
 from world.heuristics import heuristic_policy
-from world.tiles import PROPRIO_SIZE
 
 
 class Driver(Protocol):
@@ -59,11 +58,8 @@ class BrainDriver:
 
     def __init__(self, brain: Brain, nervous: NervousConfig, seed: int = 0, name: str = "brains") -> None:
         self.brain, self.name = brain, name
+        check_wave_width(brain.proprio_size, nervous)
         self.senses = WaveSenses(CellBank(nervous.cell)) if nervous.cells else None
-        extra = self.senses.size if self.senses is not None else 0
-        if brain.proprio_size != PROPRIO_SIZE + extra:
-            raise ValueError(f"nervous.cells: the brain takes {brain.proprio_size - PROPRIO_SIZE} wave "
-                             f"features, this nervous config gives {extra}")
         self.bank = self.senses.bank if self.senses is not None else CellBank(nervous.cell)
         self.generator = torch.Generator().manual_seed(seed)
         self._layout: SlotLayout | None = None

@@ -12,15 +12,13 @@ from agents.brain import Brain
 from agents.layout import SlotLayout
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
-from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig
 from organs.config import CortexConfig
-from train.nervous_link import Reflexes, WaveSenses, build_nervous, close_nervous
+from train.nervous_link import Reflexes, WaveSenses, build_nervous, check_wave_width, close_nervous
 from world import GridWorld, WorldConfig
 from world.replay import ReplayWriter
 from world.rollout import collect_episodes
-from world.tiles import PROPRIO_SIZE
 
 #: Columns of the evaluation table, in order.
 COLUMNS = ("success", "return", "length", "deaths", "food_eaten", "opened")
@@ -55,10 +53,7 @@ def _nervous_parts(brain: Brain, nervous: NervousConfig | None, governor: Govern
                    ) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
     """The senses and reflexes the brain was trained with (under governor when given, escalating to the
     cortex when its backend is on); ValueError if its input width disagrees."""
-    extra = CellBank(nervous.cell).feature_size if nervous is not None and nervous.cells else 0
-    if brain.proprio_size != PROPRIO_SIZE + extra:
-        raise ValueError(f"nervous.cells: the brain takes {brain.proprio_size - PROPRIO_SIZE} wave features, "
-                         f"this nervous config gives {extra}")
+    check_wave_width(brain.proprio_size, nervous)
     if nervous is not None:
         return build_nervous(nervous, governor, cortex)
     return None, GovernedReflex(governor, LifeforceConfig()) if governor is not None else None

@@ -25,6 +25,7 @@ from nervous.nerves import NerveBank
 from organs.config import CortexConfig
 from organs.link import make_link
 from world import GridWorld
+from world.tiles import PROPRIO_SIZE
 
 
 def _flat_senses(world: GridWorld) -> tuple[np.ndarray, np.ndarray]:
@@ -119,3 +120,11 @@ def close_nervous(reflex: object) -> None:
     close = getattr(reflex, "close", None)
     if close is not None:
         close()
+
+
+def check_wave_width(proprio_size: int, nervous: NervousConfig | None) -> None:
+    """Raise ValueError when a brain of proprio_size inputs does not take this nervous config's waves."""
+    extra = CellBank(nervous.cell).feature_size if nervous is not None and nervous.cells else 0
+    if proprio_size != PROPRIO_SIZE + extra:
+        raise ValueError(f"nervous.cells: the brain takes {proprio_size - PROPRIO_SIZE} wave features, "
+                         f"this nervous config gives {extra}")
