@@ -261,3 +261,82 @@ def test_view_is_centred_and_pads_with_walls():
     view = world.views[0, 0]
     assert view[r, r + 1] == Tile.FOOD
     assert (view[:r, :] == Tile.WALL).all() and (view[:, :r] == Tile.WALL).all()  # NPC in the corner
+
+
+def vault_scene(lock_fraction: float, rearm_delay: int = 5) -> tuple[GridWorld, int, tuple[int, int]]:
+    """One real vault on an empty 8x8 map, its entrance's global cell, and the padded cell before it."""
+    config = stage_config(4, height=8, width=8, n_npcs=1, n_vaults=1, lock_fraction=lock_fraction,
+                          n_keys_extra=0, n_food=0, food_regrow=0.0, n_fire=0, n_water=0, n_chargers=0,
+                          wall_density=0.0, wall_segments=0, rearm_delay=rearm_delay)
+    world = GridWorld(config, num_envs=1, seed=0)
+    world.tiles[0][world.tiles[0] == Tile.KEY] = Tile.EMPTY
+    entrance = int(world.vault_entrance[0, 0])
+    ey, ex = divmod(entrance, world.Wp)
+    cy, cx = world.vault_room_y[0, 0] + 1, world.vault_room_x[0, 0] + 1  # the room's centre
+    outside = (ey + int(np.sign(ey - cy)), ex + int(np.sign(ex - cx)))
+    world.pos_y[0, 0], world.pos_x[0, 0] = outside
+    world.refresh()
+    return world, entrance, outside
+
+
+def open_lock(world: GridWorld, entrance: int) -> None:
+    """Wait until the lock in reach shows its answer, then answer it."""
+    answer = int(world._lock_answer(np.array([entrance]))[0])
+    for _ in range(len(LOCK_DISPLAY_OFFSETS)):
+        if round(world.proprio[0, 0, Proprio.LOCK_SHOWN] * 100) == answer:
+            break
+        act(world, Action.STAY)
+    act(world, Action.INTERACT)
+    assert world.tiles.reshape(-1)[entrance] == Tile.EMPTY
+
+
+def test_opened_lock_rearms_with_a_problem_after_the_delay():
+    world, entrance, _ = vault_scene(lock_fraction=1.0, rearm_delay=5)
+    assert world.tiles.reshape(-1)[entrance] == Tile.LOCK
+    open_lock(world, entrance)
+    for _ in range(4):
+        act(world, Action.STAY)
+        assert world.tiles.reshape(-1)[entrance] == Tile.EMPTY
+    act(world, Action.STAY)
+    assert world.tiles.reshape(-1)[entrance] == Tile.LOCK
+    assert world.proprio[0, 0, Proprio.FACING_LOCK] == 1
+    open_lock(world, entrance)  # it can be opened again: one vault serves many NPCs
+    assert world.ep_opened[0, 0] == 2
+
+
+def test_entrance_waits_while_an_npc_is_in_it_or_in_the_room():
+    world, entrance, outside = vault_scene(lock_fraction=1.0, rearm_delay=2)
+    open_lock(world, entrance)
+    ey, ex = divmod(entrance, world.Wp)
+    step = {(-1, 0): Action.NORTH, (1, 0): Action.SOUTH, (0, 1): Action.EAST, (0, -1): Action.WEST}
+    inward = step[(ey - outside[0], ex - outside[1])]
+    outward = step[(outside[0] - ey, outside[1] - ex)]
+    act(world, inward)  # into the entrance
+    act(world, inward)  # into the room
+    for _ in range(6):
+        act(world, Action.STAY)
+        assert world.tiles.reshape(-1)[entrance] == Tile.EMPTY
+    act(world, outward)
+    act(world, outward)  # back outside: now it closes
+    assert world.tiles.reshape(-1)[entrance] == Tile.LOCK
+
+
+def test_door_closes_again_and_a_new_key_appears():
+    world, entrance, _ = vault_scene(lock_fraction=0.0, rearm_delay=3)
+    world.has_key[0, 0] = True
+    world.refresh()
+    act(world, Action.INTERACT)
+    assert world.tiles.reshape(-1)[entrance] == Tile.EMPTY and not world.has_key[0, 0]
+    assert (world.tiles == Tile.KEY).sum() == 0
+    for _ in range(3):
+        act(world, Action.STAY)
+    assert world.tiles.reshape(-1)[entrance] == Tile.DOOR
+    assert (world.tiles == Tile.KEY).sum() == 1
+
+
+def test_without_rearm_delay_an_opened_lock_stays_open():
+    world, entrance, _ = vault_scene(lock_fraction=1.0, rearm_delay=0)
+    open_lock(world, entrance)
+    for _ in range(50):
+        act(world, Action.STAY)
+    assert world.tiles.reshape(-1)[entrance] == Tile.EMPTY

@@ -50,6 +50,10 @@ class WorldConfig:
     """Fraction of vault entrances that are arithmetic locks rather than doors."""
     n_keys_extra: int = 0
     """Keys beyond one per door."""
+    rearm_delay: int = 0
+    """Ticks an opened door or lock stays open before it closes again (0: it stays open). It waits
+    while an NPC stands in the entrance or inside the room; a closed door then needs a new key, which
+    appears on a free cell, and a lock shows a new problem."""
 
     # --- body ----------------------------------------------------------------------------------
     lifeforce_decay: float = 0.008
@@ -132,7 +136,7 @@ class WorldConfig:
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise bad("max_steps", "must be an integer >= 1")
         for name in ("wall_segments", "n_food", "food_cap", "n_water", "n_fire", "n_chargers", "n_vaults",
-                     "n_keys_extra", "wall_segment_max", "day_length"):
+                     "n_keys_extra", "wall_segment_max", "day_length", "rearm_delay"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise bad(name, "must be an integer >= 0")

@@ -21,7 +21,9 @@ One tick (`step`)
        facing the same door or lock: the lower slot acts.
     4. Fire drains, lifeforce decays, costs charged through the hook are paid; at 0 an NPC dies.
     5. Dead NPCs respawn after ``respawn_delay`` ticks on a random free cell (if the stage does).
-    6. Food regrows; sky (day/night, weather) advances; episodes end at ``max_steps``, or when
+    6. Food regrows; vault entrances open for ``rearm_delay`` ticks close again when nobody stands in
+       them or in their room (a lock poses a new problem, a closed door puts a new key on a free
+       cell); sky (day/night, weather) advances; episodes end at ``max_steps``, or when
        every NPC is dead in a stage without respawn; finished envs reset when ``autoreset``.
     7. Observations, proprio and action masks are rebuilt.
 
@@ -143,6 +145,14 @@ class GridWorld:
         self.lock_b = np.zeros(lock_shape, dtype=np.int64)
         self.lock_op = np.zeros(lock_shape, dtype=np.int64)
         self.lock_phase = np.zeros(lock_shape, dtype=np.int64)
+        #: vaults: each entrance's global flat cell, its room's padded interior corner (3x3), whether
+        #: it is a lock, and the tick it was last opened (-1: closed), for `rearm_delay`
+        n_vaults = config.n_vaults
+        self.vault_entrance = np.full((B, n_vaults), -1, dtype=np.int64)
+        self.vault_room_y = np.zeros((B, n_vaults), dtype=np.int64)
+        self.vault_room_x = np.zeros((B, n_vaults), dtype=np.int64)
+        self.vault_is_lock = np.arange(n_vaults) < config.n_locks
+        self.vault_opened_at = np.full((B, n_vaults), -1, dtype=np.int64)
         self.food_count = np.zeros(B, dtype=np.int64)
         self.t = np.zeros(B, dtype=np.int64)
         self.weather = np.zeros(B, dtype=np.int64)
@@ -310,6 +320,8 @@ class GridWorld:
                     opens = door | right
                     opened.reshape(-1)[who[opens]] = True
                     flat_tiles[cells[opens]] = T.EMPTY
+                    if cfg.rearm_delay > 0:
+                        self._mark_opened(cells[opens])
         here = here.reshape(self.num_envs, N)
 
         # 4. hazards, decay, hook costs, death
@@ -339,6 +351,8 @@ class GridWorld:
 
         # 6. food, sky, episode ends
         self._regrow()
+        if cfg.rearm_delay > 0:
+            self._rearm()
         self.t += 1
         if cfg.weather:
             change = self.rng.random(self.num_envs) < cfg.weather_change
@@ -541,22 +555,64 @@ class GridWorld:
                               np.full_like(side, 2)]) + oy + 1
         ex = np.choose(side, [np.full_like(side, 2), np.full_like(side, 2), np.zeros_like(side),
                               np.full_like(side, 4)]) + ox + 1
-        is_lock = np.arange(n)[None, :] < cfg.n_locks
+        is_lock = self.vault_is_lock[None, :]
         env2 = np.broadcast_to(np.arange(k)[:, None], (k, n))
         inner[env2, ey, ex] = np.where(is_lock, T.LOCK, T.DOOR).astype(np.uint8)
+        self.vault_entrance[ids] = ids[:, None] * self.cells + (ey + r) * self.Wp + ex + r
+        self.vault_room_y[ids] = oy + 2 + r
+        self.vault_room_x[ids] = ox + 2 + r
+        self.vault_opened_at[ids] = -1
         if cfg.n_locks > 0:
             sel = np.broadcast_to(is_lock, (k, n))
-            ly, lx = ey[sel] + r, ex[sel] + r
-            le = ids[env2[sel]]
-            m = len(le)
-            op = rng.integers(0, 3, m)
-            a = rng.integers(1, 10, m)
-            b = rng.integers(1, 10, m)
-            a, b = np.where(op == 1, np.maximum(a, b), a), np.where(op == 1, np.minimum(a, b), b)
-            self.lock_a[le, ly, lx] = a
-            self.lock_b[le, ly, lx] = b
-            self.lock_op[le, ly, lx] = op
-            self.lock_phase[le, ly, lx] = rng.integers(0, len(LOCK_DISPLAY_OFFSETS), m)
+            self._pose_problems(ids[env2[sel]] * self.cells + (ey[sel] + r) * self.Wp + ex[sel] + r)
+
+    def _pose_problems(self, flat: np.ndarray) -> None:
+        """Give the lock terminals at global flat cells a fresh problem (a op b, single digits)."""
+        m, rng = len(flat), self.rng
+        op = rng.integers(0, 3, m)
+        a = rng.integers(1, 10, m)
+        b = rng.integers(1, 10, m)
+        a, b = np.where(op == 1, np.maximum(a, b), a), np.where(op == 1, np.minimum(a, b), b)
+        self.lock_a.reshape(-1)[flat] = a
+        self.lock_b.reshape(-1)[flat] = b
+        self.lock_op.reshape(-1)[flat] = op
+        self.lock_phase.reshape(-1)[flat] = rng.integers(0, len(LOCK_DISPLAY_OFFSETS), m)
+
+    def _mark_opened(self, flat: np.ndarray) -> None:
+        """Remember the tick at which the vault entrances at global flat cells were opened."""
+        env = flat // self.cells
+        match = self.vault_entrance[env] == flat[:, None]
+        hit = match.any(axis=1)  # a hand-placed door or lock belongs to no vault
+        self.vault_opened_at[env[hit], match[hit].argmax(axis=1)] = self.t[env[hit]]
+
+    def _rearm(self) -> None:
+        """Close the entrances open for `rearm_delay` ticks whose cell and room hold no living NPC."""
+        opened_at = self.vault_opened_at
+        due = (opened_at >= 0) & (self.t[:, None] - opened_at >= self.config.rearm_delay)
+        if not due.any():
+            return
+        flat_tiles = self.tiles.reshape(-1)
+        here = np.where(self.alive, self._env_base + self.pos_y * self.Wp + self.pos_x, -1)
+        dy = self.pos_y[:, None, :] - self.vault_room_y[:, :, None]
+        dx = self.pos_x[:, None, :] - self.vault_room_x[:, :, None]
+        inside = (dy >= 0) & (dy < 3) & (dx >= 0) & (dx < 3) & self.alive[:, None, :]
+        in_entrance = here[:, None, :] == self.vault_entrance[:, :, None]
+        due &= ~(inside | in_entrance).any(axis=2)
+        due &= flat_tiles[self.vault_entrance] == T.EMPTY  # food that regrew there is eaten first
+        if not due.any():
+            return
+        env, vault = np.nonzero(due)
+        cells, lock = self.vault_entrance[env, vault], self.vault_is_lock[vault]
+        flat_tiles[cells] = np.where(lock, T.LOCK, T.DOOR).astype(np.uint8)
+        self.vault_opened_at[env, vault] = -1
+        if lock.any():
+            self._pose_problems(cells[lock])
+        for e in env[~lock]:  # a door needs a key again: one appears on a free cell
+            free = self.tiles[e].reshape(-1) == T.EMPTY
+            free[here[e][here[e] >= 0] - e * self.cells] = False
+            spots = np.flatnonzero(free)
+            if spots.size:
+                flat_tiles[e * self.cells + spots[self.rng.integers(spots.size)]] = T.KEY
 
     def _respawn(self) -> None:
         due = ~self.alive & (self.dead_ticks > self.config.respawn_delay)

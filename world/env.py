@@ -76,8 +76,8 @@ lock). Measured over 200 episodes each (seed 0, `world.rollout.evaluate`):
 | 1     | 0.000          | 0.740                          |
 | 2     | 0.004          | 0.734                          |
 | 3     | 0.001          | 0.604                          |
-| 4     | 0.001          | 0.107                          |
-| 5     | 0.000          | 0.236                          |
+| 4     | 0.000          | 0.193                          |
+| 5     | 0.000          | 0.228                          |
 
 ## Rendering
 `metadata["render_modes"] = ["human", "rgb_array"]`, `metadata["render_fps"] = 20`; the mode is

@@ -6,7 +6,7 @@
 | 1     | walls    | 24x24 | 4    | random walls, obstacles and corridors                           |
 | 2     | hazards  | 24x24 | 4    | fire, water, charging stations; battery drains with movement    |
 | 3     | crowd    | 32x32 | 16   | scarce food, NPC-NPC blocking, signals heard by neighbours, respawn |
-| 4     | locks    | 32x32 | 16   | vaults behind doors (keys) and arithmetic lock terminals; mazes |
+| 4     | locks    | 32x32 | 16   | vaults behind doors (keys) and lock terminals that re-arm; mazes |
 | 5     | full     | 64x64 | 32   | all of the above plus day/night and weather                     |
 
 `conf/world/stage{k}.yaml` mirror these presets for Hydra (a test keeps them equal).
@@ -37,8 +37,8 @@ STAGES[3] = replace(
     food_cap=56, food_regrow=0.6, n_fire=24, n_water=8, n_chargers=6, signal_radius=3, respawn_delay=10,
 )
 STAGES[4] = replace(
-    STAGES[3], stage=4, name="locks", n_vaults=6, lock_fraction=0.5, n_keys_extra=2, wall_segments=20,
-    n_food=40, max_steps=300, success_needs_unlock=True,
+    STAGES[3], stage=4, name="locks", n_vaults=6, lock_fraction=0.5, n_keys_extra=2, rearm_delay=20,
+    wall_segments=20, n_food=40, max_steps=300, success_needs_unlock=True,
 )
 STAGES[5] = replace(
     STAGES[4], stage=5, name="full", height=64, width=64, n_npcs=32, view_radius=4, wall_segments=72,
