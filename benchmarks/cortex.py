@@ -11,12 +11,15 @@ rounds (by p99), since other work shares the cores.
 
 Stage 4 (locks), the scripted heuristic driving every NPC under the heuristic governor (gates open on
 math collapses), STAGE4_EPISODES episodes at seed STAGE4_SEED (``governor.compare.evaluate_governor``):
-stage4_success_no_cortex / stage4_return_no_cortex without the cortex link; stage4_success_cortex /
-stage4_return_cortex with it (the nyx engine in-process, as in training), with
-stage4_escalations_per_100_ticks (per 100 NPC ticks), stage4_plans_done / _invalid,
-stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
+stage4_success_no_cortex / stage4_return_no_cortex without the cortex link;
+stage4_success_cortex_gated / stage4_return_cortex_gated with it (the nyx engine in-process, as in
+training; gates by the heuristic governor's rule), with escalations_per_100_ticks (per 100 NPC ticks),
+stage4_plans_done / _invalid, stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
 stage4_engine_latency_p50_ms / _p99_ms; stage4_success_cortex_http and stage4_http_latency_p50_ms /
-_p99_ms through the real client and an embedded server (the same answers, so the same success).
+_p99_ms through the real client and an embedded server (the same answers, so the same success);
+stage4_success_cortex_open / stage4_return_cortex_open with every gate always open (OPEN_GATES). An
+escalation still needs a collapse, and only the math region has the two cells a collapse needs, so an
+always-open gate escalates exactly where the heuristic's math gate does: the two runs agree.
 """
 
 from __future__ import annotations
@@ -227,13 +230,17 @@ async def invalid_answers(situation: Situation) -> tuple[int, int]:
     return sent, sum(r.outcome is Outcome.INVALID_ANSWER for r in results)
 
 
-def stage4_run(link: CortexLink | None) -> dict[str, float]:
+#: The gate always open: every region, from any collapse confidence (the heuristic governor's rates).
+OPEN_GATES = {"gate_threshold": 0.0, "help_regions": [region.value for region in Region]}
+
+
+def stage4_run(link: CortexLink | None, **governor: Any) -> dict[str, float]:
     """Stage-4 episode means of the heuristic driver under the heuristic governor, with the link or not."""
     nervous = NervousConfig()
     driver = ScriptedDriver(CellBank(nervous.cell), seed=STAGE4_SEED)
     try:
-        return evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic"), nervous,
-                                 episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
+        return evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic", **governor),
+                                 nervous, episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
     finally:
         if link is not None:
             link.close()
@@ -243,15 +250,19 @@ def stage4_figures() -> dict[str, float | int]:
     """Stage-4 success and return without and with the cortex (engine, then HTTP), and what it cost."""
     without = stage4_run(None)
     engine = stage4_run(CortexLink(CortexConfig(backend="engine")))
+    always_open = stage4_run(CortexLink(CortexConfig(backend="engine")), **OPEN_GATES)
     http = stage4_run(CortexLink(CortexConfig(backend="http")))
     return {
         "stage4_episodes": int(without["episodes"]),
         "stage4_seed": STAGE4_SEED,
         "stage4_success_no_cortex": round(without["success"], 4),
         "stage4_return_no_cortex": round(without["return"], 4),
-        "stage4_success_cortex": round(engine["success"], 4),
-        "stage4_return_cortex": round(engine["return"], 4),
-        "stage4_escalations_per_100_ticks": round(engine["escalations_per_100_ticks"], 4),
+        "stage4_success_cortex_gated": round(engine["success"], 4),
+        "stage4_return_cortex_gated": round(engine["return"], 4),
+        "stage4_success_cortex_open": round(always_open["success"], 4),
+        "stage4_return_cortex_open": round(always_open["return"], 4),
+        "stage4_escalations_per_100_ticks_open": round(always_open["escalations_per_100_ticks"], 4),
+        "escalations_per_100_ticks": round(engine["escalations_per_100_ticks"], 4),
         "stage4_plans_done": int(engine["cortex/plans_done"]),
         "stage4_plans_invalid": int(engine["cortex/plans_invalid"]),
         "stage4_outcome_reward": round(engine["cortex/outcome_reward"], 4),
