@@ -45,8 +45,9 @@ class GovernorConfig:
     """World ticks a collapse event stays in the inputs after it fired (10: one 2 Hz governor period)."""
 
     # --- heuristic -------------------------------------------------------------------------------
-    help_regions: list[str] = field(default_factory=lambda: ["math"])
-    """Regions the cortex helps with (math: lock arithmetic); heuristic gates open only on these."""
+    help_regions: list[str] = field(default_factory=lambda: ["math", "food"])
+    """Regions the cortex helps with (math: locks, doors and keys; food: where food was seen, for a
+    hungry NPC); heuristic gates open only on these."""
     low_lifeforce: float = 0.3
     """Lifeforce or battery below this makes an NPC urgent: fastest tick rate, priority by need."""
     danger_confidence: float = 0.5

@@ -19,7 +19,9 @@ gate ever mattered. Rather than let one wave collapse alone (``min_cells=1`` wou
 several independent detectors must agree), the math region - where the cortex helps: locks, doors and
 keys - has three cells: ``math`` (the lock in reach), ``vault`` (a door or lock in sight) and ``key`` (a
 key in hand or seen lately). It collapses when a vault is in sight with a key known (open it) or with a
-lock in reach (answer it). The other regions still have one cell each and never collapse.
+lock in reach (answer it). The food region has ``smell`` (the nearest food in view), ``hunger``
+(lifeforce low) and ``forage`` (food seen lately): it collapses when a hungry NPC has seen food lately,
+and the cortex plans the way back to it. The other regions still have one cell each and never collapse.
 """
 
 from __future__ import annotations

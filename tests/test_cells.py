@@ -201,3 +201,27 @@ def test_cells_are_vectorised_over_large_batches() -> None:
         single = CellBank().step(views[row : row + 1], proprio[row : row + 1], 0)
         np.testing.assert_allclose(single.confidence[0], waves.confidence[row])
         np.testing.assert_allclose(single.value[0], waves.value[row])
+
+
+def test_hunger_rises_as_lifeforce_falls() -> None:
+    views, proprio = senses(4)
+    proprio[:, Proprio.LIFEFORCE] = [0.9, 0.5, 0.3, 0.05]
+    conf, value = step("hunger", views, proprio, 0, make_cell("hunger", CellConfig(hunger_level=0.5)))
+    np.testing.assert_allclose(conf, [0.0, 0.0, 0.6 + 0.35 * 0.5, 0.95], rtol=1e-5)
+    np.testing.assert_allclose(value, [0.9, 0.5, 0.3, 0.05], rtol=1e-6)
+
+
+def test_forage_remembers_food_seen_lately_decaying() -> None:
+    views, proprio = senses(2)
+    cell = make_cell("forage", CellConfig(food_memory=0.5))
+    views[0][at(7, 2, -1)] = Tile.FOOD
+    conf, value = step("forage", views, proprio, 0, cell)
+    np.testing.assert_allclose(conf, [0.6, 0.0])
+    np.testing.assert_array_equal(value, [1, 0])
+    views[:] = Tile.EMPTY
+    conf, value = step("forage", views, proprio, 1, cell)
+    np.testing.assert_allclose(conf, [0.3, 0.0])  # out of view, still remembered
+    np.testing.assert_array_equal(value, [0, 0])
+    cell.reset_npcs(np.array([True, False]))
+    conf, _ = step("forage", views, proprio, 2, cell)
+    np.testing.assert_allclose(conf, [0.0, 0.0])

@@ -145,3 +145,25 @@ def test_the_math_region_collapses_when_a_door_is_in_sight_and_a_key_in_hand() -
     views[:2, 0, 3] = Tile.DOOR
     _, new = bc.update(bank.step(views, proprio, 5))
     assert new[0, math] and new.sum() == 1
+
+
+def test_the_food_region_collapses_when_a_hungry_npc_saw_food_lately() -> None:
+    bank = CellBank(CellConfig())
+    bc = BatchCollapse(bank.names, bank.regions)
+    food = REGIONS.index(Region.FOOD)
+    views = np.zeros((3, 7, 7), np.uint8)
+    proprio = np.zeros((3, 20), np.float32)
+    proprio[:, :2] = 1.0
+    views[:2, 0, 3] = Tile.FOOD  # rows 0 and 1 see food; row 2 never does
+    bc.update(bank.step(views, proprio, 0))
+    views[:] = Tile.EMPTY
+    proprio[[0, 2], Proprio.LIFEFORCE] = 0.3  # rows 0 and 2 hungry, row 1 sated
+    for tick in range(1, 11):  # the food out of view for ten ticks
+        combined, new = bc.update(bank.step(views, proprio, tick))
+        if new[0, food]:
+            break
+    assert new[0, food] and new[:, food].sum() == 1, combined[:, food]
+    assert tick == 1  # hunger 0.775 with the remembered sighting: 1 - 0.225 * 0.41 > 0.75
+    # sated: the memory and the tick-0 smell wave (1 / (1 + 3), still in the window), no hunger
+    assert combined[1, food] == pytest.approx(1 - (1 - 0.6 * 0.99) * (1 - 0.25), rel=1e-4)
+    assert combined[2, food] == pytest.approx(0.775, rel=1e-4)  # hungry, no food ever seen: one cell

@@ -6,7 +6,9 @@ import numpy as np
 
 from nervous.cells.base import Cell, CellConfig, WaveArrays, check_senses
 from nervous.cells.battery import BatteryCell
+from nervous.cells.forage import ForageCell
 from nervous.cells.hazard import HazardCell
+from nervous.cells.hunger import HungerCell
 from nervous.cells.key import KeyCell
 from nervous.cells.math import MathCell
 from nervous.cells.proximity import ProximityCell
@@ -17,7 +19,8 @@ from nervous.cells.vault import VaultCell
 #: Every cell, by name.
 CELLS: dict[str, type[Cell]] = {
     c.name: c
-    for c in (BatteryCell, ProximityCell, SmellCell, HazardCell, SocialCell, MathCell, VaultCell, KeyCell)
+    for c in (BatteryCell, ProximityCell, SmellCell, HazardCell, SocialCell, MathCell, VaultCell, KeyCell,
+              HungerCell, ForageCell)
 }
 
 

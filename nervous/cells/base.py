@@ -26,7 +26,8 @@ from world.tiles import PROPRIO_SIZE, A
 class CellConfig:
     """Which cells run and their thresholds."""
 
-    cells: tuple[str, ...] = ("battery", "proximity", "smell", "hazard", "social", "math", "vault", "key")
+    cells: tuple[str, ...] = ("battery", "proximity", "smell", "hazard", "social", "math", "vault", "key",
+                              "hunger", "forage")
     """Cells in the bank, in feature order (a brain's input width follows: two features per cell)."""
     fire_threshold: float = 0.05
     """Confidence at which a wave counts as fired (sent on the bus, counted in collapse)."""
@@ -42,6 +43,10 @@ class CellConfig:
     """Math cell: largest factor of a product it solves itself."""
     key_memory: float = 0.99
     """Key cell: per-tick decay of a key sighting's confidence (0: no memory)."""
+    hunger_level: float = 0.5
+    """Hunger cell: lifeforce below which the NPC is hungry."""
+    food_memory: float = 0.99
+    """Forage cell: per-tick decay of a food sighting's confidence (0: no memory)."""
     extra: dict[str, float] = field(default_factory=dict)
     """Free per-experiment knobs for new cells (name -> value)."""
 
