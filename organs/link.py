@@ -84,6 +84,8 @@ class LinkStats:
     """Looks the organ host refused or failed (nothing charged)."""
     vision_cells: int = 0
     """Cells of seen maps that only the vision organ's looks made known."""
+    vision_s: float = 0.0
+    """Seconds spent looking (rendering, the organ's call, merging), served looks or not."""
 
     def add(self, other: LinkStats) -> None:
         """Add another stretch's figures to these."""
@@ -97,6 +99,7 @@ class LinkStats:
         self.vision_calls += other.vision_calls
         self.vision_refused += other.vision_refused
         self.vision_cells += other.vision_cells
+        self.vision_s += other.vision_s
 
     def metrics(self) -> dict[str, float]:
         """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
@@ -106,6 +109,8 @@ class LinkStats:
         out |= {"cortex/vision_calls": float(self.vision_calls),
                 "cortex/vision_refused": float(self.vision_refused),
                 "cortex/vision_cells": float(self.vision_cells)}
+        if self.vision_calls + self.vision_refused:
+            out["cortex/vision_look_ms"] = 1000.0 * self.vision_s / (self.vision_calls + self.vision_refused)
         if self.latencies_s:
             ms = np.array(self.latencies_s) * 1000.0
             out |= {"cortex/latency_p50_ms": float(np.percentile(ms, 50)),
@@ -249,6 +254,7 @@ class CortexLink:
         from organs.vision.look import merge_reply, window_request
 
         assert self.organs is not None and self.seen is not None
+        started = time.perf_counter()
         if b not in images:
             images[b] = render(world.frame(b))
         x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
@@ -256,6 +262,7 @@ class CortexLink:
             reply = self.organs.call(VISION, "detect", window_request(images[b], n, x, y, int(world.t[b])))
         except OrganError as exc:
             self.stats.vision_refused += 1
+            self.stats.vision_s += time.perf_counter() - started
             if "vision" not in self._warned:
                 self._warned.add("vision")
                 log.warning("cortex: vision organ: %s; the planner goes on with what the NPC saw "
@@ -263,6 +270,7 @@ class CortexLink:
             return
         self.stats.vision_calls += 1
         self.stats.vision_cells += merge_reply(self.seen.maps[b, n], reply, x, y)
+        self.stats.vision_s += time.perf_counter() - started
         cost[b, n] += reply.cost
 
     def organ_gate(self, gate: OrganGate) -> None:
