@@ -15,7 +15,8 @@ STAGE4_EPISODES episodes at seed STAGE4_SEED, the same seeds for both runs, as `
 runs it: stage4_success_cortex / stage4_return_cortex with ``cortex.vision_gate=closed``;
 stage4_success_cortex_vision / stage4_return_cortex_vision with ``open`` (every escalation first looks
 through the vision organ, loaded in-process, each look charged ``per_organ_call``). With them:
-escalations per 100 NPC ticks, plans done and invalid, mean outcome reward of both runs,
+escalations per 100 NPC ticks, plans done and invalid, mean outcome reward, deaths per NPC-episode and
+the tools of the plans (``stage4_plan_tools``: how many of each) of both runs,
 stage4_vision_calls, stage4_vision_cells_per_call (cells of the seen map only the look made known)
 stage4_look_ms (one look: render, request, detect, merge; the mean over the run, the first load
 included) and the wall seconds of both runs.
@@ -29,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,9 @@ from nervous.config import NervousConfig
 from nervous.messages import Heartbeat, OrganEvent, OrganState, VisionReply, VisionRequest
 from nervous.server import EmbeddedServer
 from organs.config import CortexConfig
+from organs.cortex.backends import EngineBackend
+from organs.cortex.tools import tool_name
+from organs.escalation import Escalation, EscalationResult
 from organs.host.memory import tree_rss_bytes
 from organs.link import CortexLink
 from organs.vision.frames import label_grid, render, window_labels, window_pixels
@@ -135,18 +140,35 @@ async def served() -> dict[str, float]:
     }
 
 
-def stage4_run(vision_gate: str) -> tuple[dict[str, float], float]:
-    """Stage-4 episode means of the heuristic driver, heuristic governor and cortex link; and its wall s."""
+class CountingEngine(EngineBackend):
+    """The nyx engine in-process, counting the tools of the plans it answers with."""
+
+    def __init__(self, config: CortexConfig) -> None:
+        super().__init__(config)
+        self.tools: Counter[str] = Counter()
+
+    def ask(self, escalations: list[Escalation]) -> list[EscalationResult]:
+        """Each escalation answered by the engine, its tool counted."""
+        results = super().ask(escalations)
+        self.tools.update(tool_name(r.call) for r in results if r.call is not None)
+        return results
+
+
+def stage4_run(vision_gate: str) -> tuple[dict[str, float], float, Counter[str]]:
+    """Stage-4 episode means of the heuristic driver, heuristic governor and cortex link; its wall seconds
+    and the tools of its plans."""
     nervous = NervousConfig()
     driver = ScriptedDriver(CellBank(nervous.cell), seed=STAGE4_SEED)
-    link = CortexLink(CortexConfig(backend="engine", vision_gate=vision_gate), lifeforce=nervous.lifeforce)
+    config = CortexConfig(backend="engine", vision_gate=vision_gate)
+    engine = CountingEngine(config)
+    link = CortexLink(config, backend=engine, lifeforce=nervous.lifeforce)
     started = time.perf_counter()
     try:
         row = evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic"), nervous,
                                 episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
     finally:
         link.close()
-    return row, time.perf_counter() - started
+    return row, time.perf_counter() - started, engine.tools
 
 
 def stage4_figures() -> dict[str, float | int]:
@@ -154,16 +176,18 @@ def stage4_figures() -> dict[str, float | int]:
     import torch
 
     torch.set_num_threads(1)
-    (plain, plain_s), (seeing, seeing_s) = stage4_run("closed"), stage4_run("open")
+    (plain, plain_s, plain_tools), (seeing, seeing_s, seeing_tools) = stage4_run("closed"), stage4_run("open")
     calls = seeing["cortex/vision_calls"]
     out: dict[str, float | int] = {"stage4_episodes": int(plain["episodes"]), "stage4_seed": STAGE4_SEED}
-    for suffix, row in (("", plain), ("_vision", seeing)):
+    for suffix, row, tools in (("", plain, plain_tools), ("_vision", seeing, seeing_tools)):
         out |= {f"stage4_success_cortex{suffix}": round(row["success"], 4),
                 f"stage4_return_cortex{suffix}": round(row["return"], 4),
                 f"stage4_escalations_per_100_ticks{suffix}": round(row["escalations_per_100_ticks"], 4),
                 f"stage4_plans_done{suffix}": int(row["cortex/plans_done"]),
                 f"stage4_plans_invalid{suffix}": int(row["cortex/plans_invalid"]),
-                f"stage4_outcome_reward{suffix}": round(row.get("cortex/outcome_reward", 0.0), 4)}
+                f"stage4_outcome_reward{suffix}": round(row.get("cortex/outcome_reward", 0.0), 4),
+                f"stage4_deaths{suffix}": round(row["deaths"], 4),
+                f"stage4_plan_tools{suffix}": dict(sorted(tools.items()))}
     out["stage4_vision_calls"] = int(calls)
     out["stage4_vision_refused"] = int(seeing["cortex/vision_refused"])
     out["stage4_vision_cells_per_call"] = round(seeing["cortex/vision_cells"] / max(calls, 1), 2)

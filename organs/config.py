@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from organs.cortex.tools import TOOLS
 
@@ -84,6 +85,8 @@ class CortexConfig:
         if self.vision_gate not in VISION_GATES:
             choices = ", ".join(VISION_GATES)
             raise ValueError(f"cortex.vision_gate={self.vision_gate!r}: must be one of {choices}")
+        if self.vision_weights and not Path(self.vision_weights).is_file():
+            raise ValueError(f"cortex.vision_weights={self.vision_weights!r}: no such file")
         if self.backend not in BACKENDS:
             raise ValueError(f"cortex.backend={self.backend!r}: must be one of {', '.join(BACKENDS)}")
         if isinstance(self.outcome_ticks, bool) or not isinstance(self.outcome_ticks, int):

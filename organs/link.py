@@ -38,7 +38,6 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -384,8 +383,6 @@ def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) 
     import torch  # the organ loads into this process: keep its torch threads as they are
 
     weights = {VISION: config.vision_weights} if config.vision_weights else {}
-    if config.vision_weights and not Path(config.vision_weights).is_file():
-        raise ValueError(f"cortex.vision_weights={config.vision_weights!r}: no such file")
     return InProcessHost(OrganHostConfig(
         organs=[VISION], weights=weights, loader="inproc", threads=torch.get_num_threads(),
         gate="open" if config.vision_gate == "open" else "governed",

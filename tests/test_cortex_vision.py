@@ -173,4 +173,4 @@ def test_a_bad_vision_gate_or_a_missing_weight_file_is_one_line_naming_the_field
         CortexConfig(vision_gate="maybe")
     missing = str(tmp_path / "nowhere.pt")
     with pytest.raises(ValueError, match=r"^cortex.vision_weights='.*nowhere.pt': no such file$"):
-        CortexLink(CortexConfig(backend="engine", vision_gate="open", vision_weights=missing))
+        CortexConfig(backend="engine", vision_gate="open", vision_weights=missing)
