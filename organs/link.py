@@ -224,7 +224,7 @@ class CortexLink:
             b, n = int(b), int(n)
             if (b, n) in self.plans or not world.alive[b, n]:
                 continue
-            if self.organs is not None and self.organs.host.gate_open(n, VISION):
+            if self.organs is not None and self.organs.gate_open(n, VISION):
                 self._look(world, b, n, images, cost)
             asks.append((b, n, self._escalation(world, b, n, requests[b, n], priority[b, n], confidence[b, n],
                                                 waves)))

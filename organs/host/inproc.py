@@ -50,6 +50,10 @@ class InProcessHost:
         """Open or close one NPC's gate for one organ (what an ``OrganGate`` message does on the bus)."""
         self.host.set_gate(npc, organ, is_open)
 
+    def gate_open(self, npc: int, organ: str) -> bool:
+        """Whether the NPC's requests to the organ would be served."""
+        return self.host.gate_open(npc, organ)
+
     def state(self, organ: str) -> OrganState:
         """The organ's lifecycle state now."""
         return self.host.organs[organ].state
