@@ -174,3 +174,22 @@ def test_a_bad_vision_gate_or_a_missing_weight_file_is_one_line_naming_the_field
     missing = str(tmp_path / "nowhere.pt")
     with pytest.raises(ValueError, match=r"^cortex.vision_weights='.*nowhere.pt': no such file$"):
         CortexConfig(backend="engine", vision_gate="open", vision_weights=missing)
+
+
+def test_training_and_eval_wire_the_runs_organ_cost_into_the_links_organ_host() -> None:
+    from governor.config import GovernorConfig
+    from nervous.config import NervousConfig
+    from train.nervous_link import build_nervous, close_nervous
+
+    nervous = NervousConfig(lifeforce=LifeforceConfig(per_organ_call=0.3))
+    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"),
+                              CortexConfig(backend="engine", vision_gate="open"))
+    try:
+        organs = reflex.escalator.organs  # type: ignore[union-attr]
+        assert organs is not None and organs.host.config.lifeforce.per_organ_call == 0.3
+        assert organs.host.config.loader == "inproc" and organs.gate_open(5, "vision")
+    finally:
+        close_nervous(reflex)
+    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"), CortexConfig(backend="engine"))
+    assert reflex.escalator.organs is None  # type: ignore[union-attr]  # closed: no organ host at all
+    close_nervous(reflex)
