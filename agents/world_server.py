@@ -9,7 +9,8 @@ Actions are of two kinds (``Action.brain``): an NPC's brain call, and a reflex i
 between brain calls (an NPC at r Hz lives through every world tick: ``agents.npc``). Each fresh brain
 call is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training charges every
 brain evaluation: an NPC slowed down by the governor thinks, and pays, less often; a reflex costs no
-brain call.
+brain call. Each organ call the organ host served (its ``OrganCharge`` on ``{env}.organs.*.charge``)
+is charged to the NPC that asked, paid at the next step (``organ_charges`` counts them).
 
 An action or state report is taken only from its NPC's own subject: one on ``npc.{i}.action`` (or
 ``.state``) that names another NPC is rejected, counted per subject in ``spoofed`` and logged (the
@@ -51,7 +52,7 @@ import numpy as np
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
-from nervous.messages import Action, Command, NpcState, Observation
+from nervous.messages import Action, Command, NpcState, Observation, OrganCharge
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
 
@@ -147,6 +148,8 @@ class WorldServer:
         self.bad_actions = 0  # actions naming a tick not yet observed
         #: Per subject: messages on NPC i's action or state subject that named another NPC (rejected).
         self.spoofed: Counter[str] = Counter()
+        self.organ_charges: Counter[str] = Counter()
+        """Organ charges heard on ``{env}.organs.*.charge``: applied, and refused (no such NPC here)."""
         self._due_left = 0
         self._all_in = asyncio.Event()
         self._subs: list[Any] = []
@@ -164,6 +167,8 @@ class WorldServer:
             self._subs.append(await self.bus.subscribe(subjects.npc_state(i), NpcState,
                                                        functools.partial(self._on_state, i)))
             self._subs.append(await self.bus.subscribe(subjects.npc_command(i), Command, self._on_command))
+        self._subs.append(await self.bus.subscribe(subjects.all_organ_charges_pattern(), OrganCharge,
+                                                   self._on_organ_charge))
 
     async def stop(self) -> None:
         """Unsubscribe."""
@@ -231,6 +236,16 @@ class WorldServer:
             if self.last_acted[i] >= 0:
                 period = ticks_per_action(self.config.hz, msg.tick_rate)
                 self.next_due[i] = min(self.next_due[i], self.tick + period)
+
+    def _on_organ_charge(self, msg: OrganCharge, raw: Any) -> None:
+        # an organ call the organ host served costs the asking NPC lifeforce, paid at the next world step
+        if msg.npc >= self.config.n_npcs:
+            self.organ_charges["refused"] += 1
+            return
+        cost = np.zeros((1, self.config.n_npcs), dtype=np.float32)
+        cost[0, msg.npc] = msg.cost
+        self.world.charge(cost)
+        self.organ_charges["applied"] += 1
 
     def _is_due(self, i: int) -> bool:
         """Whether NPC i's brain is due at the current tick (a dead body does not think)."""

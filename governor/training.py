@@ -96,7 +96,7 @@ class GovernorTraining:
         # with cortex.backend=engine (or http) its open gates escalate, so the gate heads learn what they cost
         self.reflex = GovernedReflex(run.governor, nervous.lifeforce, nerves, cells=self.driver.bank,
                                      governor_factory=lambda _: self.governor,
-                                     escalator=make_link(run.cortex))
+                                     escalator=make_link(run.cortex, nervous.lifeforce))
         self.npc_ticks = 0
         self.elapsed = 0.0
 

@@ -179,6 +179,16 @@ def all_cell_waves_pattern() -> str:
     return f"{env()}.nervous.cells.*.wave"
 
 
+def all_organ_events_pattern() -> str:
+    """Subscription pattern matching the lifecycle events of every organ."""
+    return f"{env()}.organs.*.event"
+
+
+def all_organ_charges_pattern() -> str:
+    """Subscription pattern matching the lifeforce charges of every organ."""
+    return f"{env()}.organs.*.charge"
+
+
 def events_pattern() -> list[str]:
     """Subjects captured by the JetStream events stream (waves, gate events, allocations, collapse events)."""
     return [all_cell_waves_pattern(), f"{env()}.thalamus.gate.*", governor_allocate(), governor_collapse()]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from organs.cortex.tools import TOOLS
 
 #: How the in-process runtime reaches the cortex: not at all, the planner engine in-process, or over HTTP.
 BACKENDS = ("none", "engine", "http")
+#: Whether the planner looks through the NPC's vision organ first (``CortexConfig.vision_gate``).
+VISION_GATES = ("closed", "open", "governed")
 
 
 @dataclass
@@ -51,6 +54,13 @@ class CortexConfig:
     """Sampling temperature; 0 keeps an LLM's plans reproducible."""
     max_plan_steps: int = 64
     """Actions a plan may take before the follower gives up and the brain resumes."""
+    vision_gate: str = "closed"
+    """The NPCs' vision organ gate in-process: closed (never asked), open (asked before each escalation: the
+    15x15 window of the rendered world around the NPC is merged into its seen map, so plans see beyond its
+    view; each call costs nervous.lifeforce.per_organ_call), governed (asked only for NPCs whose gate an
+    OrganGate message opened, CortexLink.organ_gate; closed until then)."""
+    vision_weights: str = ""
+    """Vision organ weight file ('': the shipped weights)."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -72,6 +82,11 @@ class CortexConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"cortex.{name}={value!r}: must be >= 0")
+        if self.vision_gate not in VISION_GATES:
+            choices = ", ".join(VISION_GATES)
+            raise ValueError(f"cortex.vision_gate={self.vision_gate!r}: must be one of {choices}")
+        if self.vision_weights and not Path(self.vision_weights).is_file():
+            raise ValueError(f"cortex.vision_weights={self.vision_weights!r}: no such file")
         if self.backend not in BACKENDS:
             raise ValueError(f"cortex.backend={self.backend!r}: must be one of {', '.join(BACKENDS)}")
         if isinstance(self.outcome_ticks, bool) or not isinstance(self.outcome_ticks, int):

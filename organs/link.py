@@ -16,6 +16,16 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
 
+With ``cortex.vision_gate`` open (or ``governed`` and the NPC's organ gate opened by ``organ_gate``),
+each escalation first looks through the NPC's vision organ: the 15x15-cell window of its env's rendered
+grid around it goes to the organ host as the bus's own ``VisionRequest`` (``organs.host.inproc``: the
+host's state machine in this thread, the organ loaded on first use, unloaded when idle), the confident
+detections are merged into the NPC's seen map (``organs.vision.look``; what it saw itself stays), and
+the situation - so the plan - sees beyond its view: a key behind it, a door round the corner. Each
+served look charges the reply's ``cost`` (``nervous.lifeforce.per_organ_call``) to that NPC through
+``GridWorld.charge``; a closed gate makes no call and costs nothing; a refused or failed look is
+counted, logged once, and the escalation goes on with what the NPC saw itself.
+
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
 over the next ``cortex.outcome_ticks`` world ticks (cut short by death, birth or a new escalation).
 ``pop_stats`` gives them as ``cortex/`` metrics since its last call; ``totals`` keeps the counters since
@@ -34,16 +44,23 @@ import msgspec
 import numpy as np
 
 from nervous.cells.base import WaveArrays
-from nervous.messages import REGIONS, CollapseEvent
+from nervous.lifeforce import LifeforceConfig
+from nervous.messages import REGIONS, CollapseEvent, OrganGate
 from organs.boundary.encoder import DeterministicEncoder, SituationEncoder
 from organs.boundary.schema import encode_call
 from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
 from organs.config import CortexConfig
 from organs.cortex.backends import PlanBackend, make_backend
 from organs.escalation import Escalation, EscalationResult, Outcome
+from organs.host.config import OrganHostConfig
+from organs.host.inproc import InProcessHost
+from organs.host.lifecycle import OrganError
 from organs.plan import PlanFollower, PlanStatus
 from world import GridWorld
 from world.tiles import Tile
+
+#: The organ the planner looks through, as the organ host names it.
+VISION = "vision"
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +77,14 @@ class LinkStats:
     latencies_s: list[float] = field(default_factory=list)
     outcome_rewards: list[float] = field(default_factory=list)
     """Each finished escalation's reward over the ticks after it."""
+    vision_calls: int = 0
+    """Looks through the vision organ that were served (and charged)."""
+    vision_refused: int = 0
+    """Looks the organ host refused or failed (nothing charged)."""
+    vision_cells: int = 0
+    """Cells of seen maps that only the vision organ's looks made known."""
+    vision_s: float = 0.0
+    """Seconds spent looking (rendering, the organ's call, merging), served looks or not."""
 
     def add(self, other: LinkStats) -> None:
         """Add another stretch's figures to these."""
@@ -70,12 +95,21 @@ class LinkStats:
         self.outcomes.update(other.outcomes)
         self.latencies_s += other.latencies_s
         self.outcome_rewards += other.outcome_rewards
+        self.vision_calls += other.vision_calls
+        self.vision_refused += other.vision_refused
+        self.vision_cells += other.vision_cells
+        self.vision_s += other.vision_s
 
     def metrics(self) -> dict[str, float]:
         """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
         out = {"cortex/escalations": float(self.escalations), "cortex/planned": float(self.planned),
                "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid)}
         out |= {f"cortex/outcome_{o.value}": float(self.outcomes[o.value]) for o in Outcome}
+        out |= {"cortex/vision_calls": float(self.vision_calls),
+                "cortex/vision_refused": float(self.vision_refused),
+                "cortex/vision_cells": float(self.vision_cells)}
+        if self.vision_calls + self.vision_refused:
+            out["cortex/vision_look_ms"] = 1000.0 * self.vision_s / (self.vision_calls + self.vision_refused)
         if self.latencies_s:
             ms = np.array(self.latencies_s) * 1000.0
             out |= {"cortex/latency_p50_ms": float(np.percentile(ms, 50)),
@@ -103,8 +137,11 @@ class CortexLink:
     """Escalations of a batched world to the cortex, and the plans that come back."""
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
-                 encoder: SituationEncoder | None = None, trails: TrailSink | None = None) -> None:
+                 encoder: SituationEncoder | None = None, trails: TrailSink | None = None,
+                 lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None) -> None:
         self.config = config
+        self.organs = organs if organs is not None else make_organs(config, lifeforce)
+        """The in-process organ host the planner looks through (None: vision_gate closed)."""
         self.trails = trails
         """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
         self.backend = backend if backend is not None else make_backend(config)
@@ -155,6 +192,8 @@ class CortexLink:
             self.seen.maps[self.forget] = Tile.UNSEEN
             self.forget[:] = False
         self.seen.update(world)
+        if self.organs is not None:
+            self.organs.reap()
 
     def _close_windows(self, rows: np.ndarray) -> None:
         for reward in self.window_reward[rows].tolist():
@@ -179,12 +218,18 @@ class CortexLink:
         B, N = world.num_envs, world.num_npcs
         escalated = np.zeros((B, N), dtype=bool)
         asks: list[tuple[int, int, Escalation]] = []
+        images: dict[int, np.ndarray] = {}
+        cost = np.zeros((B, N), dtype=np.float32)
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
             b, n = int(b), int(n)
             if (b, n) in self.plans or not world.alive[b, n]:
                 continue
+            if self.organs is not None and self.organs.gate_open(n, VISION):
+                self._look(world, b, n, images, cost)
             asks.append((b, n, self._escalation(world, b, n, requests[b, n], priority[b, n], confidence[b, n],
                                                 waves)))
+        if cost.any():
+            world.charge(cost)
         if not asks:
             return escalated
         results = self.backend.ask([e for _, _, e in asks])
@@ -200,6 +245,41 @@ class CortexLink:
                     outcome=result.outcome.value, latency_ms=1000.0 * result.latency_s,
                     fallback="" if planned else "reflex")
         return escalated
+
+    def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
+              cost: np.ndarray) -> None:
+        """One look of NPC n in env b through its vision organ, merged into its seen map, its cost in cost."""
+        from organs.vision.frames import render  # torch and pygame only once a look is asked for
+        from organs.vision.look import merge_reply, window_request
+
+        assert self.organs is not None and self.seen is not None
+        started = time.perf_counter()
+        if b not in images:
+            images[b] = render(world.frame(b))
+        x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
+        try:
+            reply = self.organs.call(VISION, "detect", window_request(images[b], n, x, y, int(world.t[b])))
+        except OrganError as exc:
+            self.stats.vision_refused += 1
+            self.stats.vision_s += time.perf_counter() - started
+            if "vision" not in self._warned:
+                self._warned.add("vision")
+                log.warning("cortex: vision organ: %s; the planner goes on with what the NPC saw "
+                            "(logged once)", exc)
+            return
+        self.stats.vision_calls += 1
+        self.stats.vision_cells += merge_reply(self.seen.maps[b, n], reply, x, y)
+        self.stats.vision_s += time.perf_counter() - started
+        cost[b, n] += reply.cost
+
+    def organ_gate(self, gate: OrganGate) -> None:
+        """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision)."""
+        if self.organs is not None:
+            self.organs.set_gate(gate.npc, gate.organ, gate.open)
+
+    def organ_states(self) -> dict[str, str]:
+        """The in-process organs' lifecycle states by name (empty with vision_gate closed)."""
+        return self.organs.states() if self.organs is not None else {}
 
     def _escalation(self, world: GridWorld, b: int, n: int, requested: np.ndarray, priority: int,
                     confidence: np.ndarray, waves: WaveArrays) -> Escalation:
@@ -288,10 +368,27 @@ class CortexLink:
         return metrics
 
     def close(self) -> None:
-        """Release the backend (its thread and embedded server, over HTTP)."""
-        self.backend.close()
+        """Release the backend (its thread and embedded server, over HTTP) and unload the organs."""
+        try:
+            self.backend.close()
+        finally:
+            if self.organs is not None:
+                self.organs.close()
 
 
-def make_link(config: CortexConfig) -> CortexLink | None:
-    """The link ``cortex.backend`` asks for; None for ``none`` (no escalations)."""
-    return None if config.backend == "none" else CortexLink(config)
+def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> InProcessHost | None:
+    """The in-process organ host ``cortex.vision_gate`` asks for (None: closed), charging per_organ_call."""
+    if config.vision_gate == "closed":
+        return None
+    import torch  # the organ loads into this process: keep its torch threads as they are
+
+    weights = {VISION: config.vision_weights} if config.vision_weights else {}
+    return InProcessHost(OrganHostConfig(
+        organs=[VISION], weights=weights, loader="inproc", threads=torch.get_num_threads(),
+        gate="open" if config.vision_gate == "open" else "governed",
+        lifeforce=lifeforce or LifeforceConfig()))
+
+
+def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> CortexLink | None:
+    """The link ``cortex.backend`` asks for (organ calls charged per lifeforce); None for ``none``."""
+    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce)

@@ -43,4 +43,6 @@ def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
     assert compose_run().cortex.base_url is None  # the embedded planner server by default
     assert compose_run().cortex.backend == "none"  # no escalations unless asked for
     assert compose_run("cortex.backend=engine").cortex.backend == "engine"
+    assert compose_run().cortex.vision_gate == "closed"  # the planner makes no organ call unless asked
+    assert compose_run("cortex.vision_gate=open").cortex.vision_gate == "open"
 

@@ -317,3 +317,22 @@ def test_the_viewers_escalation_outcomes_are_the_cortex_links() -> None:
     from world.draw import ESCALATION_OUTCOMES
 
     assert ESCALATION_OUTCOMES == OUTCOMES
+
+
+def test_the_panel_shows_the_organs_lifecycle_states_in_organs_coral(surface: pygame.Surface) -> None:
+    from world.draw import ORGAN_COLOUR, organ_line
+
+    drawer = Drawer(REGIONS)
+    drawer.draw(surface, make_frame(), ViewState())
+    assert drawer.organ_text == ""  # a frame without organs draws no organ line
+    plain = pygame.surfarray.array3d(surface).copy()
+    frame = make_frame() | {"organs": {"vision": "PROCESSING", "speech": "UNLOADED"}}
+    drawer.draw(surface, frame, ViewState())
+    assert drawer.organ_text == organ_line(frame) == "organs  speech UNLOADED  vision PROCESSING"
+    line = pygame.surfarray.array3d(surface)[drawer.panel_rect.x:drawer.panel_rect.right,
+                                             drawer.panel_rect.y + 36:drawer.panel_rect.y + 52]
+    coral = (np.abs(line.astype(int) - np.array(ORGAN_COLOUR)).sum(axis=-1) < 30).sum()
+    assert coral > 20  # the line's glyphs are in organs coral
+    assert drawer.row_rects[0].y > 0 and (pygame.surfarray.array3d(surface) != plain).any()
+    drawer.draw(surface, make_frame() | {"organs": {"vision": "READY"}}, ViewState())
+    assert drawer.organ_text == "organs  vision READY"

@@ -81,6 +81,19 @@ def test_the_governors_columns_ride_the_frame_and_are_checked() -> None:
         decode(encode(short), FrameMessage, "dev.world.gov.frame")
 
 
+def test_the_organs_states_ride_the_frame_and_are_checked() -> None:
+    subject = "dev.world.org.frame"
+    frame = make_world(0).frame(0) | {"organs": {"vision": "LOADING"}}
+    back = decode(encode(FrameMessage.from_frame(frame, "org")), FrameMessage, subject).to_frame()
+    assert back["organs"] == {"vision": "LOADING"}
+    bare = FrameMessage.from_frame(make_world(0).frame(0), "org")
+    assert "organs" not in decode(encode(bare), FrameMessage, subject).to_frame()
+    message = FrameMessage.from_frame(frame, "org")
+    raw = encode(message).replace(b"LOADING", b"DANCING")
+    with pytest.raises(MessageError, match="organs"):
+        decode(raw, FrameMessage, subject)
+
+
 def test_publisher_is_rate_limited_and_cheap_when_not_due(nats_server: EmbeddedServer) -> None:
     world = make_world(5)
     with FramePublisher(run="rate", url=nats_server.url, fps=20.0, max_share=0.05) as feed:
@@ -218,3 +231,52 @@ def test_unreachable_bus_gives_a_message(capsys: pytest.CaptureFixture[str]) -> 
     assert view(live=True, bus_url=url, run="x", frames=3, wait=5) == 1
     err = capsys.readouterr().err
     assert f"cannot connect to bus at {url}" in err and "Traceback" not in err
+
+
+def test_the_live_viewer_shows_the_organ_hosts_events_and_the_trainers_organ_states(
+        nats_server: EmbeddedServer) -> None:
+    """In-process the cortex link's organ states ride the trainer's frames; live, the host's bus events."""
+    import asyncio
+
+    from governor.config import GovernorConfig
+    from governor.runtime import GovernedReflex
+    from nervous import subjects
+    from nervous.bus import Bus, BusConfig
+    from nervous.cells import CellBank
+    from nervous.lifeforce import LifeforceConfig
+    from nervous.messages import OrganEvent, OrganState
+    from organs.config import CortexConfig
+    from organs.link import CortexLink
+    from train.modes import LiveFeed
+
+    link = CortexLink(CortexConfig(backend="engine", vision_gate="open"))
+    reflex = GovernedReflex(GovernorConfig(kind="heuristic"), LifeforceConfig(), None, cells=CellBank(),
+                            escalator=link)
+    world = make_world(4)
+    source = LiveSource(nats_server.url, "organs1", wait_s=5)
+    feed = LiveFeed(FramePublisher(run="organs1", url=nats_server.url, fps=50.0), None, reflex)
+    try:
+        frames: list[dict] = []
+
+        def shown(state: str) -> bool:
+            feed.maybe_publish(world)
+            frame = source.next_frame()
+            if frame is not None:
+                frames.append(frame)
+            return bool(frames) and frames[-1].get("organs") == {"vision": state}
+
+        assert wait_for(lambda: shown("UNLOADED"))  # the trainer's frame: the organ not loaded yet
+
+        async def send() -> None:
+            async with Bus(BusConfig(url=nats_server.url, name="organ-host")) as bus:
+                await bus.publish(subjects.organ_event("vision"),
+                                  OrganEvent(organ="vision", state=OrganState.LOADING,
+                                             previous=OrganState.UNLOADED))
+                await bus.flush()
+
+        asyncio.run(send())
+        assert wait_for(lambda: shown("LOADING"))  # the host's event on the bus, newer than the frame's
+    finally:
+        feed.close()
+        source.close()
+        link.close()

@@ -40,6 +40,8 @@ async def test_the_organ_host_is_supervised_serves_vision_and_comes_back_after_k
             reply = await bus.request(subjects.organ("vision", "detect"), ask, VisionReply, timeout=60)
             codes = np.frombuffer(reply.codes, np.uint8).reshape(15, 15)
             assert codes[7, 7] == 9 and reply.cost > 0  # it sees the asking NPC at the centre
+            # the host's charge reaches the world server, which takes it from npc 0's lifeforce
+            await until(lambda: world.organ_charges["applied"] == 1, 10, "the organ charge applied")
             pid = host.handle.pid  # type: ignore[union-attr]
             workers = descendants(pid)
             assert len(workers) == 1  # the loaded vision organ's worker

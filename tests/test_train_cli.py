@@ -172,6 +172,8 @@ def run_main(monkeypatch, capsys, *args: str) -> tuple[int, list[str]]:
         (["mode=eval"], "checkpoint"),
         (["mode=eval", "checkpoint=/no/such.pt"], "no such file"),
         (["mode=fly"], "mode="),
+        (["cortex.vision_gate=maybe"], "cortex.vision_gate='maybe': must be one of closed, open, governed"),
+        (["cortex.vision_weights=/no/such.pt"], "cortex.vision_weights='/no/such.pt': no such file"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field_and_exit_2(monkeypatch, capsys, tmp_path, args, needle):

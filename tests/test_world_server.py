@@ -171,6 +171,25 @@ async def test_each_fresh_brain_call_is_charged_and_a_reflex_is_applied_free(bus
     await server.stop()
 
 
+async def test_the_organ_hosts_charges_reach_the_asking_npcs_lifeforce(bus):
+    from nervous.messages import OrganCharge
+
+    server = await make_server(bus, n_npcs=3)
+    before = server.world.lifeforce[0].copy()
+    subject = subjects.organ_charge("vision")
+    await bus.publish(subject, OrganCharge(npc=1, organ="vision", verb="detect", cost=0.1))
+    await bus.publish(subject, OrganCharge(npc=7, organ="vision", verb="detect", cost=0.1))  # no such NPC
+    await bus.nc.publish(subject, b"\x01not a charge")
+    await settle(bus, lambda: server.organ_charges["applied"] == 1 and server.organ_charges["refused"] == 1
+                 and bus.bad_messages[subject] == 1)  # the bad one counted, no crash
+    server.step()
+    spent = before - server.world.lifeforce[0]
+    assert spent[1] - spent[0] == pytest.approx(0.1, abs=1e-5) and spent[2] == pytest.approx(spent[0])
+    server.step()  # paid once: the next tick costs what any tick costs
+    assert before[1] - server.world.lifeforce[0, 1] == pytest.approx(spent[1] + spent[0], abs=1e-5)
+    await server.stop()
+
+
 async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_kept_apart(bus):
     from nervous.messages import Command
 

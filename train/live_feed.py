@@ -43,7 +43,7 @@ import numpy as np
 
 from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
-from nervous.messages import REGIONS, Message, Name, Tick
+from nervous.messages import REGIONS, Message, Name, OrganState, Tick
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ class FrameMessage(Message, tag="world_frame"):
     escalation_ago: bytes = b""
     planning: bytes = b""
     escalation_outcome: bytes = b""
+    organs: dict[Name, OrganState] = {}
+    """The organ host's organs by name, each in its lifecycle state (empty: no organs in this run)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,6 +134,7 @@ class FrameMessage(Message, tag="world_frame"):
                    height=tiles.shape[0], width=tiles.shape[1], npcs=len(frame["alive"]),
                    tiles=np.ascontiguousarray(tiles).tobytes(), night=bool(frame.get("night", False)),
                    weather=int(frame.get("weather", 0)), regions=regions, cells=list(cells or []),
+                   organs={str(k): OrganState(v) for k, v in (frame.get("organs") or {}).items()},
                    **columns, **optional)
 
     def to_frame(self) -> dict[str, Any]:
@@ -147,6 +150,8 @@ class FrameMessage(Message, tag="world_frame"):
                 frame[name] = array.astype(bool) if name in _BOOL_FIELDS else array
         if self.waves:
             frame["waves"] = np.frombuffer(self.waves, dtype="<f4").reshape(self.npcs, len(self.regions))
+        if self.organs:
+            frame["organs"] = {name: str(state) for name, state in self.organs.items()}
         return frame
 
 
@@ -196,10 +201,10 @@ class FramePublisher:
         """Current minimum seconds between frames (fps limit, widened to keep the cost share)."""
         return max(1.0 / self.fps, (self._caller_cost + self._thread_cost) / self.max_share)
 
-    def maybe_publish(self, world: Any, waves: np.ndarray | None = None,
+    def maybe_publish(self, world: Any, waves: np.ndarray | None = None, organs: dict[str, str] | None = None,
                       **columns: np.ndarray | None) -> bool:
-        """Publish the world's frame (with waves and the per-NPC columns of OPTIONAL_FIELDS, by name) when
-        one is due; True if queued."""
+        """Publish the world's frame (with waves, the organs' states and the per-NPC columns of
+        OPTIONAL_FIELDS, by name) when one is due; True if queued."""
         unknown = sorted(set(columns) - _OPTIONAL_NAMES)
         if unknown:
             raise TypeError(f"maybe_publish: {unknown[0]!r} is no frame column (OPTIONAL_FIELDS)")
@@ -211,6 +216,8 @@ class FramePublisher:
         for key, value in (("waves", waves), *columns.items()):
             if value is not None:
                 frame[key] = self._env_slice(np.asarray(value), n, world.num_envs)
+        if organs:
+            frame["organs"] = dict(organs)
         with self._lock:
             self.replaced += self._pending is not None
             self._pending = frame

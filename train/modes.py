@@ -56,7 +56,10 @@ class LiveFeed:
         waves = bank.last.confidence if bank is not None and bank.last is not None else None
         overrides = self.reflex.last_overridden if self.reflex is not None else None
         governed = self.reflex.governed() if isinstance(self.reflex, GovernedReflex) else {}
-        return self.publisher.maybe_publish(world, waves=waves, overrides=overrides, **governed)
+        organ_states = getattr(getattr(self.reflex, "escalator", None), "organ_states", None)
+        organs = organ_states() if organ_states is not None else None  # the cortex link's vision organ
+        return self.publisher.maybe_publish(world, waves=waves, overrides=overrides, organs=organs,
+                                            **governed)
 
     def close(self) -> None:
         """Stop the publisher."""

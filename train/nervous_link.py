@@ -103,7 +103,7 @@ def build_nervous(
     senses = WaveSenses(CellBank(config.cell)) if config.cells else None
     nerves = NerveBank(config.nerves) if config.nerves.enabled else None
     if governor is not None:
-        escalator = make_link(cortex) if cortex is not None and senses is not None else None
+        escalator = make_link(cortex, config.lifeforce) if cortex is not None and senses is not None else None
         if escalator is not None:
             escalator.trails = trails  # escalations go into the same decision trails as gate changes
         return senses, GovernedReflex(governor, config.lifeforce, nerves,

@@ -35,7 +35,7 @@ import numpy as np
 
 from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
-from nervous.messages import REGIONS, WaveBatch
+from nervous.messages import REGIONS, OrganEvent, WaveBatch
 from train.live_feed import FrameMessage, discovery_path
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -55,7 +55,8 @@ def find_live_run(env: str, run: str | None) -> tuple[str | None, str | None]:
 
 
 class LiveSource:
-    """Frames of a live run from the bus (and the cells' wave batches), received on its own thread."""
+    """Frames of a live run from the bus (with the cells' wave batches and the organs' lifecycle events),
+    received on its own thread."""
 
     def __init__(self, url: str, run: str, wait_s: float = 5.0) -> None:
         self.url, self.run, self.wait_s = url, run, wait_s
@@ -71,6 +72,8 @@ class LiveSource:
         self._latest: FrameMessage | None = None
         self._seen = 0
         self._bus_waves: dict[int, np.ndarray] = {}
+        self._organs: dict[str, str] = {}
+        """Each organ's lifecycle state, from the organ host's events on the bus."""
         self._wave_tick = -1
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -83,6 +86,7 @@ class LiveSource:
         with self._lock:
             message, count = self._latest, self.received
             bus_waves = dict(self._bus_waves)
+            organs = dict(self._organs)
         if message is None or count == self._seen:
             return None
         self._seen = count
@@ -95,6 +99,8 @@ class LiveSource:
                     column = bus_waves[region][: message.npcs]
                     waves[: len(column), k] = column
             frame["waves"] = waves
+        if organs:  # the organ host's events are newer than what a publisher last knew of them
+            frame["organs"] = {**frame.get("organs", {}), **organs}
         return frame
 
     def status(self) -> str:
@@ -132,6 +138,7 @@ class LiveSource:
         try:
             await bus.subscribe(self.subject, FrameMessage, self._on_frame, max_bytes=8 << 20)
             await bus.subscribe(self.waves_pattern, WaveBatch, self._on_waves)
+            await bus.subscribe(subjects.all_organ_events_pattern(), OrganEvent, self._on_organ)
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)
                 self.bad = sum(bus.bad_messages.values())
@@ -143,6 +150,10 @@ class LiveSource:
             self._latest = message
             self.received += 1
             self._last_frame = time.monotonic()
+
+    async def _on_organ(self, event: OrganEvent, raw: Any) -> None:
+        with self._lock:
+            self._organs[event.organ] = str(event.state)
 
     async def _on_waves(self, batch: WaveBatch, raw: Any) -> None:
         npc, index, confidence, _ = batch.arrays()

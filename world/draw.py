@@ -35,7 +35,9 @@ live organism applied them: ``cpu_quota`` [N] (% of a core), ``llm_priority`` [N
 ``gates`` [N] (bit k: ``nervous.messages.REGIONS[k]`` open) and ``gate_flash`` bool [N]; each shown
 as "-" when absent; and the cortex's: ``escalations`` [N] (count), ``escalation_ago`` [N] (seconds
 since the last one, -1 none), ``escalation_outcome`` [N] (its outcome, ``ESCALATION_OUTCOMES`` index)
-and ``planning`` bool [N] (following a plan), shown when present.
+and ``planning`` bool [N] (following a plan), shown when present. A frame-wide ``organs`` dict (organ name
+-> lifecycle state: UNLOADED, LOADING, READY, PROCESSING) is shown as one line in organs coral under
+the panel's header (``organ_line``), when present.
 
 Speed: the tile layer is a palette-indexed 8-bit surface (one byte per cell) scaled with
 ``pygame.transform.scale`` and cached until tiles, night or the view change; text surfaces are cached
@@ -86,6 +88,8 @@ REGION_COLOURS: dict[str, tuple[int, int, int]] = {
 OVERRIDE_COLOUR = (255, 0, 200)
 #: A gate opening (escalation towards the cortex): cognitive violet.
 GATE_COLOUR = DOMAIN_COLOURS["cognitive"]
+#: The organs' line in the side panel: organs coral.
+ORGAN_COLOUR = DOMAIN_COLOURS["organs"]
 #: Gate bits of the frame's ``gates`` column, in order (``nervous.messages.REGIONS``; world imports no bus).
 GATE_REGIONS = ("food", "hazard", "collision", "math", "social", "energy")
 #: Outcomes of the frame's ``escalation_outcome`` column, in order (``organs.link.OUTCOMES``).
@@ -235,6 +239,14 @@ def control_lines(frame: dict[str, Any], n: int) -> list[str]:
     return lines
 
 
+def organ_line(frame: dict[str, Any]) -> str:
+    """The organs' lifecycle states of a frame as one line ("" when the frame carries none)."""
+    organs = frame.get("organs")
+    if not organs:
+        return ""
+    return "organs  " + "  ".join(f"{name} {state}" for name, state in sorted(organs.items()))
+
+
 def npc_triangle(left: float, top: float, size: float, facing: int) -> list[tuple[float, float]]:
     """Corners of an NPC's body in the cell at (left, top): a triangle whose tip points where it faces."""
     a, b = 0.1, 0.9
@@ -288,6 +300,8 @@ class Drawer:
         self.row_rects: dict[int, pygame.Rect] = {}
         #: The selected NPC's control lines (``control_lines``) as last drawn (empty: none selected).
         self.control_text: list[str] = []
+        #: The organs' line (``organ_line``) as last drawn (empty: the frame carried no organ states).
+        self.organ_text = ""
 
     # -- coordinates ------------------------------------------------------------------------------
 
@@ -483,6 +497,10 @@ class Drawer:
         surface.blit(self._text(f"{state.source}  {mode}{'  follow' if state.follow else ''}", DIM_TEXT),
                      (x, y))
         y += 16
+        self.organ_text = organ_line(frame)
+        if self.organ_text:  # the organ host's lifecycle: which organs are loaded, loading or at work
+            surface.blit(self._text(self.organ_text, ORGAN_COLOUR), (x, y))
+            y += 16
         cols = (0, 34, 130, 172, 214, 256)
         for cx, title in zip(cols, ("npc", "lifeforce", "batt", "stage", "tick", "cpu"), strict=True):
             surface.blit(self._text(title, DIM_TEXT), (x + cx, y))

@@ -12,6 +12,8 @@ timeout -> UNLOAD (free memory)", one model per device slot.
   process, so its memory really goes back) or the host's process.
 - ``worker``: the worker process and its pipe protocol.
 - ``service``: the bus service (``python -m organs.host``) and ``child_main`` for the fork server.
+- ``inproc``: ``InProcessHost``, the same ``OrganHost`` driven synchronously in the caller's thread
+  (the in-process runtime's cortex link looks through the vision organ with it, ``cortex.vision_gate``).
 - ``memory``: resident memory of a process tree, read from /proc.
 
 The organ gate (the smallest honest mechanism while ``nervous.messages.Region`` has no organ

@@ -8,7 +8,9 @@ answers a tile code per cell (food, water, fire, charger, key, door, lock, wall,
 - ``model``: the network and its weight file;
 - ``detect``: ``Vision.detect``, ``detect_window`` and ``merge_detections`` (into a seen map);
 - ``train`` / ``python -m organs.vision train``: training on frames the project renders itself;
-- ``organ``: the organ as the organ host loads it (``detect`` verb on ``{env}.organs.vision.detect``).
+- ``organ``: the organ as the organ host loads it (``detect`` verb on ``{env}.organs.vision.detect``);
+- ``look``: one NPC's look in the in-process runtime (its window as a ``VisionRequest``, the reply merged
+  into its seen map): the cortex planner's use of the organ (``organs.link``, ``cortex.vision_gate``).
 
 Shipped weights: ``organs/vision/weights/vision.pt``, 113,829 bytes (float16), made by ``python -m
 organs.vision train --run-dir runs/vision`` with the defaults of ``TrainConfig`` (48 worlds x 4 frames x

@@ -1,0 +1,87 @@
+"""The organ host in the caller's own thread: synchronous calls, the bus service's schema and state machine.
+
+``InProcessHost(config).call("vision", "detect", VisionRequest(...))`` returns the same ``VisionReply``
+(its ``cost`` filled in) that ``{env}.organs.vision.detect`` answers, or raises the same ``OrganError``
+naming the field: it runs the very ``OrganHost`` the bus service runs (load on first use, slots, idle
+unloading, gates, charges) on a private event loop, with organs loaded into this process
+(``loader=inproc``: the in-process runtime has no bus to reach a worker through). Lifecycle events are
+kept: ``state(organ)`` is the organ's state now and ``events`` the transitions since the last
+``pop_events``, for the viewer. ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
+calls it once per world tick; it costs a dict scan while nothing is loaded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nervous.messages import OrganCharge, OrganEvent, OrganState
+from organs.host.config import OrganHostConfig
+from organs.host.lifecycle import OrganHost
+from organs.host.loaders import Loader
+
+
+class InProcessHost:
+    """An ``OrganHost`` driven synchronously from one thread."""
+
+    def __init__(self, config: OrganHostConfig, clock: Callable[[], float] = time.monotonic,
+                 loader: Loader | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.host = OrganHost(config, loader=loader, clock=clock, on_event=self._on_event,
+                              on_charge=self._on_charge)
+        self.events: list[OrganEvent] = []
+        """Lifecycle transitions since the last ``pop_events``."""
+        self.charges: list[OrganCharge] = []
+        """Charges of served calls since the last ``pop_charges``."""
+
+    def _on_event(self, event: OrganEvent) -> None:
+        self.events.append(event)
+
+    def _on_charge(self, charge: OrganCharge) -> None:
+        self.charges.append(charge)
+
+    def call(self, organ: str, verb: str, request: Any) -> Any:
+        """The organ's typed reply to one request; ``OrganError`` naming the field when it is refused."""
+        return self.loop.run_until_complete(self.host.call(organ, verb, request))
+
+    def set_gate(self, npc: int, organ: str, is_open: bool) -> None:
+        """Open or close one NPC's gate for one organ (what an ``OrganGate`` message does on the bus)."""
+        self.host.set_gate(npc, organ, is_open)
+
+    def gate_open(self, npc: int, organ: str) -> bool:
+        """Whether the NPC's requests to the organ would be served."""
+        return self.host.gate_open(npc, organ)
+
+    def state(self, organ: str) -> OrganState:
+        """The organ's lifecycle state now."""
+        return self.host.organs[organ].state
+
+    def states(self) -> dict[str, str]:
+        """Every organ's lifecycle state now, by name."""
+        return {name: str(o.state) for name, o in self.host.organs.items()}
+
+    def reap(self) -> None:
+        """Unload every organ idle for ``unload_after_s``."""
+        if any(o.loaded is not None for o in self.host.organs.values()):
+            self.loop.run_until_complete(self.host.reap())
+
+    def pop_events(self) -> list[OrganEvent]:
+        """The lifecycle transitions since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    def pop_charges(self) -> list[OrganCharge]:
+        """The charges since the last call."""
+        charges, self.charges = self.charges, []
+        return charges
+
+    def close(self) -> None:
+        """Unload every organ and close the loop; safe to call twice."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.loop.run_until_complete(self.host.close())
+        finally:
+            self.loop.close()
