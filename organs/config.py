@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from organs.boundary.config import BoundaryConfig
 from organs.cortex.tools import TOOLS
 
 #: How the in-process runtime reaches the cortex: not at all, the planner engine in-process, or over HTTP.
@@ -51,8 +52,13 @@ class CortexConfig:
     """Sampling temperature; 0 keeps an LLM's plans reproducible."""
     max_plan_steps: int = 64
     """Actions a plan may take before the follower gives up and the brain resumes."""
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    """The Function Gemma boundary that writes each escalation's situation: the deterministic encoder
+    (default) or a function-calling model (cortex.boundary.backend=model), with the encoder as fallback."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.boundary, dict):
+            self.boundary = BoundaryConfig(**self.boundary)
         positive = (
             "timeout_s",
             "concurrency",

@@ -5,8 +5,9 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
 (``SeenMaps``, updated once per world tick, forgotten when the NPC dies or is born) and:
 
 - ``escalate``: each requested (env, NPC) - the strongest requested region when several - becomes the
-  boundary's situation (``npc_numbers`` -> ``DeterministicEncoder``) and an ``Escalation`` carrying the
-  governor's LLM priority; all of a tick's escalations go to the backend at once
+  boundary's situation (``npc_numbers`` -> ``cortex.boundary``: the ``DeterministicEncoder``, or a
+  function-calling model with the encoder standing in when its answer is invalid) and an
+  ``Escalation`` carrying the governor's LLM priority; all of a tick's escalations go to the backend at once
   (``organs.cortex.backends``: the engine in-process or the real client over HTTP) and the tick waits
   for their results. A PLANNED result gets a ``PlanFollower``. An NPC already following a plan does
   not escalate (it is not counted and pays nothing); every other request counts as an escalation,
@@ -35,7 +36,9 @@ import numpy as np
 
 from nervous.cells.base import WaveArrays
 from nervous.messages import REGIONS, CollapseEvent
-from organs.boundary.encoder import DeterministicEncoder, SituationEncoder
+from organs.boundary.encoder import Boundary, Situated
+from organs.boundary.model import make_boundary
+from organs.boundary.numbers import encode_numbers
 from organs.boundary.schema import encode_call
 from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
 from organs.config import CortexConfig
@@ -53,6 +56,8 @@ class LinkStats:
     """What the escalations of a stretch of ticks came to."""
 
     escalations: int = 0
+    boundary_fallbacks: int = 0
+    """Situations the deterministic encoder wrote because the boundary model's answer was unusable."""
     planned: int = 0
     plans_done: int = 0
     plans_invalid: int = 0
@@ -64,6 +69,7 @@ class LinkStats:
     def add(self, other: LinkStats) -> None:
         """Add another stretch's figures to these."""
         self.escalations += other.escalations
+        self.boundary_fallbacks += other.boundary_fallbacks
         self.planned += other.planned
         self.plans_done += other.plans_done
         self.plans_invalid += other.plans_invalid
@@ -74,7 +80,8 @@ class LinkStats:
     def metrics(self) -> dict[str, float]:
         """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
         out = {"cortex/escalations": float(self.escalations), "cortex/planned": float(self.planned),
-               "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid)}
+               "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid),
+               "cortex/boundary_fallbacks": float(self.boundary_fallbacks)}
         out |= {f"cortex/outcome_{o.value}": float(self.outcomes[o.value]) for o in Outcome}
         if self.latencies_s:
             ms = np.array(self.latencies_s) * 1000.0
@@ -94,7 +101,7 @@ class TrailSink(Protocol):
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "") -> None:
+                   fallback: str = "", numbers: str = "") -> None:
         """Record one escalation."""
         ...
 
@@ -103,12 +110,15 @@ class CortexLink:
     """Escalations of a batched world to the cortex, and the plans that come back."""
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
-                 encoder: SituationEncoder | None = None, trails: TrailSink | None = None) -> None:
+                 boundary: Boundary | None = None, trails: TrailSink | None = None) -> None:
         self.config = config
         self.trails = trails
         """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
         self.backend = backend if backend is not None else make_backend(config)
-        self.encoder = encoder or DeterministicEncoder()
+        if boundary is None:  # a model boundary without its own base_url asks the cortex's server
+            cortex_url = getattr(self.backend, "base_url", None) or config.base_url
+            boundary = make_boundary(config.boundary, cortex_url)
+        self.boundary = boundary
         self.stats = LinkStats()
         self.totals = LinkStats()
         self.plans: dict[tuple[int, int], tuple[PlanFollower, int]] = {}
@@ -178,32 +188,37 @@ class CortexLink:
         self._sync(world)
         B, N = world.num_envs, world.num_npcs
         escalated = np.zeros((B, N), dtype=bool)
-        asks: list[tuple[int, int, Escalation]] = []
+        asks: list[tuple[int, int, Escalation, Situated, str]] = []
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
             b, n = int(b), int(n)
             if (b, n) in self.plans or not world.alive[b, n]:
                 continue
-            asks.append((b, n, self._escalation(world, b, n, requests[b, n], priority[b, n], confidence[b, n],
-                                                waves)))
+            asks.append((b, n, *self._escalation(world, b, n, requests[b, n], priority[b, n],
+                                                 confidence[b, n], waves)))
         if not asks:
             return escalated
-        results = self.backend.ask([e for _, _, e in asks])
-        for (b, n, escalation), result in zip(asks, results, strict=True):
+        results = self.backend.ask([e for _, _, e, _, _ in asks])
+        for (b, n, escalation, situated, numbers), result in zip(asks, results, strict=True):
             escalated[b, n] = True
             self._record(b, n, result, int(world.ticks))
+            if situated.fallback:
+                self.stats.boundary_fallbacks += 1
             if self.trails is not None:
                 planned = result.outcome is Outcome.PLANNED and result.call is not None
                 situation = encode_call(escalation.situation).decode()
+                fallbacks = ([f"encoder:{situated.fallback}"] if situated.fallback else []) + ([] if planned
+                                                                                             else ["reflex"])
                 self.trails.escalation(
                     world, b, n, escalation.region.value, situation=situation,
                     response=msgspec.json.encode(result.call).decode() if planned else "",
-                    outcome=result.outcome.value, latency_ms=1000.0 * result.latency_s,
-                    fallback="" if planned else "reflex")
+                    outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
+                    fallback=",".join(fallbacks), numbers=numbers)
         return escalated
 
     def _escalation(self, world: GridWorld, b: int, n: int, requested: np.ndarray, priority: int,
-                    confidence: np.ndarray, waves: WaveArrays) -> Escalation:
-        """One NPC's escalation about its strongest requested region."""
+                    confidence: np.ndarray, waves: WaveArrays) -> tuple[Escalation, Situated, str]:
+        """One NPC's escalation about its strongest requested region, how the boundary wrote its situation
+        and the numbers it wrote it from (as the numbers message, when trails are recorded)."""
         assert self.seen is not None
         regions = np.flatnonzero(requested)
         r = int(regions[np.argmax(confidence[regions])])
@@ -221,10 +236,12 @@ class CortexLink:
         tick = int(world.t[b])
         event = CollapseEvent(npc=n, region=region, confidence=float(np.clip(confidence[r], 0.0, 1.0)),
                               cells=agreeing, tick=tick)
-        situation = self.encoder.encode(npc_numbers(world, b, self.seen, event, strongest, value))
-        return Escalation(npc=n, region=region, tick=tick, situation=situation,
-                          priority=int(np.clip(priority, 0, 10)),
-                          deadline=time.monotonic() + self.config.deadline_s)
+        numbers = npc_numbers(world, b, self.seen, event, strongest, value)
+        situated = self.boundary.situate(numbers)
+        escalation = Escalation(npc=n, region=region, tick=tick, situation=situated.situation,
+                                priority=int(np.clip(priority, 0, 10)),
+                                deadline=time.monotonic() + self.config.deadline_s)
+        return escalation, situated, encode_numbers(numbers) if self.trails is not None else ""
 
     def _record(self, b: int, n: int, result: EscalationResult, tick: int) -> None:
         s = self.stats
@@ -288,8 +305,11 @@ class CortexLink:
         return metrics
 
     def close(self) -> None:
-        """Release the backend (its thread and embedded server, over HTTP)."""
-        self.backend.close()
+        """Release the backend (its thread and embedded server, over HTTP) and the boundary."""
+        try:
+            self.backend.close()
+        finally:
+            self.boundary.close()
 
 
 def make_link(config: CortexConfig) -> CortexLink | None:

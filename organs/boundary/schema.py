@@ -214,10 +214,33 @@ def situation_json_schema() -> dict[str, Any]:
     }
 
 
-def report_situation_declaration() -> dict[str, Any]:
-    """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations)."""
+def fit_to_map(schema: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """The situation schema narrowed to one map of width x height: its sides fixed, its rows exactly
+    ``height`` strings of ``width`` characters, every coordinate inside it. A guided decoder held to it
+    can only write calls that also pass ``decode_call``'s cross-field checks (rows fit, points inside)."""
+    if not (1 <= width <= MAX_MAP_SIDE and 1 <= height <= MAX_MAP_SIDE):
+        raise ValueError(f"map {width}x{height}: each side must be in 1..{MAX_MAP_SIDE}")
+    defs = schema["$defs"]
+    for name in ("Body", "LockProblem", "Point"):
+        defs[name]["properties"]["x"]["maximum"] = width - 1
+        defs[name]["properties"]["y"]["maximum"] = height - 1
+    seen = defs["SeenMap"]["properties"]
+    seen["width"].update(minimum=width, maximum=width)
+    seen["height"].update(minimum=height, maximum=height)
+    seen["rows"].update(minItems=height, maxItems=height)
+    seen["rows"]["items"]["pattern"] = f"^[{_MAP_CHARS}]{{{width}}}$"
+    return schema
+
+
+def report_situation_declaration(width: int | None = None, height: int | None = None) -> dict[str, Any]:
+    """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations); with
+    width and height, its parameters fitted to that map (``fit_to_map``)."""
     schema = situation_json_schema()
     schema.pop("$schema")
+    if width is not None or height is not None:
+        if width is None or height is None:
+            raise ValueError("report_situation_declaration: give both width and height, or neither")
+        schema = fit_to_map(schema, width, height)
     return {
         "type": "function",
         "function": {

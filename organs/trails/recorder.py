@@ -89,11 +89,11 @@ class TrailRecorder:
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "") -> None:
+                   fallback: str = "", numbers: str = "") -> None:
         """One escalation of NPC slot npc in env through its open gate on region."""
         self._event(world, env, npc, TrailKind.ESCALATION, region, True, situation=situation,
                     cortex_request=request, cortex_response=response, cortex_outcome=outcome,
-                    latency_ms=max(0.0, latency_ms), fallback=fallback)
+                    latency_ms=max(0.0, latency_ms), fallback=fallback, numbers=numbers)
 
     def _event(self, world: GridWorld, env: int, npc: int, kind: TrailKind, region: str, gate_open: bool,
                **fields: Any) -> None:
