@@ -43,6 +43,7 @@ from organs.boundary.schema import encode_call
 from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
 from organs.config import CortexConfig
 from organs.cortex.backends import PlanBackend, make_backend
+from organs.cortex.tools import tool_name
 from organs.escalation import Escalation, EscalationResult, Outcome
 from organs.plan import PlanFollower, PlanStatus
 from world import GridWorld
@@ -210,7 +211,8 @@ class CortexLink:
                                                                                              else ["reflex"])
                 self.trails.escalation(
                     world, b, n, escalation.region.value, situation=situation,
-                    response=msgspec.json.encode(result.call).decode() if planned else "",
+                    response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
+                    .decode() if planned else "",
                     outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
                     fallback=",".join(fallbacks), numbers=numbers)
         return escalated

@@ -198,6 +198,30 @@ class TrailStore:
             rows = cur.fetchall()
         return [self._record(row) for row in rows]
 
+    def records(self, kind: TrailKind | str | None = None, run: str | None = None, since: float | None = None,
+                until: float | None = None, batch: int = 1000) -> Iterator[TrailRecord]:
+        """Every event (of one kind and run, decided in [since, until) when given) with its outcome, oldest
+        first, read ``batch`` rows at a time."""
+        where, params = [], []
+        kind_value = None if kind is None else TrailKind(kind).value
+        for clause, value in (("e.kind = ?", kind_value), ("e.run = ?", run), ("e.at >= ?", since),
+                              ("e.at < ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(
+            f"o.{c}" for c in OUTCOME_COLUMNS
+        )
+        sql = (
+            f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY e.at, e.id"
+        )
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            while rows := cur.fetchmany(batch):
+                yield from (self._record(row) for row in rows)
+
     def _record(self, row: tuple[Any, ...]) -> TrailRecord:
         e = dict(zip(EVENT_COLUMNS, row[: len(EVENT_COLUMNS)], strict=True))
         o = dict(zip(OUTCOME_COLUMNS, row[len(EVENT_COLUMNS):], strict=True))
