@@ -34,6 +34,8 @@ PROPRIO_FIELDS: tuple[str, ...] = tuple(member.name.lower() for member in Propri
 _HEX = "0123456789abcdef"[:NUM_CODES]
 _ROW = Annotated[str, msgspec.Meta(pattern=f"^[{_HEX}]{{1,{MAX_MAP_SIDE}}}$")]
 _REGION_NAMES = tuple(region.value for region in REGIONS)
+_CODE_OF_BYTE = np.zeros(256, dtype=np.uint8)
+_CODE_OF_BYTE[np.frombuffer(_HEX.encode(), dtype=np.uint8)] = np.arange(NUM_CODES, dtype=np.uint8)
 
 
 class NumbersMessage(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +98,8 @@ def decode_numbers(text: str | bytes) -> NpcNumbers:
     for i, row in enumerate(message.seen):
         if len(row) != width:
             raise ValueError(f"numbers.seen[{i}]: {len(row)} cells, expected {width} like row 0")
-    seen = np.array([[_HEX.index(c) for c in row] for row in message.seen], dtype=np.uint8)
+    cells = np.frombuffer("".join(message.seen).encode(), dtype=np.uint8)  # rows already checked: hex digits
+    seen = _CODE_OF_BYTE[cells].reshape(len(message.seen), width)
     return NpcNumbers(
         npc=message.npc, tick=message.tick, x=message.x, y=message.y,
         proprio=_vector(message.proprio, PROPRIO_FIELDS, "proprio"), seen=seen, region=message.region,

@@ -18,6 +18,7 @@ Version history: 1 - first version.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -202,16 +203,22 @@ def decode_call(data: bytes | str) -> Situation:
 
 def situation_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the ``report_situation`` arguments, with ``$defs`` inlined."""
+    return msgspec.json.decode(_situation_json_schema())
+
+
+@functools.cache
+def _situation_json_schema() -> bytes:
+    """Built once (msgspec's schema export takes milliseconds; decoding its JSON, tens of microseconds)."""
     schema = msgspec.json.schema(Situation)
     defs = schema.pop("$defs", {})
     root = defs.pop(schema.pop("$ref").rsplit("/", 1)[-1])
-    return {
+    return msgspec.json.encode({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **root,
         "$defs": defs,
         "title": SITUATION_FUNCTION,
         "x-version": SITUATION_VERSION,
-    }
+    })
 
 
 def fit_to_map(schema: dict[str, Any], width: int, height: int) -> dict[str, Any]:
@@ -235,17 +242,23 @@ def fit_to_map(schema: dict[str, Any], width: int, height: int) -> dict[str, Any
 def report_situation_declaration(width: int | None = None, height: int | None = None) -> dict[str, Any]:
     """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations); with
     width and height, its parameters fitted to that map (``fit_to_map``)."""
+    return msgspec.json.decode(report_situation_declaration_json(width, height))
+
+
+@functools.lru_cache(maxsize=256)
+def report_situation_declaration_json(width: int | None = None, height: int | None = None) -> bytes:
+    """``report_situation_declaration`` as JSON bytes, made once per map size (to embed with msgspec.Raw)."""
     schema = situation_json_schema()
     schema.pop("$schema")
     if width is not None or height is not None:
         if width is None or height is None:
             raise ValueError("report_situation_declaration: give both width and height, or neither")
         schema = fit_to_map(schema, width, height)
-    return {
+    return msgspec.json.encode({
         "type": "function",
         "function": {
             "name": SITUATION_FUNCTION,
             "description": "Report one NPC's situation when its cells collapse on a region.",
             "parameters": schema,
         },
-    }
+    })

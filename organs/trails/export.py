@@ -48,7 +48,7 @@ from organs.boundary.schema import (
     SITUATION_FUNCTION,
     SituationError,
     decode_call,
-    report_situation_declaration,
+    report_situation_declaration_json,
 )
 from organs.cortex.client import SYSTEM_PROMPT as CORTEX_PROMPT
 from organs.cortex.tools import TOOL_DECLARATIONS, TOOLS, InvalidAnswer, parse_call, tool_name
@@ -58,6 +58,8 @@ from organs.trails.store import TrailRecord, TrailStore
 KINDS = ("boundary", "cortex")
 #: Which boundary examples to keep: every valid one, or only those whose escalation paid off.
 OUTCOME_FILTERS = ("any", "paid")
+#: The cortex's tool declarations, encoded once (embedded in every cortex example).
+_CORTEX_TOOLS = msgspec.Raw(msgspec.json.encode(TOOL_DECLARATIONS))
 
 
 class NoExample(ValueError):
@@ -124,7 +126,7 @@ def boundary_example(record: TrailRecord, encoder: DeterministicEncoder | None =
             {"role": "assistant",
              "tool_calls": [_tool_call(SITUATION_FUNCTION, msgspec.to_builtins(situation))]},
         ],
-        "tools": [report_situation_declaration(width, height)],
+        "tools": [msgspec.Raw(report_situation_declaration_json(width, height))],
     }  # fmt: skip
 
 
@@ -169,7 +171,7 @@ def cortex_example(record: TrailRecord) -> dict[str, Any]:
             {"role": "user", "content": event.situation},
             {"role": "assistant", "tool_calls": [_tool_call(name, msgspec.to_builtins(call))]},
         ],
-        "tools": TOOL_DECLARATIONS,
+        "tools": _CORTEX_TOOLS,
     }  # fmt: skip
 
 
