@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -221,6 +222,16 @@ class TrailStore:
             cur.execute(self._sql(sql), tuple(params))
             while rows := cur.fetchmany(batch):
                 yield from (self._record(row) for row in rows)
+
+    def last_per_npc(self, run: str, n: int = 3, kind: TrailKind | str = TrailKind.ESCALATION
+                     ) -> dict[int, list[TrailRecord]]:
+        """Each NPC's newest n events of one kind in one run (newest first), by NPC id in order."""
+        newest: dict[int, deque[TrailRecord]] = defaultdict(lambda: deque(maxlen=n))
+        for record in self.records(kind=kind, run=run):
+            newest[record.event.npc].append(record)
+        ordered = {npc: sorted(records, key=lambda r: (r.event.tick, r.event.at), reverse=True)
+                   for npc, records in newest.items()}
+        return dict(sorted(ordered.items()))
 
     def _record(self, row: tuple[Any, ...]) -> TrailRecord:
         e = dict(zip(EVENT_COLUMNS, row[: len(EVENT_COLUMNS)], strict=True))
