@@ -36,7 +36,7 @@ import numpy as np
 
 from nervous.cells.base import WaveArrays
 from nervous.messages import REGIONS, CollapseEvent
-from organs.boundary.encoder import Boundary, Situated
+from organs.boundary.encoder import Boundary, NpcNumbers
 from organs.boundary.model import make_boundary
 from organs.boundary.numbers import encode_numbers
 from organs.boundary.schema import encode_call
@@ -189,17 +189,25 @@ class CortexLink:
         self._sync(world)
         B, N = world.num_envs, world.num_npcs
         escalated = np.zeros((B, N), dtype=bool)
-        asks: list[tuple[int, int, Escalation, Situated, str]] = []
+        rows: list[tuple[int, int]] = []
+        batch: list[NpcNumbers] = []
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
             b, n = int(b), int(n)
             if (b, n) in self.plans or not world.alive[b, n]:
                 continue
-            asks.append((b, n, *self._escalation(world, b, n, requests[b, n], priority[b, n],
-                                                 confidence[b, n], waves)))
-        if not asks:
+            rows.append((b, n))
+            batch.append(self._numbers(world, b, n, requests[b, n], confidence[b, n], waves))
+        if not rows:
             return escalated
-        results = self.backend.ask([e for _, _, e, _, _ in asks])
-        for (b, n, escalation, situated, numbers), result in zip(asks, results, strict=True):
+        situated_all = self.boundary.situate_many(batch)  # a model boundary asks them all at once
+        deadline = time.monotonic() + self.config.deadline_s
+        escalations = [Escalation(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                  situation=situated.situation, priority=int(np.clip(priority[b, n], 0, 10)),
+                                  deadline=deadline)
+                       for (b, n), numbers, situated in zip(rows, batch, situated_all, strict=True)]
+        results = self.backend.ask(escalations)
+        answered = zip(rows, batch, escalations, situated_all, results, strict=True)
+        for (b, n), numbers, escalation, situated, result in answered:
             escalated[b, n] = True
             self._record(b, n, result, int(world.ticks))
             if situated.fallback:
@@ -214,13 +222,12 @@ class CortexLink:
                     response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
                     .decode() if planned else "",
                     outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
-                    fallback=",".join(fallbacks), numbers=numbers)
+                    fallback=",".join(fallbacks), numbers=encode_numbers(numbers))
         return escalated
 
-    def _escalation(self, world: GridWorld, b: int, n: int, requested: np.ndarray, priority: int,
-                    confidence: np.ndarray, waves: WaveArrays) -> tuple[Escalation, Situated, str]:
-        """One NPC's escalation about its strongest requested region, how the boundary wrote its situation
-        and the numbers it wrote it from (as the numbers message, when trails are recorded)."""
+    def _numbers(self, world: GridWorld, b: int, n: int, requested: np.ndarray, confidence: np.ndarray,
+                 waves: WaveArrays) -> NpcNumbers:
+        """The boundary's numbers of one NPC about its strongest requested region."""
         assert self.seen is not None
         regions = np.flatnonzero(requested)
         r = int(regions[np.argmax(confidence[regions])])
@@ -238,12 +245,7 @@ class CortexLink:
         tick = int(world.t[b])
         event = CollapseEvent(npc=n, region=region, confidence=float(np.clip(confidence[r], 0.0, 1.0)),
                               cells=agreeing, tick=tick)
-        numbers = npc_numbers(world, b, self.seen, event, strongest, value)
-        situated = self.boundary.situate(numbers)
-        escalation = Escalation(npc=n, region=region, tick=tick, situation=situated.situation,
-                                priority=int(np.clip(priority, 0, 10)),
-                                deadline=time.monotonic() + self.config.deadline_s)
-        return escalation, situated, encode_numbers(numbers) if self.trails is not None else ""
+        return npc_numbers(world, b, self.seen, event, strongest, value)
 
     def _record(self, b: int, n: int, result: EscalationResult, tick: int) -> None:
         s = self.stats

@@ -287,3 +287,26 @@ def test_escalations_take_the_models_situation_and_the_trail_names_a_fallback(
         assert event.fallback == "encoder:unreachable" and link.boundary.counts["fallback_unreachable"] == 1
         assert stats["cortex/boundary_fallbacks"] == 1
     assert event.cortex_outcome == "planned"
+
+
+async def test_situate_many_asks_concurrently_and_keeps_the_order() -> None:
+    in_flight, most = 0, 0
+
+    async def handler(body: dict[str, Any]) -> web.StreamResponse:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.3)
+        in_flight -= 1
+        situation = DeterministicEncoder().encode(decode_numbers(body["messages"][-1]["content"]))
+        arguments = json.dumps(json.loads(encode_call(situation))["arguments"])
+        return web.json_response(completion([("report_situation", arguments)]))
+
+    async with ScriptedServer(handler) as server:
+        boundary = ModelBoundary(model_config(concurrency=4), base_url=server.base_url)
+        try:
+            results = await asyncio.to_thread(boundary.situate_many, [numbers(npc=n) for n in range(6)])
+        finally:
+            boundary.close()
+    assert [r.situation.npc for r in results] == list(range(6)) and all(r.fallback == "" for r in results)
+    assert most == 4 and boundary.counts == {"requests": 6, "model": 6}  # 4 at once, never more

@@ -35,6 +35,8 @@ class BoundaryConfig:
     """Completion budget of one situation (a 64x64 map's situation is about 3,000 tokens)."""
     temperature: float = 0.0
     """Sampling temperature; 0 keeps the boundary reproducible."""
+    concurrency: int = 8
+    """Requests in flight at once when one world tick escalates several NPCs."""
     breaker_failures: int = 5
     """Consecutive unreachable or refused requests that open the boundary's circuit breaker."""
     breaker_reset_s: float = 5.0
@@ -48,7 +50,7 @@ class BoundaryConfig:
             raise ValueError(f"cortex.boundary.base_url={self.base_url!r}: must start with http:// or https://")
         if not self.model:
             raise ValueError("cortex.boundary.model='': must name the served model")
-        for name in ("timeout_s", "max_tokens", "breaker_failures", "breaker_reset_s"):
+        for name in ("timeout_s", "max_tokens", "concurrency", "breaker_failures", "breaker_reset_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"cortex.boundary.{name}={value!r}: must be > 0")

@@ -96,6 +96,10 @@ class Boundary(Protocol):
         """The situation of one NPC, with the fallback taken (never raises for a model's trouble)."""
         ...
 
+    def situate_many(self, batch: list[NpcNumbers]) -> list[Situated]:
+        """The situations of several NPCs, in order (a model boundary asks for them concurrently)."""
+        ...
+
     def close(self) -> None:
         """Release what the boundary holds (an HTTP client, an embedded server); safe to call twice."""
         ...
@@ -121,6 +125,10 @@ class DeterministicEncoder:
         started = time.perf_counter()
         situation = self.encode(numbers)
         return Situated(situation, latency_s=time.perf_counter() - started)
+
+    def situate_many(self, batch: list[NpcNumbers]) -> list[Situated]:
+        """The situations of several NPCs, in order."""
+        return [self.situate(numbers) for numbers in batch]
 
     def close(self) -> None:
         """Nothing to release."""

@@ -17,9 +17,11 @@ kind in one line, and named in the ``Situated`` the escalation path records in t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -120,48 +122,75 @@ class ModelBoundary:
         self._client = openai.OpenAI(base_url=url, api_key=config.api_key, timeout=config.timeout_s,
                                      max_retries=0)
         self._warned: set[str] = set()
+        self._lock = threading.Lock()  # counts, breaker and warnings are shared by situate_many's threads
+        self._pool: ThreadPoolExecutor | None = None
 
     def situate(self, numbers: NpcNumbers) -> Situated:
         """The model's situation of one NPC, or the encoder's with the fallback named (never raises)."""
         started = time.perf_counter()
-        self.counts["requests"] += 1
+        with self._lock:
+            self.counts["requests"] += 1
         try:
             situation = self._ask(numbers)
         except BoundaryAnswerError as exc:
             situation = self.encoder.encode(numbers)
-            self.counts["fallback"] += 1
-            self.counts[f"fallback_{exc.kind}"] += 1
-            if exc.kind not in self._warned:
+            with self._lock:
+                self.counts["fallback"] += 1
+                self.counts[f"fallback_{exc.kind}"] += 1
+                first = exc.kind not in self._warned
                 self._warned.add(exc.kind)
+            if first:
                 log.warning("boundary: %s from %s (%s); the deterministic encoder stands in "
                             "(logged once per kind)", exc.kind, self.base_url, exc.detail)
             return Situated(situation, exc.kind, exc.detail, time.perf_counter() - started)
-        self.counts["model"] += 1
+        with self._lock:
+            self.counts["model"] += 1
         return Situated(situation, latency_s=time.perf_counter() - started)
+
+    def situate_many(self, batch: list[NpcNumbers]) -> list[Situated]:
+        """The situations of several NPCs, in order, at most ``concurrency`` requests in flight at once."""
+        if len(batch) <= 1:
+            return [self.situate(numbers) for numbers in batch]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="boundary")
+        return list(self._pool.map(self.situate, batch))
 
     def encode(self, numbers: NpcNumbers) -> Situation:
         """The situation of one NPC (``situate`` without its provenance)."""
         return self.situate(numbers).situation
 
     def _ask(self, numbers: NpcNumbers) -> Situation:
-        if not self.breaker.allow():
+        with self._lock:
+            allowed = self.breaker.allow()
+        if not allowed:
             raise BoundaryAnswerError("breaker_open", f"{self.config.breaker_failures} failures in a row")
         try:
             response = self._client.chat.completions.create(**boundary_request(self.config, numbers))
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            self.breaker.record_failure()
+            self._outcome(healthy=False)
             raise BoundaryAnswerError("unreachable", f"{type(exc).__name__}: {exc}") from None
         except openai.APIStatusError as exc:
-            self.breaker.record_failure()
+            self._outcome(healthy=False)
             raise BoundaryAnswerError("refused", f"HTTP {exc.status_code}: {exc.message}") from None
         except (openai.APIResponseValidationError, ValueError) as exc:  # answered, but not a completion
-            self.breaker.record_success()
+            self._outcome(healthy=True)
             raise BoundaryAnswerError("bad_json", f"not a chat completion: {exc}") from None
-        self.breaker.record_success()
+        self._outcome(healthy=True)
         return parse_situation_answer(response)
+
+    def _outcome(self, healthy: bool) -> None:
+        """Tell the breaker whether the server answered."""
+        with self._lock:
+            if healthy:
+                self.breaker.record_success()
+            else:
+                self.breaker.record_failure()
 
     def close(self) -> None:
         """Close the HTTP client and stop the embedded server this boundary started; safe to call twice."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._client.close()
         if self.server is not None:
             self.server.stop()
