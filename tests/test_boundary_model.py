@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+import openai
 import pytest
 from aiohttp import web
 
@@ -310,3 +311,22 @@ async def test_situate_many_asks_concurrently_and_keeps_the_order() -> None:
             boundary.close()
     assert [r.situation.npc for r in results] == list(range(6)) and all(r.fallback == "" for r in results)
     assert most == 4 and boundary.counts == {"requests": 6, "model": 6}  # 4 at once, never more
+
+
+def test_the_embedded_function_gemma_refuses_what_it_cannot_serve_with_openai_errors() -> None:
+    tool = report_situation_declaration()
+    with EmbeddedCortex() as server, openai.OpenAI(base_url=server.base_url, api_key="x") as client:
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.chat.completions.create(model="function-gemma", tools=[tool],
+                                           messages=[{"role": "user", "content": "the NPC is hungry"}])
+        with pytest.raises(openai.BadRequestError) as undeclared:
+            client.chat.completions.create(model="function-gemma",
+                                           messages=[{"role": "user", "content": encode_numbers(numbers())}])
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model="gemma-9000", tools=[tool],
+                                           messages=[{"role": "user", "content": encode_numbers(numbers())}])
+        models = [m.id for m in client.models.list()]
+    assert bad.value.body["param"] == "messages[0].content" and bad.value.body["code"] == "bad_numbers"
+    assert "not an NPC's numbers: numbers: not JSON" in bad.value.body["message"]
+    assert undeclared.value.body["param"] == "tools"
+    assert models == ["nyx", "function-gemma"]
