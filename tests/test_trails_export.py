@@ -29,6 +29,8 @@ from organs.trails.writer import TrailWriter
 from world import GridWorld, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The fixture runs 400 stage-4 ticks and the tests the CLI as subprocesses: about 40 s in all.
+pytestmark = pytest.mark.slow
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
