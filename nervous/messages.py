@@ -299,6 +299,8 @@ class TrailEvent(Message, tag="trail"):
     numbers: JsonText = ""
     """The boundary's input as JSON text: the NPC's numbers message (``organs.boundary.numbers``) the
     situation was written from ('' for a gate decision); with the situation, a fine-tuning pair."""
+    stage: Annotated[int, msgspec.Meta(ge=-1, le=1000)] = -1
+    """The curriculum stage of the world the decision was made in (-1: not known)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

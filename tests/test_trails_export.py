@@ -111,6 +111,11 @@ def test_filters_narrow_the_export_and_the_boundary_command_writes_boundary_exam
     assert later.returncode == 0 and read(out) == [] and "wrote 0 fine-tuning examples" in later.stdout
     other = cli("organs.trails", "export", "--store", str(trails), "--out", str(out), "--run", "another-run")
     assert other.returncode == 0 and read(out) == []
+    stage3 = cli("organs.trails", "export", "--store", str(trails), "--out", str(out), "--stage", "3")
+    assert stage3.returncode == 0 and read(out) == []  # the run was on stage 4
+    stage4 = cli("organs.trails", "export", "--store", str(trails), "--out", str(out), "--stage", "4",
+                 "--kinds", "cortex")
+    assert stage4.returncode == 0 and [e["kind"] for e in read(out)] == ["cortex"] * len(paid)
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="boundary (numbers -> situation), cortex (situation -> plan, paid off only)")
     out.add_argument("--outcome", choices=OUTCOME_FILTERS, default="any",
                      help="boundary examples: any valid one, or only escalations that paid off")
+    out.add_argument("--stage", type=int, default=None, help="only events of worlds of this curriculum stage")
     out.add_argument("--run", default=None, help="only this run")
     out.add_argument("--since", default=None, help="only events decided at or after this ISO date (UTC)")
     out.add_argument("--until", default=None, help="only events decided before this ISO date (UTC)")
@@ -84,7 +85,7 @@ def _export(args: argparse.Namespace) -> int:
     since = None if args.since is None else parse_date(args.since, "--since")
     until = None if args.until is None else parse_date(args.until, "--until")
     with open_store(location, create=False) as store:
-        counts = export(store, args.out, args.kinds, args.outcome, args.run, since, until)
+        counts = export(store, args.out, args.kinds, args.outcome, args.run, since, until, args.stage)
     print(counts.summary(args.out))
     return 0
 

@@ -23,9 +23,8 @@ Selection rule, per escalation event (gate decisions never make examples):
   K ticks after it, and did not die. The system turn is the cortex client's prompt, the user turn the
   situation call, the assistant turn the plan call, the tools all the cortex's tools.
 
-``--run``, ``--since`` and ``--until`` (ISO dates, UTC when no zone is given) narrow the events. Every
-example is validated as it is built; events that make none are counted by reason. The trail events do
-not record the world's stage, so there is no stage filter: one run per stage gives it with ``--run``.
+``--stage``, ``--run``, ``--since`` and ``--until`` (ISO dates, UTC when no zone is given) narrow the
+events. Every example is validated as it is built; events that make none are counted by reason.
 """
 
 from __future__ import annotations
@@ -228,13 +227,14 @@ def parse_date(text: str, flag: str) -> float:
 
 
 def export(store: TrailStore, out: str | Path, kinds: Iterable[str] = KINDS, outcome: str = "any",
-           run: str | None = None, since: float | None = None, until: float | None = None) -> ExportCounts:
+           run: str | None = None, since: float | None = None, until: float | None = None,
+           stage: int | None = None) -> ExportCounts:
     """Write the store's examples to a JSONL file (replaced whole); what was written and left out."""
     counts = ExportCounts()
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    records = store.records(kind="escalation", run=run, since=since, until=until)
+    records = store.records(kind="escalation", run=run, since=since, until=until, stage=stage)
     with partial.open("wb") as file:
         for example in examples(records, kinds, outcome, counts):
             file.write(msgspec.json.encode(example) + b"\n")

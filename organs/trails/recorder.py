@@ -101,7 +101,8 @@ class TrailRecorder:
         tick = int(world.ticks)
         event_id = trail_id(self.run, slot, tick, kind, region)
         self.buffer.append(TrailEvent(id=event_id, run=self.run, env=self.env, npc=slot, tick=tick, kind=kind,
-                                      region=region, gate_open=gate_open, at=time.time(), **fields))
+                                      region=region, gate_open=gate_open, at=time.time(),
+                                      stage=int(world.config.stage), **fields))
         self._totals(world)
         assert self._reward is not None and self._openings is not None and self._deaths is not None
         self.pending.append(_Pending(event_id, env, npc, tick, float(self._reward[env, npc]),

@@ -151,7 +151,7 @@ class TrailStore:
                 events.append((
                     m.id, m.run, m.env, m.npc, m.tick, m.kind.value, m.region.value, m.gate_open,
                     encode(m.inputs).decode(), m.situation, m.cortex_request, m.cortex_response,
-                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, now,
+                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, now,
                 ))  # fmt: skip
             elif isinstance(m, TrailOutcome):
                 outcomes.append(
@@ -200,13 +200,14 @@ class TrailStore:
         return [self._record(row) for row in rows]
 
     def records(self, kind: TrailKind | str | None = None, run: str | None = None, since: float | None = None,
-                until: float | None = None, batch: int = 1000) -> Iterator[TrailRecord]:
-        """Every event (of one kind and run, decided in [since, until) when given) with its outcome, oldest
-        first, read ``batch`` rows at a time."""
+                until: float | None = None, stage: int | None = None, batch: int = 1000
+                ) -> Iterator[TrailRecord]:
+        """Every event (of one kind, run and stage, decided in [since, until), when given) with its outcome,
+        oldest first, read ``batch`` rows at a time."""
         where, params = [], []
         kind_value = None if kind is None else TrailKind(kind).value
         for clause, value in (("e.kind = ?", kind_value), ("e.run = ?", run), ("e.at >= ?", since),
-                              ("e.at < ?", until)):
+                              ("e.at < ?", until), ("e.stage = ?", stage)):
             if value is not None:
                 where.append(clause)
                 params.append(value)
