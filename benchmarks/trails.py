@@ -16,7 +16,11 @@ Keys:
 - ``lost_after_writer_kill9`` / ``duplicated_after_writer_kill9``: 10,000 events paced over about
   4 s, the writer ``kill -9``ed at half of them and restarted; acked events missing from the store,
   and rows beyond one per id, summed over both stores;
-- ``lost_after_broker_restart``: the same with the nats-server killed at half and restarted 1 s later.
+- ``lost_after_broker_restart``: the same with the nats-server killed at half and restarted 1 s later;
+- ``sft_examples_per_s``: fine-tuning examples written per second by ``organs.trails.export`` (read
+  from SQLite, every example validated and its boundary label checked against the encoder) from 5,000
+  stage-4 escalations (32x32 seen maps after 60 ticks of wandering, each with a plan and a paid-off
+  outcome, so each makes a boundary and a cortex example).
 
 Targets (issue 12): >= 5,000 events/s into each store, p99 <= 250 ms, 0 lost, 0 duplicated.
 """
@@ -38,15 +42,21 @@ import numpy as np
 
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
-from nervous.messages import Heartbeat, Region, TrailEvent, TrailKind
+from nervous.messages import CollapseEvent, Heartbeat, Region, TrailEvent, TrailKind, TrailOutcome
 from nervous.server import EmbeddedServer
 from nervous.trail_stream import TrailPublisher, stream_name, trail_id
+from organs.boundary import DeterministicEncoder, encode_call
+from organs.boundary.numbers import encode_numbers
+from organs.boundary.world_numbers import SeenMaps, npc_numbers
+from organs.trails.export import export
 from organs.trails.pgserver import EmbeddedPostgres
 from organs.trails.store import TrailStoreError, is_dsn, open_store
+from world import GridWorld, stage_config
 
 ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_EVENTS = 20_000
 FAULT_EVENTS = 10_000
+SFT_EVENTS = 5_000
 LATENCY_RATE, LATENCY_S = 1_000, 4.0
 
 
@@ -238,6 +248,47 @@ async def one_store(server: EmbeddedServer, location: str, name: str, folder: Pa
     return dict(rate=rate, p99=p99, lost_kill=lost_kill, dup_kill=dup_kill, lost_broker=lost_broker)
 
 
+def stage4_escalations(run: str, n: int) -> list[TrailEvent | TrailOutcome]:
+    """n escalations of stage-4 NPCs after 60 ticks of random moves, with numbers, situation, a plan and a
+    paid-off outcome each (the 16 NPCs' numbers repeated over ticks)."""
+    world = GridWorld(stage_config(4), num_envs=1, seed=0)
+    seen = SeenMaps(world)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        world.step(rng.integers(0, 5, size=(1, world.num_npcs)))
+        seen.update(world)
+    encoder, messages = DeterministicEncoder(), []
+    alive = [int(i) for i in np.flatnonzero(world.alive[0])]
+    for i in range(n):
+        npc = alive[i % len(alive)]
+        event = CollapseEvent(npc=npc, region=Region.MATH, confidence=0.9, cells=["vault", "key"], tick=i)
+        numbers = npc_numbers(world, 0, seen, event)
+        numbers.tick = i
+        situation = encoder.encode(numbers)
+        event_id = trail_id(run, npc, i, TrailKind.ESCALATION, "math")
+        plan = '{"name":"go_to","arguments":{"x":%d,"y":%d,"purpose":"explore"}}' % (numbers.x, numbers.y)  # noqa: UP031
+        messages.append(TrailEvent(
+            id=event_id, run=run, env="dev", npc=npc, tick=i, kind=TrailKind.ESCALATION, region=Region.MATH,
+            gate_open=True, situation=encode_call(situation).decode(), cortex_response=plan,
+            cortex_outcome="planned", latency_ms=1.0, at=time.time(), numbers=encode_numbers(numbers)))
+        messages.append(TrailOutcome(id=event_id, npc=npc, tick=i + 40, after_ticks=40, reward=0.5))
+    return messages
+
+
+def sft_rate(folder: Path) -> float:
+    """Fine-tuning examples written per second from a SQLite store of SFT_EVENTS escalations."""
+    with open_store(str(folder / "sft.sqlite")) as store:
+        messages = stage4_escalations("sft", SFT_EVENTS)
+        for k in range(0, len(messages), 2000):
+            store.insert(messages[k:k + 2000])
+        started = time.perf_counter()
+        counts = export(store, folder / "sft.jsonl")
+        elapsed = time.perf_counter() - started
+    if counts.examples != 2 * SFT_EVENTS:
+        raise RuntimeError(f"sft export: {counts.summary('sft.jsonl')}, expected {2 * SFT_EVENTS}")
+    return counts.examples / elapsed
+
+
 async def main() -> dict[str, Any]:
     """Run the benchmark on both stores."""
     with tempfile.TemporaryDirectory(prefix="nimmerverse-trails-bench-") as tmp, EmbeddedPostgres() as pg:
@@ -247,6 +298,7 @@ async def main() -> dict[str, Any]:
         for name, location in stores:
             with EmbeddedServer(folder / f"nats-{name}") as server:
                 results[name] = await one_store(server, location, name, folder)
+        sft = sft_rate(folder)
     sq, pq = results["sqlite"], results["postgres"]
     return {
         "cores": os.cpu_count() or 1,
@@ -256,6 +308,7 @@ async def main() -> dict[str, Any]:
         "lost_after_writer_kill9": sq["lost_kill"] + pq["lost_kill"],
         "duplicated_after_writer_kill9": sq["dup_kill"] + pq["dup_kill"],
         "lost_after_broker_restart": sq["lost_broker"] + pq["lost_broker"],
+        "sft_examples_per_s": round(sft),
     }
 
 

@@ -296,11 +296,16 @@ class TrailEvent(Message, tag="trail"):
     output was invalid and the deterministic encoder stood in)."""
     at: WallTime = 0.0
     """When the decision was made (Unix seconds); the writer measures publish-to-commit from it."""
+    numbers: JsonText = ""
+    """The boundary's input as JSON text: the NPC's numbers message (``organs.boundary.numbers``) the
+    situation was written from ('' for a gate decision); with the situation, a fine-tuning pair."""
+    stage: Annotated[int, msgspec.Meta(ge=-1, le=1000)] = -1
+    """The curriculum stage of the world the decision was made in (-1: not known)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.kind, self.region = TrailKind(self.kind), Region(self.region)  # as decoding makes them
-        for name in ("situation", "cortex_request", "cortex_response"):
+        for name in ("situation", "cortex_request", "cortex_response", "numbers"):
             _check_json("TrailEvent", name, getattr(self, name))
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from organs.boundary.config import BoundaryConfig
 from organs.cortex.tools import TOOLS
 
 #: How the in-process runtime reaches the cortex: not at all, the planner engine in-process, or over HTTP.
@@ -61,8 +62,13 @@ class CortexConfig:
     OrganGate message opened, CortexLink.organ_gate; closed until then)."""
     vision_weights: str = ""
     """Vision organ weight file ('': the shipped weights)."""
+    boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
+    """The Function Gemma boundary that writes each escalation's situation: the deterministic encoder
+    (default) or a function-calling model (cortex.boundary.backend=model), with the encoder as fallback."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.boundary, dict):
+            self.boundary = BoundaryConfig(**self.boundary)
         positive = (
             "timeout_s",
             "concurrency",

@@ -5,8 +5,9 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
 (``SeenMaps``, updated once per world tick, forgotten when the NPC dies or is born) and:
 
 - ``escalate``: each requested (env, NPC) - the strongest requested region when several - becomes the
-  boundary's situation (``npc_numbers`` -> ``DeterministicEncoder``) and an ``Escalation`` carrying the
-  governor's LLM priority; all of a tick's escalations go to the backend at once
+  boundary's situation (``npc_numbers`` -> ``cortex.boundary``: the ``DeterministicEncoder``, or a
+  function-calling model with the encoder standing in when its answer is invalid) and an
+  ``Escalation`` carrying the governor's LLM priority; all of a tick's escalations go to the backend at once
   (``organs.cortex.backends``: the engine in-process or the real client over HTTP) and the tick waits
   for their results. A PLANNED result gets a ``PlanFollower``. An NPC already following a plan does
   not escalate (it is not counted and pays nothing); every other request counts as an escalation,
@@ -46,11 +47,14 @@ import numpy as np
 from nervous.cells.base import WaveArrays
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, CollapseEvent, OrganGate
-from organs.boundary.encoder import DeterministicEncoder, SituationEncoder
+from organs.boundary.encoder import Boundary, NpcNumbers
+from organs.boundary.model import make_boundary
+from organs.boundary.numbers import encode_numbers
 from organs.boundary.schema import encode_call
 from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
 from organs.config import CortexConfig
 from organs.cortex.backends import PlanBackend, make_backend
+from organs.cortex.tools import tool_name
 from organs.escalation import Escalation, EscalationResult, Outcome
 from organs.host.config import OrganHostConfig
 from organs.host.inproc import InProcessHost
@@ -70,6 +74,8 @@ class LinkStats:
     """What the escalations of a stretch of ticks came to."""
 
     escalations: int = 0
+    boundary_fallbacks: int = 0
+    """Situations the deterministic encoder wrote because the boundary model's answer was unusable."""
     planned: int = 0
     plans_done: int = 0
     plans_invalid: int = 0
@@ -89,6 +95,7 @@ class LinkStats:
     def add(self, other: LinkStats) -> None:
         """Add another stretch's figures to these."""
         self.escalations += other.escalations
+        self.boundary_fallbacks += other.boundary_fallbacks
         self.planned += other.planned
         self.plans_done += other.plans_done
         self.plans_invalid += other.plans_invalid
@@ -103,7 +110,8 @@ class LinkStats:
     def metrics(self) -> dict[str, float]:
         """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
         out = {"cortex/escalations": float(self.escalations), "cortex/planned": float(self.planned),
-               "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid)}
+               "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid),
+               "cortex/boundary_fallbacks": float(self.boundary_fallbacks)}
         out |= {f"cortex/outcome_{o.value}": float(self.outcomes[o.value]) for o in Outcome}
         out |= {"cortex/vision_calls": float(self.vision_calls),
                 "cortex/vision_refused": float(self.vision_refused),
@@ -128,7 +136,7 @@ class TrailSink(Protocol):
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "") -> None:
+                   fallback: str = "", numbers: str = "") -> None:
         """Record one escalation."""
         ...
 
@@ -137,7 +145,7 @@ class CortexLink:
     """Escalations of a batched world to the cortex, and the plans that come back."""
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
-                 encoder: SituationEncoder | None = None, trails: TrailSink | None = None,
+                 boundary: Boundary | None = None, trails: TrailSink | None = None,
                  lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None) -> None:
         self.config = config
         self.organs = organs if organs is not None else make_organs(config, lifeforce)
@@ -145,7 +153,10 @@ class CortexLink:
         self.trails = trails
         """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
         self.backend = backend if backend is not None else make_backend(config)
-        self.encoder = encoder or DeterministicEncoder()
+        if boundary is None:  # a model boundary without its own base_url asks the cortex's server
+            cortex_url = getattr(self.backend, "base_url", None) or config.base_url
+            boundary = make_boundary(config.boundary, cortex_url)
+        self.boundary = boundary
         self.stats = LinkStats()
         self.totals = LinkStats()
         self.plans: dict[tuple[int, int], tuple[PlanFollower, int]] = {}
@@ -217,7 +228,8 @@ class CortexLink:
         self._sync(world)
         B, N = world.num_envs, world.num_npcs
         escalated = np.zeros((B, N), dtype=bool)
-        asks: list[tuple[int, int, Escalation]] = []
+        rows: list[tuple[int, int]] = []
+        batch: list[NpcNumbers] = []
         images: dict[int, np.ndarray] = {}
         cost = np.zeros((B, N), dtype=np.float32)
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
@@ -226,24 +238,36 @@ class CortexLink:
                 continue
             if self.organs is not None and self.organs.gate_open(n, VISION):
                 self._look(world, b, n, images, cost)
-            asks.append((b, n, self._escalation(world, b, n, requests[b, n], priority[b, n], confidence[b, n],
-                                                waves)))
+            rows.append((b, n))
+            batch.append(self._numbers(world, b, n, requests[b, n], confidence[b, n], waves))
         if cost.any():
             world.charge(cost)
-        if not asks:
+        if not rows:
             return escalated
-        results = self.backend.ask([e for _, _, e in asks])
-        for (b, n, escalation), result in zip(asks, results, strict=True):
+        situated_all = self.boundary.situate_many(batch)  # a model boundary asks them all at once
+        deadline = time.monotonic() + self.config.deadline_s
+        escalations = [Escalation(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                  situation=situated.situation, priority=int(np.clip(priority[b, n], 0, 10)),
+                                  deadline=deadline)
+                       for (b, n), numbers, situated in zip(rows, batch, situated_all, strict=True)]
+        results = self.backend.ask(escalations)
+        answered = zip(rows, batch, escalations, situated_all, results, strict=True)
+        for (b, n), numbers, escalation, situated, result in answered:
             escalated[b, n] = True
             self._record(b, n, result, int(world.ticks))
+            if situated.fallback:
+                self.stats.boundary_fallbacks += 1
             if self.trails is not None:
                 planned = result.outcome is Outcome.PLANNED and result.call is not None
                 situation = encode_call(escalation.situation).decode()
+                fallbacks = ([f"encoder:{situated.fallback}"] if situated.fallback else []) + ([] if planned
+                                                                                             else ["reflex"])
                 self.trails.escalation(
                     world, b, n, escalation.region.value, situation=situation,
-                    response=msgspec.json.encode(result.call).decode() if planned else "",
-                    outcome=result.outcome.value, latency_ms=1000.0 * result.latency_s,
-                    fallback="" if planned else "reflex")
+                    response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
+                    .decode() if planned else "",
+                    outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
+                    fallback=",".join(fallbacks), numbers=encode_numbers(numbers))
         return escalated
 
     def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
@@ -281,9 +305,9 @@ class CortexLink:
         """The in-process organs' lifecycle states by name (empty with vision_gate closed)."""
         return self.organs.states() if self.organs is not None else {}
 
-    def _escalation(self, world: GridWorld, b: int, n: int, requested: np.ndarray, priority: int,
-                    confidence: np.ndarray, waves: WaveArrays) -> Escalation:
-        """One NPC's escalation about its strongest requested region."""
+    def _numbers(self, world: GridWorld, b: int, n: int, requested: np.ndarray, confidence: np.ndarray,
+                 waves: WaveArrays) -> NpcNumbers:
+        """The boundary's numbers of one NPC about its strongest requested region."""
         assert self.seen is not None
         regions = np.flatnonzero(requested)
         r = int(regions[np.argmax(confidence[regions])])
@@ -301,10 +325,7 @@ class CortexLink:
         tick = int(world.t[b])
         event = CollapseEvent(npc=n, region=region, confidence=float(np.clip(confidence[r], 0.0, 1.0)),
                               cells=agreeing, tick=tick)
-        situation = self.encoder.encode(npc_numbers(world, b, self.seen, event, strongest, value))
-        return Escalation(npc=n, region=region, tick=tick, situation=situation,
-                          priority=int(np.clip(priority, 0, 10)),
-                          deadline=time.monotonic() + self.config.deadline_s)
+        return npc_numbers(world, b, self.seen, event, strongest, value)
 
     def _record(self, b: int, n: int, result: EscalationResult, tick: int) -> None:
         s = self.stats
@@ -368,10 +389,11 @@ class CortexLink:
         return metrics
 
     def close(self) -> None:
-        """Release the backend (its thread and embedded server, over HTTP) and unload the organs."""
+        """Release the backend (its thread and embedded server, over HTTP), the boundary and the organs."""
         try:
             self.backend.close()
         finally:
+            self.boundary.close()
             if self.organs is not None:
                 self.organs.close()
 

@@ -59,7 +59,7 @@ async def test_real_openai_client_gets_one_tool_call(cortex) -> None:
             tool_choice="auto",
         )
         models = await client.models.list()
-    assert [m.id for m in models.data] == ["nyx"]
+    assert [m.id for m in models.data] == ["nyx", "function-gemma"]
     calls = response.choices[0].message.tool_calls
     assert response.choices[0].finish_reason == "tool_calls" and len(calls) == 1
     call = parse_call(calls[0].function.name, calls[0].function.arguments)

@@ -11,7 +11,7 @@ import torch
 from agents.brain import Brain
 from agents.layout import SlotLayout
 from governor.config import GovernorConfig
-from governor.runtime import GovernedReflex
+from governor.runtime import GovernedReflex, Trails
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig
 from organs.config import CortexConfig
@@ -49,14 +49,17 @@ def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool, gener
 
 
 def _nervous_parts(brain: Brain, nervous: NervousConfig | None, governor: GovernorConfig | None = None,
-                   cortex: CortexConfig | None = None
+                   cortex: CortexConfig | None = None, trails: Trails | None = None
                    ) -> tuple[WaveSenses | None, Reflexes | GovernedReflex | None]:
     """The senses and reflexes the brain was trained with (under governor when given, escalating to the
-    cortex when its backend is on); ValueError if its input width disagrees."""
+    cortex when its backend is on, recording into trails when given); ValueError if its input width
+    disagrees."""
     check_wave_width(brain.proprio_size, nervous)
     if nervous is not None:
-        return build_nervous(nervous, governor, cortex)
-    return None, GovernedReflex(governor, LifeforceConfig()) if governor is not None else None
+        return build_nervous(nervous, governor, cortex, trails=trails)
+    if governor is None:
+        return None, None
+    return None, GovernedReflex(governor, LifeforceConfig(), trails=trails)
 
 
 @torch.inference_mode()
@@ -64,14 +67,15 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
                    greedy: bool = False, num_envs: int = 64,
                    nervous: NervousConfig | None = None,
                    governor: GovernorConfig | None = None,
-                   cortex: CortexConfig | None = None) -> dict[str, float]:
+                   cortex: CortexConfig | None = None, trails: Trails | None = None) -> dict[str, float]:
     """Run at least `episodes` episodes (whole batches) and return the world's episode means (with a
     governor, also its ``governor/`` figures: brain calls, CPU, escalations; with the cortex on, its
-    ``cortex/`` figures)."""
+    ``cortex/`` figures); with trails (a ``TrailRecorder``) the gate decisions and escalations are
+    recorded."""
     if episodes < 1:
         raise ValueError(f"episodes={episodes!r}: must be >= 1")
     check_fits(brain, config)
-    senses, reflex = _nervous_parts(brain, nervous, governor, cortex)
+    senses, reflex = _nervous_parts(brain, nervous, governor, cortex, trails)
     try:
         world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
         layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)

@@ -18,6 +18,9 @@ from agents.organism import OrganismConfig
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
 from organs.trails.recorder import TrailRecorder
+from organs.trails.store import TrailRecord, open_store
+from organs.trails.store import shown as shown_store
+from organs.trails.table import format_per_npc, record_row
 from organs.trails.writer import TrailWriter
 from train.checkpoint import (
     LATEST,
@@ -176,17 +179,19 @@ def _resumed_config(run: RunConfig, saved: RunConfig, overrides: list[str]) -> R
     return RunConfig(**values)
 
 
-def open_trails(run: RunConfig, run_dir: Path) -> tuple[TrailRecorder | None, TrailWriter | None]:
-    """With trails.record, a recorder of gate decisions and escalations feeding the run's trail store."""
+def open_trails(run: RunConfig, run_dir: Path, name: str | None = None
+                ) -> tuple[TrailRecorder | None, TrailWriter | None]:
+    """With trails.record, a recorder of gate decisions and escalations feeding the run's trail store
+    (its events under the run name ``name``, default the run folder's name)."""
     if not run.trails.record:
         return None, None
-    from organs.trails.store import TrailStoreError, open_store
+    from organs.trails.store import TrailStoreError
 
     try:
         writer = TrailWriter(open_store(run.trails.location(run_dir)))
     except TrailStoreError as error:
         raise ConfigError(str(error)) from None
-    return TrailRecorder(writer.write_many, run_dir.name, outcome_ticks=run.trails.outcome_ticks,
+    return TrailRecorder(writer.write_many, name or run_dir.name, outcome_ticks=run.trails.outcome_ticks,
                          batch_size=run.trails.batch_size), writer
 
 
@@ -281,16 +286,33 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     world = run.world or saved.world or stage_config(saved.curriculum.stages[state["curriculum"]["index"]])
     brain = Brain(saved.brain, meta["n_brains"], proprio_size=meta["proprio_size"])
     brain.load_state_dict(state["brain"])
+    job = Path(run_dir)
+    run_dir = results_dir(run.checkpoint, job)
+    trails_run = f"eval-{job.name}"[:64]  # its own run name: the training run's events keep theirs
+    recorder, writer = open_trails(run, run_dir, trails_run)
     try:  # the brains act with the senses and reflexes they were trained with
         rows = {"brain": evaluate_brain(brain, world, run.episodes, run.seed, run.greedy,
-                                        nervous=saved.nervous, governor=run.governor, cortex=run.cortex)}
+                                        nervous=saved.nervous, governor=run.governor, cortex=run.cortex,
+                                        trails=recorder)}
     except ValueError as error:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
+    finally:
+        if recorder is not None and writer is not None:
+            recorder.flush()
+            writer.close()
     for name in ("heuristic", "random"):
         rows[name] = evaluate_policy(world, POLICIES[name], run.episodes, run.seed)
-    run_dir = results_dir(run.checkpoint, Path(run_dir))
     result = {"checkpoint": str(run.checkpoint), "stage": world.stage, "world": asdict(world),
               "episodes": run.episodes, "greedy": run.greedy, "results": rows}
+    escalations = None
+    if recorder is not None:
+        location = run.trails.location(run_dir)
+        with open_store(location, create=False) as store:
+            escalations = store.last_per_npc(trails_run, run.trails.eval_last)
+        result["trails"] = {"store": location, "run": trails_run, "events": recorder.events,
+                            "outcomes": recorder.outcomes,
+                            "last_escalations": {str(npc): [record_row(r) for r in records]
+                                                 for npc, records in escalations.items()}}
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
                                 greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
@@ -303,8 +325,24 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     print(f"stage {world.stage} ({world.name}), {run.episodes} episodes, "
           f"{'greedy' if run.greedy else 'sampled'} actions, checkpoint {run.checkpoint}")
     print(format_table(rows))
+    if escalations is not None:
+        print(eval_trails_text(result["trails"], escalations, run.trails.eval_last))
     print(after_eval(result, run_dir))
     return result
+
+
+def eval_trails_text(trails: dict[str, Any], escalations: dict[int, list[TrailRecord]], last: int) -> str:
+    """The eval's trails: where they are, and each NPC's last escalations as a table."""
+    head = f"trails: {trails['events']} events of run {trails['run']} in {shown_store(trails['store'])}; "
+    if not escalations:
+        return head + "no escalations (the cortex is off, or no gate opened)"
+    head += f"last {last} escalations of each of the {len(escalations)} NPCs that escalated:"
+    npc = next(iter(escalations))
+    store = trails["store"]
+    where = f"--dsn {shown_store(store)}" if store.startswith("postgres") else f"--store {store}"
+    query = (f"python -m organs.trails query {where} --run {trails['run']} "
+             f"--npc {npc} --kind escalation")
+    return f"{head}\n{format_per_npc(escalations)}\n  all of one NPC's: {query}"
 
 
 def log_recording(run: RunConfig, run_dir: Path, replay: Path, rows: dict[str, dict[str, float]]) -> Path:

@@ -1,12 +1,15 @@
-"""From an NPC's numbers to one schema-valid situation: the encoder interface and its deterministic default.
+"""From an NPC's numbers to one schema-valid situation: the boundary's interface and its deterministic one.
 
-``SituationEncoder`` is the seam where a function-calling model (Function Gemma behind an
-OpenAI-compatible server) can drop in later: it gets the same ``NpcNumbers`` and must return the same
-``Situation``. ``DeterministicEncoder`` is the default: plain arithmetic and a scan of the seen map.
+``SituationEncoder`` turns ``NpcNumbers`` into a ``Situation``; a ``Boundary`` also says how it got it
+(``situate`` -> ``Situated``: the fallback taken, if any, and the time it took). ``DeterministicEncoder``
+is the default: plain arithmetic and a scan of the seen map, never a fallback. The model backend
+(``organs.boundary.model.ModelBoundary``: a function-calling model over HTTP) is the other boundary, with
+this encoder standing in whenever the model's answer is not a valid situation.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -72,6 +75,36 @@ class SituationEncoder(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Situated:
+    """A situation and how the boundary came by it."""
+
+    situation: Situation
+    fallback: str = ""
+    """'' when the boundary's own backend wrote it; else why the encoder stood in (``FALLBACK_KINDS`` of
+    ``organs.boundary.model``: unreachable, bad_json, bad_situation, ...)."""
+    detail: str = ""
+    """One line on what went wrong ('' when nothing did)."""
+    latency_s: float = 0.0
+    """Seconds from the numbers to the situation."""
+
+
+class Boundary(Protocol):
+    """The boundary as the escalation path uses it: numbers in, a situation and its provenance out."""
+
+    def situate(self, numbers: NpcNumbers) -> Situated:
+        """The situation of one NPC, with the fallback taken (never raises for a model's trouble)."""
+        ...
+
+    def situate_many(self, batch: list[NpcNumbers]) -> list[Situated]:
+        """The situations of several NPCs, in order (a model boundary asks for them concurrently)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the boundary holds (an HTTP client, an embedded server); safe to call twice."""
+        ...
+
+
 def _percent(value: float) -> int:
     return int(min(100, max(0, round(float(value) * 100))))
 
@@ -86,6 +119,19 @@ def _points(seen: np.ndarray, code: int, x: int, y: int) -> list[Point]:
 
 class DeterministicEncoder:
     """The default boundary: exact arithmetic on the numbers, no model."""
+
+    def situate(self, numbers: NpcNumbers) -> Situated:
+        """The situation of one NPC, never a fallback."""
+        started = time.perf_counter()
+        situation = self.encode(numbers)
+        return Situated(situation, latency_s=time.perf_counter() - started)
+
+    def situate_many(self, batch: list[NpcNumbers]) -> list[Situated]:
+        """The situations of several NPCs, in order."""
+        return [self.situate(numbers) for numbers in batch]
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def encode(self, numbers: NpcNumbers) -> Situation:
         """The situation of one NPC (ValueError naming the field when the numbers do not fit the schema)."""

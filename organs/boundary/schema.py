@@ -18,6 +18,7 @@ Version history: 1 - first version.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -202,27 +203,62 @@ def decode_call(data: bytes | str) -> Situation:
 
 def situation_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the ``report_situation`` arguments, with ``$defs`` inlined."""
+    return msgspec.json.decode(_situation_json_schema())
+
+
+@functools.cache
+def _situation_json_schema() -> bytes:
+    """Built once (msgspec's schema export takes milliseconds; decoding its JSON, tens of microseconds)."""
     schema = msgspec.json.schema(Situation)
     defs = schema.pop("$defs", {})
     root = defs.pop(schema.pop("$ref").rsplit("/", 1)[-1])
-    return {
+    return msgspec.json.encode({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **root,
         "$defs": defs,
         "title": SITUATION_FUNCTION,
         "x-version": SITUATION_VERSION,
-    }
+    })
 
 
-def report_situation_declaration() -> dict[str, Any]:
-    """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations)."""
+def fit_to_map(schema: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """The situation schema narrowed to one map of width x height: its sides fixed, its rows exactly
+    ``height`` strings of ``width`` characters, every coordinate inside it. A guided decoder held to it
+    can only write calls that also pass ``decode_call``'s cross-field checks (rows fit, points inside)."""
+    if not (1 <= width <= MAX_MAP_SIDE and 1 <= height <= MAX_MAP_SIDE):
+        raise ValueError(f"map {width}x{height}: each side must be in 1..{MAX_MAP_SIDE}")
+    defs = schema["$defs"]
+    for name in ("Body", "LockProblem", "Point"):
+        defs[name]["properties"]["x"]["maximum"] = width - 1
+        defs[name]["properties"]["y"]["maximum"] = height - 1
+    seen = defs["SeenMap"]["properties"]
+    seen["width"].update(minimum=width, maximum=width)
+    seen["height"].update(minimum=height, maximum=height)
+    seen["rows"].update(minItems=height, maxItems=height)
+    seen["rows"]["items"]["pattern"] = f"^[{_MAP_CHARS}]{{{width}}}$"
+    return schema
+
+
+def report_situation_declaration(width: int | None = None, height: int | None = None) -> dict[str, Any]:
+    """``report_situation`` as an OpenAI tool declaration (for a model backend writing situations); with
+    width and height, its parameters fitted to that map (``fit_to_map``)."""
+    return msgspec.json.decode(report_situation_declaration_json(width, height))
+
+
+@functools.lru_cache(maxsize=256)
+def report_situation_declaration_json(width: int | None = None, height: int | None = None) -> bytes:
+    """``report_situation_declaration`` as JSON bytes, made once per map size (to embed with msgspec.Raw)."""
     schema = situation_json_schema()
     schema.pop("$schema")
-    return {
+    if width is not None or height is not None:
+        if width is None or height is None:
+            raise ValueError("report_situation_declaration: give both width and height, or neither")
+        schema = fit_to_map(schema, width, height)
+    return msgspec.json.encode({
         "type": "function",
         "function": {
             "name": SITUATION_FUNCTION,
             "description": "Report one NPC's situation when its cells collapse on a region.",
             "parameters": schema,
         },
-    }
+    })

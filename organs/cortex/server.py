@@ -1,5 +1,7 @@
 """The cortex's OpenAI-compatible HTTP server (aiohttp): thin routes over the ``nyx`` engine.
 
+It also serves the Function Gemma boundary's model, ``function-gemma`` (``organs.boundary.served``: the
+deterministic encoder behind the protocol); each request goes to the engine its ``model`` names.
 Routes: ``POST /v1/chat/completions`` (tools and tool_choice), ``GET /v1/models``, ``GET /health``.
 Every error is an OpenAI-shaped body ``{"error": {"message", "type", "param", "code"}}`` with its HTTP
 status (400 malformed JSON or bad fields, 404 unknown model or route, 405, 413 huge bodies, 500 for a
@@ -11,17 +13,62 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
+from organs.boundary.config import EMBEDDED_MODEL
+from organs.boundary.served import BoundaryEngine
 from organs.cortex.engine import NyxEngine
-from organs.cortex.protocol import ProtocolError, decode_request, encode
+from organs.cortex.protocol import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ModelList,
+    ProtocolError,
+    decode_request,
+    encode,
+)
 
 #: The largest request body accepted (a 128x128 situation is about 20 kB).
 MAX_BODY_BYTES = 1 << 20
 log = logging.getLogger(__name__)
 
-_ENGINE = web.AppKey("engine", NyxEngine)
+
+
+class ChatEngine(Protocol):
+    """An engine the server serves under its model name."""
+
+    model: str
+
+    def models(self) -> ModelList:
+        """The served models."""
+        ...
+
+    def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        """The answer to one request."""
+        ...
+
+
+class ServedModels:
+    """The engines behind one server, by model name: each request goes to the one it names."""
+
+    def __init__(self, engines: list[ChatEngine]) -> None:
+        self.engines = {engine.model: engine for engine in engines}
+
+    def models(self) -> ModelList:
+        """Every served model."""
+        return ModelList(data=[card for engine in self.engines.values() for card in engine.models().data])
+
+    def complete(self, request: ChatCompletionRequest) -> ChatCompletionResponse:
+        """The named engine's answer; 404 for a model nobody serves."""
+        engine = self.engines.get(request.model)
+        if engine is None:
+            raise ProtocolError(404, f"The model `{request.model}` does not exist.", type="NotFoundError",
+                                param="model", code="model_not_found")
+        return engine.complete(request)
+
+
+_ENGINE = web.AppKey("engine", ServedModels)
 _STATUS_TYPES = {404: "NotFoundError", 405: "invalid_request_error", 413: "invalid_request_error"}
 
 
@@ -74,23 +121,29 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def make_app(engine: NyxEngine | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> web.Application:
-    """The server's application around an engine."""
+def make_app(engine: NyxEngine | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+             boundary_model: str | None = EMBEDDED_MODEL) -> web.Application:
+    """The server's application around the nyx engine and (unless boundary_model is None) the boundary's."""
     app = web.Application(middlewares=[openai_errors], client_max_size=max_body_bytes)
-    app[_ENGINE] = engine or NyxEngine()
+    engines: list[ChatEngine] = [engine or NyxEngine()]
+    if boundary_model is not None:
+        engines.append(BoundaryEngine(boundary_model))
+    app[_ENGINE] = ServedModels(engines)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 31000, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+def serve(host: str = "127.0.0.1", port: int = 31000, max_body_bytes: int = MAX_BODY_BYTES,
+          boundary_model: str | None = EMBEDDED_MODEL) -> None:
     """Serve until SIGINT or SIGTERM."""
     gc.freeze()  # start-up objects (numpy, aiohttp, msgspec) leave the collector's scans: shorter pauses
     web.run_app(
-        make_app(max_body_bytes=max_body_bytes),
+        make_app(max_body_bytes=max_body_bytes, boundary_model=boundary_model),
         host=host,
         port=port,
         access_log=None,
-        print=lambda _: print(f"cortex: serving model nyx on http://{host}:{port}/v1", flush=True),
+        print=lambda _: print(f"cortex: serving models nyx, {boundary_model} on http://{host}:{port}/v1",
+                              flush=True),
     )

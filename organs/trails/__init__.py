@@ -10,7 +10,8 @@ Modules (one concept each):
 - ``organs.trails.store`` - ``open_store(path_or_dsn)``: idempotent inserts keyed by id, queries.
 - ``organs.trails.writer`` - ``TrailWriter.write_many``: batches into a store (also fed in-process).
 - ``organs.trails.service`` - the writer on the bus: durable pull consumer, batches, ack after commit.
-- ``organs.trails.table`` / ``organs.trails.cli`` - ``python -m organs.trails serve|query``.
+- ``organs.trails.table`` / ``organs.trails.cli`` - ``python -m organs.trails serve|query|export``.
+- ``organs.trails.export`` - fine-tuning examples (TRL chat format with tools) from the escalations.
 - ``organs.trails.pgserver`` - a throwaway PostgreSQL cluster for tests and the benchmark.
 """
 

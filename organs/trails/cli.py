@@ -1,9 +1,11 @@
-"""``python -m organs.trails``: run the trail writer (``serve``) or show an NPC's last decisions (``query``).
+"""``python -m organs.trails``: run the trail writer (``serve``), show an NPC's last decisions (``query``),
+or turn the trails into fine-tuning examples (``export``, see ``organs.trails.export``).
 
 ::
 
     python -m organs.trails serve --url nats://127.0.0.1:4222 [--store runs/x/trails.sqlite | --dsn DSN]
     python -m organs.trails query --store runs/x/trails.sqlite --npc 7 --last 20
+    python -m organs.trails export --store runs/x/trails.sqlite --out sft.jsonl [--kinds boundary]
 
 ``serve`` without ``--url`` (or ``NIMMERVERSE_BUS_URL``) starts an embedded nats-server; without
 ``--store``/``--dsn`` (or ``NIMMERVERSE_TRAILS_DSN``) it writes ``trails.sqlite`` in ``--run-dir``
@@ -25,6 +27,7 @@ from nervous.bus import BusError
 from nervous.messages import TrailKind
 from nervous.trail_stream import TrailStreamConfig, TrailStreamError
 from organs.trails.config import TrailsConfig
+from organs.trails.export import KINDS, OUTCOME_FILTERS, export, parse_date
 from organs.trails.store import TrailStoreError, open_store, shown
 from organs.trails.table import format_table
 
@@ -61,7 +64,30 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--run", default=None, help="only this run")
     query.add_argument("--kind", choices=[k.value for k in TrailKind], default=None, help="only this kind")
     query.add_argument("--last", type=int, default=20, help="how many (newest), default 20")
+    out = commands.add_parser("export", help="write fine-tuning examples (JSONL, TRL chat format with tools)")
+    _store_args(out)
+    out.add_argument("--out", required=True, help="the JSONL file to write (replaced whole)")
+    out.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                     help="boundary (numbers -> situation), cortex (situation -> plan, paid off only)")
+    out.add_argument("--outcome", choices=OUTCOME_FILTERS, default="any",
+                     help="boundary examples: any valid one, or only escalations that paid off")
+    out.add_argument("--stage", type=int, default=None, help="only events of worlds of this curriculum stage")
+    out.add_argument("--run", default=None, help="only this run")
+    out.add_argument("--since", default=None, help="only events decided at or after this ISO date (UTC)")
+    out.add_argument("--until", default=None, help="only events decided before this ISO date (UTC)")
     return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    location = args.dsn or args.store
+    if not location:
+        raise ValueError("export needs --store PATH or --dsn postgresql://...")
+    since = None if args.since is None else parse_date(args.since, "--since")
+    until = None if args.until is None else parse_date(args.until, "--until")
+    with open_store(location, create=False) as store:
+        counts = export(store, args.out, args.kinds, args.outcome, args.run, since, until, args.stage)
+    print(counts.summary(args.out))
+    return 0
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -87,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         subjects.env()
         if args.command == "query":
             return _query(args)
+        if args.command == "export":
+            return _export(args)
         from organs.trails.service import serve  # the bus only for the writer, not for a query
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s trail-writer %(levelname)s %(message)s")
@@ -97,6 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush_interval_s=args.flush_interval_s, ack_wait_s=args.ack_wait_s, heartbeat_s=args.heartbeat_s,
         )
         return asyncio.run(serve(config, config.location(args.run_dir), args.url, run_dir=args.run_dir))
-    except (TrailStoreError, TrailStreamError, BusError, ValueError) as exc:
+    except (TrailStoreError, TrailStreamError, BusError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,6 +21,8 @@ class TrailsConfig:
     """In-process training and eval: record every gate decision and escalation into the store."""
     outcome_ticks: int = 40
     """World ticks after a decision at which its outcome (reward, lock opened, died) is measured."""
+    eval_last: int = 3
+    """mode=eval with record: each NPC's last escalations kept in eval_stage<s>.json and printed."""
     store: str = ""
     """SQLite file of the trails; '' puts ``trails.sqlite`` in the run folder."""
     dsn: str = ""
@@ -45,6 +47,8 @@ class TrailsConfig:
             raise ValueError(f"trails.dsn={self.dsn!r}: must start with postgresql://")
         if not isinstance(self.outcome_ticks, int) or self.outcome_ticks < 1:
             raise ValueError(f"trails.outcome_ticks={self.outcome_ticks!r}: must be an integer >= 1")
+        if isinstance(self.eval_last, bool) or not isinstance(self.eval_last, int) or self.eval_last < 1:
+            raise ValueError(f"trails.eval_last={self.eval_last!r}: must be an integer >= 1")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 10_000:
             raise ValueError(f"trails.batch_size={self.batch_size!r}: must be an integer in 1..10000")
         if not 0 < self.flush_interval_s <= 10:

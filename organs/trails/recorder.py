@@ -89,11 +89,11 @@ class TrailRecorder:
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "") -> None:
+                   fallback: str = "", numbers: str = "") -> None:
         """One escalation of NPC slot npc in env through its open gate on region."""
         self._event(world, env, npc, TrailKind.ESCALATION, region, True, situation=situation,
                     cortex_request=request, cortex_response=response, cortex_outcome=outcome,
-                    latency_ms=max(0.0, latency_ms), fallback=fallback)
+                    latency_ms=max(0.0, latency_ms), fallback=fallback, numbers=numbers)
 
     def _event(self, world: GridWorld, env: int, npc: int, kind: TrailKind, region: str, gate_open: bool,
                **fields: Any) -> None:
@@ -101,7 +101,8 @@ class TrailRecorder:
         tick = int(world.ticks)
         event_id = trail_id(self.run, slot, tick, kind, region)
         self.buffer.append(TrailEvent(id=event_id, run=self.run, env=self.env, npc=slot, tick=tick, kind=kind,
-                                      region=region, gate_open=gate_open, at=time.time(), **fields))
+                                      region=region, gate_open=gate_open, at=time.time(),
+                                      stage=int(world.config.stage), **fields))
         self._totals(world)
         assert self._reward is not None and self._openings is not None and self._deaths is not None
         self.pending.append(_Pending(event_id, env, npc, tick, float(self._reward[env, npc]),

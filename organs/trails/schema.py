@@ -9,6 +9,8 @@ Version history:
 1 - ``trail_events`` (one row per gate decision or escalation, keyed by event id) and
     ``trail_outcomes`` (one row per event id: the first outcome that arrived; no foreign key, since an
     outcome may arrive before its event).
+2 - ``trail_events.numbers``: the boundary's input (the NPC's numbers message), '' in older rows;
+    ``trail_events.stage``: the world's curriculum stage, -1 in older rows.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ SCHEMA_VERSION_TABLE = (
 
 EVENT_COLUMNS = (
     "id", "run", "env", "npc", "tick", "kind", "region", "gate_open", "inputs", "situation",
-    "cortex_request", "cortex_response", "cortex_outcome", "latency_ms", "fallback", "at", "stored_at",
+    "cortex_request", "cortex_response", "cortex_outcome", "latency_ms", "fallback", "at", "numbers",
+    "stage", "stored_at",
 )  # fmt: skip
 OUTCOME_COLUMNS = ("id", "npc", "tick", "after_ticks", "reward", "lock_opened", "died", "at", "stored_at")
 
@@ -57,6 +60,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at DOUBLE PRECISION NOT NULL,
             stored_at DOUBLE PRECISION NOT NULL
         )""",
+    ),
+    (
+        "ALTER TABLE trail_events ADD COLUMN numbers TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE trail_events ADD COLUMN stage BIGINT NOT NULL DEFAULT -1",
     ),
 )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -150,7 +151,7 @@ class TrailStore:
                 events.append((
                     m.id, m.run, m.env, m.npc, m.tick, m.kind.value, m.region.value, m.gate_open,
                     encode(m.inputs).decode(), m.situation, m.cortex_request, m.cortex_response,
-                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, now,
+                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, now,
                 ))  # fmt: skip
             elif isinstance(m, TrailOutcome):
                 outcomes.append(
@@ -197,6 +198,41 @@ class TrailStore:
             cur.execute(self._sql(sql), (*params, n))
             rows = cur.fetchall()
         return [self._record(row) for row in rows]
+
+    def records(self, kind: TrailKind | str | None = None, run: str | None = None, since: float | None = None,
+                until: float | None = None, stage: int | None = None, batch: int = 1000
+                ) -> Iterator[TrailRecord]:
+        """Every event (of one kind, run and stage, decided in [since, until), when given) with its outcome,
+        oldest first, read ``batch`` rows at a time."""
+        where, params = [], []
+        kind_value = None if kind is None else TrailKind(kind).value
+        for clause, value in (("e.kind = ?", kind_value), ("e.run = ?", run), ("e.at >= ?", since),
+                              ("e.at < ?", until), ("e.stage = ?", stage)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(
+            f"o.{c}" for c in OUTCOME_COLUMNS
+        )
+        sql = (
+            f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY e.at, e.id"
+        )
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), tuple(params))
+            while rows := cur.fetchmany(batch):
+                yield from (self._record(row) for row in rows)
+
+    def last_per_npc(self, run: str, n: int = 3, kind: TrailKind | str = TrailKind.ESCALATION
+                     ) -> dict[int, list[TrailRecord]]:
+        """Each NPC's newest n events of one kind in one run (newest first), by NPC id in order."""
+        newest: dict[int, deque[TrailRecord]] = defaultdict(lambda: deque(maxlen=n))
+        for record in self.records(kind=kind, run=run):
+            newest[record.event.npc].append(record)
+        ordered = {npc: sorted(records, key=lambda r: (r.event.tick, r.event.at), reverse=True)
+                   for npc, records in newest.items()}
+        return dict(sorted(ordered.items()))
 
     def _record(self, row: tuple[Any, ...]) -> TrailRecord:
         e = dict(zip(EVENT_COLUMNS, row[: len(EVENT_COLUMNS)], strict=True))
