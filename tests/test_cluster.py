@@ -20,6 +20,7 @@ from nervous import subjects
 from nervous.bus import Bus, BusConfig
 from nervous.cluster import NatsCluster
 from nervous.messages import Heartbeat
+from nervous.trail_stream import TrailStreamConfig, ensure_trail_stream, stream_name
 from tests.live import until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,29 +37,54 @@ def _beat(seq: int) -> Heartbeat:
     return Heartbeat(domain="test", service="cluster", seq=seq, uptime_s=0.0)
 
 
+async def _publish_until_heard(bus: Bus, seq: int, heard: list[int], what: str) -> None:
+    """Publish heartbeat seq every 50 ms until it is heard: a subscription's interest reaches the other
+    nodes over the routes a moment after the subscribe, and a publish before then is dropped."""
+    async def again() -> None:
+        while seq not in heard:
+            await bus.publish(subjects.heartbeat("test", "cluster"), _beat(seq))
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(again())
+    try:
+        await until(lambda: seq in heard, 5, what)
+    finally:
+        task.cancel()
+
+
 async def test_a_message_crosses_the_routes_and_a_client_fails_over(cluster: NatsCluster) -> None:
-    subject = subjects.heartbeat("test", "cluster")
     heard: list[int] = []
     async with Bus(BusConfig(url=cluster.urls[2], name="listener")) as listener, \
             Bus(BusConfig(url=cluster.url, name="talker")) as talker:
-        await listener.subscribe(subject, Heartbeat, lambda msg, raw: heard.append(msg.seq))
-        await listener.flush()
+        await listener.subscribe(subjects.heartbeat("test", "cluster"), Heartbeat,
+                                 lambda msg, raw: heard.append(msg.seq))
         assert talker.nc.connected_url.port == cluster.nodes[0].port  # the first node in the list
-        await talker.publish(subject, _beat(1))
-        await until(lambda: heard == [1], 5, "a publish on node 0 heard on node 2")
+        await _publish_until_heard(talker, 1, heard, "a publish on node 0 heard on node 2")
 
         killed_at = time.monotonic()
         cluster.kill(0)
         await until(lambda: talker.reconnects >= 1, 5, "the talker reconnected")
         assert time.monotonic() - killed_at < 2.0
         assert talker.nc.connected_url.port == cluster.nodes[1].port  # the next in the list
-        await talker.publish(subject, _beat(2))
-        await until(lambda: heard == [1, 2], 5, "a publish after failover heard")
+        await _publish_until_heard(talker, 2, heard, "a publish after failover heard")
 
         cluster.start_node(0)  # back on the same ports, routed again
         async with Bus(BusConfig(url=cluster.urls[0], name="late")) as late:
-            await late.publish(subject, _beat(3))
-            await until(lambda: heard == [1, 2, 3], 5, "the restarted node routes again")
+            await _publish_until_heard(late, 3, heard, "a publish on the restarted node heard")
+    assert sorted(set(heard)) == [1, 2, 3]
+
+
+async def test_the_trail_stream_lives_on_the_clustered_jetstream(cluster: NatsCluster) -> None:
+    """Created through node 2, published to through node 0: one stream for the whole cluster."""
+    async with Bus(BusConfig(url=cluster.urls[2], name="maker")) as maker, \
+            Bus(BusConfig(url=cluster.urls[0], name="publisher")) as publisher:
+        await ensure_trail_stream(maker.js, TrailStreamConfig())
+        ack = await publisher.js.publish(subjects.trail_event(), b"event", headers={"Nats-Msg-Id": "e1"})
+        again = await publisher.js.publish(subjects.trail_event(), b"event", headers={"Nats-Msg-Id": "e1"})
+        assert (ack.stream, ack.seq) == (stream_name(), 1) and again.duplicate
+        info = await maker.js.stream_info(stream_name())
+        assert info.state.messages == 1
+        assert info.cluster is not None and info.cluster.leader in {"n0", "n1", "n2"}
 
 
 def test_a_cluster_needs_a_node_and_says_which_failed(tmp_path: Path) -> None:
