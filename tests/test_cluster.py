@@ -143,9 +143,8 @@ async def test_shards_on_a_cluster_survive_a_killed_node(tmp_path: Path, cluster
                         lambda: f"every NPC acting again: {watch.first_fresh_after(killed_at) - killed_at}")
             back_s = watch.first_fresh_after(killed_at) - killed_at
             assert back_s.max() < 2.0, back_s
-            counts = watch.counts()
-            await asyncio.sleep(1.0)
-            assert (watch.counts() - counts > 5).all()  # and goes on acting
+            counts = watch.counts()  # and goes on acting (how fast, under this load, is the benchmark's)
+            await until(lambda: (watch.counts() > counts).all(), 5, "every NPC acting on")
     finally:
         for proc in shards:
             if proc.poll() is None:
