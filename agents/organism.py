@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -120,6 +121,9 @@ class OrganismConfig:
     """Folder for checkpoints, logs, the broker's store and summary.json."""
     bus_url: str | None = None
     """nats://host:port of an existing bus; None starts one embedded nats-server for all processes."""
+    shard: str = "0/1"
+    """k/n: supervise the NPCs i with i mod n == k (agents.shard); only shard 0 runs the world server,
+    governor and services; n > 1 needs bus_url, the bus all shards share."""
     cgroups: str = "auto"
     """Cgroup backend: auto, v2, v1, systemd or none."""
     fork: bool = True
@@ -140,9 +144,6 @@ class OrganismConfig:
     governor: GovernorConfig | None = None
     """The governor process: a GovernorConfig (or a kind name); None runs none (NPCs keep their start
     tick rate and quota)."""
-    shard: str = "0/1"
-    """k/n: supervise the NPCs i with i mod n == k (agents.shard); only shard 0 runs the world server,
-    governor and services; n > 1 needs bus_url, the bus all shards share."""
 
     def __post_init__(self) -> None:
         if isinstance(self.supervisor, dict):
@@ -153,6 +154,10 @@ class OrganismConfig:
             self.governor = GovernorConfig(**self.governor)
         if not isinstance(self.npcs, int) or self.npcs < 1:
             raise ValueError(f"runtime.organism.npcs={self.npcs!r}: must be an integer >= 1")
+        shard = parse_shard(self.shard, self.bus_url)
+        if not shard.npcs(self.npcs):
+            raise ValueError(f"runtime.organism.shard={self.shard!r}: no NPC of {self.npcs} falls to it "
+                             f"(needs npcs > {shard.index})")
         if self.duration_s < 0:
             raise ValueError(f"runtime.organism.duration_s={self.duration_s!r}: must be >= 0")
         if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
@@ -180,10 +185,6 @@ class OrganismConfig:
             check_quota(self.cpu_quota)
         except ValueError:
             raise ValueError(f"runtime.organism.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
-        shard = parse_shard(self.shard, self.bus_url)
-        if not shard.npcs(self.npcs):
-            raise ValueError(f"runtime.organism.shard={self.shard!r}: no NPC of {self.npcs} falls to it "
-                             f"(needs npcs > {shard.index})")
         if self.governor is not None:
             self.governor.check_npcs(self.npcs)
             try:
@@ -213,6 +214,7 @@ class Organism:
         self.shard = parse_shard(config.shard, config.bus_url)
         self.npc_ids = self.shard.npcs(config.npcs)
         """The NPCs this shard supervises (all of them with one shard)."""
+        self.config = self._for_shard(config)
         self.server: EmbeddedServer | None = None
         self.bus: Bus | None = None
         self.cgroups: Cgroups | None = None
@@ -228,6 +230,17 @@ class Organism:
         self.gate_opened_at = np.full(config.npcs, -np.inf)
         """Monotonic time of each NPC's last gate opening heard (GateEvent)."""
         self._stack = contextlib.AsyncExitStack()
+
+    def _for_shard(self, config: OrganismConfig) -> OrganismConfig:
+        """This shard's copy of config: the bus url's servers rotated to start on its own node and, on a
+        shard other than 0, a run name of its own (its cgroups are not another shard's on the same host)."""
+        if self.shard.count == 1:
+            return config
+        mine = copy.copy(config)
+        mine.bus_url = self.shard.bus_url_for(config.bus_url or "")
+        if not self.shard.head:
+            mine.run = f"{config.run}-shard{self.shard.index}"
+        return mine
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -259,15 +272,14 @@ class Organism:
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "logs").mkdir(exist_ok=True)
-            url = self.shard.bus_url_for(c.bus_url) if c.bus_url else None
+            url = c.bus_url
             if url is None:
                 self.server = EmbeddedServer(self.run_dir / "nats")
                 await asyncio.to_thread(self.server.start)
                 stack.callback(self.server.close)
                 url = self.server.url
             self.bus = await stack.enter_async_context(Bus(BusConfig(url=url, name="organism")))
-            cgroup_run = c.run if self.shard.count == 1 else f"{c.run}-shard{self.shard.index}"
-            self.cgroups = detect(cgroup_run, CgroupConfig(backend=c.cgroups))
+            self.cgroups = detect(c.run, CgroupConfig(backend=c.cgroups))
             make_subreaper()  # the NPCs of a dead fork server are reaped here
             logs = self.run_dir / "logs"
             wrap = self.cgroups.wrap_command if self.cgroups.name == "systemd" else None
