@@ -95,6 +95,8 @@ async def test_two_shards_on_one_bus_are_one_organism(tmp_path: Path,
     async with Organism(config(0)) as head, Organism(config(1)) as other:
         assert head.world is not None and other.world is None
         assert head.world.config.n_npcs == 5
+        assert (head.config.run, other.config.run) == ("test-shards", "test-shards-shard1")  # own cgroups
+        assert config(1).run == "test-shards"  # the caller's config is left as it was
         assert set(head.supervisor.children) == {"forkserver", "npc-0", "npc-2", "npc-4"}
         assert set(other.supervisor.children) == {"forkserver", "npc-1", "npc-3"}
         world = head.world
