@@ -34,6 +34,13 @@ dead server lingers. A second SIGINT stops at once (SIGKILL); no stop waits with
 essential part that goes FATAL (the fork server) stops the run with one error line (``failed`` in
 the summary, exit status 1 from the command line); an NPC or cell service that goes FATAL is left
 out and the run carries on, saying so.
+
+Shards (``shard="k/n"``, ``--shard k/n``; ``agents.shard``): n supervisors, one per host, share one
+organism on one bus (``bus_url``: a server, or a cluster's servers comma-separated, ``nervous.cluster``).
+Shard k supervises the NPCs i with i mod n == k; shard 0 alone runs the world server (stepping all
+``npcs``), the governor, the cell services, the organ host and the trail writer, and its summary has
+every NPC's world columns. The other shards run their NPCs only (their summaries: process columns,
+``world_ticks`` None). The default ``0/1`` is the whole organism on one host.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -57,6 +65,7 @@ import numpy as np
 from agents.cgroups import BACKENDS, DEFAULT_WEIGHT, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
 from agents.npc import NpcConfig
+from agents.shard import parse_shard
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
 from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
 from governor.baselines import make_governor
@@ -112,6 +121,9 @@ class OrganismConfig:
     """Folder for checkpoints, logs, the broker's store and summary.json."""
     bus_url: str | None = None
     """nats://host:port of an existing bus; None starts one embedded nats-server for all processes."""
+    shard: str = "0/1"
+    """k/n: supervise the NPCs i with i mod n == k (agents.shard); only shard 0 runs the world server,
+    governor and services; n > 1 needs bus_url, the bus all shards share."""
     cgroups: str = "auto"
     """Cgroup backend: auto, v2, v1, systemd or none."""
     fork: bool = True
@@ -142,6 +154,10 @@ class OrganismConfig:
             self.governor = GovernorConfig(**self.governor)
         if not isinstance(self.npcs, int) or self.npcs < 1:
             raise ValueError(f"runtime.organism.npcs={self.npcs!r}: must be an integer >= 1")
+        shard = parse_shard(self.shard, self.bus_url)
+        if not shard.npcs(self.npcs):
+            raise ValueError(f"runtime.organism.shard={self.shard!r}: no NPC of {self.npcs} falls to it "
+                             f"(needs npcs > {shard.index})")
         if self.duration_s < 0:
             raise ValueError(f"runtime.organism.duration_s={self.duration_s!r}: must be >= 0")
         if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
@@ -195,6 +211,10 @@ class Organism:
         self.on_frame = on_frame
         self.npc_overrides = npc_overrides or {}
         self.run_dir = Path(config.run_dir)
+        self.shard = parse_shard(config.shard, config.bus_url)
+        self.npc_ids = self.shard.npcs(config.npcs)
+        """The NPCs this shard supervises (all of them with one shard)."""
+        self.config = self._for_shard(config)
         self.server: EmbeddedServer | None = None
         self.bus: Bus | None = None
         self.cgroups: Cgroups | None = None
@@ -210,6 +230,17 @@ class Organism:
         self.gate_opened_at = np.full(config.npcs, -np.inf)
         """Monotonic time of each NPC's last gate opening heard (GateEvent)."""
         self._stack = contextlib.AsyncExitStack()
+
+    def _for_shard(self, config: OrganismConfig) -> OrganismConfig:
+        """This shard's copy of config: the bus url's servers rotated to start on its own node and, on a
+        shard other than 0, a run name of its own (its cgroups are not another shard's on the same host)."""
+        if self.shard.count == 1:
+            return config
+        mine = copy.copy(config)
+        mine.bus_url = self.shard.bus_url_for(config.bus_url or "")
+        if not self.shard.head:
+            mine.run = f"{config.run}-shard{self.shard.index}"
+        return mine
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -267,7 +298,8 @@ class Organism:
                 # launched from this thread: the server dies with the thread that started it
                 self.supervisor.add(ChildSpec(name="forkserver", factory=fork.launch, essential=True))
             memory = c.memory_max_mib << 20 if c.memory_max_mib else None
-            for i in range(c.npcs):
+            head = self.shard.head  # the world server and the shared services run on shard 0 only
+            for i in self.npc_ids:
                 self.supervisor.add(
                     ChildSpec(
                         name=f"npc-{i}",
@@ -278,14 +310,14 @@ class Organism:
                         depends_on="forkserver" if fork is not None else "",
                     )
                 )
-            for cell in c.cell_services:  # forked like NPCs when there is a fork server: in milliseconds
+            for cell in c.cell_services if head else []:  # forked like NPCs (with a fork server): in ms
                 argv = [sys.executable, "-m", "nervous.cells", cell, "--url", self.bus.url]
                 self.supervisor.add(ChildSpec(
                     name=f"cell-{cell}", argv=argv, target="nervous.cells.service:child_main",
                     config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
                     depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
-            if c.governor is not None:  # forked like a cell service: it needs only the bus
+            if c.governor is not None and head:  # forked like a cell service: it needs only the bus
                 config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
                 argv = [sys.executable, "-m", "governor", "--url", self.bus.url, "--npcs", str(c.npcs),
                         "--config-json", json.dumps(config["governor"])]
@@ -296,7 +328,7 @@ class Organism:
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.heartbeat("thalamus", "governor"),
                     cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
-            if c.organs:  # the organ host: its loaded organs are worker processes of its own
+            if c.organs and head:  # the organ host: its loaded organs are worker processes of its own
                 argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
                 self.supervisor.add(ChildSpec(
                     name="organ-host", argv=argv, target="organs.host.service:child_main",
@@ -304,10 +336,12 @@ class Organism:
                     depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
-            if c.trails:
+            if c.trails and head:
                 self.supervisor.add(self._trail_writer_spec(spawn, fork))
             if fork is not None:
                 await self._start_fork_server()
+            if not head:
+                return self
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce,
@@ -336,8 +370,10 @@ class Organism:
         priority = np.full(n, -1, dtype=np.int8)
         gates = np.zeros(n, dtype=np.uint8)
         allocations: dict[int, Allocation] = self.supervisor.allocations
+        children = self.supervisor.children
         for i in range(n):
-            quota[i] = self.supervisor.children[f"npc-{i}"].spec.cpu_quota
+            child = children.get(f"npc-{i}")  # None: another shard's NPC
+            quota[i] = child.spec.cpu_quota if child is not None else np.nan
             a = allocations.get(i)
             if a is not None:
                 priority[i] = a.llm_priority
@@ -382,19 +418,22 @@ class Organism:
 
     async def run(self, duration_s: float | None = None) -> dict[str, Any]:
         """Live for duration_s (config's when None; 0: until stop is set); the summary."""
-        assert self.supervisor is not None and self.world is not None and self.bus is not None
+        assert self.supervisor is not None and self.bus is not None
         duration = self.config.duration_s if duration_s is None else duration_s
         sup_stop = asyncio.Event()
         self.started_at = time.monotonic()
         governor = self.config.governor or GovernorConfig()  # its tick rates, even when none runs
         npc_ids = range(self.config.npcs)
+        elsewhere = set(npc_ids) - set(self.npc_ids)
 
         def check(allocation: Allocation) -> None:
             check_allocation(allocation, npc_ids, governor.tick_rates)
 
         supervising = asyncio.create_task(
-            serve(self.supervisor, self.bus, sup_stop, self.supervising, force=self.force, check=check))
-        ticking = asyncio.create_task(self.world.run(self.stop))
+            serve(self.supervisor, self.bus, sup_stop, self.supervising, force=self.force, check=check,
+                  elsewhere=elsewhere))
+        ticking = asyncio.create_task(self.world.run(self.stop) if self.world is not None
+                                      else self.stop.wait())  # a shard without the world waits
         watch = asyncio.create_task(self._watch_spawn())
         failing = asyncio.create_task(self._watch_failed())
         try:
@@ -409,7 +448,8 @@ class Organism:
             watch.cancel()
             failing.cancel()
             await asyncio.gather(ticking, supervising, return_exceptions=True)
-            await self.world.stop()
+            if self.world is not None:
+                await self.world.stop()
         return self.summary()
 
     async def _watch_failed(self) -> None:
@@ -430,26 +470,39 @@ class Organism:
 
     def summary(self) -> dict[str, Any]:
         """Per NPC: brain calls (ticks), reflexes, missed ticks, late actions, CPU seconds, lifeforce,
-        restarts; and totals."""
-        assert self.supervisor is not None and self.world is not None and self.cgroups is not None
-        world, sup = self.world.summary(), self.supervisor.summary()
+        restarts; and totals. With shards: the world columns where the world server runs (shard 0, for
+        every NPC), the process columns for this shard's NPCs (another shard's: ``state`` REMOTE)."""
+        assert self.supervisor is not None and self.cgroups is not None
+        world, sup = self.world.summary() if self.world is not None else None, self.supervisor.summary()
         parts, sup_failed = self.parts(), self.supervisor.failed
         npcs = {}
-        for i in range(self.config.npcs):
-            s = sup[f"npc-{i}"]
-            npcs[i] = {
-                **world[i],
+        for i in range(self.config.npcs) if world is not None else self.npc_ids:
+            s = sup.get(f"npc-{i}")
+            process = {"shard": i % self.shard.count, "state": "REMOTE"} if s is None else {
                 "cpu_s": round(s["cpu_s"], 3),
                 "restarts": s["restarts"],
                 "exits": s["exits"],
                 "state": s["state"],
                 "oom_kills": s["oom_kills"],
             }
+            npcs[i] = {**(world[i] if world is not None else {}), **process}
+        restarts = (sum(n.get("restarts", 0) for n in npcs.values())
+                    + sum(p["restarts"] for p in parts.values()))
+        if self.world is None:
+            out = {"cgroups": self.cgroups.describe(), "shard": str(self.shard), "world_ticks": None,
+                   "spawn_all_s": self.spawn_all_s, "missed_tick_fraction": None, "brain_calls": None,
+                   "reflexes": None, "action_latency_p50_ms": None, "action_latency_p99_ms": None,
+                   "overruns": None, "restarts": restarts, "bad_allocations": self.bad_allocations(),
+                   "failed": list(sup_failed), "parts": parts, "npcs": npcs}
+            with contextlib.suppress(OSError):
+                (self.run_dir / "summary.json").write_text(json.dumps(out, indent=1, default=str))
+            return out
         lat = self.world.latencies_ms()
         ticks = sum(n["ticks"] for n in npcs.values())
         missed = sum(n["missed"] for n in npcs.values())
         out = {
             "cgroups": self.cgroups.describe(),
+            "shard": str(self.shard),
             "world_ticks": self.world.tick,
             "spawn_all_s": self.spawn_all_s,
             "missed_tick_fraction": missed / max(1, ticks + missed),
@@ -458,8 +511,7 @@ class Organism:
             "action_latency_p50_ms": float(_percentile(lat, 50)),
             "action_latency_p99_ms": float(_percentile(lat, 99)),
             "overruns": self.world.overruns,
-            "restarts": sum(n["restarts"] for n in npcs.values())
-            + sum(p["restarts"] for p in parts.values()),
+            "restarts": restarts,
             "bad_allocations": self.bad_allocations(),
             "failed": list(sup_failed),
             "parts": parts,
@@ -511,7 +563,17 @@ def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as a table: the cgroup backend and the totals once, then one line per NPC."""
+    """The summary as a table: the cgroup backend and the totals once, then one line per NPC ('-': kept by
+    another shard)."""
+    if summary["world_ticks"] is None:  # a shard without the world: its NPCs' processes only
+        return "\n".join([
+            summary["cgroups"],
+            f"shard {summary['shard']}: the world server runs on shard 0; "
+            f"spawn {summary['spawn_all_s']:.2f} s",
+            f"{'npc':>4} {'cpu_s':>7} {'restarts':>8} state",
+            *(f"{i:>4} {n['cpu_s']:>7.2f} {n['restarts']:>8} {n['state']}"
+              for i, n in summary["npcs"].items()),
+        ])
     lines = [
         summary["cgroups"],
         f"world ticks {summary['world_ticks']}, spawn {summary['spawn_all_s']:.2f} s, "
@@ -526,9 +588,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         # the process state says how its process ended; a body dead in the world says DEAD (FATAL wins)
         state = "DEAD" if not alive and n["state"] != State.FATAL else n["state"]
         life = f"{n['lifeforce']:>9.3f}" if alive else f"{'dead':>9}"
+        cpu = f"{n['cpu_s']:>7.2f}" if "cpu_s" in n else f"{'-':>7}"
         lines.append(
-            f"{i:>4} {n['ticks']:>6} {n['missed']:>6} {n['late']:>5} {n['cpu_s']:>7.2f} "
-            f"{life} {n.get('deaths', 0):>6} {n['restarts']:>8} {state}"
+            f"{i:>4} {n['ticks']:>6} {n['missed']:>6} {n['late']:>5} {cpu} "
+            f"{life} {n.get('deaths', 0):>6} {n.get('restarts', '-'):>8} {state}"
         )
     return "\n".join(lines)
 
@@ -556,7 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learn", action="store_true", help="NPCs learn online with PPO")
     p.add_argument("--run-dir", default=d.run_dir, help="folder for checkpoints, logs and summary.json")
     p.add_argument("--checkpoint-dir", default=d.checkpoint_dir, help="per-NPC weights folder")
-    p.add_argument("--bus-url", default=None, help="existing nats://host:port (default: embedded)")
+    p.add_argument("--bus-url", default=None,
+                   help="existing nats://host:port, or a cluster's comma-separated (default: embedded)")
+    p.add_argument("--shard", default=d.shard, metavar="K/N",
+                   help="supervise NPCs i with i mod N == K; shard 0 runs the world (N > 1 needs --bus-url)")
     p.add_argument("--cgroups", choices=BACKENDS, default=d.cgroups, help="cgroup backend")
     p.add_argument("--spawn", action="store_true", help="spawn NPC processes instead of forking")
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
@@ -587,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir=a.run_dir,
             checkpoint_dir=a.checkpoint_dir,
             bus_url=a.bus_url,
+            shard=a.shard,
             cgroups=a.cgroups,
             fork=not a.spawn,
             seed=a.seed,

@@ -54,7 +54,7 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -571,10 +571,12 @@ class Supervisor:
 
 async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio.Event | None = None,
                 force: asyncio.Event | None = None,
-                check: Callable[[Allocation], None] | None = None) -> None:
+                check: Callable[[Allocation], None] | None = None,
+                elsewhere: Container[int] = ()) -> None:
     """Run the supervisor on the bus until ``stop`` is set, then stop every child (at once when
     ``force`` is set); the stop is bounded by the stop timeouts. ``check`` raises ValueError naming the
-    field of an allocation to refuse."""
+    field of an allocation to refuse; allocations for ``elsewhere`` (NPCs other shards supervise) are
+    left to their supervisors, neither applied nor refused."""
     subs = []
     commanded: dict[int, int] = {}  # NPC id -> pid its last command went to
 
@@ -597,6 +599,8 @@ async def serve(sup: Supervisor, bus: Bus, stop: asyncio.Event, started: asyncio
 
     async def on_allocate(msg: Allocation, raw: Any) -> None:
         name = sup.by_npc.get(msg.npc)
+        if name is None and msg.npc in elsewhere:
+            return
         try:
             if name is None:
                 raise ValueError(f"allocation.npc={msg.npc}: no such NPC under this supervisor")

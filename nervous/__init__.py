@@ -11,6 +11,7 @@ Modules (one concept each):
 - ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
   ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,
   ``ensure_stream()``, ``js_publish(subject, msg, msg_id)``.
+- ``nervous.cluster`` - ``NatsCluster``: N nats-servers joined by routes on loopback (its url lists all).
 - ``nervous.trail_stream`` - the JetStream stream of decision trails (work queue, limits, dedup by
   event id) and ``TrailPublisher``; the trail writer that drains it is ``organs.trails``.
 - ``nervous.cells`` - ``CellBank(CellConfig())``: ``step(views, proprio, tick) -> WaveArrays`` and

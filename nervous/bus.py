@@ -1,7 +1,9 @@
 """The bus: a nats-py connection with typed publish/subscribe/request and the events stream.
 
 ``async with Bus(BusConfig()) as bus`` starts an embedded nats-server (``nervous.server``) with
-JetStream stored under ``run_dir`` when ``config.url`` is None, else connects to ``config.url``.
+JetStream stored under ``run_dir`` when ``config.url`` is None, else connects to ``config.url``: one
+server, or a cluster's servers comma-separated (``nervous.cluster``), tried in the order given (first
+connection and every reconnect), so a client whose node dies fails over to the next one.
 The connection pings every ``ping_interval_s`` and gives up a silent (frozen) broker after
 ``max_outstanding_pings`` missed pongs, then reconnects forever, buffering at most
 ``pending_bytes`` of publishes meanwhile; replies use an inbox prefix per identity; closing drains.
@@ -48,7 +50,8 @@ class BusConfig:
     """How to reach (or start) the NATS bus."""
 
     url: str | None = None
-    """nats://host:port of an existing server; None starts an embedded nats-server."""
+    """nats://host:port of an existing server, or several comma-separated (a cluster, tried in order);
+    None starts an embedded nats-server."""
     name: str = "nimmerverse"
     """Client identity: connection name and reply-inbox prefix."""
     connect_timeout_s: float = 2.0
@@ -79,6 +82,14 @@ class BusConfig:
 
 class BusError(RuntimeError):
     """The bus could not be reached or a remote service answered with an error."""
+
+
+def server_urls(url: str) -> list[str]:
+    """The servers of a bus url: one ``nats://host:port``, or a cluster's comma-separated."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise BusError(f"bus url {url!r}: names no server")
+    return servers
 
 
 class Bus:
@@ -122,7 +133,8 @@ class Bus:
         try:
             self._nc = await asyncio.wait_for(
                 nats.connect(
-                    servers=[url],
+                    servers=server_urls(url),
+                    dont_randomize=True,  # the order is the caller's: a shard's processes share a node
                     name=cfg.name,
                     connect_timeout=cfg.connect_timeout_s,
                     ping_interval=cfg.ping_interval_s,

@@ -143,7 +143,8 @@ def after_organism(
     folder = shown(organism_dir)
     lines = []
     npcs = summary.get("npcs", {})
-    if npcs:  # the table's state is the NPC's process; whether its body lives is the world's
+    if npcs and summary.get("world_ticks", 0) is not None:  # None: a shard without the world
+        # the table's state is the NPC's process; whether its body lives is the world's
         dead = [str(i) for i, n in npcs.items() if not npc_alive(n)]
         deaths = [f"npc {i} x{n['deaths']}" for i, n in npcs.items() if n.get("deaths", 0)]
         lines.append(
