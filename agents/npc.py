@@ -1,43 +1,35 @@
 """The NPC process: one brain, one life. ``python -m agents.npc --id 7 --tick-rate 5 --bus-url nats://...``
 
 Connects to the bus, loads its own brain (``agents.brain.Brain`` with one brain: weights from its
-checkpoint, or fresh with a warning, saved at once so a restart gets the same weights) and lives by
-the semantics of the in-process runtime (``governor.runtime``), inside the observation subscription's
-task, on every observation from the world server (every world tick):
-
-- its **cells** run (``nervous.cells.CellBank`` over its own 1-row batch) and their fired waves go
-  to ``{env}.nervous.cells.bank.wave``;
-- its **brain** (``agents.brain.BrainPolicy``, numpy over the brain's own parameters) is called only
-  when due at its tick rate r: once every ``ticks_per_action(world_hz, r)`` world ticks (every
-  ``20 / r`` at 20 Hz), counted in world ticks from its last brain call, so it keeps in phase with the
-  world clock. A body that is born (its first living observation, a respawn, a new episode) calls its
-  brain at once; a faster commanded rate takes effect at the next tick, a slower one after the current
-  period (``governor.runtime.BrainClock``). A dead body does not think;
-- its **nerves** (``nervous.nerves.NerveBank``) run over the proposed action: the brain's when it was
-  called, else STAY. The action goes to ``{env}.npc.{id}.action`` (``Action.brain`` says which) when
-  the brain was called, or when a nerve overrode the STAY between brain calls (a reflex: it moves the
-  NPC out of danger, round an obstacle, towards unvisited cells, every tick); otherwise nothing is
-  sent and the world applies STAY, as in the in-process runtime.
+checkpoint, or fresh with a warning, saved at once so a restart gets the same weights) and thinks,
+inside the observation subscription's task, on every observation the world server sends it. The world
+server (``agents.world_server``) runs every NPC's cells and nerves, batched, every world tick, and
+sends an NPC its observation only when its brain is due at its tick rate (the semantics of the
+in-process runtime, ``governor.runtime``), so this process wakes only at its brain ticks: its **brain**
+(``agents.brain.BrainPolicy``, numpy over the brain's own parameters) proposes an action, sent to
+``{env}.npc.{id}.action`` for the observation's tick (the world's nerves may still change it). A dead
+body does not think.
 
 An observation with a newer one already waiting is skipped (its reward is kept; counted in
 ``skipped``): behind the world, the NPC acts on the newest. Counters: ``brain_calls``,
-``reflex_actions`` (nerve moves sent between brain calls), ``observations`` (ticks it lived through),
-``skipped``; ``status.json`` has them at exit.
+``observations`` (received), ``skipped``; ``status.json`` has them at exit.
 
-After a brain call, its state (lifeforce, battery, reward rate - a per-tick moving average, as in the
-in-process runtime -, tick rate, CPU use read from its cgroup, and its worst lag since the last
-report: from the world sending an observation to being done with it) goes to ``.state``, at most
-every ``state_s``; a heartbeat every ``heartbeat_s`` to ``{env}.npc.{id}.heartbeat``.
-``{env}.npc.{id}.command`` (tick rate, gates) is obeyed at once; a malformed command, or one for
-another NPC, is rejected and logged.
+After a brain call, its state (lifeforce, battery, reward rate and nerve override rate - the world's
+per-tick moving averages, carried by the observation -, tick rate, CPU use read from its cgroup, and
+its worst lag since the last report: from the world sending an observation to being done with it) goes
+to ``.state``, at most every ``state_s``; a heartbeat every ``heartbeat_s`` to
+``{env}.npc.{id}.heartbeat``. ``{env}.npc.{id}.command`` (tick rate, gates) is obeyed at once (the
+world server hears it too, and wakes the NPC at the new rate); a malformed command, or one for another
+NPC, is rejected and logged.
 
 With ``learn=True`` it learns online with its own PPO learner (``agents.ppo``, ``agents.rollout``)
-from its brain calls (the reward of a brain call is what the world paid until the next one): every
-``num_steps`` brain calls one update (the first after fewer, by a per-NPC offset, so NPCs started
-together update on different ticks); weights are checkpointed atomically every
-``checkpoint_every`` updates and on SIGTERM. ``status.json`` next to the checkpoint tells where the
-weights came from and their digest. Started by the fork server (``agents.forkserver``) through
-``child_main(config)``; ``preload()`` warms torch up in the server so children share those pages.
+from its brain calls (the reward of a brain call is what the world paid until the next one; a brain
+action a nerve overrode stays out of the loss, as the next observation tells): every ``num_steps``
+brain calls one update (the first after fewer, by a per-NPC offset, so NPCs started together update on
+different ticks); weights are checkpointed atomically every ``checkpoint_every`` updates and on
+SIGTERM. ``status.json`` next to the checkpoint tells where the weights came from and their digest.
+Started by the fork server (``agents.forkserver``) through ``child_main(config)``; ``preload()`` warms
+torch up in the server so children share those pages.
 """
 
 from __future__ import annotations
@@ -63,22 +55,15 @@ import torch
 from agents.brain import Brain, BrainConfig, BrainPolicy
 from agents.ppo import PPOConfig, ppo_update
 from agents.rollout import Rollout
-from agents.world_server import ticks_per_action
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
-from nervous.cells import CellBank
-from nervous.messages import Action, Command, Heartbeat, NpcState, Observation, WaveBatch
-from nervous.nerves import NerveBank, NerveConfig
-from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, A, Proprio
+from nervous.messages import Action, Command, Heartbeat, NpcState, Observation
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Proprio
 
 log = logging.getLogger("agents.npc")
 
 CHECKPOINT_FORMAT = "nimmerverse-npc-1"
 ALL_LEGAL = np.ones(NUM_ACTIONS, dtype=bool)
-_STAY = np.array([A.STAY])
-#: Weight of the newest world tick in the reward-rate and override-rate moving averages
-#: (``governor.runtime.RATE_EMA``, ``governor.inputs.OVERRIDE_EMA``).
-RATE_EMA = 0.05
 
 
 @dataclass
@@ -105,8 +90,6 @@ class NpcConfig:
     """Brain hidden width (must match a loaded checkpoint)."""
     view_size: int = 7
     """Brain view grid side."""
-    world_hz: float = 20.0
-    """The world clock: a tick rate r calls the brain every ``ticks_per_action(world_hz, r)`` world ticks."""
     heartbeat_s: float = 0.5
     """Seconds between heartbeats."""
     state_s: float = 0.2
@@ -117,8 +100,6 @@ class NpcConfig:
     """Run seed; the NPC's generators use seed * 10007 + npc."""
     burn_cpu: bool = False
     """Spin between ticks to use all the CPU its quota allows (quota tests and benchmarks)."""
-    nerves: bool = True
-    """Run the reflexes (collision avoidance, exploration) over the brain's action."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.npc, int) or self.npc < 0:
@@ -199,7 +180,7 @@ class CpuMeter:
 
 
 class NpcAgent:
-    """The NPC's mind without the bus: brain, learner, cells, nerves, counters."""
+    """The NPC's mind without the bus: brain, learner, counters."""
 
     def __init__(self, config: NpcConfig) -> None:
         self.config = config
@@ -212,26 +193,15 @@ class NpcAgent:
         self.ppo = PPOConfig(num_envs=1, num_steps=config.num_steps, num_minibatches=2, update_epochs=2,
                              learning_rate=3e-4)
         self.optimizer = torch.optim.Adam(self.brain.parameters(), lr=self.ppo.learning_rate, eps=1e-5)
-        self.cells = CellBank()
-        # its own seed: NPCs whose nerves drew the same numbers would explore in lockstep
-        self.nerves = NerveBank(NerveConfig(seed=seed)) if config.nerves else None
         self.tick_rate = config.tick_rate
         self.gates: dict[str, bool] = {}
         self.updates = 0
         self.brain_calls = 0
-        """Brain calls so far."""
-        self.reflex_actions = 0
-        """Actions a nerve chose between brain calls (sent as reflexes)."""
+        """Brain calls so far (each one an action sent)."""
         self.observations = 0
-        """Observations lived through (cells and nerves ran)."""
+        """Observations received."""
         self.skipped = 0
         """Observations skipped because a newer one was already waiting."""
-        self.next_brain = 0
-        """World tick at or after which the brain is due."""
-        self.seen = -1
-        """World tick of the last observation lived through."""
-        self.was_alive = False
-        self.ended = False
         self.reward_rate = 0.0
         self.override_rate = 0.0
         self.source = "fresh"
@@ -239,10 +209,9 @@ class NpcAgent:
         self.step = 0
         self.pending_reward = 0.0
         self.pending_done = False
+        self.pending_overridden = False
         self.last_stats: dict[str, float] = {}
         self.lag_ms = 0.0
-        self._wave_batch: WaveBatch | None = None
-        self._npc_column = b""
         self._to_learn: tuple[Any, ...] | None = None
 
     # -- weights ----------------------------------------------------------------------------------
@@ -278,74 +247,32 @@ class NpcAgent:
 
     # -- acting -----------------------------------------------------------------------------------
 
-    @property
-    def actions(self) -> int:
-        """Actions sent: brain calls and reflexes."""
-        return self.brain_calls + self.reflex_actions
-
     def observe(self, obs: Observation) -> None:
-        """Account an observation's reward (every observation, lived through or skipped)."""
+        """Account an observation (every one, acted on or skipped): its reward, episode ends, whether a
+        nerve overrode the last brain action, and the world's moving averages for the state report."""
+        self.observations += 1
         self.pending_reward += obs.reward
         self.pending_done = self.pending_done or obs.terminated or obs.truncated
-        self.reward_rate += RATE_EMA * (obs.reward - self.reward_rate)
+        self.pending_overridden = self.pending_overridden or obs.overridden
+        self.reward_rate, self.override_rate = obs.reward_rate, obs.override_rate
 
-    def tick(self, obs: Observation) -> tuple[int, bool, bool]:
-        """(action, brain called, overridden by a nerve) for one world tick: cells, the brain if due, nerves.
-
-        Between brain calls the proposed action is STAY; a dead body only runs its cells. The share of
-        ticks a nerve overrode goes into ``override_rate`` (reported to the governor)."""
-        action, brain, overridden = self._tick(obs)
-        self.override_rate += RATE_EMA * (float(overridden) - self.override_rate)
-        return action, brain, overridden
-
-    def period(self) -> int:
-        """World ticks between two brain calls at the current tick rate."""
-        return ticks_per_action(self.config.world_hz, self.tick_rate)
-
-    def _tick(self, obs: Observation) -> tuple[int, bool, bool]:
+    def act(self, obs: Observation) -> int | None:
+        """The brain's action on an observation (learning when configured); None for a dead body."""
         view, proprio, mask = _senses(obs)
-        alive = bool(proprio.any())  # the world zeroes a dead body's proprio
-        if alive and (not self.was_alive or self.ended):  # born: think at once, forget the old visits
-            self.next_brain = obs.tick
-            if self.nerves is not None:
-                self.nerves.reset()
-        self.was_alive, self.ended = alive, obs.terminated or obs.truncated
-        self.seen = obs.tick
-        self.observations += 1
-        self.cells.step(view[None], proprio[None], obs.tick)
-        if alive and obs.tick >= self.next_brain:
-            self.next_brain = obs.tick + self.period()
-            action, overridden = self._think(obs.tick, view, proprio, mask)
-            return action, True, overridden
-        if not alive or self.nerves is None:
-            return A.STAY, False, False
-        final, over = self.nerves.apply(_STAY, view[None], proprio[None])
-        if over[0]:
-            self.reflex_actions += 1
-            return int(final[0]), False, True
-        return A.STAY, False, False
+        if not proprio.any():  # the world zeroes a dead body's proprio
+            return None
+        return self._think(view, proprio, mask)
 
-    def act(self, obs: Observation) -> tuple[int, bool]:
-        """(action, overridden by a nerve) of a brain call on an observation: cells, brain, nerves."""
-        view, proprio, mask = _senses(obs)
-        self.cells.step(view[None], proprio[None], obs.tick)
-        return self._think(obs.tick, view, proprio, mask)
-
-    def _think(self, tick: int, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> tuple[int, bool]:
-        """(action, overridden) of one brain call with the nerves over it; learns when configured."""
+    def _think(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> int:
+        """The action of one brain call; learns when configured."""
         action, logp, value = self.policy.act(view, proprio, mask, self.rng)
-        sampled = action
-        overridden = False
-        if self.nerves is not None:
-            final, over = self.nerves.apply(np.array([action]), view[None], proprio[None])
-            action, overridden = int(final[0]), bool(over[0])
-        reward, done = self.pending_reward, self.pending_done
-        self.pending_reward, self.pending_done = 0.0, False
+        reward, done, overridden = self.pending_reward, self.pending_done, self.pending_overridden
+        self.pending_reward, self.pending_done, self.pending_overridden = 0.0, False, False
         if self.config.learn:
             self.learn()  # a caller that did not learn after the last action
-            self._to_learn = (view, proprio, mask, sampled, logp, value, reward, done, overridden)
+            self._to_learn = (view, proprio, mask, action, logp, value, reward, done, overridden)
         self.brain_calls += 1
-        return action, overridden
+        return action
 
     def learn(self) -> None:
         """Store the last action's tick and update when a rollout is full (call after sending it)."""
@@ -355,7 +282,8 @@ class NpcAgent:
 
     def _learn(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray, action: int, logp: float,
                value: float, reward: float, done: bool, overridden: bool) -> None:
-        """Store the tick (the reward is the previous action's); one PPO update per full rollout."""
+        """Store the brain call (the reward and the nerves' override are the previous action's); one PPO
+        update per full rollout."""
         T = self.config.num_steps
         if self.rollout is None:
             self.rollout = Rollout(1, T, 1, view.shape[-1], len(proprio), NUM_ACTIONS)
@@ -365,6 +293,7 @@ class NpcAgent:
         ro = self.rollout
         if self.step > 0:
             ro.rewards[0, self.step - 1, 0] = reward
+            ro.mask[0, self.step - 1, 0] = not overridden  # the brain did not choose an overridden move
         if self.step == T:  # the rollout is full: this observation bootstraps it
             batch = ro.batch(torch.tensor([[value]]), torch.tensor([[done]]), self.ppo.gamma,
                              self.ppo.gae_lambda)
@@ -382,7 +311,7 @@ class NpcAgent:
             ro.logprobs[0, t, 0] = logp
             ro.values[0, t, 0] = value
             ro.dones[0, t, 0] = done
-            ro.mask[0, t, 0] = not overridden
+            ro.mask[0, t, 0] = True
             self.step += 1
 
     def acted(self, obs: Observation, now: float) -> None:
@@ -401,38 +330,12 @@ class NpcAgent:
                         tick_rate=self.tick_rate, cpu_use=cpu_use, alive=alive, lag_ms=max(0.0, lag),
                         override_rate=float(np.clip(self.override_rate, 0.0, 1.0)))
 
-    def waves(self, npc: int) -> WaveBatch | None:
-        """The fired waves of the last step, or None when none fired.
-
-        Every tick refills one preallocated batch (valid by construction: the bank's own cells, its
-        confidences clipped), sparing the hot path the checks a batch from the bus gets; publish it
-        before the next call."""
-        last = self.cells.last
-        if last is None or not last.fired.any():
-            return None
-        idx = np.flatnonzero(last.fired[0])
-        batch = self._wave_batch
-        if batch is None or batch.npc[:4] != np.int32(npc).astype("<i4").tobytes():
-            batch = self._wave_batch = WaveBatch.from_arrays(
-                last.tick, list(last.cells), list(last.regions), np.full(len(idx), npc), idx,
-                last.confidence[0, idx], last.value[0, idx])
-            self._npc_column = np.full(len(last.cells), npc, dtype="<i4").tobytes()
-            return batch
-        batch.tick = last.tick
-        batch.npc = self._npc_column[:4 * len(idx)]
-        batch.cell_index = idx.astype(np.uint8).tobytes()
-        batch.confidence = last.confidence[0, idx].astype("<f4", copy=False).tobytes()
-        batch.value = last.value[0, idx].astype("<f4", copy=False).tobytes()
-        return batch
-
     def command(self, msg: Command) -> bool:
         """Obey a command for this NPC; False (logged) when it is for another one."""
         if msg.npc != self.config.npc:
             log.warning("npc %d: rejected command for npc %d", self.config.npc, msg.npc)
             return False
         self.tick_rate = msg.tick_rate
-        if self.seen >= 0:  # from the next tick: a faster rate shortens the wait, a slower one keeps it
-            self.next_brain = min(self.next_brain, self.seen + self.period())
         self.gates = {str(k): v for k, v in msg.gates.items()}
         log.info("npc %d: command: tick rate %d Hz, gates %s", self.config.npc, msg.tick_rate, self.gates)
         return True
@@ -474,39 +377,37 @@ async def run(config: NpcConfig) -> int:
     clock = {"state": 0.0, "cpu": time.monotonic(), "cpu_use": 0.0}
     cpu = CpuMeter(config.cpu_usage_file)
     action_subject, state_subject = subjects.npc_action(npc), subjects.npc_state(npc)
-    wave_subject, hb_subject = subjects.cell_wave("bank"), subjects.heartbeat("npc", str(npc))
+    hb_subject = subjects.heartbeat("npc", str(npc))
     obs_sub: list[Any] = []
     failed: list[BaseException] = []
 
     async def on_obs(obs: Observation, raw: Any) -> None:
-        # lives through the tick in the subscription's own task: no hand-over to another task on the hot path
+        # thinks in the subscription's own task: no hand-over to another task on the hot path
         agent.observe(obs)
         if stop.is_set() or (obs_sub and obs_sub[0].pending_msgs > 0):
             agent.skipped += 1
-            return  # stopping, or a newer observation is already waiting: live through that one
+            return  # stopping, or a newer observation is already waiting: act on that one
         try:
-            action, brain, overridden = agent.tick(obs)
+            action = agent.act(obs)
         except Exception as exc:  # a broken mind must not idle on in silence: exit and be restarted
             log.exception("npc %d: acting failed at tick %d", npc, obs.tick)
             failed.append(exc)
             stop.set()
             return
+        if action is None:
+            return
         try:
-            if brain or overridden:  # otherwise the world applies STAY: nothing to send
-                await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action, brain=brain))
+            await bus.publish(action_subject, Action(npc=npc, tick=obs.tick, action=action))
             agent.acted(obs, time.time())
             now = time.monotonic()
-            if brain and now - clock["state"] >= config.state_s:  # reports follow brain calls, rate-limited
+            if now - clock["state"] >= config.state_s:  # reports follow brain calls, rate-limited
                 clock["state"] = now
                 if now - clock["cpu"] >= 0.5:
                     clock["cpu_use"], clock["cpu"] = cpu.rate(), now
                 await bus.publish(state_subject, agent.state(obs, clock["cpu_use"]))
-            waves = agent.waves(npc)
-            if waves is not None:
-                await bus.publish(wave_subject, waves)
         except Exception as exc:  # disconnected beyond the pending buffer: skip this tick
             log.debug("npc %d: publish failed: %s", npc, exc)
-        if brain and config.learn:  # after the client's flusher has sent the action (callbacks run in order)
+        if config.learn:  # after the client's flusher has sent the action (callbacks run in order)
             loop.call_soon(learn)
 
     def learn() -> None:
@@ -532,7 +433,7 @@ async def run(config: NpcConfig) -> int:
                 with contextlib.suppress(Exception):  # a broker restart must not end the NPC
                     await bus.publish(hb_subject, Heartbeat(domain="npc", service=f"npc-{npc}", seq=seq,
                                                             uptime_s=time.monotonic() - started,
-                                                            requests=agent.actions,
+                                                            requests=agent.brain_calls,
                                                             errors=sum(bus.bad_messages.values())))
                 seq += 1
                 await asyncio.sleep(config.heartbeat_s)
@@ -551,12 +452,10 @@ async def run(config: NpcConfig) -> int:
     if failed:  # keep the last good checkpoint: the supervisor restarts this NPC from it
         return 1
     agent.save()
-    write_status(config, agent, actions=agent.actions, brain_calls=agent.brain_calls,
-                 reflex_actions=agent.reflex_actions, observations=agent.observations, skipped=agent.skipped,
-                 **counters)
-    log.info("npc %d: stopped after %d brain calls, %d reflex actions, %d observations (%d skipped), "
-             "%d updates", npc, agent.brain_calls, agent.reflex_actions, agent.observations, agent.skipped,
-             agent.updates)
+    write_status(config, agent, brain_calls=agent.brain_calls, observations=agent.observations,
+                 skipped=agent.skipped, **counters)
+    log.info("npc %d: stopped after %d brain calls, %d observations (%d skipped), %d updates", npc,
+             agent.brain_calls, agent.observations, agent.skipped, agent.updates)
     return 0
 
 
@@ -565,9 +464,10 @@ def preload() -> None:
     import io
 
     torch.set_num_threads(1)
-    agent = NpcAgent(NpcConfig(learn=True, num_steps=2, nerves=True))
+    agent = NpcAgent(NpcConfig(learn=True, num_steps=2))
     v = 7
-    obs = Observation(npc=0, tick=0, side=v, view=bytes(v * v), proprio=bytes(4 * PROPRIO_SIZE), reward=0.0)
+    obs = Observation(npc=0, tick=0, side=v, view=bytes(v * v), reward=0.0,
+                      proprio=np.full(PROPRIO_SIZE, 0.5, dtype="<f4").tobytes())  # a living body thinks
     for _ in range(4):
         agent.act(obs)
         agent.learn()

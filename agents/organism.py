@@ -259,7 +259,6 @@ class Organism:
             "learn": c.learn,
             "hidden": c.hidden,
             "view_size": c.view_size,
-            "world_hz": c.hz,
             "seed": c.seed,
             "cpu_usage_file": self.cgroups.cpu_usage_file(f"npc-{i}"),
         }

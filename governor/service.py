@@ -9,10 +9,14 @@ What it hears:
 
 - ``{env}.npc.*.state`` (``NpcState``): each report feeds ``GovernorInputs``; a report follows an
   action, so its tick counts as the NPC's latest brain call.
-- ``{env}.nervous.cells.*.wave`` (``WaveBatch``, the NPCs' cell banks and the cell services): one
-  ``WaveCollapse`` per NPC turns them into ``CollapseEvent`` messages, which go into the inputs and
-  out on ``{env}.thalamus.governor.collapse``. An NPC's wave column is the noisy-OR of its waves live
-  at the newest tick heard from it.
+- ``{env}.nervous.cells.*.wave`` (``WaveBatch``): above all the world server's one batch per world
+  tick, every NPC's waves of its cell bank (``agents.world_server``), taken at once by the in-process
+  runtime's ``BatchCollapse``; waves of other cells (a cell service's) go through one ``WaveCollapse``
+  per NPC. Both turn waves into ``CollapseEvent`` messages, which go into the inputs and out on
+  ``{env}.thalamus.governor.collapse``. An NPC's wave column is the noisy-OR of its live waves (of the
+  newest bank batch, and of the other cells at the newest tick heard from it). A batch that does not
+  decode is refused by the bus with one line and counted (``bus.bad_messages``, in the heartbeat's
+  ``errors``); waves for NPCs it does not govern are counted in ``bad_inputs`` with one line.
 
 The world tick of a decision is the newest tick heard from any NPC. Every ``1 / governor_hz`` seconds
 it decides for all NPCs at once with ``make_governor(config)`` and publishes on
@@ -63,7 +67,9 @@ from governor.decisions import Decisions
 from governor.inputs import COLLAPSE, CPU_USE, GlobalContext, GovernorInputs, region_column
 from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
-from nervous.collapse import CollapseConfig, WaveCollapse
+from nervous.cells import CellBank
+from nervous.cells.base import WaveArrays
+from nervous.collapse import BatchCollapse, CollapseConfig, WaveCollapse
 from nervous.messages import REGIONS, Allocation, CollapseEvent, GateEvent, Heartbeat, NpcState, WaveBatch
 from nervous.signals import stop_on_signals
 
@@ -139,6 +145,17 @@ class GovernorService:
         self.inputs = GovernorInputs(c, self.npc_ids)
         n = config.npcs
         self.collapse = [WaveCollapse(config.collapse) for _ in range(n)]
+        """Collapse of waves from other cells than the world's bank (cell services), per NPC."""
+        self.streamed = np.zeros(n, dtype=bool)
+        """NPCs some of whose waves came from other cells than the bank's."""
+        bank = CellBank()
+        self.bank = BatchCollapse(bank.names, bank.regions, config.collapse)
+        """Collapse of the world server's batches of the bank's cells, all NPCs at once (as in-process)."""
+        self.bank.reset(n)
+        self.bank_waves = np.zeros((n, len(REGIONS)), dtype=np.float32)
+        """Combined confidence per NPC and region of the newest bank batch."""
+        self.wave_batches = 0
+        """Wave batches taken."""
         self.heard_tick = np.full(n, -1, dtype=np.int64)
         """Newest world tick heard from each NPC (a state report or a wave)."""
         self.reported_rate = np.zeros(n, dtype=np.int64)
@@ -187,6 +204,10 @@ class GovernorService:
 
     def observe_waves(self, batch: WaveBatch) -> list[CollapseEvent]:
         """Take a batch of waves; the collapse events they complete (waves of NPCs not governed: counted)."""
+        self.wave_batches += 1
+        self.tick = max(self.tick, batch.tick)
+        if tuple(batch.cells) == self.bank.cells and tuple(batch.regions) == self.bank.regions:
+            return self._observe_bank(batch)
         events = []
         strangers = 0
         for wave in batch.waves():
@@ -194,26 +215,58 @@ class GovernorService:
             if i is None:
                 strangers += 1
                 continue
+            self.streamed[i] = True
             self.heard_tick[i] = max(self.heard_tick[i], wave.tick)
             event = self.collapse[i].add(wave)
             if event is not None:
                 self.inputs.observe_collapse(event)
                 events.append(event)
-        if strangers:
-            self._bad(ValueError(f"wave_batch.npc: {strangers} waves for NPCs not governed "
+        self._strangers(strangers)
+        return events
+
+    def _strangers(self, count: int) -> None:
+        if count:
+            self._bad(ValueError(f"wave_batch.npc: {count} waves for NPCs not governed "
                                  f"(the governor knows {len(self.npc_ids)} NPCs)"))
-        self.tick = max(self.tick, batch.tick)
+
+    def _observe_bank(self, batch: WaveBatch) -> list[CollapseEvent]:
+        """Take one world tick's batch of the bank's cells for all NPCs through ``BatchCollapse``."""
+        npc, index, confidence, value = batch.arrays()
+        n, c = len(self.npc_ids), len(self.bank.cells)
+        governed = (npc >= 0) & (npc < n)  # the governor's slot of NPC id k is k
+        self._strangers(int((~governed).sum()))
+        rows, cols = npc[governed], index[governed]
+        arrays = WaveArrays(tick=batch.tick, cells=self.bank.cells, regions=self.bank.regions,
+                            value_scale=np.ones(c, dtype=np.float32),
+                            confidence=np.zeros((n, c), dtype=np.float32),
+                            value=np.zeros((n, c), dtype=np.float32), fired=np.zeros((n, c), dtype=bool))
+        arrays.confidence[rows, cols] = confidence[governed]
+        arrays.value[rows, cols] = value[governed]
+        arrays.fired[rows, cols] = True
+        self.bank_waves, new = self.bank.update(arrays)
+        if not new.any():
+            return []
+        age = batch.tick - self.bank.tick
+        live = (age >= 0) & (age < self.bank.config.window_ticks)
+        events = []
+        for i, r in np.argwhere(new).tolist():
+            cells = [self.bank.cells[k] for k in np.flatnonzero(live[i] & self.bank.member[r]).tolist()]
+            event = CollapseEvent(npc=self.npc_ids[i], region=REGIONS[r], cells=sorted(cells),
+                                  tick=batch.tick, confidence=min(float(self.bank_waves[i, r]), 1.0))
+            self.inputs.observe_collapse(event)
+            events.append(event)
         return events
 
     # -- what it decides --------------------------------------------------------------------------
 
     def decide(self) -> tuple[Decisions, np.ndarray]:
         """(decisions, inputs array) for every NPC at the newest world tick heard."""
-        waves = np.zeros((len(self.npc_ids), len(REGIONS)), dtype=np.float32)
-        for i in np.flatnonzero(self.inputs.alive & (self.heard_tick >= 0)).tolist():
+        waves = self.bank_waves.copy()
+        for i in np.flatnonzero(self.inputs.alive & self.streamed & (self.heard_tick >= 0)).tolist():
             at = int(self.heard_tick[i])
             self.collapse[i].expire(at)
-            waves[i] = [self.collapse[i].combined(self.npc_ids[i], region, at) for region in REGIONS]
+            streamed = [self.collapse[i].combined(self.npc_ids[i], region, at) for region in REGIONS]
+            waves[i] = 1.0 - (1.0 - waves[i]) * (1.0 - np.asarray(streamed, dtype=np.float32))  # noisy-OR
         self.inputs.observe_waves(waves)
         cpu = float(self.inputs.state[self.inputs.alive, CPU_USE].sum())
         context = GlobalContext(tick=self.tick, cpu_in_use=cpu)

@@ -352,12 +352,21 @@ class Observation(Message, tag="observation"):
     view: bytes
     proprio: bytes
     reward: float
+    """World reward of this NPC summed since the world server last sent it an observation."""
     terminated: bool = False
+    """Its slot ended (a death without respawn, or its episode's end) since its last observation."""
     truncated: bool = False
+    """Its episode was cut at max steps since its last observation."""
     action_mask: bytes = b""
     """One byte per action (1: useful), as the world computed it; empty: every action allowed."""
     sent: float = 0.0
     """Wall-clock time (Unix seconds) the world server sent it; 0: unknown. NPCs measure lag by it."""
+    reward_rate: float = 0.0
+    """The world's per-tick moving average of this NPC's reward (the NPC is woken only at brain calls)."""
+    override_rate: float = 0.0
+    """The world's per-tick moving average of how often this NPC's nerves overrode its action."""
+    overridden: bool = False
+    """A nerve in the world server changed the NPC's last brain action (kept out of its PPO loss)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -379,13 +388,12 @@ class Observation(Message, tag="observation"):
 
 
 class Action(Message, tag="action"):
-    """NPC -> world: the chosen action of one tick."""
+    """NPC -> world: its brain's action for the tick of the observation that woke it (the world server's
+    nerves may still change it)."""
 
     npc: NpcId
     tick: Tick
     action: Annotated[int, msgspec.Meta(ge=0, le=6)]
-    brain: bool = True
-    """A brain call's action (a nerve may have changed it); False: a reflex between brain calls."""
 
 
 class CellRequest(Message, tag="cell_request"):

@@ -25,6 +25,7 @@ from nervous.messages import (
     decode,
     encode,
 )
+from world.tiles import PROPRIO_SIZE
 
 SAMPLES = [
     Wave(cell="math", npc=3, region=Region.MATH, confidence=0.6, value=12.0, tick=5),
@@ -44,7 +45,9 @@ SAMPLES = [
     ),
     TrailOutcome(id="run1:7:120:escalation:math", npc=7, tick=140, after_ticks=20, reward=1.5,
                  lock_opened=True),
-    Action(npc=0, tick=1, action=2, brain=False),
+    Action(npc=0, tick=1, action=2),
+    Observation(npc=1, tick=3, side=1, view=bytes(1), proprio=bytes(4 * PROPRIO_SIZE), reward=0.5,
+                reward_rate=0.01, override_rate=0.2, overridden=True),
 ]
 
 

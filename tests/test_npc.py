@@ -28,7 +28,7 @@ from agents.npc import (
 from nervous import subjects
 from nervous.messages import Command, Observation, Region
 from world import GridWorld, stage_config
-from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Action, Proprio, Tile
+from world.tiles import NUM_ACTIONS, PROPRIO_SIZE, Action, Proprio
 
 SIDE = 7
 
@@ -126,36 +126,50 @@ def test_a_trainer_brain_slot_becomes_an_npc_weights_file(tmp_path):
 # -- acting -----------------------------------------------------------------------------------------
 
 def test_actions_respect_the_worlds_mask():
-    agent = _agent(nerves=False)
+    agent = _agent()
     only = np.zeros(NUM_ACTIONS, bool)
     only[Action.WEST] = True
-    assert {agent.act(_obs(t, mask=only))[0] for t in range(50)} == {Action.WEST}
-    anything = {agent.act(_obs(t))[0] for t in range(300)}
+    assert {agent.act(_obs(t, mask=only)) for t in range(50)} == {Action.WEST}
+    anything = {agent.act(_obs(t)) for t in range(300)}
     assert len(anything) >= 4  # a fresh brain is close to uniform
 
 
-def test_nerves_override_a_move_into_a_wall():
-    agent = _agent()
-    view = np.zeros((SIDE, SIDE), np.uint8)
-    walls = np.ones(NUM_ACTIONS, bool)
-    view[SIDE // 2 - 1, SIDE // 2] = Tile.WALL  # north of the NPC
-    agent.brain.b_actor.data[0, 0, Action.NORTH] = 50.0  # the brain always wants north
-    results = [agent.act(_obs(t, view=view, mask=walls)) for t in range(20)]
-    assert all(a != Action.NORTH and over for a, over in results)
-
-
 def test_rewards_of_skipped_observations_are_kept_for_the_next_action():
-    agent = _agent(nerves=False)
+    agent = _agent()
     agent.act(_obs(0))
     for t, r in ((1, 0.25), (2, 0.5), (3, -1.0)):
         agent.observe(_obs(t, reward=r))
     assert agent.pending_reward == pytest.approx(-0.25)
     agent.act(_obs(3))
     assert agent.pending_reward == 0.0
-    rate = 0.0
-    for r in (0.25, 0.5, -1.0):  # the reward rate moves every world tick, as in the in-process runtime
-        rate += 0.05 * (r - rate)
-    assert agent.reward_rate == pytest.approx(rate)
+
+
+def test_the_state_report_carries_the_worlds_moving_averages_of_the_last_observation():
+    agent = _agent()
+    for t, (reward_rate, override_rate) in enumerate(((0.1, 0.5), (-0.02, 0.25))):
+        obs = _obs(t)
+        obs.reward_rate, obs.override_rate = reward_rate, override_rate
+        agent.observe(obs)
+    state = agent.state(_obs(2), 0.0)
+    assert state.reward_rate == pytest.approx(-0.02) and state.override_rate == pytest.approx(0.25)
+
+
+def test_a_dead_body_does_not_think():
+    agent = _agent()
+    assert agent.act(_obs(0, proprio=np.zeros(PROPRIO_SIZE, np.float32))) is None
+    assert agent.brain_calls == 0 and agent.act(_obs(1)) is not None and agent.brain_calls == 1
+
+
+def test_a_brain_action_a_nerve_overrode_stays_out_of_the_ppo_loss():
+    agent = _agent(npc=0, learn=True, num_steps=16)  # npc 0: no offset, rows 0-2 are the first calls
+    for t, overridden in ((0, False), (1, True), (2, False)):
+        obs = _obs(t)
+        obs.overridden = overridden  # the world's nerves changed the action sent at the last brain call
+        agent.observe(obs)
+        agent.act(obs)
+        agent.learn()
+    mask = agent.rollout.mask[0, :3, 0].tolist()
+    assert mask == [False, True, True]  # row 0's action was overridden (told at t=1); row 2 not yet known
 
 
 def test_commands_for_this_npc_are_obeyed_and_others_rejected(caplog):
@@ -177,72 +191,6 @@ def test_state_report_reads_lifeforce_battery_and_death():
     assert not agent.state(_obs(10, proprio=np.zeros(PROPRIO_SIZE, np.float32)), 0.0).alive
 
 
-# -- living through every world tick (the in-process runtime's semantics) ---------------------------
-
-def _live(agent: NpcAgent, ticks: range, **obs) -> list[tuple[int, int, bool, bool]]:
-    """(tick, action, brain called, overridden) of each tick the agent lives through."""
-    return [(t, *agent.tick(_obs(t, **obs))) for t in ticks]
-
-
-def test_at_5_hz_the_brain_is_called_every_4_ticks_and_the_nerves_every_tick():
-    agent = _agent(tick_rate=5, seed=3)
-    ticks = _live(agent, range(80))  # an empty view: no food smelled, so exploration moves a staying NPC
-    assert [t for t, _, brain, _ in ticks if brain] == list(range(0, 80, 4))
-    between = [(action, over) for t, action, brain, over in ticks if not brain]
-    assert all(action == Action.STAY or over for action, over in between)  # STAY unless a nerve moved it
-    reflexes = sum(over for _, over in between)
-    assert 3 <= reflexes <= 30  # exploration considers about one tick in five
-    assert agent.brain_calls == 20 and agent.reflex_actions == reflexes and agent.observations == 80
-    expected = 0.0
-    for _, _, _, over in ticks:  # the override rate reported to the governor: a 0.05 moving average
-        expected += 0.05 * (float(over) - expected)
-    assert agent.override_rate == pytest.approx(expected) and 0.0 < expected < 1.0
-    assert agent.state(_obs(80), 0.0).override_rate == pytest.approx(expected)
-    assert agent.cells.last is not None and agent.cells.last.tick == 79  # the cells ran at the last tick
-
-
-def test_without_nerves_an_npc_stays_between_brain_calls():
-    agent = _agent(tick_rate=2, nerves=False)
-    ticks = _live(agent, range(30))
-    assert [t for t, _, brain, _ in ticks if brain] == [0, 10, 20]
-    assert all(action == Action.STAY and not over for _, action, brain, over in ticks if not brain)
-
-
-def test_a_faster_rate_takes_effect_at_the_next_tick_a_slower_one_after_the_current_period():
-    agent = _agent(tick_rate=1, nerves=False)
-    _live(agent, range(0, 6))  # brain at 0, next due at 20
-    agent.command(Command(npc=0, tick=5, tick_rate=5))  # from tick 6: due by 5 + 4
-    brains = [t for t, _, brain, _ in _live(agent, range(6, 20)) if brain]
-    assert brains == [9, 13, 17]
-    agent.command(Command(npc=0, tick=19, tick_rate=1))  # slower: the 5 Hz call due at 21 stays
-    brains = [t for t, _, brain, _ in _live(agent, range(20, 60)) if brain]
-    assert brains == [21, 41]
-
-
-def test_a_dead_body_does_not_think_and_a_newborn_thinks_at_once():
-    agent = _agent(tick_rate=1, nerves=False)
-    dead = np.zeros(PROPRIO_SIZE, np.float32)
-    assert _live(agent, range(0, 3))[0][2]  # born at tick 0
-    assert not any(brain for _, _, brain, _ in _live(agent, range(3, 8), proprio=dead))
-    assert [t for t, _, brain, _ in _live(agent, range(8, 12)) if brain] == [8]  # respawned: at once
-    agent.tick(_obs(12))
-    ended = _obs(13)
-    ended.terminated = True
-    agent.tick(ended)
-    assert agent.tick(_obs(14))[1]  # a new episode: a new life
-
-
-def test_fired_waves_are_reported_for_this_npc():
-    agent = _agent(npc=6)
-    p = np.full(PROPRIO_SIZE, 0.5, np.float32)
-    p[Proprio.LIFEFORCE] = 0.05  # the battery cell fires CRITICAL
-    agent.act(_obs(3, proprio=p))
-    waves = agent.waves(6)
-    assert waves is not None and waves.tick == 3
-    fired = {waves.cells[c] for c in np.frombuffer(waves.cell_index, np.uint8)}
-    assert "battery" in fired and set(np.frombuffer(waves.npc, "<i4")) == {6}
-
-
 # -- CPU metering -----------------------------------------------------------------------------------
 
 def test_cpu_meter_reads_cgroup_v1_and_v2_usage_files(tmp_path):
@@ -261,13 +209,13 @@ def test_cpu_meter_reads_cgroup_v1_and_v2_usage_files(tmp_path):
 
 def test_online_learner_learns_a_rewarded_action_and_checkpoints_every_k_updates(tmp_path):
     # a contextual bandit through the NPC's own reward path: the world pays 1 for EAST, one tick later
-    agent = _agent(tmp_path, learn=True, nerves=False, num_steps=16, checkpoint_every=25, seed=0)
+    agent = _agent(tmp_path, learn=True, num_steps=16, checkpoint_every=25, seed=0)
     agent.load_or_create()
     reward, east = 0.0, []
     for t in range(2000):
         obs = _obs(t, reward=reward)
         agent.observe(obs)
-        action, _ = agent.act(obs)
+        action = agent.act(obs)
         reward = 1.0 if action == Action.EAST else 0.0
         east.append(action == Action.EAST)
     first, last = np.mean(east[:250]), np.mean(east[-250:])
@@ -289,7 +237,8 @@ def test_online_learning_in_a_real_world_runs_updates_on_world_rewards():
                           action_mask=world.action_mask[0, 0].tobytes(),
                           terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
         agent.observe(obs)
-        world.step(np.array([[agent.act(obs)[0]]]))
+        action = agent.act(obs)
+        world.step(np.array([[Action.STAY if action is None else action]]))
     assert agent.updates == (400 - 1) // 32
     assert np.isfinite(agent.last_stats["policy_loss"])
     changed = [k for k, v in agent.brain.state_dict().items() if not torch.equal(v, before[k])]
@@ -316,7 +265,7 @@ async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(b
     def broken(self, obs):
         raise FloatingPointError("weights went NaN")
 
-    monkeypatch.setattr(NpcAgent, "tick", broken)  # what the process calls on each observation
+    monkeypatch.setattr(NpcAgent, "act", broken)  # what the process calls on each observation
     living = asyncio.create_task(run(config))
     for _ in range(100):  # observations until the NPC is subscribed and fails on one
         if living.done():
@@ -330,7 +279,7 @@ async def test_an_npc_whose_acting_fails_exits_1_and_keeps_its_last_checkpoint(b
 def test_npcs_started_together_do_not_all_update_on_the_same_tick():
     first_update = {}
     for npc in range(4):
-        agent = _agent(npc=npc, learn=True, nerves=False, num_steps=16)
+        agent = _agent(npc=npc, learn=True, num_steps=16)
         for t in range(40):
             agent.act(_obs(t))
             agent.learn()  # as the NPC process does, once the action is sent
@@ -342,7 +291,7 @@ def test_npcs_started_together_do_not_all_update_on_the_same_tick():
 
 
 def test_the_update_waits_until_the_action_is_out():
-    agent = _agent(learn=True, nerves=False, num_steps=16)
+    agent = _agent(learn=True, num_steps=16)
     for t in range(16):
         agent.act(_obs(t))
         agent.learn()

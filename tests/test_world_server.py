@@ -1,4 +1,5 @@
-"""The world server applies fresh actions, and counts late and missing ones as STAY (real nats-server)."""
+"""The world server: wakes each NPC's brain at its tick rate, runs every NPC's cells and nerves every tick,
+applies fresh actions, and counts late and missing ones as STAY (real nats-server)."""
 
 import asyncio
 import logging
@@ -10,7 +11,7 @@ import pytest
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
 from nervous.lifeforce import LifeforceConfig
-from nervous.messages import Action, Observation
+from nervous.messages import Action, Command, Observation, WaveBatch
 from world.tiles import Action as Act
 
 
@@ -23,10 +24,18 @@ async def settle(bus, condition, timeout: float = 2.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def make_server(bus, n_npcs: int = 2) -> WorldServer:
-    server = WorldServer(WorldServerConfig(stage=0, n_npcs=n_npcs, seed=1, clock="lockstep"), bus)
+async def make_server(bus, n_npcs: int = 2, nerves: bool = False, stage: int = 0, **changes) -> WorldServer:
+    """A lockstep world server; without nerves unless asked, so the applied actions are the NPCs'."""
+    config = WorldServerConfig(stage=stage, n_npcs=n_npcs, seed=1, clock="lockstep", nerves=nerves, **changes)
+    server = WorldServer(config, bus)
     await server.start()
     return server
+
+
+async def tick(server: WorldServer) -> None:
+    """Wake the NPCs due at the current tick, then step it."""
+    await server.publish_observations()
+    server.step()
 
 
 async def test_fresh_action_is_applied_and_observations_published(bus):
@@ -56,12 +65,15 @@ async def test_late_action_means_stay_and_is_counted(bus):
     await server.stop()
 
 
-async def test_missing_action_of_a_due_npc_is_a_missed_tick(bus):
+async def test_missing_action_of_a_woken_npc_is_a_missed_tick(bus):
     server = await make_server(bus)
+    await server.publish_observations()
     for npc in (0, 1):
         await bus.publish(subjects.npc_action(npc), Action(npc=npc, tick=0, action=Act.STAY))
     await settle(bus, lambda: (server.pending_tick == 0).all())
     server.step()
+    await server.publish_observations()
+    assert server.woken.tolist() == [True, True]  # 20 Hz: due every tick
     await bus.publish(subjects.npc_action(1), Action(npc=1, tick=1, action=Act.STAY))  # npc 0 stays silent
     await settle(bus, lambda: server.pending_tick[1] == 1)
     server.step()
@@ -154,20 +166,18 @@ def test_obs_spread_outside_a_tick_is_rejected():
         WorldServerConfig(obs_spread=1.5)
 
 
-async def test_each_fresh_brain_call_is_charged_and_a_reflex_is_applied_free(bus):
+async def test_each_fresh_brain_call_is_charged_and_a_silent_npc_is_not(bus):
     life = LifeforceConfig(per_brain_call=0.1)
-    server = WorldServer(WorldServerConfig(stage=0, n_npcs=3, seed=1, clock="lockstep", lifeforce=life), bus)
-    await server.start()
+    server = await make_server(bus, n_npcs=3, lifeforce=life)
     before = server.world.lifeforce[0].copy()
-    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npc 2 stays silent
-    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=Act.INTERACT, brain=False))
+    await bus.publish(subjects.npc_action(0), Action(npc=0, tick=0, action=Act.STAY))  # npcs 1, 2 stay silent
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=0, action=Act.INTERACT))
     await settle(bus, lambda: (server.pending_tick[:2] == 0).all())
     server.step()
     spent = before - server.world.lifeforce[0]
-    assert spent[0] - spent[2] == pytest.approx(0.1, abs=1e-5) and spent[1] == pytest.approx(spent[2])
+    assert spent[0] - spent[2] == pytest.approx(0.1, abs=1e-5) and spent[1] - spent[2] == pytest.approx(0.1)
     assert server.applied.tolist() == [Act.STAY, Act.INTERACT, Act.STAY]
-    assert server.acted.tolist() == [1, 0, 0] and server.reflexes.tolist() == [0, 1, 0]
-    assert len(server.latencies_ms()) == 2 and len(server.latencies_ms(brain_only=True)) == 1
+    assert server.acted.tolist() == [1, 1, 0] and len(server.latencies_ms()) == 2
     await server.stop()
 
 
@@ -191,8 +201,6 @@ async def test_the_organ_hosts_charges_reach_the_asking_npcs_lifeforce(bus):
 
 
 async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_kept_apart(bus):
-    from nervous.messages import Command
-
     server = await make_server(bus, n_npcs=1)
     await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=2))  # a brain call every 10
     await settle(bus, lambda: server.rate[0] == 2)
@@ -201,43 +209,64 @@ async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_k
     await settle(bus, lambda: server.pending_tick[0] == 0)
     server.step()
     for _ in range(10):  # ticks 1-10: the call due at 10 is not in before the step
-        await server.publish_observations()
-        server.step()
+        await tick(server)
     await bus.publish(subjects.npc_action(0), Action(npc=0, tick=10, action=Act.EAST))  # during tick 11
     await settle(bus, lambda: server.late[0] == 1)
-    for _ in range(9):  # ticks 11-19: not due until 20, a period after the late call's tick
-        server.step()
+    for _ in range(9):  # ticks 11-19: not woken until 20, a period after the wake-up at 10
+        await tick(server)
+        assert not server.woken[0]
     assert server.summary()[0]["missed"] == 1 and server.acted[0] == 1
+    assert server.observations[0] == 2
     assert len(server.latencies_ms()) == 1 and len(server.latencies_ms(late=True)) == 2
     assert server.latencies_ms(late=True)[1] > server.latencies_ms()[0]
     await server.stop()
 
 
-async def test_reflexes_between_brain_calls_are_no_missed_ticks_and_do_not_stand_for_one(bus):
-    from nervous.messages import Command
-
-    server = await make_server(bus, n_npcs=1)
-    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=5))  # a brain call every 4
+async def test_an_npc_at_5_hz_is_woken_every_4_ticks_with_the_reward_it_earned_meanwhile(bus):
+    server = await make_server(bus, n_npcs=2, nerves=True)
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=5))
     await settle(bus, lambda: server.rate[0] == 5)
-    for tick in range(9):
-        if tick in (0, 4, 8):
-            action = Action(npc=0, tick=tick, action=Act.STAY)
-        elif tick in (1, 6, 7):
-            action = Action(npc=0, tick=tick, action=Act.NORTH, brain=False)
-        else:
-            action = None
-        if action is not None:
-            await bus.publish(subjects.npc_action(0), action)
-            await settle(bus, lambda t=tick: server.pending_tick[0] == t)
-        server.step()
-    assert server.summary()[0]["missed"] == 0
-    assert (server.acted[0], server.reflexes[0]) == (3, 3)
-    for tick in range(9, 13):  # due at 12: a reflex then is no brain call
-        if tick == 12:
-            await bus.publish(subjects.npc_action(0), Action(npc=0, tick=tick, action=Act.SOUTH, brain=False))
-            await settle(bus, lambda: server.pending_tick[0] == 12)
-        server.step()
-    assert server.summary()[0]["missed"] == 1
+    got: list[Observation] = []
+    await bus.subscribe(subjects.npc_obs(0), Observation, lambda msg, raw: got.append(msg))
+    for _ in range(41):  # ticks 0..40
+        await tick(server)
+    await settle(bus, lambda: len(got) == 11)
+    assert [o.tick for o in got] == list(range(0, 41, 4))
+    assert server.observations.tolist() == [11, 41]  # npc 1 at 20 Hz: every tick
+    # every tick's reward reaches the NPC once: what it was sent plus what waits for its next wake-up
+    sent = sum(o.reward for o in got) + server.unsent_reward[0]
+    assert sent == pytest.approx(server.reward_sum[0], abs=1e-4)
+    await server.stop()
+
+
+async def test_nerves_move_npcs_between_brain_calls_while_their_brains_sleep(bus):
+    server = await make_server(bus, n_npcs=4, nerves=True, stage=5)  # stage 5: little food smelled
+    for i in range(4):
+        await bus.publish(subjects.npc_command(i), Command(npc=i, tick=0, tick_rate=1))
+    await settle(bus, lambda: (server.rate == 1).all())
+    for _ in range(200):  # 10 s of world time at 1 Hz; the NPCs never answer
+        await tick(server)
+    assert server.acted.sum() == 0
+    assert ((server.observations >= 10) & (server.observations <= 12)).all()  # once a second (+ births)
+    assert server.reflexes.sum() >= 10  # 35 at seed 1: exploration considers about one tick in five
+    assert server.override_rate.max() > 0.0
+    await server.stop()
+
+
+async def test_one_wave_batch_of_every_npc_goes_out_per_world_tick(bus):
+    server = await make_server(bus, n_npcs=6, nerves=True)
+    got: list[WaveBatch] = []
+    await bus.subscribe(subjects.cell_wave("bank"), WaveBatch, lambda msg, raw: got.append(msg))
+    for _ in range(20):
+        await tick(server)
+    await server.publish_observations()  # the waves of the last step go out with the next observations
+    await settle(bus, lambda: len(got) == 20)
+    assert [b.tick for b in got] == list(range(20)) and server.wave_batches == 20
+    assert tuple(got[0].cells) == server.cells.names
+    fired = {int(n) for b in got for n in b.arrays()[0]}
+    assert fired and fired <= set(range(6))
+    last = server.cells.last
+    assert len(got[-1]) == int(last.fired.sum())
     await server.stop()
 
 
@@ -255,19 +284,20 @@ async def test_a_state_report_naming_another_npc_than_its_subject_is_counted_not
 
 
 async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
-    from nervous.messages import Command, NpcState
+    from nervous.messages import NpcState
 
     server = await make_server(bus)
     await bus.publish(subjects.npc_command(0), Command(npc=1, tick=0, tick_rate=2))  # the NPC rejects it
     await bus.publish(subjects.npc_command(1), Command(npc=1, tick=0, tick_rate=2))
     await settle(bus, lambda: server.rate[1] == 2)
     assert server.rate[0] == 20.0
+    await server.publish_observations()
     for npc in (0, 1):
         await bus.publish(subjects.npc_action(npc), Action(npc=npc, tick=0, action=Act.STAY))
     await settle(bus, lambda: (server.pending_tick == 0).all())
     server.step()
     for _ in range(9):  # npc 1 is not due again for 10 ticks: its silence is no missed tick
-        server.step()
+        await tick(server)
     assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 9
     # a report npc 1 sent at 20 Hz before it obeyed arrives after the command: it does not undo it
     report = dict(lifeforce=0.5, battery=0.5, reward_rate=0.0, cpu_use=0.1)
