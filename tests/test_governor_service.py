@@ -18,18 +18,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.world_server import WorldServer, WorldServerConfig
 from governor.config import GovernorConfig
 from governor.service import GovernorService, GovernorServiceConfig, main
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
+from nervous.cells import CellBank
+from nervous.collapse import CollapseConfig
 from nervous.messages import (
+    REGIONS,
+    Action,
     Allocation,
     CollapseEvent,
     GateEvent,
     Heartbeat,
     NpcState,
+    Observation,
     Region,
     WaveBatch,
+    encode,
 )
 from nervous.server import EmbeddedServer
 
@@ -55,6 +62,19 @@ def math_waves(npc: int, tick: int, confidence: float = 0.6) -> WaveBatch:
     """Two cells on the math region of one NPC: 0.6 and 0.6 collapse to 0.84."""
     return WaveBatch.from_arrays(tick, ["math", "abacus"], [Region.MATH, Region.MATH], np.array([npc, npc]),
                                  np.array([0, 1]), np.array([confidence, confidence]), np.zeros(2))
+
+
+BANK = CellBank()
+
+
+def bank_waves(tick: int, fired: dict[int, dict[str, float]]) -> WaveBatch:
+    """One tick's batch of the bank's cells, as the world server sends it (fired: {npc: {cell: conf}})."""
+    rows = [(npc, BANK.names.index(cell), c) for npc, cells in fired.items() for cell, c in cells.items()]
+    npc = np.array([r[0] for r in rows], dtype=np.int32)
+    index = np.array([r[1] for r in rows], dtype=np.uint8)
+    confidence = np.array([r[2] for r in rows], dtype=np.float32)
+    return WaveBatch.from_arrays(tick, list(BANK.names), list(BANK.regions), npc, index, confidence,
+                                 np.zeros(len(rows)))
 
 
 def service(kind: str = "fixed", npcs: int = 2, **options: float) -> tuple[GovernorService, Clock]:
@@ -95,6 +115,28 @@ def test_reports_become_allocations_and_a_collapse_opens_then_closes_a_gate() ->
     [(subject, closed)] = gates
     assert subject == subjects.gate_close()
     assert (closed.npc, closed.region, closed.open) == (1, Region.MATH, False)
+
+
+def test_the_world_servers_batch_of_every_npc_collapses_at_once_on_a_rising_edge() -> None:
+    gov, _ = service("fixed", npcs=3)
+    for npc in range(3):
+        gov.observe_state(state(npc, 10))
+    step(gov)
+    one_cell, two_cells = {"math": 0.6}, {"math": 0.6, "vault": 0.6}  # one cell never collapses alone
+    events = gov.observe_waves(bank_waves(11, {0: one_cell, 1: two_cells, 2: {"battery": 0.9}}))
+    assert [(e.npc, e.region, round(e.confidence, 2), e.cells, e.tick) for e in events] == [
+        (1, Region.MATH, 0.84, ["math", "vault"], 11)]
+    math = REGIONS.index(Region.MATH)
+    assert gov.bank_waves[0, math] == pytest.approx(0.6) and gov.bank_waves[1, math] == pytest.approx(0.84)
+    sent, gates = step(gov)
+    assert [(a.npc, a.gates[Region.MATH]) for a in sent] == [(1, True)]
+    assert [(e.npc, e.open) for _, e in gates] == [(1, True)]
+    assert gov.observe_waves(bank_waves(12, {1: two_cells})) == []  # still above: no new event
+    for tick in range(13, 13 + CollapseConfig().window_ticks):  # ticks with nothing fired: the waves die
+        assert gov.observe_waves(bank_waves(tick, {})) == []
+    assert gov.bank_waves[1, math] == 0.0
+    assert [e.npc for e in gov.observe_waves(bank_waves(20, {1: two_cells}))] == [1]  # re-armed
+    assert gov.wave_batches == 2 + CollapseConfig().window_ticks + 1 and gov.bad_inputs == 0
 
 
 def test_a_full_refresh_and_a_resend_to_an_npc_that_did_not_take_its_rate() -> None:
@@ -174,6 +216,52 @@ def test_python_m_governor_without_a_bus_url_exits_2() -> None:
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: --url: required (nats://host:port of the organism's bus, "
                                    "or NIMMERVERSE_BUS_URL)")
+
+
+async def test_the_governor_hears_one_wave_batch_per_world_tick_and_refuses_a_malformed_one(
+        bus: Bus, caplog: pytest.LogCaptureFixture) -> None:
+    npcs, ticks = 4, 30
+    gov, _ = service("fixed", npcs=npcs)
+    gov.bus = bus
+    await gov.start()
+    world = WorldServer(WorldServerConfig(stage=5, n_npcs=npcs, seed=2, clock="lockstep",
+                                          lockstep_timeout_s=0.01), bus)
+    await world.start()
+    answered: list[int] = []
+
+    async def think(msg, raw) -> None:  # every NPC's brain answers STAY when woken
+        answered.append(msg.npc)
+        await bus.publish(subjects.npc_action(msg.npc), Action(npc=msg.npc, tick=msg.tick, action=0))
+
+    for i in range(npcs):
+        await bus.subscribe(subjects.npc_obs(i), Observation, think)
+    await world.run(asyncio.Event(), ticks=ticks)
+    await bus.nc.flush()
+
+    async def heard(count: int) -> None:
+        while gov.wave_batches < count:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(heard(ticks), 10)  # the batches of ticks 0..ticks-1, one each
+    assert gov.wave_batches == world.wave_batches == ticks and gov.tick == ticks - 1
+    assert gov.bad_inputs == 0 and world.missed.sum() == 0 and len(answered) == world.observations.sum()
+
+    subject = subjects.cell_wave("bank")
+    good = encode(bank_waves(ticks, {0: {"math": 0.5}}))
+    bad = good.replace(np.float32(0.5).tobytes(), np.float32(2.0).tobytes())  # confidence 2: not a confidence
+    assert bad != good
+    with caplog.at_level(logging.WARNING, logger="nervous.bus"):
+        await bus.nc.publish(subject, bad)
+        await bus.nc.publish(subject, b"\x93garbage")
+        await bus.nc.flush()
+        async def refused() -> None:
+            while bus.bad_messages[subject] < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(refused(), 10)
+    lines = [r.getMessage() for r in caplog.records if subject in r.getMessage()]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert "bad WaveBatch" in lines[0] and "confidence" in lines[0]
+    assert gov.wave_batches == ticks  # neither reached the governor
+    await world.stop()
 
 
 @pytest.mark.slow
