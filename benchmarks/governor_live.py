@@ -6,18 +6,18 @@ embedded nats-server) at stage 5 and measures, over a window that follows a warm
 - ``missed_tick_fraction``: brain calls due (at each NPC's commanded tick rate) that the world did
   not get in time, over the brain calls due;
 - ``action_latency_p99_ms``: from the world publishing an observation to receiving its action, over
-  the actions in time for their tick (brain calls and reflex moves; as measured before the governor);
-  ``brain_latency_p99_ms``: brain calls only; ``action_latency_p99_ms_with_late``: late actions too
-  (up to ``OBS_TIMES`` ticks late);
+  the actions in time for their tick (every action is a brain call: the nerves run in the world
+  server); ``action_latency_p99_ms_with_late``: late actions too (up to ``OBS_TIMES`` ticks late);
 - ``return``: world reward per NPC per episode's worth of ticks (``max_steps``, 400 at stage 5): the
   reward of every NPC summed over the window, divided by the NPCs and by the window's ticks over
   ``max_steps`` (episodes restart and NPCs respawn inside the window, so whole episodes are not cut
   out of it);
 - ``cpu_s_per_npc_min``: CPU seconds of the NPCs' cgroups per NPC-minute (``..._with_governor``
-  adds the governor process's); ``observation_cpu_us``: the NPCs' CPU per observation (every NPC gets
-  one observation per world tick); ``cores``: cores used by the NPCs, the governor, this process
-  (world server and supervisor) and the nats-server;
-- ``brain_calls_per_npc_s``, ``reflexes_per_npc_s``: what the NPCs sent; ``throttled_period_fraction``:
+  adds the governor process's); ``observation_cpu_us``: the NPCs' CPU per observation the world sent
+  them (an NPC is woken only at its brain calls); ``cores``: cores used by the NPCs, the governor,
+  this process (world server with every NPC's cells and nerves, and supervisor) and the nats-server;
+- ``brain_calls_per_npc_s``: what the NPCs sent; ``observations_per_npc_s``: their wake-ups;
+  ``reflexes_per_npc_s``: moves the world's nerves made between brain calls; ``throttled_period_fraction``:
   CFS periods in which an NPC's quota throttled it, over its periods with work;
 - with a governor process, ``decision_latency_p99_ms``: from the governor taking the NPC states in
   for a decision to the last allocation of it handed to the bus (the governor's own clock, its
@@ -105,6 +105,7 @@ def _snapshot(org: Organism) -> dict[str, Any]:
     assert w is not None
     return {"t": time.monotonic(), "tick": w.tick, "n_lat": w.n_latency, "acted": int(w.acted.sum()),
             "missed": int(w.missed.sum()), "reflexes": int(w.reflexes.sum()), "reward": w.reward_sum.copy(),
+            "observations": int(w.observations.sum()),
             "cpu": _cpu(org), "throttled": _throttled(org)}
 
 
@@ -133,7 +134,6 @@ async def measure(config: OrganismConfig, warmup_s: float, duration_s: float) ->
             await asyncio.sleep(duration_s)
             b = _snapshot(org)
             lat = world.latencies_ms(start=a["n_lat"])
-            brain_lat = world.latencies_ms(brain_only=True, start=a["n_lat"])
             all_lat = world.latencies_ms(start=a["n_lat"], late=True)
         finally:
             org.stop.set()
@@ -152,13 +152,13 @@ async def measure(config: OrganismConfig, warmup_s: float, duration_s: float) ->
         "missed_tick_fraction": round(missed / max(1, acted + missed), 5),
         "action_latency_p50_ms": _pct(lat, 50),
         "action_latency_p99_ms": _pct(lat, 99),
-        "brain_latency_p99_ms": _pct(brain_lat, 99),
         "action_latency_p99_ms_with_late": _pct(all_lat, 99),
         "return": round(float((b["reward"] - a["reward"]).sum()) / n / max(episodes, 1e-9), 4),
         "brain_calls_per_npc_s": round(acted / n / seconds, 3),
+        "observations_per_npc_s": round((b["observations"] - a["observations"]) / n / seconds, 3),
         "reflexes_per_npc_s": round((b["reflexes"] - a["reflexes"]) / n / seconds, 3),
         "cpu_s_per_npc_min": round(npc_cpu / (n * seconds / 60.0), 3),
-        "observation_cpu_us": round(1e6 * npc_cpu / max(1, n * ticks), 1),
+        "observation_cpu_us": round(1e6 * npc_cpu / max(1, b["observations"] - a["observations"]), 1),
         "cores": {"npcs": round(npc_cpu / seconds, 3), "governor": round(cpu["governor"] / seconds, 3),
                   "organism_process": round(cpu["self"] / seconds, 3),
                   "nats_server": round(cpu["nats"] / seconds, 3)},

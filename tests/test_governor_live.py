@@ -1,12 +1,13 @@
 """The governor in the live organism: real NPC processes, a real nats-server, real cgroups where writable.
 
-Measured here: an NPC the governor sets to 2 Hz calls its brain 2 times a second (within 10 %) after
-one second (its action rate is its brain's decisions; the reflex moves its nerves make between them,
-every world tick as in ``agents.npc``, are extra and counted apart); a CPU-burning NPC given a 10 %
+Measured here: an NPC the governor sets to 2 Hz is woken (sent an observation) and calls its brain 2
+times a second (within 10 %) after one second, while the world server runs every NPC's cells and
+nerves every world tick (one wave batch per tick); a CPU-burning NPC given a 10 %
 quota stays under it (only where this machine lets us write cgroups: ``CAPPED``; elsewhere the test
 checks that the supervisor took the quota and says nothing of CPU); killing the governor with SIGKILL
 leaves the NPCs on their settings while the supervisor restarts it. With the heuristic governor an
-NPC's brain calls follow the tick rate it was sent while its nerves act between them. Bad allocations
+NPC's brain calls follow the tick rate it was sent while its nerves (in the world server) move it between
+them, and an NPC process is woken only at its brain calls. Bad allocations
 on the live path are refused, counted and logged naming the field, and the NPC keeps its last valid
 settings.
 """
@@ -32,7 +33,7 @@ from agents.organism import Organism, OrganismConfig
 from agents.supervisor import State
 from governor.config import GovernorConfig
 from nervous import subjects
-from nervous.messages import Action, Allocation, GateEvent, Region, encode
+from nervous.messages import Action, Allocation, GateEvent, Observation, Region, encode
 from tests.live import organism_config, until
 from train.modes import live_governor
 from world import GridWorld, stage_config
@@ -70,13 +71,15 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
         sup, world, bus = org.supervisor, org.world, org.bus
         assert sup is not None and world is not None and bus is not None
         children = sup.children
-        acts: list[tuple[float, int]] = []  # npc-0's brain calls (its reflexes between them are extra)
+        acts: list[tuple[float, int]] = []  # npc-0's brain calls
+        woken: list[tuple[float, int]] = []  # the observations the world sent npc-0
 
         def on_action(msg: Action, raw: object) -> None:
-            if msg.brain:
-                acts.append((time.monotonic(), msg.tick))
+            acts.append((time.monotonic(), msg.tick))
 
         await bus.subscribe(subjects.npc_action(0), Action, on_action)
+        await bus.subscribe(subjects.npc_obs(0), Observation,
+                            lambda msg, raw: woken.append((time.monotonic(), msg.tick)))
         running = asyncio.create_task(org.run(0))
         try:
             governor = children["governor"]
@@ -96,15 +99,21 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
                                                               confidence=0.9))
             await until(lambda: frames[-1]["gate_flash"].tolist() == [True, False], 5, "npc-0's gate flash")
 
-            # 2 Hz: one second to settle, then the action rate over three seconds
+            # 2 Hz: one second to settle, then the observation and action rates over three seconds
+            ticks0, batches0 = world.tick, world.wave_batches
             await asyncio.sleep(4.0 - (time.monotonic() - set_at))
-            window = [(t, tick) for t, tick in acts if set_at + 1.0 <= t <= set_at + 4.0]
-            assert len(window) >= 5, window
-            rate = (len(window) - 1) / (window[-1][0] - window[0][0])
-            tick_rate = (len(window) - 1) * 20.0 / (window[-1][1] - window[0][1])
-            print(f"npc-0 after 2 Hz: {rate:.3f} actions/s ({tick_rate:.3f} per 20 world ticks)")
-            assert rate == pytest.approx(2.0, rel=0.10) and tick_rate == pytest.approx(2.0, rel=0.10)
+            for name, events in (("observations", woken), ("actions", acts)):
+                window = [(t, tick) for t, tick in events if set_at + 1.0 <= t <= set_at + 4.0]
+                assert len(window) >= 5, (name, window)
+                rate = (len(window) - 1) / (window[-1][0] - window[0][0])
+                tick_rate = (len(window) - 1) * 20.0 / (window[-1][1] - window[0][1])
+                print(f"npc-0 after 2 Hz: {rate:.3f} {name}/s ({tick_rate:.3f} per 20 world ticks)")
+                assert rate == pytest.approx(2.0, rel=0.10) and tick_rate == pytest.approx(2.0, rel=0.10)
             assert world.rate[0] == 2  # its own reports say so too
+            # meanwhile its cells and nerves ran in the world server at every world tick
+            ticks = world.tick - ticks0
+            assert ticks >= 40 and world.wave_batches - batches0 == ticks
+            assert world.cells.last is not None and world.cells.last.tick == world.tick - 1
 
             # 10 %: the burner's group holds it there
             assert children["npc-1"].spec.cpu_quota == pytest.approx(10.0)
@@ -202,11 +211,13 @@ async def test_with_the_heuristic_governor_brain_calls_follow_the_tick_rate_and_
     assert steady >= 15 and exact >= 0.8 * steady
     assert reflexes >= 20  # the nerves moved NPCs between brain calls
 
-    # each NPC lived through (cells and nerves) nearly every tick it heard, and thought on fewer
+    # each NPC process was woken only at its brain calls: it heard what the world sent it, far fewer
+    # observations than world ticks, and thought on nearly every one
     for i in range(3):
         status = json.loads((org.checkpoint_dir / f"npc-{i}.status.json").read_text())
-        heard = status["observations"] + status["skipped"]
-        assert status["observations"] >= 0.9 * heard and status["brain_calls"] <= 0.6 * status["observations"]
+        sent = int(org.world.observations[i])
+        assert sent - 3 <= status["observations"] <= sent, (status, sent)
+        assert status["brain_calls"] >= 0.9 * status["observations"] and sent <= 0.6 * org.world.tick
 
 
 def _raw(allocation: Allocation, index: int, value: object) -> bytes:

@@ -133,7 +133,7 @@ async def test_broker_restart_is_survived_and_sigterm_checkpoints(tmp_path: Path
             await asyncio.wait_for(running, 20)
     for npc in range(2):
         status = json.loads((org.checkpoint_dir / f"npc-{npc}.status.json").read_text())
-        assert status["actions"] > 0  # written on the way out after SIGTERM
+        assert status["brain_calls"] > 0  # written on the way out after SIGTERM
     assert not [p for p in pids if _alive(p)]
 
 
@@ -176,4 +176,4 @@ async def test_spawned_npc_processes_run_python_m_agents_npc(tmp_path: Path) -> 
             org.stop.set()
             summary = await asyncio.wait_for(running, 30)
     assert summary["npcs"][0]["state"] == "STOPPED" and summary["npcs"][0]["restarts"] == 0
-    assert _status(org, 0)["actions"] > 5
+    assert _status(org, 0)["brain_calls"] > 5
