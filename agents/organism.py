@@ -11,7 +11,8 @@
    process (``python -m governor``, ``governor.service``) and, with ``trails``, the decision-trail
    writer (``python -m organs.trails serve``, its store ``trails.sqlite`` in the run folder unless the
    serialised TrailsConfig passed in says otherwise);
-4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process;
+4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process: it runs every
+   NPC's cells and nerves batched each tick and wakes an NPC process only when its brain is due;
 5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
    summary (ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts) and the restarts of
@@ -19,7 +20,8 @@
 
 The governor (``governor``: a kind name or a ``GovernorConfig``; None, the default, runs none and the
 NPCs keep ``tick_rate`` and ``cpu_quota``; its cgroup weighs as much as all the NPCs' together, so a
-crowd of busy NPCs cannot starve it) hears the NPCs' states and waves and publishes allocations;
+crowd of busy NPCs cannot starve it) hears the NPCs' states and the world's wave batches and publishes
+allocations;
 the supervisor applies each valid one (``governor.decisions.check_allocation``: a known NPC, one of
 the governor's tick rates) as the NPC's cgroup quota and a command, and counts the refused ones
 (``bad_allocations`` in the summary, with those that did not even decode). A governor that dies
@@ -71,6 +73,7 @@ from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
 from governor.baselines import make_governor
 from governor.config import GovernorConfig
 from governor.decisions import check_allocation
+from governor.runtime import Escalator
 from governor.service import assign, governor_config
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
@@ -133,7 +136,8 @@ class OrganismConfig:
     seed: int = 0
     """Seed of the world and of fresh brains."""
     cell_services: list[str] = field(default_factory=list)
-    """Cells to run as supervised standalone services on the bus (e.g. [math]); NPCs keep their own."""
+    """Cells to run as supervised standalone services on the bus (e.g. [math]); the world server keeps
+    running the NPCs' own bank."""
     organs: list[str] = field(default_factory=list)
     """Organs for a supervised organ host to serve on the bus (e.g. [vision]); [] runs no organ host."""
     trails: bool = False
@@ -203,8 +207,11 @@ class Organism:
         npc_overrides: dict[int, dict[str, Any]] | None = None,
         lifeforce: LifeforceConfig | None = None,
         trails: dict[str, Any] | None = None,
+        escalator: Escalator | None = None,
     ) -> None:
         self.config = config
+        self.escalator = escalator
+        """The world server's cortex link (``organs.link.CortexLink``), or None: no escalations."""
         self.trails = trails or {}
         """The trail writer's serialised TrailsConfig (with ``config.trails``; empty: its defaults)."""
         self.lifeforce = lifeforce or LifeforceConfig()
@@ -345,7 +352,8 @@ class Organism:
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce,
             )
-            self.world = WorldServer(wcfg, self.bus, self._on_frame if self.on_frame is not None else None)
+            self.world = WorldServer(wcfg, self.bus, self._on_frame if self.on_frame is not None else None,
+                                     escalator=self.escalator)
             await self.world.start()
         except BaseException:
             await stack.aclose()
@@ -507,6 +515,7 @@ class Organism:
             "missed_tick_fraction": missed / max(1, ticks + missed),
             "brain_calls": ticks,
             "reflexes": sum(n["reflexes"] for n in npcs.values()),
+            "escalations": sum(n["escalations"] for n in npcs.values()),
             "action_latency_p50_ms": float(_percentile(lat, 50)),
             "action_latency_p99_ms": float(_percentile(lat, 99)),
             "overruns": self.world.overruns,
@@ -534,8 +543,9 @@ def _percentile(values: Any, q: float) -> float:
 
 
 async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
-                lifeforce: LifeforceConfig | None, trails: dict[str, Any] | None) -> dict[str, Any]:
-    org = Organism(config, on_frame, lifeforce=lifeforce, trails=trails)
+                lifeforce: LifeforceConfig | None, trails: dict[str, Any] | None,
+                escalator: Escalator | None = None) -> dict[str, Any]:
+    org = Organism(config, on_frame, lifeforce=lifeforce, trails=trails, escalator=escalator)
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: int) -> None:
@@ -555,10 +565,11 @@ async def _main(config: OrganismConfig, on_frame: Callable[..., Any] | None,
 
 
 def run(config: OrganismConfig, on_frame: Callable[..., Any] | None = None,
-        lifeforce: LifeforceConfig | None = None, trails: dict[str, Any] | None = None) -> dict[str, Any]:
+        lifeforce: LifeforceConfig | None = None, trails: dict[str, Any] | None = None,
+        escalator: Escalator | None = None) -> dict[str, Any]:
     """Run the live organism to its end (lifeforce: what thinking costs; trails: the writer's
-    serialised TrailsConfig); the per-NPC summary."""
-    return asyncio.run(_main(config, on_frame, lifeforce, trails))
+    serialised TrailsConfig; escalator: the world server's cortex link); the per-NPC summary."""
+    return asyncio.run(_main(config, on_frame, lifeforce, trails, escalator))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

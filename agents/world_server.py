@@ -23,6 +23,15 @@ The semantics are the in-process runtime's (``governor.runtime``), and so is the
   danger, round an obstacle, towards unvisited cells), as it may change a brain's action.
   ``reflexes`` counts the moves nerves made between brain calls.
 
+With an ``escalator`` (the cortex link, ``organs.link.CortexLink``, ``cortex.backend=engine|http``) the
+escalation path runs here too, as in-process: the cells' waves collapse (``BatchCollapse``), a
+collapse waits up to ``collapse_hold_ticks`` for its gate (the gates of the NPC's last command) and is
+offered once; an escalation costs ``lifeforce.per_escalation``; a plan that comes back replaces the
+brain's action from the next tick until it is done (nerves leave its steps alone; the NPC is told its
+action was overridden). The tick waits for its escalations (the engine answers in well under a
+millisecond; an HTTP cortex holds the world clock for its round trip). ``escalations`` and
+``plan_ticks`` count them per NPC.
+
 There is no per-NPC-process reflex path any more: an NPC process that ran cells and nerves on an
 observation every tick cost about 720 us per tick even at 2 Hz (decoding the observation alone about
 340 us), so 64 NPCs missed 45-57 % of their ticks on 2 cores; batched here, all of them cost a few
@@ -62,11 +71,13 @@ from typing import Any
 
 import numpy as np
 
+from governor.runtime import Escalator
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.cells import CellBank
+from nervous.collapse import BatchCollapse
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
-from nervous.messages import Action, Command, NpcState, Observation, OrganCharge
+from nervous.messages import REGIONS, Action, Command, NpcState, Observation, OrganCharge
 from nervous.nerves import NerveBank, NerveConfig
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
@@ -107,6 +118,10 @@ class WorldServerConfig:
     """What living and thinking cost: each fresh action is one brain call (as in training)."""
     nerves: bool = True
     """Run the NPCs' nerves (collision avoidance, exploration) every tick over their actions."""
+    collapse_hold_ticks: int = 10
+    """With an escalator: world ticks a collapse waits for its gate (``governor.collapse_hold_ticks``)."""
+    llm_priority: int = 5
+    """With an escalator: the LLM priority of every escalation (0-10)."""
 
     def __post_init__(self) -> None:
         if self.clock not in CLOCKS:
@@ -128,10 +143,11 @@ class WorldServer:
     """One env of the grid world, with the NPCs' cells and nerves, driven by their brains on the bus."""
 
     def __init__(self, config: WorldServerConfig, bus: Bus,
-                 on_frame: Callable[..., Any] | None = None) -> None:
+                 on_frame: Callable[..., Any] | None = None, escalator: Escalator | None = None) -> None:
         self.config = config
         self.bus = bus
         self.on_frame = on_frame
+        self.escalator = escalator
         self.world = GridWorld(stage_config(config.stage, n_npcs=config.n_npcs), num_envs=1, seed=config.seed)
         self.cells = CellBank()
         self.nerves = NerveBank(NerveConfig(seed=config.seed)) if config.nerves else None
@@ -169,7 +185,20 @@ class WorldServer:
         self.unsent_terminated = np.zeros(n, dtype=bool)
         self.unsent_truncated = np.zeros(n, dtype=bool)
         self.brain_overridden = np.zeros(n, dtype=bool)
-        """A nerve changed the NPC's last brain action."""
+        """A nerve (or a plan) changed the NPC's last brain action."""
+        # --- the escalation path (with an escalator) -------------------------------------------------
+        self.collapse = BatchCollapse(self.cells.names, self.cells.regions)
+        self.collapse.reset(n)
+        self.gates = np.zeros((n, len(REGIONS)), dtype=bool)
+        """Each NPC's gates as its last command set them."""
+        self.held = np.zeros((n, len(REGIONS)), dtype=bool)
+        """Collapse events waiting for their gate (at most ``collapse_hold_ticks``)."""
+        self.held_tick = np.zeros((n, len(REGIONS)), dtype=np.int64)
+        self.escalations = np.zeros(n, dtype=np.int64)
+        """Escalations to the cortex per NPC."""
+        self.plan_ticks = np.zeros(n, dtype=np.int64)
+        """Ticks each NPC followed a plan."""
+        self._planned = self.pending
         self.missed = np.zeros(n, dtype=np.int64)
         self.late = np.zeros(n, dtype=np.int64)
         self.lifeforce_sum = np.zeros(n, dtype=np.float64)
@@ -264,6 +293,7 @@ class WorldServer:
         if i < self.config.n_npcs and raw.subject == subjects.npc_command(i):
             self.rate[i] = msg.tick_rate
             self.command_tick[i] = self.tick
+            self.gates[i] = [bool(msg.gates.get(region, False)) for region in REGIONS]
             period = ticks_per_action(self.config.hz, msg.tick_rate)
             self.next_due[i] = min(self.next_due[i], self.tick + period)
 
@@ -292,18 +322,21 @@ class WorldServer:
         # --- the NPCs' nervous system, batched as in-process ----------------------------------------
         views, proprio = w.views[0], w.proprio[0]
         self.cells.step(views, proprio, tick)
-        if self.nerves is not None:
-            final, over = self.nerves.apply(proposed, views, proprio)
+        escalated, following = self._escalate(proposed, alive)
+        proposed = np.where(following, self._planned, proposed)
+        if self.nerves is not None:  # a plan's steps stand as they are
+            final, over = self.nerves.apply(proposed, views, proprio, keep=following)
             over &= alive
         else:
             final, over = proposed, np.zeros_like(alive)
         self.applied[:] = final
         self.reflexes += over & ~brain
-        self.brain_overridden[brain] = over[brain]
+        self.brain_overridden[brain] = (over | following)[brain]
         self.override_rate += RATE_EMA * (over - self.override_rate)
         # --- what it costs, and the world's step ---------------------------------------------------
-        if self._charges:  # an NPC that thinks at a lower tick rate pays for fewer brain calls
-            w.charge(lifeforce_cost(self.config.lifeforce, ticks=1, brain_calls=brain, alive=alive)[None])
+        if self._charges or escalated.any():  # an NPC that thinks at a lower tick rate pays for fewer calls
+            w.charge(lifeforce_cost(self.config.lifeforce, ticks=1, brain_calls=brain, escalations=escalated,
+                                    alive=alive)[None])
         w.step(self.applied[None])
         rewards = w.rewards[0]
         self.reward_sum += rewards
@@ -316,6 +349,33 @@ class WorldServer:
         self.tick += 1
         if self.on_frame is not None:
             self.on_frame(w, actions=self.applied, tick_rate=self.rate, cpu_use=self.cpu_use)
+
+    def _escalate(self, proposed: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(escalated, following) bool [N] for this tick: the cells' collapses on open gates go to the
+        escalator (held up to ``collapse_hold_ticks``, offered once), as in ``governor.runtime``; the
+        plans it follows give ``self._planned``."""
+        n = len(alive)
+        self._planned = proposed
+        if self.escalator is None:
+            return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        waves = self.cells.last
+        assert waves is not None
+        combined, fired = self.collapse.update(waves)
+        self.held |= fired & alive[:, None]
+        self.held_tick[fired] = self.tick
+        self.held &= self.tick - self.held_tick < self.config.collapse_hold_ticks
+        requests = self.held & self.gates
+        escalated = np.zeros(n, dtype=bool)
+        if requests.any():
+            self.held &= ~requests  # offered once: used up, escalated or not
+            priority = np.full((1, n), self.config.llm_priority, dtype=np.int64)
+            asked = self.escalator.escalate(self.world, requests[None], priority, combined[None], waves)
+            escalated = asked[0]
+            self.escalations += escalated
+        planned, following = self.escalator.follow(self.world, proposed[None])
+        self._planned, following = planned[0], following[0] & alive
+        self.plan_ticks += following
+        return escalated, following
 
     def wake(self) -> np.ndarray:
         """bool [N]: the NPCs whose brain is due at the current tick (a born body at once); their next
@@ -330,6 +390,9 @@ class WorldServer:
             self.next_due[born] = self.tick
             if self.nerves is not None:
                 self.nerves.reset(born)
+        if self.escalator is not None and (born | (self.was_alive & ~alive)).any():
+            self.escalator.reset((born | (self.was_alive & ~alive))[None])  # plans die with their body
+            self.held[born | ~alive] = False
         self.was_alive = alive.copy()
         woken = alive & (self.tick >= self.next_due)
         for i in np.flatnonzero(woken).tolist():
@@ -411,12 +474,13 @@ class WorldServer:
         return self.latency[start:end][keep] * 1000.0
 
     def summary(self) -> dict[int, dict[str, Any]]:
-        """Per NPC: brain calls (``ticks``), reflexes, observations, missed, late, spoofed, reward, mean and
-        final lifeforce, alive, deaths, worst lag."""
+        """Per NPC: brain calls (``ticks``), reflexes, observations, missed, late, escalations, plan ticks,
+        spoofed, reward, mean and final lifeforce, alive, deaths, worst lag."""
         t = max(self.tick, 1)
         return {i: {"ticks": int(self.acted[i]), "reflexes": int(self.reflexes[i]),
                     "observations": int(self.observations[i]),
                     "missed": int(self.missed[i]), "late": int(self.late[i]),
+                    "escalations": int(self.escalations[i]), "plan_ticks": int(self.plan_ticks[i]),
                     "reward": round(float(self.reward_sum[i]), 4),
                     "spoofed": self.spoofed[subjects.npc_action(i)] + self.spoofed[subjects.npc_state(i)],
                     "lifeforce_mean": float(self.lifeforce_sum[i] / t),

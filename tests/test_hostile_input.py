@@ -157,7 +157,8 @@ async def test_a_cell_service_answers_every_hostile_request_and_a_valid_one_afte
 
 async def test_the_world_server_counts_hostile_actions_applies_none_and_keeps_ticking(bus: Bus):
     server = WorldServer(
-        WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep", lockstep_timeout_s=0.02), bus
+        WorldServerConfig(stage=0, n_npcs=2, seed=1, clock="lockstep", lockstep_timeout_s=0.02, nerves=False),
+        bus,  # no nerves: what is applied is what came over the bus
     )
     await server.start()
     subject = subjects.npc_action(0)

@@ -11,7 +11,7 @@ import pytest
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
 from nervous.lifeforce import LifeforceConfig
-from nervous.messages import Action, Command, Observation, WaveBatch
+from nervous.messages import Action, Command, Observation, Region, WaveBatch
 from world.tiles import Action as Act
 
 
@@ -24,10 +24,11 @@ async def settle(bus, condition, timeout: float = 2.0) -> None:
     await asyncio.wait_for(poll(), timeout)
 
 
-async def make_server(bus, n_npcs: int = 2, nerves: bool = False, stage: int = 0, **changes) -> WorldServer:
+async def make_server(bus, n_npcs: int = 2, nerves: bool = False, stage: int = 0, escalator=None,
+                      **changes) -> WorldServer:
     """A lockstep world server; without nerves unless asked, so the applied actions are the NPCs'."""
     config = WorldServerConfig(stage=stage, n_npcs=n_npcs, seed=1, clock="lockstep", nerves=nerves, **changes)
-    server = WorldServer(config, bus)
+    server = WorldServer(config, bus, escalator=escalator)
     await server.start()
     return server
 
@@ -307,4 +308,48 @@ async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
     assert server.rate[1] == 2
     await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=10, tick_rate=5, **report))  # restarted
     await settle(bus, lambda: server.rate[1] == 5)
+    await server.stop()
+
+
+# -- the escalation path, live (the world server's cortex link) ---------------------------------------
+
+async def test_a_collapse_through_a_commanded_open_gate_escalates_live_and_the_npc_follows_the_plan(bus):
+    from organs.config import CortexConfig
+    from organs.link import CortexLink
+    from tests.test_cortex_link import PER_ESCALATION, door_open, keyed_room
+
+    link = CortexLink(CortexConfig(backend="engine", outcome_ticks=20))
+    life = LifeforceConfig(per_brain_call=0.0, per_escalation=PER_ESCALATION)
+    server = await make_server(bus, n_npcs=1, nerves=True, lifeforce=life, escalator=link)
+    server.world = keyed_room()  # a key in hand, the door in sight: the math region collapses at once
+    await bus.publish(subjects.npc_command(0), Command(npc=0, tick=0, tick_rate=1, gates={Region.MATH: True}))
+    await settle(bus, lambda: server.gates.any())
+    spent, applied = [], []
+    for _ in range(30):  # the NPC's brain never answers: STAY, unless a plan moves it
+        before = float(server.world.lifeforce[0, 0])
+        await tick(server)
+        spent.append(before - float(server.world.lifeforce[0, 0]))
+        applied.append(int(server.applied[0]))
+    assert door_open(server.world) and server.world.ep_opened[0, 0] == 1
+    assert server.escalations.tolist() == [1] and server.summary()[0]["escalations"] == 1
+    assert applied[0] == Act.STAY and applied[1:5] == [Act.EAST, Act.EAST, Act.SOUTH, Act.INTERACT]
+    assert server.plan_ticks[0] == 4 and server.acted[0] == 0
+    assert spent[0] == pytest.approx(spent[-1] + PER_ESCALATION, abs=1e-4)  # the escalation is paid for
+    link.close()
+    await server.stop()
+
+
+async def test_a_closed_gate_does_not_escalate_live(bus):
+    from organs.config import CortexConfig
+    from organs.link import CortexLink
+    from tests.test_cortex_link import door_open, keyed_room
+
+    link = CortexLink(CortexConfig(backend="engine"))
+    server = await make_server(bus, n_npcs=1, escalator=link)
+    server.world = keyed_room()
+    for _ in range(30):
+        await tick(server)
+    assert server.escalations.tolist() == [0] and not door_open(server.world)
+    assert server.collapse.active.any()  # it did collapse: the gate kept it from the cortex
+    link.close()
     await server.stop()

@@ -17,6 +17,7 @@ from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
+from organs.link import make_link
 from organs.trails.recorder import TrailRecorder
 from organs.trails.store import TrailRecord, open_store
 from organs.trails.store import shown as shown_store
@@ -155,12 +156,15 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
+    escalator = make_link(run.cortex)  # cortex.backend=engine|http: the world server escalates live
     try:
         summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce,
-                               trails=asdict(run.trails))
+                               trails=asdict(run.trails), escalator=escalator)
     finally:
         if feed is not None:
             feed.close()
+        if escalator is not None:
+            escalator.close()
     print(format_summary(summary))
     print(after_organism(summary, run_dir, Path(organism.run_dir), organism.stage, run.checkpoint,
                          organism.learn))
