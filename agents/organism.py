@@ -350,7 +350,7 @@ class Organism:
                 return self
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
-                obs_spread=c.obs_spread, lifeforce=self.lifeforce,
+                obs_spread=c.obs_spread, lifeforce=self.lifeforce, tick_rate=c.tick_rate,
             )
             self.world = WorldServer(wcfg, self.bus, self._on_frame if self.on_frame is not None else None,
                                      escalator=self.escalator)

@@ -116,6 +116,8 @@ class WorldServerConfig:
     """Realtime clock: fraction of a tick over which the observations go out, NPC after NPC (0: at once)."""
     lifeforce: LifeforceConfig = field(default_factory=LifeforceConfig)
     """What living and thinking cost: each fresh action is one brain call (as in training)."""
+    tick_rate: int = 20
+    """Every NPC's brain rate (Hz) until a command or its state report says otherwise."""
     nerves: bool = True
     """Run the NPCs' nerves (collision avoidance, exploration) every tick over their actions."""
     collapse_hold_ticks: int = 10
@@ -130,6 +132,8 @@ class WorldServerConfig:
             raise ValueError(f"world_server.hz={self.hz!r}: must be in 1..100")
         if not isinstance(self.n_npcs, int) or self.n_npcs < 1:
             raise ValueError(f"world_server.n_npcs={self.n_npcs!r}: must be an integer >= 1")
+        if not isinstance(self.tick_rate, int) or not 1 <= self.tick_rate <= 20:
+            raise ValueError(f"world_server.tick_rate={self.tick_rate!r}: must be an integer in 1..20")
         if not 0.0 <= self.obs_spread <= 0.9:
             raise ValueError(f"runtime.organism.obs_spread={self.obs_spread!r}: must be in 0..0.9 of a tick")
 
@@ -156,7 +160,7 @@ class WorldServer:
         self.pending = np.zeros(n, dtype=np.int64)
         self.pending_tick = np.full(n, -1, dtype=np.int64)
         self.applied = np.zeros(n, dtype=np.int64)
-        self.rate = np.full(n, 20.0, dtype=np.float32)
+        self.rate = np.full(n, float(config.tick_rate), dtype=np.float32)
         self.cpu_use = np.zeros(n, dtype=np.float32)
         self.lag_ms_max = np.zeros(n, dtype=np.float32)
         self.last_acted = np.full(n, -1, dtype=np.int64)

@@ -47,11 +47,14 @@ from typing import Any
 import numpy as np
 
 from agents.organism import Organism, OrganismConfig
+from agents.supervisor import SupervisorConfig
 from governor.config import GovernorConfig
 from world import stage_config
 
 #: The stage-2 learned governor trained in-process (``python -m train +experiment=governor``).
 DEFAULT_CHECKPOINT = "/work/artifacts/governor-stage2.pt"
+#: Seconds of silence after which the benchmark's supervisor takes a child for hung.
+HANG_TIMEOUT_S = 15.0
 _DECISION_LOG = re.compile(r"decision latency p50 ([\d.na]+) ms p99 ([\d.na]+) ms over (\d+) decisions")
 
 
@@ -179,7 +182,10 @@ def _pct(values: np.ndarray, q: float) -> float:
 
 def live_config(npcs: int, run_dir: Path, name: str, governor: GovernorConfig | None = None,
                 stage: int = 5, **changes: Any) -> OrganismConfig:
-    """The organism of a benchmark run: npcs NPC processes at stage 5, fresh brains, 20 Hz to start."""
+    """The organism of a benchmark run: npcs NPC processes at stage 5, fresh brains, 20 Hz to start;
+    a child is taken for hung after ``HANG_TIMEOUT_S`` of silence (on a machine other people load, the
+    supervisor's 3 s killed starved but healthy NPCs, and their restarts were all the run measured)."""
+    changes.setdefault("supervisor", SupervisorConfig(heartbeat_timeout_s=HANG_TIMEOUT_S))
     return OrganismConfig(npcs=npcs, duration_s=0, stage=stage, run=f"bench-{name}",
                           run_dir=str(run_dir / name), governor=governor, **changes)
 

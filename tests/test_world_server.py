@@ -167,6 +167,11 @@ def test_obs_spread_outside_a_tick_is_rejected():
         WorldServerConfig(obs_spread=1.5)
 
 
+def test_a_tick_rate_outside_1_to_20_hz_is_rejected():
+    with pytest.raises(ValueError, match=r"world_server.tick_rate=0: must be an integer in 1\.\.20"):
+        WorldServerConfig(tick_rate=0)
+
+
 async def test_each_fresh_brain_call_is_charged_and_a_silent_npc_is_not(bus):
     life = LifeforceConfig(per_brain_call=0.1)
     server = await make_server(bus, n_npcs=3, lifeforce=life)
