@@ -73,7 +73,8 @@ class NpcConfig:
     npc: int = 0
     """NPC id: the world slot it drives and its subjects' token."""
     tick_rate: int = 20
-    """Brain calls per second (1-20) until a command changes it."""
+    """Brain calls per second (1-20) it reports until a command changes it (the world server, which hears
+    both, wakes it at that rate)."""
     bus_url: str = ""
     """nats://host:port of the organism's bus (the parent's embedded server)."""
     run_dir: str = ""

@@ -16,9 +16,12 @@ for an NPC (``agents.world_server`` and ``agents.npc``), on one thread:
 
 Before the world server ran the reflexes (2026-11-25, first figures) each NPC process decoded an
 observation and ran its own cells and nerves every tick: 96 us per NPC tick, against 270 us per brain
-call, so the per-tick floor dominated. ``DEFAULT_COSTS`` holds the figures ``measure_costs()`` gave on
-the 2-core development machine for the batched world-server reflexes (2026-11-25, python 3.11, torch
-2.13 CPU, one thread); ``benchmarks/governor.py`` measures them again and reports both.
+call, so the per-tick floor dominated. ``DEFAULT_COSTS`` holds the medians of three ``measure_costs()``
+runs on the 2-core development machine for the batched world-server reflexes (2026-11-25, python 3.11,
+torch 2.13 CPU, one thread, load average about 17 from other work): reflex tick 4.3-4.7 us, brain call
+295-306 us, escalation 56-61 us. A live NPC process spends more per brain call than its parts
+(about 500 us per observation in ``benchmarks.governor_live``: the NATS client, asyncio, state reports
+and heartbeats); ``benchmarks/governor.py`` measures the parts again and reports both.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class CostModel:
 #: NPCs of the batched reflex tick whose per-NPC share is measured (the live64 organism's size).
 REFLEX_BATCH = 64
 #: Measured by ``measure_costs()`` on the 2-core development machine (see the module docstring).
-DEFAULT_COSTS = CostModel(reflex_tick_s=96e-6, brain_call_s=270e-6, escalation_s=62e-6)
+DEFAULT_COSTS = CostModel(reflex_tick_s=4.5e-6, brain_call_s=300e-6, escalation_s=57e-6)
 
 
 def _cpu_seconds_per_call(fn: Callable[[], object], calls: int, warmup: int = 20) -> float:
