@@ -44,6 +44,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -56,6 +57,7 @@ import numpy as np
 
 from agents.cgroups import BACKENDS, DEFAULT_WEIGHT, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
+from agents.identity import check_can_switch, grant
 from agents.npc import NpcConfig
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
 from agents.world_server import CLOCKS, WorldServer, WorldServerConfig
@@ -64,6 +66,7 @@ from governor.config import GovernorConfig
 from governor.decisions import check_allocation
 from governor.service import assign, governor_config
 from nervous import subjects
+from nervous.auth import CREDENTIALS_VAR, MODES, Credentials, server_config
 from nervous.bus import Bus, BusConfig
 from nervous.cells.bank import CELLS
 from nervous.lifeforce import LifeforceConfig
@@ -132,6 +135,13 @@ class OrganismConfig:
     governor: GovernorConfig | None = None
     """The governor process: a GovernorConfig (or a kind name); None runs none (NPCs keep their start
     tick rate and quota)."""
+    bus_auth: str = "roles"
+    """roles: every process connects with its own identity and permissions (nervous.auth; an external
+    bus with the passwords in the file NIMMERVERSE_BUS_CREDENTIALS names); none: a bare bus
+    (python -m train sets it from bus.auth)."""
+    user: str = ""
+    """Unix user the NPC processes run as (dropped to after fork, before the brain loads; needs root);
+    '': the supervisor's own."""
 
     def __post_init__(self) -> None:
         if isinstance(self.supervisor, dict):
@@ -169,6 +179,11 @@ class OrganismConfig:
             check_quota(self.cpu_quota)
         except ValueError:
             raise ValueError(f"runtime.organism.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
+        if self.bus_auth not in MODES:
+            raise ValueError(f"runtime.organism.bus_auth={self.bus_auth!r}: must be one of "
+                             f"{', '.join(MODES)}")
+        if self.user:
+            check_can_switch(self.user)
         if self.governor is not None:
             self.governor.check_npcs(self.npcs)
             try:
@@ -196,6 +211,8 @@ class Organism:
         self.npc_overrides = npc_overrides or {}
         self.run_dir = Path(config.run_dir)
         self.server: EmbeddedServer | None = None
+        self.credentials: Credentials | None = None
+        """Bus passwords of every identity (bus_auth=roles), also in ``<run_dir>/nats/credentials.json``."""
         self.bus: Bus | None = None
         self.cgroups: Cgroups | None = None
         self.factory: ForkServer | SpawnFactory | None = None
@@ -242,12 +259,17 @@ class Organism:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "logs").mkdir(exist_ok=True)
             url = c.bus_url
+            self.credentials = self._credentials()
             if url is None:
-                self.server = EmbeddedServer(self.run_dir / "nats")
+                accounts = server_config(self.credentials, c.npcs) if self.credentials is not None else ""
+                self.server = EmbeddedServer(self.run_dir / "nats", accounts=accounts)
                 await asyncio.to_thread(self.server.start)
                 stack.callback(self.server.close)
                 url = self.server.url
-            self.bus = await stack.enter_async_context(Bus(BusConfig(url=url, name="organism")))
+            self.bus = await stack.enter_async_context(Bus(self.bus_config("organism", url)))
+            if c.user:  # the NPCs write their checkpoints as that user
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                grant(self.checkpoint_dir, c.user)
             self.cgroups = detect(c.run, CgroupConfig(backend=c.cgroups))
             make_subreaper()  # the NPCs of a dead fork server are reaped here
             logs = self.run_dir / "logs"
@@ -276,6 +298,8 @@ class Organism:
                         cpu_quota=c.cpu_quota,
                         memory_max=memory,
                         depends_on="forkserver" if fork is not None else "",
+                        env=self.child_env(f"npc-{i}"),
+                        user=c.user,
                     )
                 )
             for cell in c.cell_services:  # forked like NPCs when there is a fork server: in milliseconds
@@ -283,7 +307,7 @@ class Organism:
                 self.supervisor.add(ChildSpec(
                     name=f"cell-{cell}", argv=argv, target="nervous.cells.service:child_main",
                     config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
-                    depends_on="forkserver" if fork is not None else "",
+                    depends_on="forkserver" if fork is not None else "", env=self.child_env("cell"),
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
             if c.governor is not None:  # forked like a cell service: it needs only the bus
                 config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
@@ -295,13 +319,14 @@ class Organism:
                     name="governor", argv=argv, target="governor.service:child_main", config=config,
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.heartbeat("thalamus", "governor"),
+                    env=self.child_env("governor"),
                     cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs:  # the organ host: its loaded organs are worker processes of its own
                 argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
                 self.supervisor.add(ChildSpec(
                     name="organ-host", argv=argv, target="organs.host.service:child_main",
                     config={"organs": list(c.organs), "url": self.bus.url}, factory=None if fork else spawn,
-                    depends_on="forkserver" if fork is not None else "",
+                    depends_on="forkserver" if fork is not None else "", env=self.child_env("organ"),
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
             if c.trails:
@@ -321,6 +346,29 @@ class Organism:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    def _credentials(self) -> Credentials | None:
+        """Fresh passwords for an embedded bus (saved, mode 0600), an external one's from its file, or
+        None (bus_auth=none, or an external bus given no credentials file: a bare bus)."""
+        if self.config.bus_auth == "none":
+            return None
+        if self.config.bus_url is not None:
+            path = os.environ.get(CREDENTIALS_VAR, "")
+            return Credentials.load(path) if path else None
+        credentials = Credentials.generate(self.config.npcs)
+        (self.run_dir / "nats").mkdir(parents=True, exist_ok=True)
+        credentials.save(self.run_dir / "nats" / "credentials.json")
+        return credentials
+
+    def bus_config(self, identity: str, url: str | None = None) -> BusConfig:
+        """How to connect to this organism's bus as one identity (``nervous.auth``: npc-3, governor, ...)."""
+        user, password = self.credentials.login(identity) if self.credentials is not None else ("", "")
+        return BusConfig(url=url or (self.bus.url if self.bus is not None else None), name=identity,
+                         user=user, password=password)
+
+    def child_env(self, identity: str) -> dict[str, str]:
+        """The environment that gives a child its own bus login (empty on a bare bus)."""
+        return self.credentials.child_env(identity) if self.credentials is not None else {}
 
     def _on_gate_open(self, msg: GateEvent, raw: Any) -> None:
         if msg.npc < self.config.npcs:
@@ -359,7 +407,7 @@ class Organism:
             name="trails", argv=argv, target="organs.trails.service:child_main",
             config={"url": self.bus.url, "location": location, "trails": self.trails},
             factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
-            heartbeat_subject=subjects.trails_heartbeat())
+            heartbeat_subject=subjects.trails_heartbeat(), env=self.child_env("trails"))
 
     def _heard(self, name: str) -> None:
         if self.supervisor is not None:

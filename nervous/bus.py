@@ -5,6 +5,9 @@ JetStream stored under ``run_dir`` when ``config.url`` is None, else connects to
 The connection pings every ``ping_interval_s`` and gives up a silent (frozen) broker after
 ``max_outstanding_pings`` missed pongs, then reconnects forever, buffering at most
 ``pending_bytes`` of publishes meanwhile; replies use an inbox prefix per identity; closing drains.
+On a bus with identities (``nervous.auth``) it logs in as ``config.user`` or, when that is empty, as
+the user its supervisor handed it in its environment (``NIMMERVERSE_BUS_USER`` and ``_PASSWORD``);
+its reply inboxes are then its identity's (``_INBOX.{env}.{identity}``), the only ones it may read.
 
 Messages are ``nervous.messages`` structs; a payload that does not decode is counted in
 ``bus.bad_messages`` (per subject), answered with a ``CellError`` when it carried a reply inbox,
@@ -20,7 +23,7 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -34,7 +37,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig, StreamInfo
 
-from nervous import subjects
+from nervous import auth, subjects
 from nervous.messages import CellError, Message, MessageDecoder, MessageError, decode, encode
 from nervous.server import EmbeddedServer
 
@@ -50,7 +53,11 @@ class BusConfig:
     url: str | None = None
     """nats://host:port of an existing server; None starts an embedded nats-server."""
     name: str = "nimmerverse"
-    """Client identity: connection name and reply-inbox prefix."""
+    """Client identity: connection name and reply-inbox prefix (with a login: its identity's inbox)."""
+    user: str = ""
+    """NATS user of a bus with identities (nervous.auth); '': the one in NIMMERVERSE_BUS_USER, if any."""
+    password: str = field(default="", repr=False)
+    """Its password ('' with user '': NIMMERVERSE_BUS_PASSWORD)."""
     connect_timeout_s: float = 2.0
     """Seconds to wait for the first connection before failing."""
     ping_interval_s: float = 1.0
@@ -119,11 +126,17 @@ class Bus:
             self.server = EmbeddedServer(store, start_timeout_s=cfg.server_start_timeout_s)
             await asyncio.to_thread(self.server.start)
         url = self.url
+        login = (cfg.user, cfg.password) if cfg.user else auth.login_from_env()
+        user, password = login if login is not None else (None, None)
+        # the identity's inbox: the only one its permissions let it read
+        identity = user.split("-", 1)[1] if user else cfg.name
         try:
             self._nc = await asyncio.wait_for(
                 nats.connect(
                     servers=[url],
                     name=cfg.name,
+                    user=user,
+                    password=password,
                     connect_timeout=cfg.connect_timeout_s,
                     ping_interval=cfg.ping_interval_s,
                     max_outstanding_pings=cfg.max_outstanding_pings,
@@ -131,7 +144,7 @@ class Bus:
                     reconnect_time_wait=cfg.reconnect_wait_s,
                     max_reconnect_attempts=cfg.max_reconnect_attempts,
                     pending_size=cfg.pending_bytes,
-                    inbox_prefix=subjects.inbox_prefix(cfg.name),
+                    inbox_prefix=subjects.inbox_prefix(identity),
                     drain_timeout=cfg.drain_timeout_s,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
