@@ -5,12 +5,13 @@ client's error callback gets ``permissions violation for publish to "..."``, not
 
 Role: publishes / subscribes to (every subject in the identity's own env).
 
-- npc (one user per id): its own ``npc.{id}.action``, ``.state``, ``.heartbeat``; waves; cell
-  requests / its own ``npc.{id}.obs`` and ``.command``.
-- world: every NPC's ``obs``; frames; ``world.*.heartbeat`` / every NPC's ``action``, ``state`` and
-  ``command``; gate openings.
+- npc (one user per id): its own ``npc.{id}.action``, ``.state``, ``.heartbeat``; waves / its own
+  ``npc.{id}.obs`` and ``.command``.
+- world: every NPC's ``obs``; frames; ``world.*.heartbeat``; cell requests (it holds every NPC's
+  senses) / every NPC's ``action``, ``state`` and ``command``; gate openings.
 - supervisor: every NPC's ``command``; ``supervisor.*.heartbeat`` / every heartbeat; allocations.
-- governor: ``thalamus.>`` (it alone); organ gates; trail events / every NPC's ``state``; waves.
+- governor: ``thalamus.>`` (it alone); organ gates; cortex requests (escalations through open
+  gates); trail events / every NPC's ``state``; waves.
 - cell: cells' ``wave``, ``response``, ``heartbeat``; replies / cells' ``request``.
 - organ (the organ host): organs' ``event``, ``charge``; its heartbeat; replies / every organ subject.
 - cortex: trail events; organ requests (denied: their control verbs); its heartbeat; replies /
@@ -138,13 +139,12 @@ def permissions(role: str, npc: int | None = None) -> Permissions:
         case "npc":
             return Permissions(
                 publish=(subjects.npc_action(npc), subjects.npc_state(npc),  # type: ignore[arg-type]
-                         subjects.heartbeat("npc", str(npc)), subjects.cell_wave("bank"),
-                         subjects.cells_pattern("request")),
+                         subjects.heartbeat("npc", str(npc)), subjects.cell_wave("bank")),
                 subscribe=(subjects.npc_obs(npc), subjects.npc_command(npc), inbox))  # type: ignore[arg-type]
         case "world":
             return Permissions(
                 publish=(subjects.npc_pattern("obs"), subjects.world_frames_pattern(),
-                         subjects.service_heartbeats_pattern("world")),
+                         subjects.service_heartbeats_pattern("world"), subjects.cells_pattern("request")),
                 subscribe=(subjects.npc_pattern("action"), subjects.npc_pattern("state"),
                            subjects.npc_pattern("command"), subjects.gate_open(), inbox))
         case "supervisor":
@@ -154,7 +154,8 @@ def permissions(role: str, npc: int | None = None) -> Permissions:
                            subjects.governor_allocate(), inbox))
         case "governor":
             return Permissions(
-                publish=(subjects.domain_pattern("thalamus"), subjects.organs_pattern("gate")),
+                publish=(subjects.domain_pattern("thalamus"), subjects.organs_pattern("gate"),
+                         subjects.cortex_request()),
                 subscribe=(subjects.npc_pattern("state"), subjects.all_cell_waves_pattern(), inbox),
             ) | _trail_publisher(name)
         case "cell":

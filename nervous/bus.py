@@ -8,6 +8,7 @@ The connection pings every ``ping_interval_s`` and gives up a silent (frozen) br
 On a bus with identities (``nervous.auth``) it logs in as ``config.user`` or, when that is empty, as
 the user its supervisor handed it in its environment (``NIMMERVERSE_BUS_USER`` and ``_PASSWORD``);
 its reply inboxes are then its identity's (``_INBOX.{env}.{identity}``), the only ones it may read.
+What the server refuses it (a permissions violation) is counted in ``bus.refused`` and logged.
 
 Messages are ``nervous.messages`` structs; a payload that does not decode is counted in
 ``bus.bad_messages`` (per subject), answered with a ``CellError`` when it carried a reply inbox,
@@ -105,6 +106,8 @@ class Bus:
         """Per subject: messages nats-py dropped because a subscription was past its pending limits."""
         self.handler_errors: Counter[str] = Counter()
         """Per subject: messages whose handler raised."""
+        self.refused: Counter[str] = Counter()
+        """Permissions violations the server reported, by what was refused (``publish to "dev.x.y"``)."""
         self.last_error: Exception | None = None
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -203,6 +206,14 @@ class Bus:
                 )
             return
         self.last_error = exc
+        text = str(exc)
+        if "permissions violation for " in text:  # nats-py: 'nats: permissions violation for publish to "x"'
+            what = text.split("permissions violation for ", 1)[1]
+            n = self.refused[what] = self.refused[what] + 1
+            if n == 1 or n % 1000 == 0:
+                log.warning("bus %s: the server refused %s (%d times): not in this identity's permissions",
+                            self.config.name, what, n)
+            return
         log.debug("bus %s: %s", self.config.name, exc)
 
     async def _on_disconnect(self) -> None:
