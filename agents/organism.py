@@ -137,8 +137,8 @@ class OrganismConfig:
     tick rate and quota)."""
     bus_auth: str = "roles"
     """roles: every process connects with its own identity and permissions (nervous.auth; an external
-    bus with the passwords in the file NIMMERVERSE_BUS_CREDENTIALS names); none: a bare bus
-    (python -m train sets it from bus.auth)."""
+    bus with the passwords in the file NIMMERVERSE_BUS_CREDENTIALS names); none: a bare bus. Set by
+    python -m train from bus.auth."""
     user: str = ""
     """Unix user the NPC processes run as (dropped to after fork, before the brain loads; needs root);
     '': the supervisor's own."""
@@ -365,6 +365,10 @@ class Organism:
         user, password = self.credentials.login(identity) if self.credentials is not None else ("", "")
         return BusConfig(url=url or (self.bus.url if self.bus is not None else None), name=identity,
                          user=user, password=password)
+
+    async def connect_as(self, identity: str) -> Bus:
+        """A connection to this organism's bus as one identity ; closed with it."""
+        return await self._stack.enter_async_context(Bus(self.bus_config(identity)))
 
     def child_env(self, identity: str) -> dict[str, str]:
         """The environment that gives a child its own bus login (empty on a bare bus)."""
@@ -608,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cgroups", choices=BACKENDS, default=d.cgroups, help="cgroup backend")
     p.add_argument("--spawn", action="store_true", help="spawn NPC processes instead of forking")
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
+    p.add_argument("--bus-auth", choices=MODES, default=d.bus_auth,
+                   help="roles: each process its own bus identity and permissions; none: a bare bus")
+    p.add_argument("--user", default=d.user, help="Unix user the NPC processes run as (needs root)")
     p.add_argument("--governor", default=None, metavar="KIND",
                    help="run the governor process: fixed, heuristic, budget or learned (default: none)")
     p.add_argument("--governor-set", action="append", default=[], metavar="FIELD=VALUE",
@@ -639,9 +646,12 @@ def main(argv: list[str] | None = None) -> int:
             fork=not a.spawn,
             seed=a.seed,
             governor=governor,
+            bus_auth=a.bus_auth,
+            user=a.user,
         )
-    except ValueError as exc:
-        p.error(str(exc))
+    except ValueError as exc:  # one line naming the field, as python -m train says it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     summary = run(config)
     print(format_summary(summary))

@@ -66,6 +66,18 @@ PASSWORD_VAR = "NIMMERVERSE_BUS_PASSWORD"
 CREDENTIALS_VAR = "NIMMERVERSE_BUS_CREDENTIALS"
 """Path of a credentials file (for a supervisor on an external bus: it hands each child its own)."""
 
+@dataclass
+class BusSettings:
+    """How ``python -m train`` runs the bus (``bus.*``)."""
+
+    auth: str = "roles"
+    """roles: every process connects with its own identity and permissions; none: a bare bus."""
+
+    def __post_init__(self) -> None:
+        if self.auth not in MODES:
+            raise ValueError(f"bus.auth={self.auth!r}: must be one of {', '.join(MODES)}")
+
+
 #: Identities made of several roles: one process, one identity.
 COMPOSITES = {"organism": ("world", "supervisor")}
 
