@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
 
+from agents.organism import Organism
+from governor.config import GovernorConfig
 from nervous import auth, subjects
 from nervous.auth import Credentials, server_config
 from nervous.bus import Bus, BusConfig, BusError
 from nervous.server import EmbeddedServer
 from nervous.trail_stream import TrailStreamConfig, ensure_trail_stream, stream_name
-from tests.live import until
+from tests.live import organism_config, until
 
 NPCS = 2
 SETTLE_S = 0.3
@@ -273,3 +277,46 @@ def test_the_config_command_names_a_bad_value(argv: list[str], field: str, capsy
     assert auth.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {field}")
+
+
+@pytest.mark.slow
+async def test_every_part_of_the_organism_connects_as_itself_and_nothing_is_refused(tmp_path: Path) -> None:
+    config = organism_config(tmp_path, 2)
+    config.governor = GovernorConfig(kind="heuristic")
+    config.trails = True
+    config.cell_services = ["math"]
+    async with Organism(config) as org:
+        sup, world, server = org.supervisor, org.world, org.server
+        assert sup is not None and world is not None and server is not None
+        running = asyncio.create_task(org.run(0))
+        try:
+            expected = {"dev-organism", "dev-npc-0", "dev-npc-1", "dev-governor", "dev-cell", "dev-trails"}
+            logged_in = lambda: expected <= users(server)  # noqa: E731
+            await until(logged_in, 60, lambda: f"every part logged in: {users(server)}")
+            await until(lambda: world.acted.min() > 5, 30, "every NPC acting")
+            await asyncio.sleep(2.0)  # the governor allocating, the supervisor commanding, the writer polling
+        finally:
+            org.stop.set()
+            summary = await asyncio.wait_for(running, 30)
+        log = (server.store_dir / "nats-server.log").read_text()
+    assert "Violation" not in log
+    assert not org.bus.refused  # type: ignore[union-attr]
+    assert summary["failed"] == [] and all(p["restarts"] == 0 for p in summary["parts"].values())
+
+
+def users(server: EmbeddedServer) -> set[str]:
+    """The users of the server's client connections (its monitoring endpoint)."""
+    url = f"http://127.0.0.1:{server.monitor_port}/connz?auth=true&limit=1000"
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return {c.get("authorized_user", "") for c in json.load(resp)["connections"]}
+
+
+def test_subjects_move_between_envs() -> None:
+    assert subjects.in_env("dev.npc.3.action", "prod") == "prod.npc.3.action"
+    assert subjects.in_env("_INBOX.dev.npc-3.>", "staging") == "_INBOX.staging.npc-3.>"
+    with pytest.raises(ValueError, match="does not start with an env"):
+        subjects.in_env("npc.3.action", "prod")
+    with pytest.raises(ValueError, match="'qa' is not one of"):
+        subjects.in_env("dev.npc.3.action", "qa")
+    prod = auth.permissions("npc", 3).in_env("prod")
+    assert all(s.startswith(("prod.", "_INBOX.prod.")) for s in prod.publish + prod.subscribe)
