@@ -320,3 +320,25 @@ def test_subjects_move_between_envs() -> None:
         subjects.in_env("dev.npc.3.action", "qa")
     prod = auth.permissions("npc", 3).in_env("prod")
     assert all(s.startswith(("prod.", "_INBOX.prod.")) for s in prod.publish + prod.subscribe)
+
+
+@pytest.mark.slow
+async def test_an_external_bus_from_the_config_command_runs_the_organism(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    creds = tmp_path / "credentials.json"
+    assert auth.main(["config", "--env", "dev", "--npcs", "2", "--credentials", str(creds)]) == 0
+    with EmbeddedServer(tmp_path / "external", accounts=capsys.readouterr().out) as server:
+        monkeypatch.setenv(auth.CREDENTIALS_VAR, str(creds))
+        config = organism_config(tmp_path, 2)
+        config.bus_url = server.url
+        async with Organism(config) as org:
+            world = org.world
+            assert world is not None
+            running = asyncio.create_task(org.run(0))
+            try:
+                await until(lambda: world.acted.min() > 5, 60, "every NPC acting on the external bus")
+                assert {"dev-organism", "dev-npc-0", "dev-npc-1"} <= users(server)
+            finally:
+                org.stop.set()
+                await asyncio.wait_for(running, 30)
+        assert "Violation" not in (server.store_dir / "nats-server.log").read_text()
