@@ -3,7 +3,9 @@
 ``run(OrganismConfig(...)) -> summary`` (``python -m agents.organism --npcs 16 --duration 60``):
 
 1. starts one embedded nats-server (fixed port, so a restarted broker keeps its address) unless a
-   bus url is given, and passes its url to every process;
+   bus url is given, and passes its url to every process; with ``bus_auth=roles`` (the default) the
+   server knows one user per identity (``nervous.auth``), and each process gets its own login in
+   its environment; with ``user`` the NPCs run as that Unix user (``agents.identity``);
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
 3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
    once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
@@ -367,7 +369,7 @@ class Organism:
                          user=user, password=password)
 
     async def connect_as(self, identity: str) -> Bus:
-        """A connection to this organism's bus as one identity ; closed with it."""
+        """A connection to this organism's bus as one identity (a test or tool speaking for a part)."""
         return await self._stack.enter_async_context(Bus(self.bus_config(identity)))
 
     def child_env(self, identity: str) -> dict[str, str]:
