@@ -6,14 +6,15 @@ publishes its own ``npc.{id}.action`` and the world's identity receives them on 
 (on the bare one, the same clients without logins); the rate is counted at the receiver, so every
 message went through the server's permission check. Message sizes: an action (64 B), an
 observation (1 KiB) and a frame slice (16 KiB). Rounds alternate between the two servers (and which
-goes first) so both see the same machine load; each figure is the best round. round_spread_pct (the
-mean over sizes and modes of (best - worst) / best round) says how much the machine's load moved the
-figures: an overhead inside it is noise.
+goes first) so both see the same machine load; the rates are the best round, the overhead the median
+over rounds of each back-to-back pair's difference. round_spread_pct (the mean over sizes and modes
+of (best - worst) / best round) says how much the machine's load moved the figures: an overhead
+inside it is noise.
 
-Keys: cores; auth_overhead_pct (mean over the sizes of (none - roles) / none * 100; negative: within
-noise); per size ``msgs_per_s_roles``, ``msgs_per_s_none`` and ``overhead_pct``; connect_ms_roles and
-connect_ms_none (one login). ``measure_auth_overhead()`` returns the same dict (benchmarks.cluster
-imports it).
+Keys: cores; auth_overhead_pct (mean over the sizes of the median (none - roles) / none * 100;
+negative: within noise); per size ``msgs_per_s_roles``, ``msgs_per_s_none`` and ``overhead_pct``;
+connect_ms_roles and connect_ms_none (one login). ``measure_auth_overhead()`` returns the same
+dict (benchmarks.cluster imports it).
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ async def _measure(folder: Path, rounds: int, sizes: dict[str, tuple[int, int]])
     overheads, spreads = [], []
     for name, rates in runs.items():
         with_auth, without = max(rates["roles"]), max(rates["none"])
-        pct = (without - with_auth) / without * 100.0
+        # each round's pair ran back to back: the median of the paired differences drifts least with load
+        pairs = zip(rates["roles"], rates["none"], strict=True)
+        pct = statistics.median((n - r) / n * 100.0 for r, n in pairs)
         overheads.append(pct)
         spreads += [(max(r) - min(r)) / max(r) * 100.0 for r in rates.values()]
         out[name] = {"msgs_per_s_roles": round(with_auth), "msgs_per_s_none": round(without),
