@@ -448,7 +448,11 @@ def _child(sock: socket.socket, request: dict[str, Any]) -> None:
             os.close(fd)
         os.environ.update(request.get("env") or {})
         if request.get("user"):
+            server = os.getppid()
             drop_to(request["user"])  # after the cgroup and the log, before the target loads a brain
+            die_with_parent()  # a change of uid clears the parent-death signal: ask again
+            if os.getppid() != server:  # the server died before that: no signal will come
+                raise SystemExit(1)
         faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> dumps its stacks into its log
         module, _, func = request["target"].partition(":")
         code = int(getattr(importlib.import_module(module), func)(request["config"]) or 0)

@@ -14,13 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from agents import organism
-from agents.forkserver import ForkServer, SpawnFactory
+from agents.forkserver import ForkServer, SpawnFactory, process_alive
 from agents.organism import Organism
 from agents.supervisor import ChildSpec
 from tests.live import organism_config, until
@@ -72,6 +72,14 @@ def read_as_child(spec: ChildSpec, factory: ForkServer | SpawnFactory, out: Path
     return json.loads(out.read_text())
 
 
+def until_true(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait (polling) until check() holds; fail naming what after timeout."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def probe_spec(tmp_path: Path, secret: Path, user: str) -> tuple[ChildSpec, Path]:
     outbox = tmp_path / "out"
     outbox.mkdir(mode=0o777)
@@ -93,6 +101,23 @@ def test_a_forked_npc_runs_as_its_user_and_cannot_read_another_identitys_file(
     entry = pwd.getpwnam(npc_user)
     assert found == {"uid": entry.pw_uid, "gid": entry.pw_gid, "groups": [], "read": "PermissionError"}
     assert unchanged["uid"] == 0 and unchanged["read"] == SECRET  # the same probe as root reads it
+
+
+@pytest.mark.slow
+def test_a_child_that_dropped_its_user_still_dies_with_its_fork_server(open_dir: Path, npc_user: str) -> None:
+    spec = ChildSpec(name="npc-0", npc=0, config={"seconds": 60}, target="tests.unix_probe:sleep_main",
+                     user=npc_user)
+    with ForkServer(preload=(), log_dir=open_dir) as fork:
+        child = fork(spec, [])
+        assert fork.process is not None
+        uid = str(pwd.getpwnam(npc_user).pw_uid)
+        status = Path(f"/proc/{child.pid}/status")
+        until_true(lambda: f"Uid:\t{uid}" in status.read_text(), "the child running as its user")
+        fork.process.kill()  # setuid cleared its parent-death signal; the child asked again after it
+        deadline = time.monotonic() + 10
+        while process_alive(child.pid):
+            assert time.monotonic() < deadline, "the child outlived its fork server"
+            time.sleep(0.02)
 
 
 def test_a_spawned_child_drops_before_exec(open_dir: Path, secret: Path, npc_user: str) -> None:

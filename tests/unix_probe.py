@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 
@@ -18,6 +19,12 @@ def child_main(config: dict[str, Any]) -> int:
     found = {"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "read": read}
     with open(config["out"], "w") as f:
         json.dump(found, f)
+    return 0
+
+
+def sleep_main(config: dict[str, Any]) -> int:
+    """Sleep for config["seconds"] (a child that lives until something ends it)."""
+    time.sleep(float(config["seconds"]))
     return 0
 
 
