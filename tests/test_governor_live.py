@@ -92,9 +92,9 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
             columns = frames[-1]
             assert columns["cpu_quota"].tolist() == [10.0, 10.0] and columns["gates"].tolist() == [0, 0]
             assert columns["tick_rate"] is world.rate and not columns["gate_flash"].any()
-            governor = await org.connect_as("governor")  # only the governor may publish gate events
+            as_governor = await org.connect_as("governor")  # only the governor may publish gate events
             opened = GateEvent(npc=0, tick=0, region=Region.MATH, open=True, confidence=0.9)
-            await governor.publish(subjects.gate_open(), opened)
+            await as_governor.publish(subjects.gate_open(), opened)
             await until(lambda: frames[-1]["gate_flash"].tolist() == [True, False], 5, "npc-0's gate flash")
 
             # 2 Hz: one second to settle, then the action rate over three seconds
