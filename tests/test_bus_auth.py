@@ -342,3 +342,10 @@ async def test_an_external_bus_from_the_config_command_runs_the_organism(
                 org.stop.set()
                 await asyncio.wait_for(running, 30)
         assert "Violation" not in (server.store_dir / "nats-server.log").read_text()
+
+
+def test_bus_auth_is_a_config_key_checked_by_name(compose_run) -> None:
+    assert compose_run().bus.auth == "roles"
+    assert compose_run("runtime=processes", "bus.auth=none").bus.auth == "none"
+    with pytest.raises(ValueError, match=r"^bus\.auth='maybe': must be one of roles, none$"):
+        compose_run("bus.auth=maybe")
