@@ -6,10 +6,12 @@ These tests create a real user with useradd (root on these machines) and remove 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,8 +38,28 @@ def npc_user() -> Iterator[str]:
                     name], check=True, capture_output=True)
     try:
         yield name
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+    finally:  # userdel refuses while a process of the user lives: end the tests' leftovers first
+        uid = pwd.getpwnam(name).pw_uid
+        for pid in pids_of(uid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for _ in range(50):  # a killed process leaves the table once reaped
+            if subprocess.run(["userdel", name], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["userdel", name], check=True, capture_output=True)
+
+
+def pids_of(uid: int) -> list[int]:
+    """Processes whose real uid is uid."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("Uid:"))
+            if int(line.split()[1]) == uid:
+                found.append(int(status.parent.name))
+    return found
 
 
 @pytest.fixture
