@@ -6,8 +6,9 @@ then forks one child per request, so a child starts in milliseconds and shares t
 (its PSS is its own pages plus a share of the rest). Each child, before anything else: leaves the
 server's socket, becomes its own session and process group, asks for SIGKILL when the server dies
 (the server asks the same of the supervisor, so no child outlives its supervisor), writes its pid
-into its cgroup's ``cgroup.procs`` files, points stdout and stderr at its log file and calls the
-target ``module:function(config)``; the return value is the exit code.
+into its cgroup's ``cgroup.procs`` files, points stdout and stderr at its log file, sets the
+environment its spec gives (its bus login), drops to its spec's Unix user (``agents.identity``) and
+calls the target ``module:function(config)``; the return value is the exit code.
 
 The server reaps its children and reports every exit over the socket, so ``ForkedProcess.poll``
 sees exit codes (negative: killed by that signal) as a child of its own would. When the server
@@ -23,7 +24,7 @@ backend), or any ``ChildSpec.argv`` (cell services, and the other supervised ser
 not shared, but needs no server. Both are ``ProcessFactory``s.
 
 Wire protocol (newline-delimited JSON over a socketpair): request ``{"id", "target", "name",
-"config", "procs", "log"}``; reply ``{"id", "pid"}`` or ``{"id", "error"}``; events
+"config", "procs", "log", "env", "user"}``; reply ``{"id", "pid"}`` or ``{"id", "error"}``; events
 ``{"exit", "code"}`` and ``{"alive"}``; ``{"id": -1, "pid"}`` once preloading is done.
 """
 
@@ -50,6 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents.identity import drop_ids, drop_to, lookup
 from agents.supervisor import ChildSpec
 
 PR_SET_PDEATHSIG = 1
@@ -330,7 +332,7 @@ class ForkServer:
         rid = self._next
         log_path = str(self.log_dir / f"{spec.name}.log") if self.log_dir is not None else ""
         request = {"id": rid, "target": spec.target or self.target, "name": spec.name, "config": spec.config,
-                   "procs": procs_files, "log": log_path}
+                   "procs": procs_files, "log": log_path, "env": spec.env, "user": spec.user}
         try:
             link.sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError as exc:
@@ -404,11 +406,26 @@ class SpawnFactory:
         out = open(self.log_dir / f"{spec.name}.log", "ab") if self.log_dir is not None else None  # noqa: SIM115
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, process_group=0,
-                                    preexec_fn=(lambda: join_cgroup(procs_files)) if procs_files else None)
+                                    preexec_fn=_before_exec(procs_files, spec.user),
+                                    env={**os.environ, **spec.env} if spec.env else None)
         finally:
             if out is not None:
                 out.close()
         return PopenProcess(proc)
+
+
+def _before_exec(procs_files: list[str], user: str) -> Callable[[], None] | None:
+    """What a spawned child does before exec: join its cgroup (as root), then drop to its user."""
+    ids = lookup(user) if user else None
+    if not procs_files and ids is None:
+        return None
+
+    def run() -> None:
+        join_cgroup(procs_files)
+        if ids is not None:
+            drop_ids(*ids)
+
+    return run
 
 
 # -- the server side ------------------------------------------------------------------------------
@@ -429,6 +446,13 @@ def _child(sock: socket.socket, request: dict[str, Any]) -> None:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os.close(fd)
+        os.environ.update(request.get("env") or {})
+        if request.get("user"):
+            server = os.getppid()
+            drop_to(request["user"])  # after the cgroup and the log, before the target loads a brain
+            die_with_parent()  # a change of uid clears the parent-death signal: ask again
+            if os.getppid() != server:  # the server died before that: no signal will come
+                raise SystemExit(1)
         faulthandler.register(signal.SIGUSR1)  # kill -USR1 <pid> dumps its stacks into its log
         module, _, func = request["target"].partition(":")
         code = int(getattr(importlib.import_module(module), func)(request["config"]) or 0)

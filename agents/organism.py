@@ -3,7 +3,9 @@
 ``run(OrganismConfig(...)) -> summary`` (``python -m agents.organism --npcs 16 --duration 60``):
 
 1. starts one embedded nats-server (fixed port, so a restarted broker keeps its address) unless a
-   bus url is given, and passes its url to every process;
+   bus url is given, and passes its url to every process; with ``bus_auth=roles`` (the default) the
+   server knows one user per identity (``nervous.auth``), and each process gets its own login in
+   its environment; with ``user`` the NPCs run as that Unix user (``agents.identity``);
 2. detects the cgroup backend (reported once) and sweeps stale groups of dead runs;
 3. starts the supervisor; its first child is the fork server (torch and the project preloaded), and
    once that is ready it forks N NPC processes, each in its own cgroup with its CPU quota and memory
@@ -54,6 +56,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -66,6 +69,7 @@ import numpy as np
 
 from agents.cgroups import BACKENDS, DEFAULT_WEIGHT, CgroupConfig, Cgroups, check_quota, detect
 from agents.forkserver import ForkServer, SpawnFactory, make_subreaper
+from agents.identity import check_can_switch, grant
 from agents.npc import NpcConfig
 from agents.shard import parse_shard
 from agents.supervisor import ChildSpec, State, Supervisor, SupervisorConfig, serve
@@ -76,6 +80,7 @@ from governor.decisions import check_allocation
 from governor.runtime import Escalator
 from governor.service import assign, governor_config
 from nervous import subjects
+from nervous.auth import CREDENTIALS_VAR, MODES, Credentials, server_config
 from nervous.bus import Bus, BusConfig
 from nervous.cells.bank import CELLS
 from nervous.lifeforce import LifeforceConfig
@@ -148,6 +153,13 @@ class OrganismConfig:
     governor: GovernorConfig | None = None
     """The governor process: a GovernorConfig (or a kind name); None runs none (NPCs keep their start
     tick rate and quota)."""
+    bus_auth: str = "roles"
+    """roles: every process connects with its own identity and permissions (nervous.auth; an external
+    bus with the passwords in the file NIMMERVERSE_BUS_CREDENTIALS names); none: a bare bus. Set by
+    python -m train from bus.auth."""
+    user: str = ""
+    """Unix user the NPC processes run as (dropped to after fork, before the brain loads; needs root);
+    '': the supervisor's own."""
 
     def __post_init__(self) -> None:
         if isinstance(self.supervisor, dict):
@@ -189,6 +201,11 @@ class OrganismConfig:
             check_quota(self.cpu_quota)
         except ValueError:
             raise ValueError(f"runtime.organism.cpu_quota={self.cpu_quota!r}: must be in 5..100") from None
+        if self.bus_auth not in MODES:
+            raise ValueError(f"runtime.organism.bus_auth={self.bus_auth!r}: must be one of "
+                             f"{', '.join(MODES)}")
+        if self.user:
+            check_can_switch(self.user)
         if self.governor is not None:
             self.governor.check_npcs(self.npcs)
             try:
@@ -223,6 +240,8 @@ class Organism:
         """The NPCs this shard supervises (all of them with one shard)."""
         self.config = self._for_shard(config)
         self.server: EmbeddedServer | None = None
+        self.credentials: Credentials | None = None
+        """Bus passwords of every identity (bus_auth=roles), also in ``<run_dir>/nats/credentials.json``."""
         self.bus: Bus | None = None
         self.cgroups: Cgroups | None = None
         self.factory: ForkServer | SpawnFactory | None = None
@@ -279,12 +298,17 @@ class Organism:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "logs").mkdir(exist_ok=True)
             url = c.bus_url
+            self.credentials = self._credentials()
             if url is None:
-                self.server = EmbeddedServer(self.run_dir / "nats")
+                accounts = server_config(self.credentials, c.npcs) if self.credentials is not None else ""
+                self.server = EmbeddedServer(self.run_dir / "nats", accounts=accounts)
                 await asyncio.to_thread(self.server.start)
                 stack.callback(self.server.close)
                 url = self.server.url
-            self.bus = await stack.enter_async_context(Bus(BusConfig(url=url, name="organism")))
+            self.bus = await stack.enter_async_context(Bus(self.bus_config("organism", url)))
+            if c.user:  # the NPCs write their checkpoints as that user
+                self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                grant(self.checkpoint_dir, c.user)
             self.cgroups = detect(c.run, CgroupConfig(backend=c.cgroups))
             make_subreaper()  # the NPCs of a dead fork server are reaped here
             logs = self.run_dir / "logs"
@@ -314,6 +338,8 @@ class Organism:
                         cpu_quota=c.cpu_quota,
                         memory_max=memory,
                         depends_on="forkserver" if fork is not None else "",
+                        env=self.child_env(f"npc-{i}"),
+                        user=c.user,
                     )
                 )
             for cell in c.cell_services if head else []:  # forked like NPCs (with a fork server): in ms
@@ -321,7 +347,7 @@ class Organism:
                 self.supervisor.add(ChildSpec(
                     name=f"cell-{cell}", argv=argv, target="nervous.cells.service:child_main",
                     config={"cell": cell, "url": self.bus.url}, factory=None if fork else spawn,
-                    depends_on="forkserver" if fork is not None else "",
+                    depends_on="forkserver" if fork is not None else "", env=self.child_env("cell"),
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
             if c.governor is not None and head:  # forked like a cell service: it needs only the bus
                 config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
@@ -333,13 +359,14 @@ class Organism:
                     name="governor", argv=argv, target="governor.service:child_main", config=config,
                     factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
                     heartbeat_subject=subjects.heartbeat("thalamus", "governor"),
+                    env=self.child_env("governor"),
                     cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs and head:  # the organ host: its loaded organs are worker processes of its own
                 argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
                 self.supervisor.add(ChildSpec(
                     name="organ-host", argv=argv, target="organs.host.service:child_main",
                     config={"organs": list(c.organs), "url": self.bus.url}, factory=None if fork else spawn,
-                    depends_on="forkserver" if fork is not None else "",
+                    depends_on="forkserver" if fork is not None else "", env=self.child_env("organ"),
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
             if c.trails and head:
@@ -362,6 +389,33 @@ class Organism:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    def _credentials(self) -> Credentials | None:
+        """Fresh passwords for an embedded bus (saved, mode 0600), an external one's from its file, or
+        None (bus_auth=none, or an external bus given no credentials file: a bare bus)."""
+        if self.config.bus_auth == "none":
+            return None
+        if self.config.bus_url is not None:
+            path = os.environ.get(CREDENTIALS_VAR, "")
+            return Credentials.load(path) if path else None
+        credentials = Credentials.generate(self.config.npcs)
+        (self.run_dir / "nats").mkdir(parents=True, exist_ok=True)
+        credentials.save(self.run_dir / "nats" / "credentials.json")
+        return credentials
+
+    def bus_config(self, identity: str, url: str | None = None) -> BusConfig:
+        """How to connect to this organism's bus as one identity (``nervous.auth``: npc-3, governor, ...)."""
+        user, password = self.credentials.login(identity) if self.credentials is not None else ("", "")
+        return BusConfig(url=url or (self.bus.url if self.bus is not None else None), name=identity,
+                         user=user, password=password)
+
+    async def connect_as(self, identity: str) -> Bus:
+        """A connection to this organism's bus as one identity (a test or tool speaking for a part)."""
+        return await self._stack.enter_async_context(Bus(self.bus_config(identity)))
+
+    def child_env(self, identity: str) -> dict[str, str]:
+        """The environment that gives a child its own bus login (empty on a bare bus)."""
+        return self.credentials.child_env(identity) if self.credentials is not None else {}
 
     def _on_gate_open(self, msg: GateEvent, raw: Any) -> None:
         if msg.npc < self.config.npcs:
@@ -402,7 +456,7 @@ class Organism:
             name="trails", argv=argv, target="organs.trails.service:child_main",
             config={"url": self.bus.url, "location": location, "trails": self.trails},
             factory=None if fork else spawn, depends_on="forkserver" if fork is not None else "",
-            heartbeat_subject=subjects.trails_heartbeat())
+            heartbeat_subject=subjects.trails_heartbeat(), env=self.child_env("trails"))
 
     def _heard(self, name: str) -> None:
         if self.supervisor is not None:
@@ -636,6 +690,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cgroups", choices=BACKENDS, default=d.cgroups, help="cgroup backend")
     p.add_argument("--spawn", action="store_true", help="spawn NPC processes instead of forking")
     p.add_argument("--seed", type=int, default=d.seed, help="world and brain seed")
+    p.add_argument("--bus-auth", choices=MODES, default=d.bus_auth,
+                   help="roles: each process its own bus identity and permissions; none: a bare bus")
+    p.add_argument("--user", default=d.user, help="Unix user the NPC processes run as (needs root)")
     p.add_argument("--governor", default=None, metavar="KIND",
                    help="run the governor process: fixed, heuristic, budget or learned (default: none)")
     p.add_argument("--governor-set", action="append", default=[], metavar="FIELD=VALUE",
@@ -668,9 +725,12 @@ def main(argv: list[str] | None = None) -> int:
             fork=not a.spawn,
             seed=a.seed,
             governor=governor,
+            bus_auth=a.bus_auth,
+            user=a.user,
         )
-    except ValueError as exc:
-        p.error(str(exc))
+    except ValueError as exc:  # one line naming the field, as python -m train says it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     summary = run(config)
     print(format_summary(summary))

@@ -150,6 +150,10 @@ class ChildSpec:
     """Silence for heartbeat_timeout_s counts as a hang (False for children that do not heartbeat)."""
     essential: bool = False
     """The run cannot go on without it: its FATAL is reported in ``Supervisor.failed``."""
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    """Environment variables set in the child (its bus login: never on a command line)."""
+    user: str = ""
+    """Unix user the child runs as, dropped to after fork and before its target runs ('': unchanged)."""
 
 
 class ProcessHandle(Protocol):

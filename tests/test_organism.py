@@ -72,8 +72,10 @@ async def test_faults_commands_and_quota(tmp_path: Path) -> None:
             log = (org.run_dir / "logs" / "npc-1.log").read_text()
             assert "bad Command" in log and "rejected command for npc 2" in log
 
-            # a governor allocation sets the CPU quota live; the burner is held to it
-            await bus.publish(
+            # a governor allocation sets the CPU quota live; the burner is held to it (the test is the
+            # governor: only that identity may publish allocations)
+            governor = await org.connect_as("governor")
+            await governor.publish(
                 subjects.governor_allocate(),
                 Allocation(npc=3, tick=0, tick_rate=20, cpu_quota=25.0, gates={}, llm_priority=0),
             )

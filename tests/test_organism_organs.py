@@ -26,8 +26,9 @@ async def test_the_organ_host_is_supervised_serves_vision_and_comes_back_after_k
     config = organism_config(tmp_path, 1)
     config.organs = ["vision"]
     async with Organism(config) as org:
-        sup, bus, world = org.supervisor, org.bus, org.world
-        assert sup is not None and bus is not None and world is not None
+        sup, world = org.supervisor, org.world
+        assert sup is not None and world is not None
+        bus = await org.connect_as("cortex")  # the test asks as the cortex would
         host = sup.children["organ-host"]
         running = asyncio.create_task(org.run(0))
         try:

@@ -33,8 +33,9 @@ async def test_the_trail_writer_runs_supervised_and_comes_back_after_kill9(tmp_p
     config = organism_config(tmp_path, 1)
     config.trails = True
     async with Organism(config, trails={"ack_wait_s": 2.0, "batch_size": 64}) as org:
-        sup, bus = org.supervisor, org.bus
-        assert sup is not None and bus is not None
+        sup = org.supervisor
+        assert sup is not None
+        bus = await org.connect_as("governor")  # the test decides as the governor would
         writer = sup.children["trails"]
         assert writer.spec.target == "organs.trails.service:child_main"
         store = Path(config.run_dir) / "trails.sqlite"

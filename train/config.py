@@ -18,6 +18,7 @@ from agents.brain import BrainConfig
 from agents.organism import OrganismConfig
 from agents.ppo import PPOConfig
 from governor.config import GovernorConfig
+from nervous.auth import BusSettings
 from nervous.config import NervousConfig
 from organs.config import CortexConfig
 from organs.trails.config import TrailsConfig
@@ -113,6 +114,8 @@ class RunConfig:
     cortex: CortexConfig = field(default_factory=CortexConfig)
     """The cortex: backend none (default), engine (in-process planner) or http (the embedded server, or vLLM
     at cortex.base_url); with the governor's gates, escalations in training and mode=eval."""
+    bus: BusSettings = field(default_factory=BusSettings)
+    """The bus: bus.auth=roles (each process its own identity and permissions, the default) or none."""
     trails: TrailsConfig = field(default_factory=TrailsConfig)
     """Decision trails: the store (trails.sqlite in the run folder, or trails.dsn=postgresql://...) and the
     writer's batching; the live organism runs the writer with runtime.organism.trails=true."""

@@ -137,6 +137,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     from agents.organism import run as run_organism
 
     organism = replace(run.runtime.organism, run_dir=str(run_dir / "organism"), seed=run.seed,
+                       bus_auth=run.bus.auth,
                        run=run_dir.name.replace(".", "-").replace(" ", "-") or "organism")
     if run.duration is not None:
         organism = replace(organism, duration_s=float(run.duration))
