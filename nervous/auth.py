@@ -5,10 +5,12 @@ client's error callback gets ``permissions violation for publish to "..."``, not
 
 Role: publishes / subscribes to (every subject in the identity's own env).
 
-- npc (one user per id): its own ``npc.{id}.action``, ``.state``, ``.heartbeat``; waves / its own
-  ``npc.{id}.obs`` and ``.command``.
+- npc (one user per id): its own ``npc.{id}.action``, ``.state``, ``.heartbeat`` / its own
+  ``npc.{id}.obs`` and ``.command``. Its cells and nerves run batched in the world server, so an NPC
+  publishes no waves (and cannot spoof another NPC's).
 - world: every NPC's ``obs``; frames; ``world.*.heartbeat``; cell requests (it holds every NPC's
-  senses) / every NPC's ``action``, ``state`` and ``command``; gate openings.
+  senses); the cell bank's one wave batch per tick / every NPC's ``action``, ``state`` and
+  ``command``; gate openings; organ charges (paid from the asking NPC's lifeforce).
 - supervisor: every NPC's ``command``; ``supervisor.*.heartbeat`` / every heartbeat; allocations.
 - governor: ``thalamus.>`` (it alone); organ gates; cortex requests (escalations through open
   gates); trail events / every NPC's ``state``; waves.
@@ -151,14 +153,16 @@ def permissions(role: str, npc: int | None = None) -> Permissions:
         case "npc":
             return Permissions(
                 publish=(subjects.npc_action(npc), subjects.npc_state(npc),  # type: ignore[arg-type]
-                         subjects.heartbeat("npc", str(npc)), subjects.cell_wave("bank")),
+                         subjects.heartbeat("npc", str(npc))),
                 subscribe=(subjects.npc_obs(npc), subjects.npc_command(npc), inbox))  # type: ignore[arg-type]
         case "world":
             return Permissions(
                 publish=(subjects.npc_pattern("obs"), subjects.world_frames_pattern(),
-                         subjects.service_heartbeats_pattern("world"), subjects.cells_pattern("request")),
+                         subjects.service_heartbeats_pattern("world"), subjects.cells_pattern("request"),
+                         subjects.cell_wave("bank")),
                 subscribe=(subjects.npc_pattern("action"), subjects.npc_pattern("state"),
-                           subjects.npc_pattern("command"), subjects.gate_open(), inbox))
+                           subjects.npc_pattern("command"), subjects.gate_open(),
+                           subjects.organs_pattern("charge"), inbox))
         case "supervisor":
             return Permissions(
                 publish=(subjects.npc_pattern("command"), subjects.service_heartbeats_pattern("supervisor")),

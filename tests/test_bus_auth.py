@@ -88,7 +88,8 @@ def E(subject: str) -> str:  # noqa: N802 - reads as the env prefix
 ALLOWED_PUBLISH = [
     ("npc-0", E("npc.0.action"), "world", E("npc.*.action")),
     ("npc-0", E("npc.0.state"), "governor", E("npc.*.state")),
-    ("npc-0", E("nervous.cells.bank.wave"), "governor", E("nervous.cells.*.wave")),
+    ("world", E("nervous.cells.bank.wave"), "governor", E("nervous.cells.*.wave")),
+    ("organ", E("organs.vision.charge"), "world", E("organs.*.charge")),
     ("world", E("npc.0.obs"), "npc-0", E("npc.0.obs")),
     ("world", E("nervous.cells.math.request"), "cell", E("nervous.cells.*.request")),
     ("supervisor", E("npc.0.command"), "npc-0", E("npc.0.command")),
@@ -107,6 +108,7 @@ FORBIDDEN_PUBLISH = [
     ("npc-0", E("npc.1.action"), "world", E("npc.*.action")),
     ("npc-0", E("thalamus.governor.allocate"), "supervisor", E("thalamus.governor.allocate")),
     ("npc-0", E("npc.1.obs"), "npc-1", E("npc.1.obs")),
+    ("npc-0", E("nervous.cells.bank.wave"), "governor", E("nervous.cells.*.wave")),  # the world's batch
     ("world", E("thalamus.gate.open"), "world", E("thalamus.gate.open")),
     ("world", E("npc.0.command"), "npc-0", E("npc.0.command")),
     ("supervisor", E("thalamus.governor.allocate"), "supervisor", E("thalamus.governor.allocate")),
