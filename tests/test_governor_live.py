@@ -78,8 +78,9 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
             acts.append((time.monotonic(), msg.tick))
 
         await bus.subscribe(subjects.npc_action(0), Action, on_action)
-        await bus.subscribe(subjects.npc_obs(0), Observation,
-                            lambda msg, raw: woken.append((time.monotonic(), msg.tick)))
+        as_npc0 = await org.connect_as("npc-0")  # only npc 0 hears its observations
+        await as_npc0.subscribe(subjects.npc_obs(0), Observation,
+                                lambda msg, raw: woken.append((time.monotonic(), msg.tick)))
         running = asyncio.create_task(org.run(0))
         try:
             governor = children["governor"]
