@@ -105,6 +105,59 @@ def test_ppo_moves_the_policy_towards_the_rewarded_rate() -> None:
     assert p_slowest() > before + 0.3
 
 
+def _expected_calls(governor: LearnedGovernor, x: torch.Tensor) -> float:
+    """Brain calls per governor period the policy asks for on average over rows x."""
+    with torch.no_grad():
+        probs = torch.softmax(governor.net(x)[0], -1)
+    return float((probs @ governor._calls_per_level).mean())
+
+
+def _train_without_reward(multiplier: float) -> tuple[float, float]:
+    config = dataclasses.replace(GovernorConfig(kind="learned"), rollout_ticks=8, learning_rate=3e-3)
+    torch.manual_seed(0)  # the same fresh network for both runs
+    governor = LearnedGovernor(config, learning=True, seed=0)
+    governor.calls_multiplier = multiplier
+    features = _features(4, 8)
+    x = torch.from_numpy(normalise(features).reshape(32, -1))
+    before = _expected_calls(governor, x)
+    rng = np.random.default_rng(0)
+    for _ in range(6 * config.rollout_ticks + 1):
+        governor.decide_batch(features, [GlobalContext(tick=0)] * 4)
+        governor.observe_outcome(rng.normal(0, 1, (4, 8)), np.zeros((4, 8), dtype=bool))  # pure noise
+        governor.maybe_learn(features)
+    assert governor.updates >= 6
+    return before, _expected_calls(governor, x)
+
+
+def test_a_calls_multiplier_alone_moves_the_policy_to_slower_rates() -> None:
+    """Margin: the reward is noise, so without the multiplier only the entropy bonus moves the rates; with a
+    multiplier of 1 the calls asked for per period fall at least 2 more (of 10 at the fastest rate)."""
+    before, free = _train_without_reward(0.0)
+    same, constrained = _train_without_reward(1.0)
+    assert before == same and before > 6.0  # a fresh network leans to the fastest rate (10 calls a period)
+    assert free > 4.0, (before, free)  # measured 5.2: the entropy bonus alone spreads the rates
+    assert constrained < free - 2.0, (before, free, constrained)
+
+
+def test_the_calls_multiplier_rises_over_the_target_and_falls_under_it() -> None:
+    config = dataclasses.replace(GovernorConfig(kind="learned"), calls_target=0.3, calls_multiplier_lr=1.0,
+                                 calls_multiplier_kp=10.0)
+    governor = LearnedGovernor(config, learning=True)
+    assert governor.dual_step(6.0) == 0.0  # at the target (0.3 of 20 Hz): no price
+    rising = [governor.dual_step(10.0) for _ in range(3)]  # 0.2 over: integral +0.2 a step, P +2
+    assert rising == pytest.approx([2.2, 2.4, 2.6])
+    assert governor.dual_step(4.0) == 0.0  # 0.1 under: the P term takes the price to 0 at once ...
+    assert governor.calls_integral == pytest.approx(0.5)  # ... while the integral keeps what it learned
+    for _ in range(20):
+        governor.dual_step(0.0)
+    assert governor.calls_integral == 0.0 and governor.calls_multiplier == 0.0  # never below 0
+    unconstrained = LearnedGovernor(dataclasses.replace(config, calls_target=1.0), learning=True)
+    assert unconstrained.dual_step(20.0) == 0.0  # 1.0: no rate is over it
+    state = governor.state_dict() | {"calls_multiplier": 1.5, "calls_integral": 0.7}
+    governor.load_state_dict(state)
+    assert (governor.calls_multiplier, governor.calls_integral) == (1.5, 0.7)
+
+
 def test_learned_net_rejects_a_checkpoint_of_another_width(tmp_path: Path) -> None:
     net = GovernorNet(5, hidden=32)
     state = net.state([1, 2, 5, 10, 20])
