@@ -10,12 +10,18 @@ and over heuristic and budget as differences; ``learned_success_minus_budget_at_
 budget allocator given the learned governor's brain calls), the governor's forward time per NPC and
 the cost model (measured now against the embedded defaults).
 
-The learned governor is trained here first (``--train-ticks`` NPC ticks of ``+experiment=governor``
-on stage 2, warm-started from the heuristic governor, seed fixed) unless ``--governor-checkpoint``
-names one; the same network governs stage 4. The brains are the heuristic script unless
-``--checkpoint`` names a training checkpoint. ``--live`` adds the live-organism figures (64 NPC
-processes, ``benchmarks.governor_live``). The Pareto pictures (return against brain calls) are written
-to ``--out`` (``pareto_stage2.png``, ``pareto_stage4.png``) and, with ``--wandb``, logged offline.
+Each stage has its own learned governor, trained here first (seed fixed, warm-started from the
+heuristic governor, under ``governor.calls_target``): ``--train-ticks`` NPC ticks on stage 2 and
+``--train-ticks-stage4`` on stage 4 with the cortex's planner behind its gates (``+experiment=governor
+world=stage4 cortex.backend=engine``), unless ``--governor-checkpoint`` / ``--governor-checkpoint-stage4``
+name them. Every governor runs on the same seeds. The brains are the heuristic script unless
+``--checkpoint`` names a training checkpoint. CPU is priced with today's ``DEFAULT_COSTS`` and, on stage
+2 for fixed and learned, once more with the reflex tick priced as cells and nerves run batched for 64
+NPCs in one process (``batched_reflex_tick_s``; ``*_cpu_s_per_npc_min_batched_reflex``,
+``learned_cpu_vs_fixed_batched_reflex``). ``--live`` adds the live-organism figures (64 NPC processes,
+``benchmarks.governor_live``). The Pareto pictures (return against brain calls) are written to ``--out``
+(``pareto_stage2.png``, ``pareto_stage4.png``) and, with ``--wandb``, logged offline. ``benchmark_s`` is
+the whole run's wall time.
 """
 
 from __future__ import annotations

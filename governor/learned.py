@@ -24,12 +24,19 @@ multiplier as in Stooke et al. 2020, "Responsive Safety in RL by PID Lagrangian 
 ascent, never below 0) and ``multiplier = max(0, I + calls_multiplier_kp * excess)``. Under the target
 the multiplier falls towards 0 and PPO trades calls for return freely.
 
-Measured choices (stage 2, heuristic brains): a larger ``cpu_charge`` did not move PPO (3x still used
-9.5 calls/s: a brain call's 0.27 ms of CPU is worth little reward). Charging the multiplier per call in
-the reward itself (reward units) lagged: after 35 updates its price had risen to 0.012 per call, 24
-times a call's lifeforce, and the governor still used 7.8 calls/s against a target of 6, the charge
-drowned in the noise of the world's reward. Its own advantage, exact and noise-free, makes the
-multiplier dimensionless and the same on every stage.
+Measured choices (stage 2, heuristic brains, target 6 calls/s unless said):
+
+- A larger ``cpu_charge`` did not move PPO (3x still used 9.5 calls/s: a brain call's 0.27 ms of CPU
+  is worth little reward).
+- Charging the multiplier per call inside the reward (reward units) lagged: after 35 updates its
+  price had risen to 0.012 per call, 24 times a call's lifeforce, and the governor still used 7.8
+  calls/s. The cost's own advantage, exact and noise-free, makes the multiplier dimensionless and the
+  same on every stage.
+- Pure dual ascent (``calls_multiplier_kp=0``, step 5) on a fresh network wound up: the multiplier
+  reached 7.5 while the policy lagged, and the calls overshot to 1.8/s at success 0.13. With the
+  proportional term (step 1, gain 10) they bottomed at 3.7/s and came back towards the target.
+- Warm-started from the heuristic governor (about 4.5 calls/s), the multiplier stays near 0 and bites
+  only when PPO pushes the calls over the target.
 """
 
 from __future__ import annotations
