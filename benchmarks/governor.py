@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-ticks-stage4", type=int, default=800_000,
                         help="NPC ticks to train the learned governor on stage 4 (cortex on)")
     parser.add_argument("--stage4-envs", type=int, default=16, help="worlds of stage 4 in its training")
-    parser.add_argument("--stage4-warm-start-ticks", type=int, default=32,
+    parser.add_argument("--stage4-warm-start-ticks", type=int, default=64,
                         help="governor ticks of the heuristic teacher recorded on stage 4")
     parser.add_argument("--governor-checkpoint", default="",
                         help="a trained stage-2 governor.pt (skips its training)")
