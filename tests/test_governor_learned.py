@@ -191,7 +191,9 @@ def test_a_short_learning_run_beats_fixed_and_random_governors_on_return_with_fe
     from train.config import RunConfig
     from world import stage_config
 
-    run = RunConfig(world=stage_config(2), seed=7, governor=GovernorConfig(kind="learned", rollout_ticks=16))
+    # unconstrained (calls_target 1.0): this is PPO's own gain; the calls target has its own test below
+    run = RunConfig(world=stage_config(2), seed=7, governor=GovernorConfig(kind="learned", rollout_ticks=16,
+                                                                          calls_target=1.0))
     run.ppo.num_envs = 16
     make_driver, nervous, _ = driver_factory(run)
     training = GovernorTraining(run, make_driver, nervous)
