@@ -9,7 +9,8 @@ loss. Advantages by GAE over the completed ticks, bootstrapped with the value no
 calls its rate asks for in the next governor period, known at once, so its advantage needs no critic:
 the calls asked minus their expectation under the policy (an exact baseline). Both advantages are
 normalised per minibatch and mixed as ``(A_reward - m * A_calls) / (1 + m)`` for a multiplier ``m``
-(dimensionless: 1 weighs calls as much as return), which the trainer moves by dual ascent.
+(dimensionless: 1 weighs calls as much as return), which the trainer moves on the measured call rate
+(``LearnedGovernor.dual_step``).
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ along would move under it and get fewer samples as it slows them): the PPO brain
 ``ppo.num_envs`` worlds of ``world`` (default stage 2) run under a ``LearnedGovernor`` that samples
 its decisions and makes one PPO update per ``governor.rollout_ticks`` governor ticks; its reward is
 the NPCs' world reward (brain calls and escalations already cost lifeforce) minus
-``governor.cpu_charge`` per simulated CPU-second and minus the calls multiplier per brain call asked for;
-after each update the multiplier follows the measured brain calls per NPC-second by dual ascent, holding
-them at or under ``governor.calls_target`` of the fastest rate (``governor.learned``).
+``governor.cpu_charge`` per simulated CPU-second. PPO weighs the brain calls its rates ask for against
+that reward by a Lagrange multiplier, which after each update follows the measured brain calls per
+NPC-second (``governor/calls_multiplier``), holding them at or under ``governor.calls_target`` of the
+fastest rate (``governor.learned``).
 
 Files in the run folder: ``governor.pt`` (the network; ``governor=learned governor.checkpoint=...``
 deploys it; also the optimiser and counters, for ``resume=<run folder>``), ``metrics.jsonl`` and
