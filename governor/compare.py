@@ -16,6 +16,7 @@ from pathlib import Path
 
 from governor.baselines import Governor, make_governor
 from governor.config import GovernorConfig
+from governor.costs import DEFAULT_COSTS, CostModel
 from governor.drivers import Driver
 from governor.runtime import Escalator, GovernedReflex
 from nervous.config import NervousConfig
@@ -30,13 +31,14 @@ FIGURES = ("success", "return", "brain_calls_per_npc_s", "cpu_s_per_npc_min", "e
 def evaluate_governor(world_config: WorldConfig, driver: Driver, config: GovernorConfig,
                       nervous: NervousConfig, episodes: int = 100, seed: int = 0, num_envs: int = 50,
                       factory: Callable[[GovernorConfig], Governor] = make_governor,
-                      escalator: Escalator | None = None) -> dict[str, float]:
+                      escalator: Escalator | None = None, costs: CostModel = DEFAULT_COSTS,
+                      ) -> dict[str, float]:
     """Episode means of one governor over the driver's proposals, with its figures (unprefixed; with an
-    escalator, the cortex link, also its ``cortex/`` figures)."""
+    escalator, the cortex link, also its ``cortex/`` figures); the CPU meter prices work by costs."""
     world = GridWorld(world_config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
     nerves = NerveBank(nervous.nerves) if nervous.nerves.enabled else None
-    reflex = GovernedReflex(config, nervous.lifeforce, nerves, cells=driver.bank, governor_factory=factory,
-                            escalator=escalator)
+    reflex = GovernedReflex(config, nervous.lifeforce, nerves, cells=driver.bank, costs=costs,
+                            governor_factory=factory, escalator=escalator)
     result = collect_episodes(world, lambda w: reflex(w, driver(w))[0], episodes)
     result.update({key.removeprefix("governor/"): value for key, value in reflex.pop_stats().items()
                    if not key.endswith(("_loss", "entropy", "approx_kl", "explained_variance"))})
@@ -67,9 +69,9 @@ def compare_governors(world_config: WorldConfig, make_driver: Callable[[], Drive
                       nervous: NervousConfig, learned: Callable[[GovernorConfig], Governor] | None,
                       episodes: int = 100, seed: int = 0,
                       make_escalator: Callable[[], Escalator | None] = lambda: None,
-                      ) -> dict[str, dict[str, float]]:
-    """Rows for fixed, heuristic, budget (and learned, and budget at its calls) on the same seeds (with the
-    cortex link make_escalator gives, a new one per row)."""
+                      equal_calls: bool = True) -> dict[str, dict[str, float]]:
+    """Rows for fixed, heuristic, budget (and learned, and with equal_calls budget at its calls) on the same
+    seeds (with the cortex link make_escalator gives, a new one per row)."""
     rows: dict[str, dict[str, float]] = {}
     for kind in ("fixed", "heuristic", "budget"):
         rows[kind] = evaluate_governor(world_config, make_driver(), dataclasses.replace(config, kind=kind),
@@ -78,6 +80,7 @@ def compare_governors(world_config: WorldConfig, make_driver: Callable[[], Drive
         learned_config = dataclasses.replace(config, kind="learned")
         rows["learned"] = evaluate_governor(world_config, make_driver(), learned_config, nervous, episodes,
                                             seed, factory=learned, escalator=make_escalator())
+    if learned is not None and equal_calls:
         budget, row = budget_at_equal_calls(world_config, make_driver, config, nervous,
                                             rows["learned"]["brain_calls_per_npc_s"], episodes, seed,
                                             make_escalator=make_escalator)

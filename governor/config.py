@@ -84,6 +84,16 @@ class GovernorConfig:
     """Training: governor ticks of the warm-start teacher recorded for imitation."""
     cpu_charge: float = 1.0
     """Training reward charged per simulated CPU-second an NPC used (on top of the lifeforce of thinking)."""
+    calls_target: float = 0.25
+    """Training: brain calls per NPC-second to stay at or under, as a fraction of the fastest tick rate
+    (0.25 of 20 Hz: 5 calls/s), held by a Lagrange multiplier (1.0: unconstrained)."""
+    calls_multiplier_lr: float = 1.0
+    """Training: dual-ascent step of that multiplier (the weight of calls against return in PPO) per update,
+    per unit of measured calls over the target (as a fraction of the fastest rate): its integral gain."""
+    calls_multiplier_kp: float = 10.0
+    """Training: proportional gain of that multiplier (PID Lagrangian, Stooke et al. 2020): the multiplier
+    is the dual-ascent integral plus this times the calls over the target, so it falls at once when the
+    calls come under it instead of winding up."""
     learning_rate: float = 3e-4
     """Adam step size of the governor's PPO."""
     gamma: float = 0.95
@@ -143,7 +153,9 @@ class GovernorConfig:
         for name in ("gamma", "gae_lambda"):
             if not _is_number(getattr(self, name)) or not 0.0 <= getattr(self, name) <= 1.0:
                 self._fail(name, "must be in 0..1")
-        for name in ("cpu_charge", "ent_coef"):
+        if not _is_number(self.calls_target) or not 0.0 < self.calls_target <= 1.0:
+            self._fail("calls_target", "must be in (0, 1] (of the fastest tick rate; 1: unconstrained)")
+        for name in ("cpu_charge", "ent_coef", "calls_multiplier_lr", "calls_multiplier_kp"):
             if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
                 self._fail(name, "must be >= 0")
 

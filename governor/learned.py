@@ -13,6 +13,30 @@ runtime reports each NPC's reward over the period that followed (``observe_outco
 reward, in which brain calls and escalations already cost lifeforce, minus ``governor.cpu_charge`` per
 simulated CPU-second) and whether its life ended; after ``governor.rollout_ticks`` governor ticks it
 makes one PPO update (``governor.learner``).
+
+**The calls constraint** (constrained RL, a Lagrangian relaxation): training keeps the brain calls per
+NPC-second at or under ``governor.calls_target`` times the fastest tick rate. Each decision's cost is the
+brain calls its chosen rate asks for in the period (``rate / governor_hz``); PPO weighs the cost's
+advantage against the reward's by ``calls_multiplier`` (``governor.learner``), and after each update the
+trainer moves the multiplier on the call rate it measured (``dual_step``, a PI-controlled Lagrange
+multiplier as in Stooke et al. 2020, "Responsive Safety in RL by PID Lagrangian Methods"): with
+``excess = measured / fastest - calls_target``, the integral ``I += calls_multiplier_lr * excess`` (dual
+ascent, never below 0) and ``multiplier = max(0, I + calls_multiplier_kp * excess)``. Under the target
+the multiplier falls towards 0 and PPO trades calls for return freely.
+
+Measured choices (stage 2, heuristic brains, target 6 calls/s unless said):
+
+- A larger ``cpu_charge`` did not move PPO (3x still used 9.5 calls/s: a brain call's 0.27 ms of CPU
+  is worth little reward).
+- Charging the multiplier per call inside the reward (reward units) lagged: after 35 updates its
+  price had risen to 0.012 per call, 24 times a call's lifeforce, and the governor still used 7.8
+  calls/s. The cost's own advantage, exact and noise-free, makes the multiplier dimensionless and the
+  same on every stage.
+- Pure dual ascent (``calls_multiplier_kp=0``, step 5) on a fresh network wound up: the multiplier
+  reached 7.5 while the policy lagged, and the calls overshot to 1.8/s at success 0.13. With the
+  proportional term (step 1, gain 10) they bottomed at 3.7/s and came back towards the target.
+- Warm-started from the heuristic governor (about 4.5 calls/s), the multiplier stays near 0 and bites
+  only when PPO pushes the calls over the target.
 """
 
 from __future__ import annotations
@@ -61,6 +85,12 @@ class LearnedGovernor:
         self.buffer = GovernorBuffer()
         self.updates = 0
         self.last_losses: dict[str, float] = {}
+        self.calls_multiplier = 0.0
+        """Lagrange multiplier of the calls constraint: the weight of calls against return in PPO."""
+        self.calls_integral = 0.0
+        """The multiplier's dual-ascent (integral) part."""
+        self._calls_per_level = torch.from_numpy(self.rates / config.governor_hz).float()
+        """Brain calls one governor period asks for at each tick-rate level."""
 
     # --- deciding ------------------------------------------------------------------------------
     def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
@@ -74,10 +104,11 @@ class LearnedGovernor:
         x = torch.from_numpy(normalise(features).reshape(B * N, -1))
         greedy = self.config.greedy and not self.learning
         choice = self.net.act(x, greedy=greedy, generator=self.generator)
+        level = choice.level.numpy().reshape(B, N)
         if self.learning:
             alive = torch.from_numpy(features[..., 0].reshape(-1) > 0.5)
-            self.buffer.add(x, choice, alive)
-        level = choice.level.numpy().reshape(B, N)
+            calls = self._calls_per_level[choice.level]
+            self.buffer.add(x, choice, alive, calls, choice.rate_probs @ self._calls_per_level)
         gates = choice.gates.numpy().reshape(B, N, -1) > 0.5
         priority = 10.0 * level / max(1, len(self.rates) - 1)
         return [finish_decisions(self.config, features[b], self.rates[level[b]], gates[b], priority[b])
@@ -100,14 +131,23 @@ class LearnedGovernor:
         with torch.no_grad():
             next_value = self.net(x)[2]
         self.last_losses = ppo_update(self.net, self.optimizer, self.buffer, next_value, self.config,
-                                      self.generator)
+                                      self.generator, self.calls_multiplier)
         self.updates += 1
         return self.last_losses
 
+    def dual_step(self, calls_per_npc_s: float) -> float:
+        """Move the calls multiplier on a measured call rate (brain calls per NPC-second): dual ascent of its
+        integral plus a proportional term; the new multiplier."""
+        excess = calls_per_npc_s / float(self.rates[-1]) - self.config.calls_target
+        self.calls_integral = max(0.0, self.calls_integral + self.config.calls_multiplier_lr * excess)
+        self.calls_multiplier = max(0.0, self.calls_integral + self.config.calls_multiplier_kp * excess)
+        return self.calls_multiplier
+
     def state_dict(self) -> dict:
-        """Network (checkpoint payload), optimiser and update count."""
+        """Network (checkpoint payload), optimiser, update count and the calls multiplier."""
         return {"governor": self.net.state(list(self.config.tick_rates)),
-                "optimizer": self.optimizer.state_dict(), "updates": self.updates}
+                "optimizer": self.optimizer.state_dict(), "updates": self.updates,
+                "calls_multiplier": self.calls_multiplier, "calls_integral": self.calls_integral}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` gave (resume)."""
@@ -115,3 +155,5 @@ class LearnedGovernor:
         self.net.load_state_dict(net.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state.get("updates", 0))
+        self.calls_multiplier = float(state.get("calls_multiplier", 0.0))
+        self.calls_integral = float(state.get("calls_integral", 0.0))

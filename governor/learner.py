@@ -1,8 +1,16 @@
 """PPO for the governor network: a buffer of governor ticks and one clipped update (CleanRL's recipe).
 
 Each governor tick adds one row per NPC slot (scaled inputs, chosen level and gates, log-probability,
-value, alive). The row's reward and done arrive one governor tick later (``close``). Rows of dead slots
-stay out of the loss. Advantages by GAE over the completed ticks, bootstrapped with the value now.
+value, alive, and the brain calls its chosen rate asks for with their expectation under the policy). The
+row's reward and done arrive one governor tick later (``close``). Rows of dead slots stay out of the
+loss. Advantages by GAE over the completed ticks, bootstrapped with the value now.
+
+**The calls constraint** (a Lagrangian PPO, as in OmniSafe's PPO-Lag): a decision's cost is the brain
+calls its rate asks for in the next governor period, known at once, so its advantage needs no critic:
+the calls asked minus their expectation under the policy (an exact baseline). Both advantages are
+normalised per minibatch and mixed as ``(A_reward - m * A_calls) / (1 + m)`` for a multiplier ``m``
+(dimensionless: 1 weighs calls as much as return), which the trainer moves on the measured call rate
+(``LearnedGovernor.dual_step``).
 """
 
 from __future__ import annotations
@@ -31,10 +39,12 @@ class GovernorBuffer:
         """Ticks with their reward in."""
         return len(self.rows) - int(self.pending)
 
-    def add(self, x: Tensor, choice: Choice, alive: Tensor) -> None:
-        """One governor tick's inputs [M, 2F], choices and alive [M]."""
+    def add(self, x: Tensor, choice: Choice, alive: Tensor, calls: Tensor, expected_calls: Tensor) -> None:
+        """One governor tick's inputs [M, 2F], choices, alive [M], and the brain calls the chosen rates ask
+        for [M] with their expectation under the policy [M]."""
         self.rows.append({"x": x, "level": choice.level, "gates": choice.gates, "logprob": choice.logprob,
-                          "value": choice.value, "alive": alive})
+                          "value": choice.value, "alive": alive, "calls": calls.float(),
+                          "expected_calls": expected_calls.float()})
 
     def close(self, reward: Tensor, done: Tensor) -> None:
         """The reward [M] and done [M] of the newest tick."""
@@ -46,9 +56,14 @@ class GovernorBuffer:
         return done
 
 
+def _standardise(a: Tensor) -> Tensor:
+    return (a - a.mean()) / (a.std() + 1e-8) if len(a) > 1 else a
+
+
 def ppo_update(net: GovernorNet, optimizer: torch.optim.Optimizer, buffer: GovernorBuffer, next_value: Tensor,
-               config: GovernorConfig, generator: torch.Generator) -> dict[str, float]:
-    """One PPO update over the buffer's completed ticks; the mean losses."""
+               config: GovernorConfig, generator: torch.Generator, calls_multiplier: float = 0.0,
+               ) -> dict[str, float]:
+    """One PPO update over the buffer's completed ticks (calls weighed by calls_multiplier); mean losses."""
     rows = buffer.take()
     T = len(rows)
     stack = {key: torch.stack([r[key] for r in rows]) for key in rows[0]}  # [T, M, ...]
@@ -65,6 +80,7 @@ def ppo_update(net: GovernorNet, optimizer: torch.optim.Optimizer, buffer: Gover
     keep = stack["alive"].reshape(-1)
     flat = {key: v.reshape(T * v.shape[1], *v.shape[2:])[keep] for key, v in stack.items()}
     adv, ret = advantages.reshape(-1)[keep], returns.reshape(-1)[keep]
+    calls_adv = flat["calls"] - flat["expected_calls"]
     n = len(adv)
     if n == 0:
         return {}
@@ -78,8 +94,11 @@ def ppo_update(net: GovernorNet, optimizer: torch.optim.Optimizer, buffer: Gover
             logprob, entropy, new_value = net.evaluate(flat["x"][idx], flat["level"][idx], flat["gates"][idx])
             log_ratio = logprob - flat["logprob"][idx]
             ratio = log_ratio.exp()
-            a = adv[idx]
-            a = (a - a.mean()) / (a.std() + 1e-8) if len(a) > 1 else a
+            a = _standardise(adv[idx])
+            if calls_multiplier > 0:
+                c = calls_adv[idx]
+                c = c / (c.std() + 1e-8) if len(c) > 1 else c  # centred already, by its exact baseline
+                a = (a - calls_multiplier * c) / (1.0 + calls_multiplier)
             clipped = ratio.clamp(1 - config.clip_coef, 1 + config.clip_coef)
             policy_loss = torch.max(-a * ratio, -a * clipped).mean()
             value_loss = 0.5 * ((new_value - ret[idx]) ** 2).mean()

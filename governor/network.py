@@ -64,6 +64,8 @@ class Choice:
     """float32 [M]: log-probability of the whole choice."""
     value: Tensor
     """float32 [M]: the critic's value."""
+    rate_probs: Tensor
+    """float32 [M, L]: the policy's probability of each tick-rate level."""
 
 
 class GovernorNet(nn.Module):
@@ -113,7 +115,8 @@ class GovernorNet(nn.Module):
             gates = torch.bernoulli(torch.sigmoid(gate_logits), generator=generator)
         logprob = Categorical(logits=rate_logits).log_prob(level) + Bernoulli(logits=gate_logits).log_prob(
             gates).sum(-1)
-        return Choice(level=level, gates=gates, logprob=logprob, value=value)
+        return Choice(level=level, gates=gates, logprob=logprob, value=value,
+                      rate_probs=torch.softmax(rate_logits, -1))
 
     def state(self, tick_rates: list[int]) -> dict:
         """The checkpoint payload: format, shape, the rates its levels stand for, and the weights."""

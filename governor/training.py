@@ -8,7 +8,10 @@ along would move under it and get fewer samples as it slows them): the PPO brain
 ``ppo.num_envs`` worlds of ``world`` (default stage 2) run under a ``LearnedGovernor`` that samples
 its decisions and makes one PPO update per ``governor.rollout_ticks`` governor ticks; its reward is
 the NPCs' world reward (brain calls and escalations already cost lifeforce) minus
-``governor.cpu_charge`` per simulated CPU-second.
+``governor.cpu_charge`` per simulated CPU-second. PPO weighs the brain calls its rates ask for against
+that reward by a Lagrange multiplier, which after each update follows the measured brain calls per
+NPC-second (``governor/calls_multiplier``), holding them at or under ``governor.calls_target`` of the
+fastest rate (``governor.learned``).
 
 Files in the run folder: ``governor.pt`` (the network; ``governor=learned governor.checkpoint=...``
 deploys it; also the optimiser and counters, for ``resume=<run folder>``), ``metrics.jsonl`` and
@@ -131,6 +134,9 @@ class GovernorTraining:
             metrics["charts/success"] = totals["success"] / episodes
             metrics["charts/episodic_return"] = totals["return"] / episodes
         metrics.update(self.reflex.pop_stats())
+        calls = metrics.get("governor/brain_calls_per_npc_s")
+        if calls is not None:  # the calls constraint: dual ascent on the rate just measured
+            metrics["governor/calls_multiplier"] = self.governor.dual_step(calls)
         return metrics
 
     def state(self) -> dict[str, Any]:
