@@ -223,8 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.live:
         from benchmarks.governor_live import run_live64
 
-        result.update(run_live64(governor_checkpoint=str(out / "governor_stage2.pt")
-                                 if not args.governor_checkpoint else args.governor_checkpoint))
+        result.update(run_live64(checkpoint=args.governor_checkpoint or str(out / "governor_stage2.pt")))
     if args.wandb:
         os.environ.setdefault("WANDB_SILENT", "true")
         import wandb

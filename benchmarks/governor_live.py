@@ -24,7 +24,8 @@ embedded nats-server) at stage 5 and measures, over a window that follows a warm
   ``decision latency`` log line; the wait for its next 2 Hz tick is not in it).
 
 ``run_live64`` runs 64 NPCs with the ``fixed`` governor - no governor process: every NPC at 20 Hz
-with a full quota, today's organism - and with the ``learned`` one (its checkpoint; ``cpu_budget``
+with a full quota, today's organism - and with the ``learned`` one (its ``--checkpoint``, or one
+trained first as ``benchmarks.governor`` trains its stage-2 governor; ``cpu_budget``
 4 cores by default: 64 NPCs at the 5 % minimum quota need 3.2, and quotas are caps, not
 reservations), one after the other on the same machine; keys ``live64_{fixed,learned}_...`` and
 ``live_decision_latency_p99_ms``. ``observation_cpu`` measures the NPCs' CPU per observation at
@@ -39,6 +40,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,7 +54,6 @@ from governor.config import GovernorConfig
 from world import stage_config
 
 #: The stage-2 learned governor trained in-process (``python -m train +experiment=governor``).
-DEFAULT_CHECKPOINT = "/work/artifacts/governor-stage2.pt"
 #: Seconds of silence after which the benchmark's supervisor takes a child for hung.
 HANG_TIMEOUT_S = 15.0
 _DECISION_LOG = re.compile(r"decision latency p50 ([\d.na]+) ms p99 ([\d.na]+) ms over (\d+) decisions")
@@ -190,13 +191,27 @@ def live_config(npcs: int, run_dir: Path, name: str, governor: GovernorConfig | 
                           run_dir=str(run_dir / name), governor=governor, **changes)
 
 
+def train_stage2_governor(folder: Path) -> str:
+    """A learned governor trained as ``benchmarks.governor`` trains its stage-2 one (about 40 s on 2 idle
+    cores): its governor.pt in folder."""
+    from benchmarks.governor import stage_run, train_learned
+
+    args = argparse.Namespace(seed=1, train_ticks=2_000_000, checkpoint="")
+    config = GovernorConfig(kind="learned")
+    print(f"no --checkpoint: training a stage-2 governor into {folder}", file=sys.stderr, flush=True)
+    path, _, _ = train_learned(stage_run(2, config, args), folder / "governor_stage2.pt")
+    return str(path)
+
+
 def run_live64(npcs: int = 64, duration_s: float = 40.0, warmup_s: float = 10.0,
-               checkpoint: str = DEFAULT_CHECKPOINT, cpu_budget: float = 4.0, greedy: bool = True,
+               checkpoint: str = "", cpu_budget: float = 4.0, greedy: bool = True,
                stage: int = 5, repeats: int = 1) -> dict[str, Any]:
     """64 NPCs (or npcs) live with the fixed governor and with the learned one: ``live64_...`` figures.
 
     With repeats > 1 the two alternate (fixed, learned, fixed, ...) and each figure is the median over
     the repeats; ``..._runs`` lists every run's missed-tick fraction and action latency p99."""
+    if not checkpoint:
+        checkpoint = train_stage2_governor(Path(tempfile.mkdtemp(prefix="governor-live-")))
     prefix = f"live{npcs}"
     learned = GovernorConfig(kind="learned", checkpoint=checkpoint, cpu_budget=cpu_budget, greedy=greedy)
     out: dict[str, Any] = {"npcs": npcs, "stage": stage, "window_s": duration_s, "warmup_s": warmup_s,
@@ -251,7 +266,8 @@ def main() -> None:
     p.add_argument("--npcs", type=int, default=64)
     p.add_argument("--duration", type=float, default=40.0, help="seconds of each measured window")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds before each window")
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="the learned governor's weights")
+    p.add_argument("--checkpoint", default="",
+                   help="the learned governor's weights (default: train one on stage 2 first, about 40 s)")
     p.add_argument("--cpu-budget", type=float, default=4.0, help="the learned governor's CPU budget (cores)")
     p.add_argument("--sample", action="store_true", help="the learned governor samples (greedy=false)")
     p.add_argument("--repeats", type=int, default=1, help="fixed and learned runs, alternating; medians")
