@@ -161,6 +161,23 @@ class Cell:
         raise NotImplementedError
 
 
+class RememberingCell(Cell):
+    """A cell that remembers a sighting per NPC: its confidence when seen, decaying per tick after."""
+
+    def reset(self, num_npcs: int) -> None:
+        super().reset(num_npcs)
+        self.memory = np.zeros(num_npcs, dtype=np.float32)
+
+    def reset_npcs(self, mask: np.ndarray) -> None:
+        self.memory[mask] = 0.0
+
+    def remember(self, in_view: np.ndarray, sighting: float, decay: float) -> np.ndarray:
+        """The memory after this tick: sighting where in view, else the last memory times decay."""
+        self.memory = np.maximum(np.where(in_view, np.float32(sighting), np.float32(0.0)),
+                                 self.memory * np.float32(decay))
+        return self.memory
+
+
 @dataclass
 class WaveArrays:
     """The waves of a cell bank for one tick, as arrays over M NPCs and C cells."""

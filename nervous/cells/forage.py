@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nervous.cells.base import Cell, nearest
+from nervous.cells.base import RememberingCell, nearest
 from nervous.messages import Region
 from world.tiles import T
 
@@ -18,24 +18,15 @@ from world.tiles import T
 SEEN = 0.6
 
 
-class ForageCell(Cell):
+class ForageCell(RememberingCell):
     """Whether the NPC saw food lately."""
 
     name = "forage"
     region = Region.FOOD
 
-    def reset(self, num_npcs: int) -> None:
-        super().reset(num_npcs)
-        self.memory = np.zeros(num_npcs, dtype=np.float32)
-
-    def reset_npcs(self, mask: np.ndarray) -> None:
-        self.memory[mask] = 0.0
-
     def _step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
         in_view = nearest(views, T.FOOD)[0] > 0
-        decay = np.float32(self.config.food_memory)
-        self.memory = np.maximum(np.where(in_view, np.float32(SEEN), np.float32(0.0)), self.memory * decay)
-        return self.memory, in_view.astype(np.float32)
+        return self.remember(in_view, SEEN, self.config.food_memory), in_view.astype(np.float32)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nervous.cells.base import Cell, nearest
+from nervous.cells.base import RememberingCell, nearest
 from nervous.messages import Region
 from world.tiles import P, T
 
@@ -18,25 +18,17 @@ from world.tiles import P, T
 HELD, SEEN = 0.9, 0.6
 
 
-class KeyCell(Cell):
+class KeyCell(RememberingCell):
     """Whether the NPC has, or lately saw, a key."""
 
     name = "key"
     region = Region.MATH
 
-    def reset(self, num_npcs: int) -> None:
-        super().reset(num_npcs)
-        self.memory = np.zeros(num_npcs, dtype=np.float32)
-
-    def reset_npcs(self, mask: np.ndarray) -> None:
-        self.memory[mask] = 0.0
-
     def _step(self, views: np.ndarray, proprio: np.ndarray, tick: int) -> tuple[np.ndarray, np.ndarray]:
         held = proprio[:, P.HAS_KEY] > 0.5
         in_view = nearest(views, T.KEY)[0] > 0
-        decay = np.float32(self.config.key_memory)
-        self.memory = np.maximum(np.where(in_view, np.float32(SEEN), np.float32(0.0)), self.memory * decay)
-        return np.where(held, np.float32(HELD), self.memory), held.astype(np.float32)
+        memory = self.remember(in_view, SEEN, self.config.key_memory)
+        return np.where(held, np.float32(HELD), memory), held.astype(np.float32)
 
 
 if __name__ == "__main__":
