@@ -39,6 +39,16 @@ from organs.trails.schema import (
 _MIGRATION_LOCK = 0x7472_6169_6C73  # "trails"
 
 
+
+def _select_events(filters: tuple[tuple[str, object], ...], order: str) -> tuple[str, list[object]]:
+    """SELECT of events with their outcomes, filtered by the clauses whose value is given, in order."""
+    where = [clause for clause, value in filters if value is not None]
+    params = [value for _, value in filters if value is not None]
+    cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(f"o.{c}" for c in OUTCOME_COLUMNS)
+    sql = (f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
+           + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}")
+    return sql, params
+
 class TrailStoreError(RuntimeError):
     """A trail store that cannot be opened, read or written, in one line naming it."""
 
@@ -180,20 +190,9 @@ class TrailStore:
     def last(self, npc: int | None = None, n: int = 20, run: str | None = None,
              kind: TrailKind | str | None = None) -> list[TrailRecord]:
         """The newest n events (highest tick first), of one NPC, run or kind when given, with outcomes."""
-        where, params = [], []
         kind_value = None if kind is None else TrailKind(kind).value
-        for column, value in (("npc", npc), ("run", run), ("kind", kind_value)):
-            if value is not None:
-                where.append(f"e.{column} = ?")
-                params.append(value)
-        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(
-            f"o.{c}" for c in OUTCOME_COLUMNS
-        )
-        sql = (
-            f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY e.tick DESC, e.at DESC, e.id DESC LIMIT ?"
-        )
+        sql, params = _select_events((("e.npc = ?", npc), ("e.run = ?", run), ("e.kind = ?", kind_value)),
+                                     "e.tick DESC, e.at DESC, e.id DESC LIMIT ?")
         with self._transaction() as cur:
             cur.execute(self._sql(sql), (*params, n))
             rows = cur.fetchall()
@@ -204,21 +203,9 @@ class TrailStore:
                 ) -> Iterator[TrailRecord]:
         """Every event (of one kind, run and stage, decided in [since, until), when given) with its outcome,
         oldest first, read ``batch`` rows at a time."""
-        where, params = [], []
         kind_value = None if kind is None else TrailKind(kind).value
-        for clause, value in (("e.kind = ?", kind_value), ("e.run = ?", run), ("e.at >= ?", since),
-                              ("e.at < ?", until), ("e.stage = ?", stage)):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS) + ", " + ", ".join(
-            f"o.{c}" for c in OUTCOME_COLUMNS
-        )
-        sql = (
-            f"SELECT {cols} FROM trail_events e LEFT JOIN trail_outcomes o ON o.id = e.id"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY e.at, e.id"
-        )
+        sql, params = _select_events((("e.kind = ?", kind_value), ("e.run = ?", run), ("e.at >= ?", since),
+                                      ("e.at < ?", until), ("e.stage = ?", stage)), "e.at, e.id")
         with self._transaction() as cur:
             cur.execute(self._sql(sql), tuple(params))
             while rows := cur.fetchmany(batch):
