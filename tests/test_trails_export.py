@@ -10,23 +10,16 @@ import sys
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 
-from governor.config import GovernorConfig
-from governor.runtime import GovernedReflex
-from nervous.cells import CellBank
-from nervous.lifeforce import LifeforceConfig
 from nervous.messages import TrailEvent, TrailKind, TrailOutcome
 from organs.boundary.numbers import decode_numbers
 from organs.boundary.schema import decode_call
-from organs.config import CortexConfig
-from organs.link import CortexLink
 from organs.trails.export import check_example, export, paid_off
 from organs.trails.recorder import TrailRecorder
 from organs.trails.store import open_store
 from organs.trails.writer import TrailWriter
-from world import GridWorld, stage_config
+from tests.stage4_trails import record_stage4
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The fixture runs 400 stage-4 ticks and the tests the CLI as subprocesses: about 40 s in all.
@@ -45,19 +38,7 @@ def trails(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("trails") / "trails.sqlite"
     store = open_store(str(path))
     writer = TrailWriter(store)
-    recorder = TrailRecorder(writer.write_many, "run-sft", outcome_ticks=10)
-    bank = CellBank()
-    link = CortexLink(CortexConfig(backend="engine"), trails=recorder)
-    world = GridWorld(stage_config(4), num_envs=4, seed=2)
-    governed = GovernedReflex(GovernorConfig(kind="heuristic"), LifeforceConfig(), cells=bank, escalator=link,
-                              trails=recorder)
-    m = world.num_envs * world.num_npcs
-    rng = np.random.default_rng(0)
-    for _ in range(400):
-        bank.step(world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1), world.ticks)
-        final, _ = governed(world, rng.integers(0, 5, size=(world.num_envs, world.num_npcs)))
-        world.step(final)
-    recorder.flush()
+    record_stage4(TrailRecorder(writer.write_many, "run-sft", outcome_ticks=10))
     writer.close()
     return path
 

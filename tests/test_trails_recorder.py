@@ -82,25 +82,11 @@ def test_a_training_run_records_its_trails_into_the_run_folder(tmp_path: Path) -
 
 def test_escalations_through_the_cortex_link_are_recorded_with_situation_answer_and_outcome(
         tmp_path: Path) -> None:
-    from nervous.cells import CellBank
-    from organs.config import CortexConfig
-    from organs.link import CortexLink
+    from tests.stage4_trails import record_stage4
 
     store = open_store(str(tmp_path / "trails.sqlite"))
     writer = TrailWriter(store)
-    recorder = TrailRecorder(writer.write_many, "run-b", outcome_ticks=10)
-    bank = CellBank()
-    link = CortexLink(CortexConfig(backend="engine"), trails=recorder)
-    world = GridWorld(stage_config(4), num_envs=4, seed=2)
-    governed = GovernedReflex(GovernorConfig(kind="heuristic"), LifeforceConfig(), cells=bank, escalator=link,
-                              trails=recorder)
-    m = world.num_envs * world.num_npcs
-    rng = np.random.default_rng(0)
-    for _ in range(400):
-        bank.step(world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1), world.ticks)
-        final, _ = governed(world, rng.integers(0, 5, size=(world.num_envs, world.num_npcs)))
-        world.step(final)
-    recorder.flush()
+    world, link, governed = record_stage4(TrailRecorder(writer.write_many, "run-b", outcome_ticks=10))
     escalations = store.last(n=1000, kind="escalation")
     assert len(escalations) == link.totals.escalations + link.stats.escalations > 0
     for record in escalations:
