@@ -118,6 +118,8 @@ def test_a_missing_store_and_a_wrong_subcommand_are_refused(tmp_path: Path) -> N
     assert "no such file" in done.stderr
     wrong = cli("organs.boundary", "train")
     assert wrong.returncode == 2 and wrong.stderr.startswith("error: usage: python -m organs.boundary export")
+    helped = cli("organs.boundary", "export", "--help")  # its own name in the usage, not the trails'
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: python -m organs.boundary export")
 
 
 def test_a_model_situation_that_differs_from_the_encoders_and_rows_without_numbers_make_no_boundary_example(

@@ -22,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if "--kinds" not in args:
         args += ["--kinds", "boundary"]
-    return trails_main(args)
+    return trails_main(args, prog="python -m organs.boundary")
 
 
 if __name__ == "__main__":

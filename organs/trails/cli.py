@@ -39,8 +39,8 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
                        help="postgresql://user@host:port/db of a PostgreSQL store")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m organs.trails", description=__doc__.splitlines()[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     defaults = TrailsConfig()
     run = commands.add_parser("serve", help="consume the trails stream into the store")
@@ -106,9 +106,9 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line of the trail writer and the trail query."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m organs.trails") -> int:
+    """Command line of the trail writer and the trail query (``prog`` names the command in its usage)."""
+    args = _parser(prog).parse_args(argv)
     try:
         subjects.env()
         if args.command == "query":
