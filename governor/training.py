@@ -208,6 +208,7 @@ def governor_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     tracker.close()
     summary = {"governor": str(path), "npc_ticks": training.npc_ticks, "wall_s": training.elapsed,
                "updates": training.governor.updates, "interrupted": interrupted, "driven_by": driven_by,
+               "calls_multiplier": training.governor.calls_multiplier,
                "compare": rows, "pareto": str(png)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(format_compare(rows))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 QUIET = ["logger.mode=disabled", "logger.progress=false"]
 #: A governor run in seconds: few envs, short rollouts, a small comparison.
@@ -35,6 +36,8 @@ def governor_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_governor_run_writes_its_network_comparison_and_pareto_picture(governor_run: Path) -> None:
     summary = json.loads((governor_run / "summary.json").read_text())
     assert summary["updates"] >= 2 and summary["driven_by"] == "the heuristic script"
+    saved = torch.load(governor_run / "governor.pt", map_location="cpu", weights_only=False)
+    assert summary["calls_multiplier"] == saved["calls_multiplier"]  # where the constraint ended
     rows = json.loads((governor_run / "governor_compare.json").read_text())
     assert set(rows) == {"fixed", "heuristic", "budget", "learned", "budget_at_learned_calls"}
     for row in rows.values():

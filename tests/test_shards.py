@@ -121,3 +121,13 @@ async def test_two_shards_on_one_bus_are_one_organism(tmp_path: Path,
     assert all(n["state"] == State.STOPPED for n in other_summary["npcs"].values())
     assert "shard 1/2" in format_summary(other_summary)
     assert len(format_summary(head_summary).splitlines()) == 3 + 5
+
+
+def test_the_start_line_says_which_share_of_the_npcs_a_shard_runs() -> None:
+    from train.modes import npc_processes
+
+    assert npc_processes(OrganismConfig(npcs=5)) == "5 NPC processes"
+    head = npc_processes(OrganismConfig(npcs=5, shard="0/2", bus_url=URL))
+    assert head == "shard 0/2: 3 of 5 NPC processes, the world server and services"
+    other = npc_processes(OrganismConfig(npcs=5, shard="1/2", bus_url=URL))
+    assert other == "shard 1/2: 2 of 5 NPC processes"

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from agents.brain import Brain
 from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
+from agents.shard import parse_shard
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
 from organs.link import make_link
@@ -130,6 +131,15 @@ def live_governor(run: RunConfig) -> GovernorConfig | None:
     return run.governor if run.governor.kind != "fixed" else None
 
 
+
+def npc_processes(organism: OrganismConfig) -> str:
+    """What this host runs, said in the start line: all NPC processes, or a shard's share of them."""
+    shard = parse_shard(organism.shard, organism.bus_url)
+    if shard.count == 1:
+        return f"{organism.npcs} NPC processes"
+    head = ", the world server and services" if shard.head else ""
+    return f"shard {shard}: {len(shard.npcs(organism.npcs))} of {organism.npcs} NPC processes{head}"
+
 def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the live organism (runtime=processes) and print its per-NPC summary; the governor process
     is ``live_governor(run)``."""
@@ -151,7 +161,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = seed_npc_brains(organism, run.checkpoint)
     learning = " each learning online" if organism.learn else ""
     governed = f", the {organism.governor.kind} governor" if organism.governor is not None else ""
-    print(f"live organism: {stage_name(organism.stage)}, {organism.npcs} NPC processes{learning}{governed}, "
+    print(f"live organism: {stage_name(organism.stage)}, {npc_processes(organism)}{learning}{governed}, "
           + (f"{organism.duration_s:g} s" if organism.duration_s else "until Ctrl-C")
           + f"; run folder {run_dir}", flush=True)
     feed = make_publisher(run, organism.run)
