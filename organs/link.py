@@ -37,7 +37,9 @@ served look charges the reply's ``cost`` (``nervous.lifeforce.per_organ_call``) 
 counted, logged once, and the escalation goes on with what the NPC saw itself.
 
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
-over the next ``cortex.outcome_ticks`` world ticks (cut short by death, birth or a new escalation).
+over the next ``cortex.outcome_ticks`` world ticks (non-blocking: from the tick its answer was taken;
+cut short by death, birth or a new escalation). Non-blocking, an escalation is counted when it is
+submitted and its outcome, latency and trail event when its answer is taken; a discarded one has none.
 ``pop_stats`` gives them as ``cortex/`` metrics since its last call; ``totals`` keeps the counters since
 the link was made.
 """
