@@ -108,8 +108,9 @@ async def test_a_slow_cortex_holds_the_world_clock_only_when_blocking_and_its_pl
     else:  # the world ticked on at 20 Hz (50 ms) while the answer was on its way
         assert gaps.max() < 0.6 * SLOW_S, f"longest tick gap {gaps.max():.3f} s"
         assert (ended[-1] - ended[0]) / (len(ended) - 1) < 0.1  # generous: other work shares the cores
-        # the plan started at the first tick its answer was in: one SLOW_S later, not at once
-        assert start >= 0.6 * SLOW_S * 20
+        # the plan started at the first tick its answer was in, SLOW_S after the escalation (tick 0),
+        # the world ticking on meanwhile (ended[i + 1]: when tick i ended)
+        assert start >= 3 and ended[start + 1] - ended[1] >= 0.9 * SLOW_S
         assert link.totals.discarded == 0 and not link.inflight
 
 
