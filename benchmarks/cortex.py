@@ -14,7 +14,10 @@ math collapses), STAGE4_EPISODES episodes at seed STAGE4_SEED (``governor.compar
 stage4_success_no_cortex / stage4_return_no_cortex without the cortex link;
 stage4_success_cortex_gated / stage4_return_cortex_gated with it (the nyx engine in-process, as in
 training; gates by the heuristic governor's rule), with escalations_per_100_ticks (per 100 NPC ticks),
-stage4_plans_done / _invalid, stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
+stage4_plans_done / _invalid (_invalid_at_start: of those, invalid at their first step),
+stage4_plan_tick_fraction (NPC ticks a plan acted for: no brain call then),
+stage4_brain_calls_per_npc_s_no_cortex / _cortex_gated and stage4_cpu_s_per_npc_min_cortex_gated (the
+governor's simulated meter), stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
 stage4_engine_latency_p50_ms / _p99_ms; stage4_success_cortex_http and stage4_http_latency_p50_ms /
 _p99_ms through the real client and an embedded server (the same answers, so the same success);
 stage4_success_cortex_open / stage4_return_cortex_open with every gate always open (OPEN_GATES). An
@@ -283,6 +286,11 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
         "escalations_per_100_ticks": round(engine["escalations_per_100_ticks"], 4),
         "stage4_plans_done": int(engine["cortex/plans_done"]),
         "stage4_plans_invalid": int(engine["cortex/plans_invalid"]),
+        "stage4_plans_invalid_at_start": int(engine["cortex/plans_invalid_at_start"]),
+        "stage4_plan_tick_fraction": round(engine["plan_tick_fraction"], 4),
+        "stage4_brain_calls_per_npc_s_no_cortex": round(without["brain_calls_per_npc_s"], 4),
+        "stage4_brain_calls_per_npc_s_cortex_gated": round(engine["brain_calls_per_npc_s"], 4),
+        "stage4_cpu_s_per_npc_min_cortex_gated": round(engine["cpu_s_per_npc_min"], 4),
         "stage4_outcome_reward": round(engine["cortex/outcome_reward"], 4),
         "stage4_engine_latency_p50_ms": round(engine["cortex/latency_p50_ms"], 3),
         "stage4_engine_latency_p99_ms": round(engine["cortex/latency_p99_ms"], 3),
