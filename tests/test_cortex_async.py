@@ -21,8 +21,8 @@ from nervous.messages import REGIONS, Action, Command, Observation, Region
 from organs.config import CortexConfig
 from organs.cortex.embedded import EmbeddedCortex
 from organs.link import CortexLink
-from tests.test_cortex_link import door_open, governed, keyed_room
-from world.tiles import A
+from tests.test_cortex_link import DOOR, door_open, governed, keyed_room
+from world.tiles import A, Tile
 
 #: How long the slow cortex holds each answer.
 SLOW_S = 1.0
@@ -240,3 +240,30 @@ def test_the_governed_reflex_neither_calls_nor_charges_a_brain_a_plan_acts_for()
     costs = reflex.costs  # simulated CPU: reflexes every tick, a brain call only when the brain was called
     cpu = 9 * costs.reflex_tick_s + 2 * costs.brain_call_s + costs.escalation_s
     assert stats.cpu_s == pytest.approx(cpu)
+
+
+async def test_an_answer_whose_plan_no_longer_fits_is_dropped_at_once_and_counted(bus, slow_cortex):
+    link = http_link(slow_cortex.base_url, blocking=False, deadline_s=5.0)
+    server = await keyed_server(bus, link)
+    try:
+        await server.publish_observations()
+        server.step()
+        assert (0, 0) in link.inflight
+        world = server.world  # while the cortex thinks, the door it will be asked to open opens by itself
+        world.tiles[0, DOOR[1] + world.r, DOOR[0] + world.r] = Tile.EMPTY
+        world.refresh()
+        started = time.monotonic()
+        while link.inflight and time.monotonic() - started < 10.0:
+            await server.publish_observations()
+            server.step()
+            await asyncio.sleep(0.02)
+        for _ in range(3):
+            await server.publish_observations()
+            server.step()
+        stats = link.pop_stats()
+    finally:
+        link.close()
+        await server.stop()
+    assert stats["cortex/planned"] == 1 and stats["cortex/stale_answers"] == 0  # in time, and a plan...
+    assert stats["cortex/plans_invalid"] == stats["cortex/plans_invalid_at_start"] == 1  # ...that did not fit
+    assert not link.plans and server.plan_ticks[0] == 0
