@@ -333,8 +333,8 @@ class CortexLink:
     def _answer(self, pending: InFlight) -> EscalationResult:
         """The result of a done request: a planned answer past its deadline is turned into STALE."""
         escalation = pending.escalation
-        error = pending.future.exception()
-        if error is not None:  # the backend never raises for cortex trouble: this is a bug, kept as FAILED
+        error = "cancelled by the backend" if pending.future.cancelled() else pending.future.exception()
+        if error is not None:  # the backend never raises for cortex trouble: kept as FAILED, never raised
             return EscalationResult(npc=escalation.npc, region=escalation.region, tick=escalation.tick,
                                     outcome=Outcome.FAILED, detail=f"backend error: {error!r}")
         result = pending.future.result()
