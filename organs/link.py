@@ -21,7 +21,9 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
   started from the NPC's state then (invalid there: dropped as above). A planned answer that came back
   past its request's deadline is dropped and counted as STALE (``stale_answers``). An NPC with a request
   in flight does not escalate again (not counted, pays nothing), and its death or birth discards the
-  request (cancelled, counted in ``discarded``). The default, ``blocking=True``, is the training,
+  request (cancelled, counted in ``discarded``). The situation is still written inside the tick: the
+  deterministic encoder takes about 0.1 ms, but a model boundary (``cortex.boundary.backend=model``)
+  still holds the tick for its own answers. The default, ``blocking=True``, is the training,
   eval and benchmark path: the tick waits for its answers, so a run is as reproducible as the answers.
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
