@@ -21,9 +21,10 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
   started from the NPC's state then (invalid there: dropped as above). A planned answer that came back
   past its request's deadline is dropped and counted as STALE (``stale_answers``). An NPC with a request
   in flight does not escalate again (not counted, pays nothing), and its death or birth discards the
-  request (cancelled, counted in ``discarded``). The situation is still written inside the tick: the
-  deterministic encoder takes about 0.1 ms, but a model boundary (``cortex.boundary.backend=model``)
-  still holds the tick for its own answers. The default, ``blocking=True``, is the training,
+  request (cancelled, counted in ``discarded``). The deterministic encoder writes the situation inside
+  the tick (about 0.1 ms); a model boundary (``cortex.boundary.backend=model``), whose answers take an
+  HTTP round trip too, writes it in one of the link's ``cortex.concurrency`` worker threads, which then
+  submits the question: the tick waits for neither. The default, ``blocking=True``, is the training,
   eval and benchmark path: the tick waits for its answers, so a run is as reproducible as the answers.
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
@@ -48,11 +49,12 @@ the link was made.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import time
 from collections import Counter
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,7 +64,7 @@ import numpy as np
 from nervous.cells.base import WaveArrays
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, CollapseEvent, OrganGate
-from organs.boundary.encoder import Boundary, NpcNumbers, Situated
+from organs.boundary.encoder import Boundary, DeterministicEncoder, NpcNumbers, Situated
 from organs.boundary.model import make_boundary
 from organs.boundary.numbers import encode_numbers
 from organs.boundary.schema import encode_call
@@ -171,12 +173,26 @@ class TrailSink(Protocol):
 class InFlight:
     """A non-blocking escalation whose answer is not taken yet."""
 
-    future: Future[EscalationResult]
-    escalation: Escalation
     numbers: NpcNumbers
-    situated: Situated
-    sent: float
-    """``time.monotonic()`` when it was submitted."""
+    future: Future[EscalationResult] = field(default_factory=Future)
+    """Its result; with a model boundary, the worker's that writes the situation, then asks."""
+    escalation: Escalation | None = None
+    """The question (set before the future is done)."""
+    situated: Situated | None = None
+    """The boundary's situation (set before the future is done)."""
+    sent: float = 0.0
+    """``time.monotonic()`` when the question went to the backend."""
+    asked: Future[EscalationResult] | None = None
+    """With a model boundary: the backend's own future, once the worker asked."""
+    given_up: bool = False
+    """Discarded: a worker that has not asked yet does not ask."""
+
+    def cancel(self) -> None:
+        """Give up on the answer (a question already on its way may still be answered; nobody takes it)."""
+        self.given_up = True
+        self.future.cancel()
+        if self.asked is not None:
+            self.asked.cancel()
 
 
 class CortexLink:
@@ -192,6 +208,8 @@ class CortexLink:
         link, whose ticks never wait (answers are taken at the first tick they are in)."""
         self.inflight: dict[tuple[int, int], InFlight] = {}
         """Non-blocking: (env, NPC) -> its escalation whose answer is not taken yet."""
+        self._workers: ThreadPoolExecutor | None = None
+        """Non-blocking with a model boundary: the threads that write situations, then ask."""
         self.organs = organs if organs is not None else make_organs(config, lifeforce)
         """The in-process organ host the planner looks through (None: vision_gate closed)."""
         self.trails = trails
@@ -247,7 +265,7 @@ class CortexLink:
                 self.plans.pop((int(b), int(n)), None)
                 pending = self.inflight.pop((int(b), int(n)), None)
                 if pending is not None:  # its body is gone: so is the question it asked
-                    pending.future.cancel()
+                    pending.cancel()
                     self.stats.discarded += 1
             self.seen.maps[self.forget] = Tile.UNSEEN
             self.forget[:] = False
@@ -295,30 +313,65 @@ class CortexLink:
             world.charge(cost)
         if not rows:
             return escalated
+        if not self.blocking and not isinstance(self.boundary, DeterministicEncoder):
+            return self._submit_to_workers(rows, batch, priority, escalated)
         situated_all = self.boundary.situate_many(batch)  # a model boundary asks them all at once
         deadline = time.monotonic() + self.config.deadline_s
         escalations = [Escalation(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
                                   situation=situated.situation, priority=int(np.clip(priority[b, n], 0, 10)),
                                   deadline=deadline)
                        for (b, n), numbers, situated in zip(rows, batch, situated_all, strict=True)]
-        for (b, n), situated in zip(rows, situated_all, strict=True):
+        for b, n in rows:
             escalated[b, n] = True
             self.stats.escalations += 1
-            if situated.fallback:
-                self.stats.boundary_fallbacks += 1
         if not self.blocking:  # the answers are taken at the first tick they are in (``_collect``)
             sent = time.monotonic()
             futures = self.backend.submit(escalations)
             for (b, n), numbers, escalation, situated, future in zip(rows, batch, escalations, situated_all,
                                                                      futures, strict=True):
-                self.inflight[(b, n)] = InFlight(future, escalation, numbers, situated, sent)
+                self.inflight[(b, n)] = InFlight(numbers, future, escalation, situated, sent)
             return escalated
         results = self.backend.ask(escalations)
         answered = zip(rows, batch, escalations, situated_all, results, strict=True)
         for (b, n), numbers, escalation, situated, result in answered:
+            self.stats.boundary_fallbacks += bool(situated.fallback)
             self._record(b, n, result, int(world.ticks) + 1)
             self._trail(world, b, n, numbers, escalation, situated, result)
         return escalated
+
+    def _submit_to_workers(self, rows: list[tuple[int, int]], batch: list[NpcNumbers], priority: np.ndarray,
+                           escalated: np.ndarray) -> np.ndarray:
+        """Non-blocking with a model boundary: each NPC's situation is written, then asked, by a worker."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="cortex-link")
+        deadline = time.monotonic() + self.config.deadline_s
+        for (b, n), numbers in zip(rows, batch, strict=True):
+            escalated[b, n] = True
+            self.stats.escalations += 1
+            pending = InFlight(numbers)
+            pending.future = self._workers.submit(self._situate_and_ask, pending,
+                                                  int(np.clip(priority[b, n], 0, 10)), deadline)
+            self.inflight[(b, n)] = pending
+        return escalated
+
+    def _situate_and_ask(self, pending: InFlight, priority: int, deadline: float) -> EscalationResult:
+        """In a worker: the boundary's situation of one NPC, then the backend's answer to it."""
+        numbers = pending.numbers
+        pending.situated = situated = self.boundary.situate(numbers)
+        pending.escalation = escalation = Escalation(
+            npc=numbers.npc, region=numbers.region, tick=numbers.tick, situation=situated.situation,
+            priority=priority, deadline=deadline)
+        if pending.given_up:  # its NPC died (or the link closed) while the situation was written
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                    outcome=Outcome.FAILED, detail="discarded")
+        pending.sent = time.monotonic()
+        pending.asked = asked = self.backend.submit([escalation])[0]
+        wait_s = getattr(self.backend, "wait_s", None)
+        try:
+            return asked.result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                    outcome=Outcome.FAILED, detail=f"no answer within {wait_s} s")
 
     def _collect(self, world: GridWorld) -> None:
         """Non-blocking: take the answers that are in; each plan acts from this tick (planned answers past
@@ -330,14 +383,16 @@ class CortexLink:
             del self.inflight[(b, n)]
             result = self._answer(pending)
             self._record(b, n, result, tick)
-            self._trail(world, b, n, pending.numbers, pending.escalation, pending.situated, result)
+            if pending.escalation is not None and pending.situated is not None:
+                self.stats.boundary_fallbacks += bool(pending.situated.fallback)
+                self._trail(world, b, n, pending.numbers, pending.escalation, pending.situated, result)
 
     def _answer(self, pending: InFlight) -> EscalationResult:
         """The result of a done request: a planned answer past its deadline is turned into STALE."""
-        escalation = pending.escalation
+        numbers, escalation = pending.numbers, pending.escalation
         error = "cancelled by the backend" if pending.future.cancelled() else pending.future.exception()
-        if error is not None:  # the backend never raises for cortex trouble: kept as FAILED, never raised
-            return EscalationResult(npc=escalation.npc, region=escalation.region, tick=escalation.tick,
+        if error is not None or escalation is None:  # a bug (the parts never raise): FAILED, never raised
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
                                     outcome=Outcome.FAILED, detail=f"backend error: {error!r}")
         result = pending.future.result()
         late = pending.sent + result.latency_s - escalation.deadline
@@ -484,13 +539,15 @@ class CortexLink:
 
     def _cancel_inflight(self) -> None:
         for pending in self.inflight.values():
-            pending.future.cancel()
+            pending.cancel()
         self.inflight = {}
 
     def close(self) -> None:
         """Give up the requests in flight; release the backend (its thread and embedded server, over HTTP),
         the boundary and the organs."""
         self._cancel_inflight()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
         try:
             self.backend.close()
         finally:

@@ -267,3 +267,34 @@ async def test_an_answer_whose_plan_no_longer_fits_is_dropped_at_once_and_counte
     assert stats["cortex/planned"] == 1 and stats["cortex/stale_answers"] == 0  # in time, and a plan...
     assert stats["cortex/plans_invalid"] == stats["cortex/plans_invalid_at_start"] == 1  # ...that did not fit
     assert not link.plans and server.plan_ticks[0] == 0
+
+
+async def test_a_slow_model_boundary_does_not_hold_the_live_tick_either(bus, slow_cortex):
+    from organs.boundary.config import BoundaryConfig
+
+    # the situation is written by the slow server's function-gemma model (SLOW_S), the plan by the engine
+    boundary = BoundaryConfig(backend="model", base_url=slow_cortex.base_url, timeout_s=10.0)
+    link = CortexLink(CortexConfig(backend="engine", outcome_ticks=20, deadline_s=5.0, boundary=boundary),
+                      blocking=False)
+    server = await keyed_server(bus, link)
+    try:
+        await server.publish_observations()
+        started = time.monotonic()
+        server.step()
+        step_s = time.monotonic() - started
+        assert server.escalations.tolist() == [1] and (0, 0) in link.inflight
+        while link.inflight and time.monotonic() - started < 10.0:
+            await server.publish_observations()
+            server.step()
+            await asyncio.sleep(0.02)
+        answered_s = time.monotonic() - started
+        for _ in range(6):
+            await server.publish_observations()
+            server.step()
+        stats = link.pop_stats()
+    finally:
+        link.close()
+        await server.stop()
+    assert step_s < 0.5 * SLOW_S and answered_s >= 0.9 * SLOW_S  # the tick did not wait for the model
+    assert link.boundary.counts["model"] == 1 and stats["cortex/boundary_fallbacks"] == 0
+    assert stats["cortex/planned"] == 1 and door_open(server.world) and server.plan_ticks[0] == 4
