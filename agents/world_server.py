@@ -27,10 +27,14 @@ With an ``escalator`` (the cortex link, ``organs.link.CortexLink``, ``cortex.bac
 escalation path runs here too, as in-process: the cells' waves collapse (``BatchCollapse``), a
 collapse waits up to ``collapse_hold_ticks`` for its gate (the gates of the NPC's last command) and is
 offered once; an escalation costs ``lifeforce.per_escalation``; a plan that comes back replaces the
-brain's action from the next tick until it is done (nerves leave its steps alone; the NPC is told its
-action was overridden). The tick waits for its escalations (the engine answers in well under a
-millisecond; an HTTP cortex holds the world clock for its round trip). ``escalations`` and
-``plan_ticks`` count them per NPC.
+brain's action until it is done (nerves leave its steps alone). The live link is non-blocking
+(``CortexLink(blocking=False)``, as ``train.modes`` makes it): a tick submits its escalations and goes
+on, an answer becomes a plan at the first tick it is in (an NPC with a request in flight does not
+escalate again; its death or birth discards the request), so a slow HTTP cortex never holds the world
+clock. The plans are stepped when the tick's NPCs are woken (``wake``), and an NPC following a plan is
+**not woken**: its brain is neither asked nor charged while the plan acts for it, and it is due again
+(at once, its period having passed) the tick its plan ends. ``escalations`` and ``plan_ticks`` count
+them per NPC.
 
 There is no per-NPC-process reflex path any more: an NPC process that ran cells and nerves on an
 observation every tick cost about 720 us per tick even at 2 Hz (decoding the observation alone about
@@ -202,7 +206,11 @@ class WorldServer:
         """Escalations to the cortex per NPC."""
         self.plan_ticks = np.zeros(n, dtype=np.int64)
         """Ticks each NPC followed a plan."""
-        self._planned = self.pending
+        self._plan_actions = np.full(n, Act.STAY, dtype=np.int64)
+        """The plans' actions at tick ``_followed`` (where ``_following``)."""
+        self._following = np.zeros(n, dtype=bool)
+        """NPCs a plan acts for at tick ``_followed`` (not woken, their brains not charged)."""
+        self._followed = -1
         self.missed = np.zeros(n, dtype=np.int64)
         self.late = np.zeros(n, dtype=np.int64)
         self.lifeforce_sum = np.zeros(n, dtype=np.float64)
@@ -318,7 +326,10 @@ class WorldServer:
         came), charge the brain calls, step the world."""
         w, tick = self.world, self.tick
         alive = w.alive[0]
-        brain = self.pending_tick == tick
+        if self._followed != tick:  # stepped without waking first
+            self._follow()
+        following = self._following & alive
+        brain = (self.pending_tick == tick) & ~following  # a plan acts for an NPC: no brain call to pay
         self.missed += self.woken & ~brain & (self.last_acted >= 0) & alive
         proposed = np.where(brain, self.pending, Act.STAY)
         self.acted += brain
@@ -326,8 +337,9 @@ class WorldServer:
         # --- the NPCs' nervous system, batched as in-process ----------------------------------------
         views, proprio = w.views[0], w.proprio[0]
         self.cells.step(views, proprio, tick)
-        escalated, following = self._escalate(proposed, alive)
-        proposed = np.where(following, self._planned, proposed)
+        escalated = self._escalate(alive)
+        proposed = np.where(following, self._plan_actions, proposed)
+        self.plan_ticks += following
         if self.nerves is not None:  # a plan's steps stand as they are
             final, over = self.nerves.apply(proposed, views, proprio, keep=following)
             over &= alive
@@ -354,14 +366,12 @@ class WorldServer:
         if self.on_frame is not None:
             self.on_frame(w, actions=self.applied, tick_rate=self.rate, cpu_use=self.cpu_use)
 
-    def _escalate(self, proposed: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(escalated, following) bool [N] for this tick: the cells' collapses on open gates go to the
-        escalator (held up to ``collapse_hold_ticks``, offered once), as in ``governor.runtime``; the
-        plans it follows give ``self._planned``."""
+    def _escalate(self, alive: np.ndarray) -> np.ndarray:
+        """escalated bool [N] for this tick: the cells' collapses on open gates go to the escalator (held
+        up to ``collapse_hold_ticks``, offered once), as in ``governor.runtime``."""
         n = len(alive)
-        self._planned = proposed
         if self.escalator is None:
-            return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+            return np.zeros(n, dtype=bool)
         waves = self.cells.last
         assert waves is not None
         combined, fired = self.collapse.update(waves)
@@ -376,14 +386,23 @@ class WorldServer:
             asked = self.escalator.escalate(self.world, requests[None], priority, combined[None], waves)
             escalated = asked[0]
             self.escalations += escalated
-        planned, following = self.escalator.follow(self.world, proposed[None])
-        self._planned, following = planned[0], following[0] & alive
-        self.plan_ticks += following
-        return escalated, following
+        return escalated
+
+    def _follow(self) -> None:
+        """The plans' actions at the current tick (``_plan_actions`` where ``_following``), stepped before
+        its NPCs are woken: one a plan acts for is not; one whose plan ended is woken at once."""
+        n = self.config.n_npcs
+        self._followed = self.tick
+        if self.escalator is None:
+            self._following = np.zeros(n, dtype=bool)
+            return
+        planned, following = self.escalator.follow(self.world, np.full((1, n), Act.STAY, dtype=np.int64))
+        self._plan_actions, self._following = planned[0], following[0] & self.world.alive[0]
 
     def wake(self) -> np.ndarray:
-        """bool [N]: the NPCs whose brain is due at the current tick (a born body at once); their next
-        wake-up is a period later. Newborn bodies' cells and nerves forget their old lives."""
+        """bool [N]: the NPCs whose brain is due at the current tick (a born body at once) and no plan acts
+        for; their next wake-up is a period later. Newborn bodies' cells and nerves forget their old lives,
+        and their plans and cortex requests in flight are dropped."""
         w = self.world
         alive = w.alive[0]
         born = alive & ~self.was_alive
@@ -398,7 +417,8 @@ class WorldServer:
             self.escalator.reset((born | (self.was_alive & ~alive))[None])  # plans die with their body
             self.held[born | ~alive] = False
         self.was_alive = alive.copy()
-        woken = alive & (self.tick >= self.next_due)
+        self._follow()
+        woken = alive & (self.tick >= self.next_due) & ~self._following
         for i in np.flatnonzero(woken).tolist():
             self.next_due[i] = self.tick + ticks_per_action(self.config.hz, float(self.rate[i]))
         self.woken = woken

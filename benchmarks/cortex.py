@@ -14,16 +14,32 @@ math collapses), STAGE4_EPISODES episodes at seed STAGE4_SEED (``governor.compar
 stage4_success_no_cortex / stage4_return_no_cortex without the cortex link;
 stage4_success_cortex_gated / stage4_return_cortex_gated with it (the nyx engine in-process, as in
 training; gates by the heuristic governor's rule), with escalations_per_100_ticks (per 100 NPC ticks),
-stage4_plans_done / _invalid, stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
+stage4_plans_done / _invalid (_invalid_at_start: of those, invalid at their first step),
+stage4_plan_tick_fraction (NPC ticks a plan acted for: no brain call then),
+stage4_brain_calls_per_npc_s_no_cortex / _cortex_gated and stage4_cpu_s_per_npc_min_cortex_gated (the
+governor's simulated meter), stage4_outcome_reward (mean reward over the 40 ticks after an escalation) and
 stage4_engine_latency_p50_ms / _p99_ms; stage4_success_cortex_http and stage4_http_latency_p50_ms /
 _p99_ms through the real client and an embedded server (the same answers, so the same success);
 stage4_success_cortex_open / stage4_return_cortex_open with every gate always open (OPEN_GATES). An
 escalation still needs a collapse, and only the math region has the two cells a collapse needs, so an
 always-open gate escalates exactly where the heuristic's math gate does: the two runs agree.
+
+The live escalation path, blocking against non-blocking, side by side: a stage-4 world server
+(``agents.world_server``, LIVE_NPCS NPCs, the real 20 Hz clock, every gate open, nerves on, no NPC
+processes: brains silent) on an embedded nats-server escalates for LIVE_S seconds to an embedded cortex
+that holds each answer LIVE_DELAY_MS ms (``--delay-ms``, a real vLLM's latency), once through a blocking
+link (the tick waits for its answers) and once through the live world server's non-blocking one
+(``CortexLink(blocking=False)``): live_tick_p50_ms_* / live_tick_p99_ms_* / live_tick_max_ms_* (time
+between two world ticks' ends; 50 ms is on time), live_ticks_per_s_*, live_overruns_* (ticks the clock
+gave up on), live_escalations_*, live_plan_ticks_*, live_stale_answers_* and live_cortex_latency_p99_ms_*.
+
+``--episodes`` sets the stage-4 episodes (default STAGE4_EPISODES); ``--live-only`` measures only the
+live keys (and cores).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -35,9 +51,11 @@ import aiohttp
 import numpy as np
 from aiohttp import web
 
+from agents.world_server import WorldServer, WorldServerConfig
 from governor.compare import evaluate_governor
 from governor.config import GovernorConfig
 from governor.drivers import ScriptedDriver
+from nervous.bus import Bus, BusConfig
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
 from nervous.messages import CollapseEvent, Region
@@ -61,6 +79,9 @@ ENCODES = 2000
 INVALID_ROUNDS = 20
 STAGE4_EPISODES = 300
 STAGE4_SEED = 0
+LIVE_NPCS = 16
+LIVE_S = 15.0
+LIVE_DELAY_MS = 200.0
 
 
 def stage4_numbers() -> NpcNumbers:
@@ -234,24 +255,24 @@ async def invalid_answers(situation: Situation) -> tuple[int, int]:
 OPEN_GATES = {"gate_threshold": 0.0, "help_regions": [region.value for region in Region]}
 
 
-def stage4_run(link: CortexLink | None, **governor: Any) -> dict[str, float]:
+def stage4_run(link: CortexLink | None, episodes: int = STAGE4_EPISODES, **governor: Any) -> dict[str, float]:
     """Stage-4 episode means of the heuristic driver under the heuristic governor, with the link or not."""
     nervous = NervousConfig()
     driver = ScriptedDriver(CellBank(nervous.cell), seed=STAGE4_SEED)
     try:
         return evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic", **governor),
-                                 nervous, episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
+                                 nervous, episodes=episodes, seed=STAGE4_SEED, escalator=link)
     finally:
         if link is not None:
             link.close()
 
 
-def stage4_figures() -> dict[str, float | int]:
+def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
     """Stage-4 success and return without and with the cortex (engine, then HTTP), and what it cost."""
-    without = stage4_run(None)
-    engine = stage4_run(CortexLink(CortexConfig(backend="engine")))
-    always_open = stage4_run(CortexLink(CortexConfig(backend="engine")), **OPEN_GATES)
-    http = stage4_run(CortexLink(CortexConfig(backend="http")))
+    without = stage4_run(None, episodes)
+    engine = stage4_run(CortexLink(CortexConfig(backend="engine")), episodes)
+    always_open = stage4_run(CortexLink(CortexConfig(backend="engine")), episodes, **OPEN_GATES)
+    http = stage4_run(CortexLink(CortexConfig(backend="http")), episodes)
     return {
         "stage4_episodes": int(without["episodes"]),
         "stage4_seed": STAGE4_SEED,
@@ -265,6 +286,11 @@ def stage4_figures() -> dict[str, float | int]:
         "escalations_per_100_ticks": round(engine["escalations_per_100_ticks"], 4),
         "stage4_plans_done": int(engine["cortex/plans_done"]),
         "stage4_plans_invalid": int(engine["cortex/plans_invalid"]),
+        "stage4_plans_invalid_at_start": int(engine["cortex/plans_invalid_at_start"]),
+        "stage4_plan_tick_fraction": round(engine["plan_tick_fraction"], 4),
+        "stage4_brain_calls_per_npc_s_no_cortex": round(without["brain_calls_per_npc_s"], 4),
+        "stage4_brain_calls_per_npc_s_cortex_gated": round(engine["brain_calls_per_npc_s"], 4),
+        "stage4_cpu_s_per_npc_min_cortex_gated": round(engine["cpu_s_per_npc_min"], 4),
         "stage4_outcome_reward": round(engine["cortex/outcome_reward"], 4),
         "stage4_engine_latency_p50_ms": round(engine["cortex/latency_p50_ms"], 3),
         "stage4_engine_latency_p99_ms": round(engine["cortex/latency_p99_ms"], 3),
@@ -274,19 +300,71 @@ def stage4_figures() -> dict[str, float | int]:
     }
 
 
-async def main() -> dict[str, float | int]:
+async def live_run(bus: Bus, base_url: str, blocking: bool) -> dict[str, float]:
+    """LIVE_S seconds of the live world server escalating through a blocking or non-blocking link."""
+    name = "blocking" if blocking else "nonblocking"
+    link = CortexLink(CortexConfig(backend="http", base_url=base_url), blocking=blocking)
+    config = WorldServerConfig(stage=4, n_npcs=LIVE_NPCS, seed=STAGE4_SEED, clock="realtime",
+                               run=f"bench-live-{name}")
+    ends: list[float] = []
+    server = WorldServer(config, bus, on_frame=lambda world, **_: ends.append(time.monotonic()),
+                         escalator=link)
+    await server.start()
+    server.gates[:] = True  # no governor here: every region of every NPC may escalate
+    try:
+        ends.append(time.monotonic())
+        await server.run(asyncio.Event(), ticks=int(LIVE_S * config.hz))
+        stats = link.pop_stats()
+    finally:
+        link.close()
+        await server.stop()
+    gaps_ms = np.diff(ends) * 1000.0
+    return {
+        f"live_tick_p50_ms_{name}": round(float(np.percentile(gaps_ms, 50)), 2),
+        f"live_tick_p99_ms_{name}": round(float(np.percentile(gaps_ms, 99)), 2),
+        f"live_tick_max_ms_{name}": round(float(gaps_ms.max()), 2),
+        f"live_ticks_per_s_{name}": round(len(gaps_ms) / (ends[-1] - ends[0]), 2),
+        f"live_overruns_{name}": server.overruns,
+        f"live_escalations_{name}": int(server.escalations.sum()),
+        f"live_plan_ticks_{name}": int(server.plan_ticks.sum()),
+        f"live_stale_answers_{name}": int(stats["cortex/stale_answers"] + stats["cortex/outcome_stale"]),
+        f"live_cortex_latency_p99_ms_{name}": round(stats.get("cortex/latency_p99_ms", 0.0), 1),
+    }
+
+
+async def live_figures() -> dict[str, float | int]:
+    """The live world tick while escalating to a LIVE_DELAY_MS cortex: blocking, then non-blocking."""
+    out: dict[str, float | int] = {"live_npcs": LIVE_NPCS, "live_s": LIVE_S,
+                                   "live_cortex_delay_ms": LIVE_DELAY_MS}
+    with EmbeddedCortex(delay_ms=LIVE_DELAY_MS) as server:
+        async with Bus(BusConfig(name="bench-cortex-live")) as bus:
+            for blocking in (True, False):
+                out |= await live_run(bus, server.base_url, blocking)
+    return out
+
+
+async def main(episodes: int = STAGE4_EPISODES, live_only: bool = False) -> dict[str, float | int]:
     numbers = stage4_numbers()
     situation = DeterministicEncoder().encode(numbers)
     out: dict[str, float | int] = {"cores": os.cpu_count() or 1}
+    out |= await live_figures()
+    if live_only:
+        return out
     with EmbeddedCortex() as server:
         rounds = [await http_latency(server.base_url, situation) for _ in range(ROUNDS)]
         out |= min(rounds, key=lambda r: r["cortex_http_p99_ms"])
         out["cortex_client_p99_ms"] = await client_latency(server.base_url, situation)
     out["boundary_encode_us"] = boundary_encode_us(numbers)
     out["invalid_answers_sent"], out["invalid_answers_handled"] = await invalid_answers(situation)
-    out |= stage4_figures()
+    out |= stage4_figures(episodes)
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main())))
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cortex", description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=STAGE4_EPISODES, help="stage-4 episodes per run")
+    parser.add_argument("--live-only", action="store_true", help="only the live escalation keys")
+    args = parser.parse_args()
+    if args.episodes < 1:
+        parser.error(f"--episodes={args.episodes}: must be >= 1")
+    print(json.dumps(asyncio.run(main(args.episodes, args.live_only))))

@@ -28,7 +28,10 @@ what happens, with the same semantics as the live organism (``agents.npc``):
   events (``nervous.collapse.BatchCollapse``) and the meter.
 - **Gates.** A collapse event on a region whose gate is open asks the ``escalator`` (the cortex link,
   ``organs.link.CortexLink``) for a plan; while an NPC follows a plan its actions come from the plan,
-  not the brain (those samples stay out of the PPO loss, as overridden ones do). An event waits for its
+  and its brain is **not called**: no ``per_brain_call``, no simulated CPU, no credit spent (those
+  samples stay out of the PPO loss, as overridden ones do). The tick its plan ends (done or invalid)
+  the brain is due at once, its period having passed meanwhile (the live world server does not wake an
+  NPC a plan acts for, ``agents.world_server``, and wakes it the tick its plan ends). An event waits for its
   gate up to ``collapse_hold_ticks`` world ticks (as long as the governor's inputs hold it) and is used
   up when offered to the escalator: gates are decided at governor ticks *from* the collapses held, so
   an event that fired between two governor ticks would otherwise never meet the gate it opens. A plan
@@ -319,18 +322,15 @@ class GovernedReflex:
             self._decide(world)
         self.steps += 1
 
-        # --- brain calls: due, alive, and with CPU credit --------------------------------------
+        # --- CPU credit refills; brains due at this tick ---------------------------------------
         self.credit = np.minimum(self.credit + self.quota / 100.0 / WORLD_HZ,
                                  self.quota / 100.0 / c.governor_hz)
         due = self.clock.due() & alive
-        called = due & (self.credit >= costs.brain_call_s)
-        self.clock.advance(called)
-        self.last_action = np.where(called, actions, self.last_action)
-        proposed = np.where(called, actions, A.STAY)
 
-        # --- gates: collapses on open regions escalate; plans override the brain ---------------
+        # --- gates: collapses on open regions escalate; plans act instead of the brain -----------
         escalated = np.zeros_like(alive)
         following = np.zeros_like(alive)
+        plan_actions = actions
         if self.escalator is not None:
             if fired is not None:
                 B, N = self._shape  # type: ignore[misc]
@@ -345,9 +345,15 @@ class GovernedReflex:
                         world, requests, self.priority, confidence.reshape(B, N, -1), self.cells.last)
                     for b, n in zip(*np.nonzero(escalated), strict=True):
                         self.inputs.observe_escalation(int(b * N + n), int(world.ticks))
-            proposed, following = self.escalator.follow(world, proposed)
+            plan_actions, following = self.escalator.follow(world, actions)
             following &= alive
         self.following = following
+
+        # --- brain calls: due, alive, no plan acting for it, and with CPU credit ------------------
+        called = due & ~following & (self.credit >= costs.brain_call_s)
+        self.clock.advance(called)
+        self.last_action = np.where(called, actions, self.last_action)
+        proposed = np.where(following, plan_actions, np.where(called, actions, A.STAY))
         self.escalations += escalated
         self.escalation_tick[escalated] = self.steps - 1
         # --- nerves over whatever is proposed (a plan's steps stand as they are) -----------------
@@ -375,7 +381,7 @@ class GovernedReflex:
         s = self.stats
         s.npc_ticks += float(alive.sum())
         s.brain_calls += float(called.sum())
-        s.throttled += float((due & ~called).sum())
+        s.throttled += float((due & ~following & ~called).sum())
         s.escalations += float(escalated.sum())
         s.plan_ticks += float(following.sum())
         s.cpu_s += float(used.sum())

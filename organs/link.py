@@ -13,7 +13,19 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
   not escalate (it is not counted and pays nothing); every other request counts as an escalation,
   answered or not.
 - ``follow``: from the world tick after its escalation, a plan's action replaces the brain's until the
-  plan is done or invalid; then the brain resumes.
+  plan is done or invalid; then the brain resumes. A plan invalid at its very first step (its NPC's state
+  no longer fits it) is counted apart too (``plans_invalid_at_start``).
+- ``blocking=False`` (the live world server's link): ``escalate`` submits the tick's escalations
+  (``PlanBackend.submit``) and returns at once, charged as escalations; nothing waits for the cortex.
+  An answer in by the start of a later world tick is taken at that tick and its plan acts from it,
+  started from the NPC's state then (invalid there: dropped as above). A planned answer that came back
+  past its request's deadline is dropped and counted as STALE (``stale_answers``). An NPC with a request
+  in flight does not escalate again (not counted, pays nothing), and its death or birth discards the
+  request (cancelled, counted in ``discarded``). The deterministic encoder writes the situation inside
+  the tick (about 0.1 ms); a model boundary (``cortex.boundary.backend=model``), whose answers take an
+  HTTP round trip too, writes it in one of the link's ``cortex.concurrency`` worker threads, which then
+  submits the question: the tick waits for neither. The default, ``blocking=True``, is the training,
+  eval and benchmark path: the tick waits for its answers, so a run is as reproducible as the answers.
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
 
@@ -28,16 +40,21 @@ served look charges the reply's ``cost`` (``nervous.lifeforce.per_organ_call``) 
 counted, logged once, and the escalation goes on with what the NPC saw itself.
 
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
-over the next ``cortex.outcome_ticks`` world ticks (cut short by death, birth or a new escalation).
+over the next ``cortex.outcome_ticks`` world ticks (non-blocking: from the tick its answer was taken;
+cut short by death, birth or a new escalation). Non-blocking, an escalation is counted when it is
+submitted and its outcome, latency and trail event when its answer is taken; a discarded one has none.
 ``pop_stats`` gives them as ``cortex/`` metrics since its last call; ``totals`` keeps the counters since
 the link was made.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import logging
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,7 +64,7 @@ import numpy as np
 from nervous.cells.base import WaveArrays
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, CollapseEvent, OrganGate
-from organs.boundary.encoder import Boundary, NpcNumbers
+from organs.boundary.encoder import Boundary, DeterministicEncoder, NpcNumbers, Situated
 from organs.boundary.model import make_boundary
 from organs.boundary.numbers import encode_numbers
 from organs.boundary.schema import encode_call
@@ -79,6 +96,12 @@ class LinkStats:
     planned: int = 0
     plans_done: int = 0
     plans_invalid: int = 0
+    plans_invalid_at_start: int = 0
+    """Plans (of those invalid) that could not take their first step from their NPC's state then."""
+    stale_answers: int = 0
+    """Non-blocking: planned answers that came back past their request's deadline (dropped, STALE)."""
+    discarded: int = 0
+    """Non-blocking: requests in flight given up because their NPC died or was born."""
     outcomes: Counter[str] = field(default_factory=Counter)
     latencies_s: list[float] = field(default_factory=list)
     outcome_rewards: list[float] = field(default_factory=list)
@@ -99,6 +122,9 @@ class LinkStats:
         self.planned += other.planned
         self.plans_done += other.plans_done
         self.plans_invalid += other.plans_invalid
+        self.plans_invalid_at_start += other.plans_invalid_at_start
+        self.stale_answers += other.stale_answers
+        self.discarded += other.discarded
         self.outcomes.update(other.outcomes)
         self.latencies_s += other.latencies_s
         self.outcome_rewards += other.outcome_rewards
@@ -111,7 +137,9 @@ class LinkStats:
         """The ``cortex/`` metrics: counts, outcome counts, latency percentiles, mean outcome reward."""
         out = {"cortex/escalations": float(self.escalations), "cortex/planned": float(self.planned),
                "cortex/plans_done": float(self.plans_done), "cortex/plans_invalid": float(self.plans_invalid),
-               "cortex/boundary_fallbacks": float(self.boundary_fallbacks)}
+               "cortex/boundary_fallbacks": float(self.boundary_fallbacks),
+               "cortex/plans_invalid_at_start": float(self.plans_invalid_at_start),
+               "cortex/stale_answers": float(self.stale_answers), "cortex/discarded": float(self.discarded)}
         out |= {f"cortex/outcome_{o.value}": float(self.outcomes[o.value]) for o in Outcome}
         out |= {"cortex/vision_calls": float(self.vision_calls),
                 "cortex/vision_refused": float(self.vision_refused),
@@ -141,13 +169,47 @@ class TrailSink(Protocol):
         ...
 
 
+@dataclass
+class InFlight:
+    """A non-blocking escalation whose answer is not taken yet."""
+
+    numbers: NpcNumbers
+    future: Future[EscalationResult] = field(default_factory=Future)
+    """Its result; with a model boundary, the worker's that writes the situation, then asks."""
+    escalation: Escalation | None = None
+    """The question (set before the future is done)."""
+    situated: Situated | None = None
+    """The boundary's situation (set before the future is done)."""
+    sent: float = 0.0
+    """``time.monotonic()`` when the question went to the backend."""
+    asked: Future[EscalationResult] | None = None
+    """With a model boundary: the backend's own future, once the worker asked."""
+    given_up: bool = False
+    """Discarded: a worker that has not asked yet does not ask."""
+
+    def cancel(self) -> None:
+        """Give up on the answer (a question already on its way may still be answered; nobody takes it)."""
+        self.given_up = True
+        self.future.cancel()
+        if self.asked is not None:
+            self.asked.cancel()
+
+
 class CortexLink:
     """Escalations of a batched world to the cortex, and the plans that come back."""
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
                  boundary: Boundary | None = None, trails: TrailSink | None = None,
-                 lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None) -> None:
+                 lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None,
+                 blocking: bool = True) -> None:
         self.config = config
+        self.blocking = blocking
+        """True: a tick waits for its escalations' answers (training, eval); False: the live world server's
+        link, whose ticks never wait (answers are taken at the first tick they are in)."""
+        self.inflight: dict[tuple[int, int], InFlight] = {}
+        """Non-blocking: (env, NPC) -> its escalation whose answer is not taken yet."""
+        self._workers: ThreadPoolExecutor | None = None
+        """Non-blocking with a model boundary: the threads that write situations, then ask."""
         self.organs = organs if organs is not None else make_organs(config, lifeforce)
         """The in-process organ host the planner looks through (None: vision_gate closed)."""
         self.trails = trails
@@ -175,6 +237,7 @@ class CortexLink:
         self._shape, self._world = (B, N), id(world)
         self.seen = SeenMaps(world)
         self.plans = {}
+        self._cancel_inflight()
         self.window_left = np.zeros((B, N), dtype=np.int64)
         self.window_reward = np.zeros((B, N), dtype=np.float64)
         self.forget = np.zeros((B, N), dtype=bool)
@@ -200,9 +263,15 @@ class CortexLink:
         if self.forget.any():
             for b, n in zip(*np.nonzero(self.forget), strict=True):
                 self.plans.pop((int(b), int(n)), None)
+                pending = self.inflight.pop((int(b), int(n)), None)
+                if pending is not None:  # its body is gone: so is the question it asked
+                    pending.cancel()
+                    self.stats.discarded += 1
             self.seen.maps[self.forget] = Tile.UNSEEN
             self.forget[:] = False
         self.seen.update(world)
+        if self.inflight:
+            self._collect(world)
         if self.organs is not None:
             self.organs.reap()
 
@@ -234,7 +303,7 @@ class CortexLink:
         cost = np.zeros((B, N), dtype=np.float32)
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
             b, n = int(b), int(n)
-            if (b, n) in self.plans or not world.alive[b, n]:
+            if (b, n) in self.plans or (b, n) in self.inflight or not world.alive[b, n]:
                 continue
             if self.organs is not None and self.organs.gate_open(n, VISION):
                 self._look(world, b, n, images, cost)
@@ -244,31 +313,110 @@ class CortexLink:
             world.charge(cost)
         if not rows:
             return escalated
+        if not self.blocking and not isinstance(self.boundary, DeterministicEncoder):
+            return self._submit_to_workers(rows, batch, priority, escalated)
         situated_all = self.boundary.situate_many(batch)  # a model boundary asks them all at once
         deadline = time.monotonic() + self.config.deadline_s
         escalations = [Escalation(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
                                   situation=situated.situation, priority=int(np.clip(priority[b, n], 0, 10)),
                                   deadline=deadline)
                        for (b, n), numbers, situated in zip(rows, batch, situated_all, strict=True)]
+        for b, n in rows:
+            escalated[b, n] = True
+            self.stats.escalations += 1
+        if not self.blocking:  # the answers are taken at the first tick they are in (``_collect``)
+            sent = time.monotonic()
+            futures = self.backend.submit(escalations)
+            for (b, n), numbers, escalation, situated, future in zip(rows, batch, escalations, situated_all,
+                                                                     futures, strict=True):
+                self.inflight[(b, n)] = InFlight(numbers, future, escalation, situated, sent)
+            return escalated
         results = self.backend.ask(escalations)
         answered = zip(rows, batch, escalations, situated_all, results, strict=True)
         for (b, n), numbers, escalation, situated, result in answered:
-            escalated[b, n] = True
-            self._record(b, n, result, int(world.ticks))
-            if situated.fallback:
-                self.stats.boundary_fallbacks += 1
-            if self.trails is not None:
-                planned = result.outcome is Outcome.PLANNED and result.call is not None
-                situation = encode_call(escalation.situation).decode()
-                fallbacks = ([f"encoder:{situated.fallback}"] if situated.fallback else []) + ([] if planned
-                                                                                             else ["reflex"])
-                self.trails.escalation(
-                    world, b, n, escalation.region.value, situation=situation,
-                    response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
-                    .decode() if planned else "",
-                    outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
-                    fallback=",".join(fallbacks), numbers=encode_numbers(numbers))
+            self.stats.boundary_fallbacks += bool(situated.fallback)
+            self._record(b, n, result, int(world.ticks) + 1)
+            self._trail(world, b, n, numbers, escalation, situated, result)
         return escalated
+
+    def _submit_to_workers(self, rows: list[tuple[int, int]], batch: list[NpcNumbers], priority: np.ndarray,
+                           escalated: np.ndarray) -> np.ndarray:
+        """Non-blocking with a model boundary: each NPC's situation is written, then asked, by a worker."""
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="cortex-link")
+        deadline = time.monotonic() + self.config.deadline_s
+        for (b, n), numbers in zip(rows, batch, strict=True):
+            escalated[b, n] = True
+            self.stats.escalations += 1
+            pending = InFlight(numbers)
+            pending.future = self._workers.submit(self._situate_and_ask, pending,
+                                                  int(np.clip(priority[b, n], 0, 10)), deadline)
+            self.inflight[(b, n)] = pending
+        return escalated
+
+    def _situate_and_ask(self, pending: InFlight, priority: int, deadline: float) -> EscalationResult:
+        """In a worker: the boundary's situation of one NPC, then the backend's answer to it."""
+        numbers = pending.numbers
+        pending.situated = situated = self.boundary.situate(numbers)
+        pending.escalation = escalation = Escalation(
+            npc=numbers.npc, region=numbers.region, tick=numbers.tick, situation=situated.situation,
+            priority=priority, deadline=deadline)
+        if pending.given_up:  # its NPC died (or the link closed) while the situation was written
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                    outcome=Outcome.FAILED, detail="discarded")
+        pending.sent = time.monotonic()
+        pending.asked = asked = self.backend.submit([escalation])[0]
+        wait_s = getattr(self.backend, "wait_s", None)
+        try:
+            return asked.result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                    outcome=Outcome.FAILED, detail=f"no answer within {wait_s} s")
+
+    def _collect(self, world: GridWorld) -> None:
+        """Non-blocking: take the answers that are in; each plan acts from this tick (planned answers past
+        their deadline are dropped as STALE)."""
+        tick = int(world.ticks)
+        for (b, n), pending in list(self.inflight.items()):
+            if not pending.future.done():
+                continue
+            del self.inflight[(b, n)]
+            result = self._answer(pending)
+            self._record(b, n, result, tick)
+            if pending.escalation is not None and pending.situated is not None:
+                self.stats.boundary_fallbacks += bool(pending.situated.fallback)
+                self._trail(world, b, n, pending.numbers, pending.escalation, pending.situated, result)
+
+    def _answer(self, pending: InFlight) -> EscalationResult:
+        """The result of a done request: a planned answer past its deadline is turned into STALE."""
+        numbers, escalation = pending.numbers, pending.escalation
+        error = "cancelled by the backend" if pending.future.cancelled() else pending.future.exception()
+        if error is not None or escalation is None:  # a bug (the parts never raise): FAILED, never raised
+            return EscalationResult(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
+                                    outcome=Outcome.FAILED, detail=f"backend error: {error!r}")
+        result = pending.future.result()
+        late = pending.sent + result.latency_s - escalation.deadline
+        if result.outcome is Outcome.PLANNED and late > 0.0:
+            self.stats.stale_answers += 1
+            return dataclasses.replace(result, outcome=Outcome.STALE, call=None,
+                                       detail=f"answered {late:.3f} s past its deadline")
+        return result
+
+    def _trail(self, world: GridWorld, b: int, n: int, numbers: NpcNumbers, escalation: Escalation,
+               situated: Situated, result: EscalationResult) -> None:
+        """Record one answered escalation in the decision trails (when recording)."""
+        if self.trails is None:
+            return
+        planned = result.outcome is Outcome.PLANNED and result.call is not None
+        situation = encode_call(escalation.situation).decode()
+        fallbacks = ([f"encoder:{situated.fallback}"] if situated.fallback else []) + ([] if planned
+                                                                                     else ["reflex"])
+        self.trails.escalation(
+            world, b, n, escalation.region.value, situation=situation,
+            response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
+            .decode() if planned else "",
+            outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
+            fallback=",".join(fallbacks), numbers=encode_numbers(numbers))
 
     def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
               cost: np.ndarray) -> None:
@@ -327,9 +475,9 @@ class CortexLink:
                               cells=agreeing, tick=tick)
         return npc_numbers(world, b, self.seen, event, strongest, value)
 
-    def _record(self, b: int, n: int, result: EscalationResult, tick: int) -> None:
+    def _record(self, b: int, n: int, result: EscalationResult, start: int) -> None:
+        """Count one result; a planned one becomes the NPC's plan from world tick start."""
         s = self.stats
-        s.escalations += 1
         s.outcomes[result.outcome.value] += 1
         self.last_outcome[b, n] = OUTCOMES.index(result.outcome.value)
         s.latencies_s.append(result.latency_s)
@@ -338,7 +486,7 @@ class CortexLink:
         self.window_left[b, n] = self.config.outcome_ticks
         if result.outcome is Outcome.PLANNED and result.call is not None:
             s.planned += 1
-            self.plans[(b, n)] = (PlanFollower(result.call, max_steps=self.config.max_plan_steps), tick + 1)
+            self.plans[(b, n)] = (PlanFollower(result.call, max_steps=self.config.max_plan_steps), start)
         elif result.outcome.value not in self._warned:
             self._warned.add(result.outcome.value)
             log.warning("cortex: %s (%s); the NPC's brain goes on (logged once per outcome)",
@@ -373,6 +521,7 @@ class CortexLink:
                     self.stats.plans_done += 1
                 else:
                     self.stats.plans_invalid += 1
+                    self.stats.plans_invalid_at_start += follower.steps == 0
                 continue
             actions[b, n] = action
             following[b, n] = True
@@ -388,8 +537,17 @@ class CortexLink:
         self.stats = LinkStats()
         return metrics
 
+    def _cancel_inflight(self) -> None:
+        for pending in self.inflight.values():
+            pending.cancel()
+        self.inflight = {}
+
     def close(self) -> None:
-        """Release the backend (its thread and embedded server, over HTTP), the boundary and the organs."""
+        """Give up the requests in flight; release the backend (its thread and embedded server, over HTTP),
+        the boundary and the organs."""
+        self._cancel_inflight()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
         try:
             self.backend.close()
         finally:
@@ -411,6 +569,8 @@ def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) 
         lifeforce=lifeforce or LifeforceConfig()))
 
 
-def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> CortexLink | None:
-    """The link ``cortex.backend`` asks for (organ calls charged per lifeforce); None for ``none``."""
-    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce)
+def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None,
+              blocking: bool = True) -> CortexLink | None:
+    """The link ``cortex.backend`` asks for (organ calls charged per lifeforce; blocking=False for the live
+    world server); None for ``none``."""
+    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce, blocking=blocking)

@@ -162,7 +162,8 @@ def test_embedded_cortex_stops_exactly_what_it_started() -> None:
         urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/health", timeout=5)
 
 
-@pytest.mark.parametrize("args", [["serve", "--port", "0"], ["serve", "--max-body-bytes", "-1"]])
+@pytest.mark.parametrize("args", [["serve", "--port", "0"], ["serve", "--max-body-bytes", "-1"],
+                                  ["serve", "--delay-ms", "-5"]])
 def test_cli_refuses_bad_arguments_in_one_line(args: list[str]) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "organs.cortex", *args],

@@ -167,7 +167,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
-    escalator = make_link(run.cortex)  # cortex.backend=engine|http: the world server escalates live
+    # cortex.backend=engine|http: the world server escalates live, and never waits for the answers
+    escalator = make_link(run.cortex, blocking=False)
     try:
         summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce,
                                trails=asdict(run.trails), escalator=escalator)

@@ -1,4 +1,5 @@
-"""``python -m organs.cortex serve [--host H] [--port P]``: the embedded cortex as a standalone server."""
+"""``python -m organs.cortex serve [--host H] [--port P] [--delay-ms D]``: the embedded cortex as a standalone
+server."""
 
 from __future__ import annotations
 
@@ -21,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         default=MAX_BODY_BYTES,
         help="largest request body accepted (larger: 413)",
     )
+    serve_cmd.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        help="hold each chat completion this long, as an LLM would take (default 0)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:
         print(f"error: --port={args.port}: must be in 1..65535", file=sys.stderr)
@@ -28,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_body_bytes <= 0:
         print(f"error: --max-body-bytes={args.max_body_bytes}: must be > 0", file=sys.stderr)
         return 2
-    serve(args.host, args.port, args.max_body_bytes)
+    if not args.delay_ms >= 0:
+        print(f"error: --delay-ms={args.delay_ms}: must be >= 0", file=sys.stderr)
+        return 2
+    serve(args.host, args.port, args.max_body_bytes, delay_s=args.delay_ms / 1000.0)
     return 0
 
 

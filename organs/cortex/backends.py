@@ -2,6 +2,9 @@
 
 ``PlanBackend.ask(escalations) -> results`` answers one world tick's escalations, one result each and in
 order, and never raises for cortex trouble: whatever goes wrong comes back as a counted outcome.
+``PlanBackend.submit(escalations) -> futures`` is its non-blocking twin (the live world server's, through
+``CortexLink(blocking=False)``): it returns at once, one ``concurrent.futures.Future`` per escalation that
+holds its result when the answer is in (cancel one to give up on it; it never holds an exception).
 
 - ``EngineBackend`` (``cortex.backend=engine``, training): the planner engine (``NyxEngine``) called in
   the caller's thread through the very request and response schema HTTP carries (``completion_request``
@@ -14,6 +17,8 @@ order, and never raises for cortex trouble: whatever goes wrong comes back as a 
   goes on once each has its result, so a run is as reproducible as the server's answers (the embedded
   planner's are). The wait is bounded by the client's deadline, timeouts and retries, with a hard guard
   past them (``wait_s``): an unreachable cortex costs a bounded wait, then the breaker refuses at once.
+  ``submit`` only schedules the escalations on the backend's loop (``run_coroutine_threadsafe``) and
+  returns: the caller's thread, and the asyncio loop it may run, never waits for the HTTP answers.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import concurrent.futures
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from typing import Protocol
 
 import msgspec
@@ -44,6 +50,10 @@ class PlanBackend(Protocol):
 
     def ask(self, escalations: list[Escalation]) -> list[EscalationResult]:
         """One result per escalation, in order (never raises for cortex trouble)."""
+        ...
+
+    def submit(self, escalations: list[Escalation]) -> list[Future[EscalationResult]]:
+        """One future per escalation, in order, returned at once (never raises for cortex trouble)."""
         ...
 
     def close(self) -> None:
@@ -69,6 +79,15 @@ class EngineBackend:
     def ask(self, escalations: list[Escalation]) -> list[EscalationResult]:
         """Each escalation answered by the engine in turn."""
         return [self._one(e) for e in escalations]
+
+    def submit(self, escalations: list[Escalation]) -> list[Future[EscalationResult]]:
+        """Each escalation answered at once (well under a millisecond), as an already done future."""
+        futures: list[Future[EscalationResult]] = []
+        for result in self.ask(escalations):
+            future: Future[EscalationResult] = Future()
+            future.set_result(result)
+            futures.append(future)
+        return futures
 
     def _one(self, escalation: Escalation) -> EscalationResult:
         started = time.perf_counter()
@@ -138,6 +157,10 @@ class HttpBackend:
             self.counts["failed"] += len(escalations)
             detail = f"no answer from {self.base_url} within {self.wait_s:.1f} s"
             return [_result(e, Outcome.FAILED, started, detail, attempts=0) for e in escalations]
+
+    def submit(self, escalations: list[Escalation]) -> list[Future[EscalationResult]]:
+        """Each escalation scheduled on the client's loop; returns without waiting for any answer."""
+        return [asyncio.run_coroutine_threadsafe(self.client.escalate(e), self.loop) for e in escalations]
 
     def close(self) -> None:
         """Stop the client, its loop and thread, and the embedded server if this backend started one."""

@@ -24,8 +24,10 @@ class CortexServerError(RuntimeError):
 class EmbeddedCortex:
     """One cortex server process on 127.0.0.1, owned by this object."""
 
-    def __init__(self, port: int | None = None, start_timeout_s: float = 20.0) -> None:
+    def __init__(self, port: int | None = None, start_timeout_s: float = 20.0, delay_ms: float = 0.0) -> None:
         self.port = port or free_port()
+        self.delay_ms = delay_ms
+        """How long the server holds each chat completion (``--delay-ms``: an LLM's latency)."""
         self.start_timeout_s = start_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
         self._log = None
@@ -48,6 +50,8 @@ class EmbeddedCortex:
             "127.0.0.1",
             "--port",
             str(self.port),
+            "--delay-ms",
+            str(self.delay_ms),
         ]
         root = str(Path(__file__).resolve().parents[2])  # the checkout whose organs package this is
         self._log = tempfile.TemporaryFile(prefix="nimmerverse-cortex-")  # a pipe nobody reads could fill

@@ -5,11 +5,14 @@ deterministic encoder behind the protocol); each request goes to the engine its 
 Routes: ``POST /v1/chat/completions`` (tools and tool_choice), ``GET /v1/models``, ``GET /health``.
 Every error is an OpenAI-shaped body ``{"error": {"message", "type", "param", "code"}}`` with its HTTP
 status (400 malformed JSON or bad fields, 404 unknown model or route, 405, 413 huge bodies, 500 for a
-bug), never a traceback.
+bug), never a traceback. ``delay_s`` holds every chat completion that long before it is answered (the
+server goes on serving others meanwhile): the latency of an LLM, e.g. vLLM's hundreds of ms, for
+benchmarks and tests of callers that must not wait for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -69,6 +72,7 @@ class ServedModels:
 
 
 _ENGINE = web.AppKey("engine", ServedModels)
+_DELAY = web.AppKey("delay_s", float)
 _STATUS_TYPES = {404: "NotFoundError", 405: "invalid_request_error", 413: "invalid_request_error"}
 
 
@@ -108,6 +112,8 @@ async def chat_completions(request: web.Request) -> web.Response:
     """``POST /v1/chat/completions``."""
     body = await request.read()
     response = request.app[_ENGINE].complete(decode_request(body))
+    if request.app[_DELAY] > 0.0:
+        await asyncio.sleep(request.app[_DELAY])
     return web.Response(body=encode(response), content_type="application/json")
 
 
@@ -122,9 +128,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(engine: NyxEngine | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-             boundary_model: str | None = EMBEDDED_MODEL) -> web.Application:
-    """The server's application around the nyx engine and (unless boundary_model is None) the boundary's."""
+             boundary_model: str | None = EMBEDDED_MODEL, delay_s: float = 0.0) -> web.Application:
+    """The server's application around the nyx engine and (unless boundary_model is None) the boundary's,
+    each chat completion held delay_s seconds."""
+    if not delay_s >= 0.0:
+        raise ValueError(f"delay_s={delay_s!r}: must be >= 0")
     app = web.Application(middlewares=[openai_errors], client_max_size=max_body_bytes)
+    app[_DELAY] = float(delay_s)
     engines: list[ChatEngine] = [engine or NyxEngine()]
     if boundary_model is not None:
         engines.append(BoundaryEngine(boundary_model))
@@ -136,11 +146,11 @@ def make_app(engine: NyxEngine | None = None, max_body_bytes: int = MAX_BODY_BYT
 
 
 def serve(host: str = "127.0.0.1", port: int = 31000, max_body_bytes: int = MAX_BODY_BYTES,
-          boundary_model: str | None = EMBEDDED_MODEL) -> None:
+          boundary_model: str | None = EMBEDDED_MODEL, delay_s: float = 0.0) -> None:
     """Serve until SIGINT or SIGTERM."""
     gc.freeze()  # start-up objects (numpy, aiohttp, msgspec) leave the collector's scans: shorter pauses
     web.run_app(
-        make_app(max_body_bytes=max_body_bytes, boundary_model=boundary_model),
+        make_app(max_body_bytes=max_body_bytes, boundary_model=boundary_model, delay_s=delay_s),
         host=host,
         port=port,
         access_log=None,
