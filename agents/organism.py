@@ -579,6 +579,9 @@ class Organism:
             "parts": parts,
             "npcs": npcs,
         }
+        lifetime = getattr(self.escalator, "lifetime_metrics", None)  # the cortex link's own counters
+        if lifetime is not None:
+            out["cortex"] = {k.removeprefix("cortex/"): v for k, v in lifetime().items()}
         with contextlib.suppress(OSError):
             (self.run_dir / "summary.json").write_text(json.dumps(out, indent=1, default=str))
         return out
@@ -647,6 +650,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{'npc':>4} {'ticks':>6} {'missed':>6} {'late':>5} {'cpu_s':>7} {'lifeforce':>9} {'deaths':>6} "
         f"{'restarts':>8} state",
     ]
+    if summary.get("cortex"):
+        lines.insert(2, cortex_line(summary["cortex"]))
     for i, n in summary["npcs"].items():
         alive = npc_alive(n)
         # the process state says how its process ended; a body dead in the world says DEAD (FATAL wins)
@@ -658,6 +663,17 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{life} {n.get('deaths', 0):>6} {n.get('restarts', '-'):>8} {state}"
         )
     return "\n".join(lines)
+
+
+def cortex_line(cortex: dict[str, float]) -> str:
+    """The cortex link's lifetime counters in one line of the summary."""
+    line = (f"cortex: {cortex['escalations']:.0f} escalations, {cortex['planned']:.0f} planned, "
+            f"{cortex['plans_done']:.0f} plans done, {cortex['plans_invalid']:.0f} invalid "
+            f"({cortex['plans_invalid_at_start']:.0f} at start), {cortex['stale_answers']:.0f} stale, "
+            f"{cortex['discarded']:.0f} discarded")
+    if "latency_p99_ms" in cortex:
+        line += f", latency p50 {cortex['latency_p50_ms']:.1f} ms p99 {cortex['latency_p99_ms']:.1f} ms"
+    return line
 
 
 def npc_alive(npc: dict[str, Any]) -> bool:

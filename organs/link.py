@@ -537,6 +537,13 @@ class CortexLink:
         self.stats = LinkStats()
         return metrics
 
+    def lifetime_metrics(self) -> dict[str, float]:
+        """The ``cortex/`` metrics since the link was made (``totals`` plus the stretch not yet popped)."""
+        lifetime = LinkStats()
+        lifetime.add(self.totals)
+        lifetime.add(self.stats)
+        return lifetime.metrics()
+
     def _cancel_inflight(self) -> None:
         for pending in self.inflight.values():
             pending.cancel()

@@ -89,6 +89,12 @@ def test_a_math_collapse_through_an_open_gate_escalates_and_the_npc_follows_the_
     assert stats["governor/plan_tick_fraction"] > 0
     # lifeforce: the escalation tick paid per_escalation on top of a plain tick
     assert trace["spent"][0] == pytest.approx(trace["spent"][-1] + PER_ESCALATION, abs=1e-4)
+    # what the live organism's summary reports: every stretch since the link was made, popped or not
+    run(world, reflex, bank, 5)
+    lifetime = link.lifetime_metrics()
+    later = reflex.pop_stats()["cortex/escalations"]
+    assert lifetime["cortex/escalations"] == stats["cortex/escalations"] + later
+    assert lifetime["cortex/plans_done"] >= 1
     link.close()
 
 

@@ -37,3 +37,13 @@ def test_the_table_marks_dead_npcs_counts_deaths_and_names_the_cgroups_once():
 def test_a_summary_without_the_alive_flag_reads_death_from_lifeforce():
     old = {**SUMMARY, "npcs": {0: {k: v for k, v in _npc(0.0, False, 1).items() if k != "alive"}}}
     assert format_summary(old).splitlines()[3].split()[-1] == "DEAD"
+
+
+def test_a_live_cortex_adds_one_line_of_its_counters_above_the_table():
+    cortex = {"escalations": 12.0, "planned": 9.0, "plans_done": 6.0, "plans_invalid": 3.0,
+              "plans_invalid_at_start": 1.0, "stale_answers": 2.0, "discarded": 1.0,
+              "latency_p50_ms": 3.25, "latency_p99_ms": 41.0}
+    lines = format_summary({**SUMMARY, "cortex": cortex}).splitlines()
+    assert lines[2] == ("cortex: 12 escalations, 9 planned, 6 plans done, 3 invalid (1 at start), 2 stale, "
+                        "1 discarded, latency p50 3.2 ms p99 41.0 ms")
+    assert lines[3].split()[0] == "npc" and len(lines) == 4 + 4
