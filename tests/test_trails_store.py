@@ -104,6 +104,53 @@ def test_migrations_are_versioned_and_a_newer_schema_is_refused_in_one_line(loca
         open_store(location, create=False)
 
 
+def _make_v2_store(location: str) -> None:
+    """A store as version 2 of the schema left it, with one escalation row (no cortex_model column)."""
+    from organs.trails.schema import EVENT_COLUMNS, MIGRATIONS, SCHEMA_VERSION_TABLE
+
+    e = event(1)
+    columns = [c for c in EVENT_COLUMNS if c != "cortex_model"]
+    row = [getattr(e, c, None) for c in columns]
+    row[columns.index("kind")], row[columns.index("region")] = e.kind.value, e.region.value
+    row[columns.index("inputs")], row[columns.index("stored_at")] = "{}", 1.0
+    statements = [SCHEMA_VERSION_TABLE, *MIGRATIONS[0], *MIGRATIONS[1]]
+    postgres = location.startswith("postgresql://")
+    mark = "%s" if postgres else "?"
+    insert = f"INSERT INTO trail_events ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    versions = f"INSERT INTO schema_version (version, applied_at) VALUES ({mark}, 0)"
+    conn = psycopg.connect(location, autocommit=True) if postgres else sqlite3.connect(location)
+    if not postgres:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    for statement in statements:
+        conn.execute(statement)
+    for version in (1, 2):
+        conn.execute(versions, (version,))
+    conn.execute(insert, row)
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_2_store_migrates_to_record_the_cortex_model(location: str) -> None:
+    if not location.startswith("postgresql://"):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    _make_v2_store(location)
+    assert LATEST == 3
+    with open_store(location) as store:
+        assert store.version() == 3
+        (old,) = store.last()
+        assert old.event.id == event(1).id and old.event.cortex_model == ""  # the old row, defaulted
+        new = event(2)
+        new.cortex_model = "nyx"
+        store.insert([new])
+        assert {r.event.id: r.event.cortex_model for r in store.last()} == {event(1).id: "", new.id: "nyx"}
+        assert store.last(n=1)[0].event == new
+    _set_version(location, 4)
+    with pytest.raises(TrailStoreError) as err:
+        open_store(location)
+    assert "schema version 4, newer than the 3 this nimmerverse knows" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_readers_do_not_make_stores_and_broken_stores_are_one_line(tmp_path: Path, postgres_dsn: str) -> None:
     missing = tmp_path / "none.sqlite"
     with pytest.raises(TrailStoreError, match="no such file"):

@@ -161,7 +161,7 @@ class TrailStore:
                 events.append((
                     m.id, m.run, m.env, m.npc, m.tick, m.kind.value, m.region.value, m.gate_open,
                     encode(m.inputs).decode(), m.situation, m.cortex_request, m.cortex_response,
-                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, now,
+                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, m.cortex_model, now,
                 ))  # fmt: skip
             elif isinstance(m, TrailOutcome):
                 outcomes.append(
