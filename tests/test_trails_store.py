@@ -220,6 +220,23 @@ def test_query_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().err == "error: query needs --store PATH or --dsn postgresql://...\n"
 
 
+def test_a_large_batch_goes_in_once_with_the_first_of_its_repeats_winning(location: str) -> None:
+    """On PostgreSQL a batch of COPY_ROWS or more takes the COPY path: the same rules as executemany."""
+    from organs.trails.store import COPY_ROWS
+
+    events = [event(i, npc=i % 16) for i in range(1, 2 * COPY_ROWS)]
+    first = [outcome(e, reward=1.0) for e in events]
+    with open_store(location) as store:
+        assert store.insert(events[:10]) == (10, 0)  # stored before: repeats in the large batch
+        batch = events + events[COPY_ROWS:] + first + [outcome(events[0], reward=-5.0)]
+        assert store.insert(batch) == (len(events) - 10, len(events))
+        assert store.counts() == (len(events), len(events))
+        stored = {r.event.id: r for r in store.records()}
+        assert {i: r.event for i, r in stored.items()} == {e.id: e for e in events}
+        assert all(r.outcome is not None and r.outcome.reward == 1.0 for r in stored.values())
+        assert store.insert(batch) == (0, 0)
+
+
 def test_a_batch_of_ten_thousand_commits_quickly_on_both_stores(location: str) -> None:
     events = [event(i, npc=i % 16) for i in range(10_000)]
     with open_store(location) as store:
