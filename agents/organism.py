@@ -12,10 +12,12 @@
    max, the cell services asked for (``cell_services``), when ``governor`` names one, the governor
    process (``python -m governor``, ``governor.service``) and, with ``trails``, the decision-trail
    writer (``python -m organs.trails serve``, its store ``trails.sqlite`` in the run folder unless the
-   serialised TrailsConfig passed in says otherwise);
+   serialised TrailsConfig passed in says otherwise; the governor then publishes its gate decisions
+   and the world server its escalations and all outcomes, ``organs.trails.bus_sink``);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process: it runs every
    NPC's cells and nerves batched each tick and wakes an NPC process only when its brain is due;
-5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
+5. after ``duration_s`` (or SIGTERM/SIGINT) stops the world, lets the trail writer drain the trails
+   stream (at most 10 s), stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
    summary (ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts) and the restarts of
    every other part, also written to ``<run_dir>/summary.json``.

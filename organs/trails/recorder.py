@@ -7,6 +7,11 @@ each event's outcome ``outcome_ticks`` later (reward earned, a door or lock open
 to a sink in batches (``TrailWriter.write_many`` in-process, or a bus publisher), at most
 ``batch_size`` at a time and on ``flush``.
 
+The live world server (``agents.world_server``) feeds one the same way, its sink an
+``organs.trails.bus_sink.BusTrailSink``, and calls ``watch`` for each gate decision the governor
+process published, so that its outcome is measured here too (from the tick the world heard it);
+``gate_event`` builds that decision's event in the governor process.
+
 NPC ids are slots of the batched world: env ``b``, slot ``n`` is NPC ``b * N + n``; ``world.ticks``
 is the tick, so event ids (``nervous.trail_stream.trail_id``) are unique within a run.
 """
