@@ -209,6 +209,9 @@ class OrganismConfig:
         if self.bus_auth not in MODES:
             raise ValueError(f"runtime.organism.bus_auth={self.bus_auth!r}: must be one of "
                              f"{', '.join(MODES)}")
+        if self.trails and not (1 <= len(self.run) <= 64 and "\x00" not in self.run):
+            raise ValueError(f"runtime.organism.run={self.run!r}: with trails, must be 1-64 characters (the "
+                             "run column of every trail event)")
         if self.user:
             check_can_switch(self.user)
         if self.governor is not None:

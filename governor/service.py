@@ -141,6 +141,8 @@ class GovernorServiceConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be > 0 seconds")
         self.governor.check_npcs(self.npcs)
+        if self.trails and not (1 <= len(self.run) <= 64 and "\x00" not in self.run):
+            raise ValueError(f"run={self.run!r}: with trails, must be 1-64 characters")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GovernorServiceConfig:
