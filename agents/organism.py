@@ -12,10 +12,12 @@
    max, the cell services asked for (``cell_services``), when ``governor`` names one, the governor
    process (``python -m governor``, ``governor.service``) and, with ``trails``, the decision-trail
    writer (``python -m organs.trails serve``, its store ``trails.sqlite`` in the run folder unless the
-   serialised TrailsConfig passed in says otherwise);
+   serialised TrailsConfig passed in says otherwise; the governor then publishes its gate decisions
+   and the world server its escalations and all outcomes, ``organs.trails.bus_sink``);
 4. runs the world server on the real-time 20 Hz clock (or lockstep) in this process: it runs every
    NPC's cells and nerves batched each tick and wakes an NPC process only when its brain is due;
-5. after ``duration_s`` (or SIGTERM/SIGINT) stops the NPCs (SIGTERM: they checkpoint; SIGKILL
+5. after ``duration_s`` (or SIGTERM/SIGINT) stops the world, lets the trail writer drain the trails
+   stream (at most 10 s), stops the NPCs (SIGTERM: they checkpoint; SIGKILL
    after the stop timeout), then the fork server, removes every group and returns the per-NPC
    summary (ticks, missed ticks, late actions, CPU seconds, lifeforce, restarts) and the restarts of
    every other part, also written to ``<run_dir>/summary.json``.
@@ -86,6 +88,9 @@ from nervous.cells.bank import CELLS
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, Allocation, GateEvent
 from nervous.server import EmbeddedServer
+from nervous.trail_stream import stream_name
+from organs.trails.bus_sink import BusTrailSink
+from organs.trails.recorder import TrailRecorder
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +209,9 @@ class OrganismConfig:
         if self.bus_auth not in MODES:
             raise ValueError(f"runtime.organism.bus_auth={self.bus_auth!r}: must be one of "
                              f"{', '.join(MODES)}")
+        if self.trails and not (1 <= len(self.run) <= 64 and "\x00" not in self.run):
+            raise ValueError(f"runtime.organism.run={self.run!r}: with trails, must be 1-64 characters (the "
+                             "run column of every trail event)")
         if self.user:
             check_can_switch(self.user)
         if self.governor is not None:
@@ -231,6 +239,10 @@ class Organism:
         """The world server's cortex link (``organs.link.CortexLink``), or None: no escalations."""
         self.trails = trails or {}
         """The trail writer's serialised TrailsConfig (with ``config.trails``; empty: its defaults)."""
+        self.trail_sink: BusTrailSink | None = None
+        """With ``config.trails``: where the world server's trail messages go on the bus."""
+        self.trail_stats: dict[str, int] | None = None
+        """The world server's trail messages at the end: queued, published, failed, dropped."""
         self.lifeforce = lifeforce or LifeforceConfig()
         self.on_frame = on_frame
         self.npc_overrides = npc_overrides or {}
@@ -350,9 +362,11 @@ class Organism:
                     depends_on="forkserver" if fork is not None else "", env=self.child_env("cell"),
                     heartbeat_subject=subjects.cell_heartbeat(cell)))
             if c.governor is not None and head:  # forked like a cell service: it needs only the bus
-                config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor)}
+                config = {"url": self.bus.url, "npcs": c.npcs, "governor": dataclasses.asdict(c.governor),
+                          "trails": c.trails, "run": c.run, "stage": c.stage}
                 argv = [sys.executable, "-m", "governor", "--url", self.bus.url, "--npcs", str(c.npcs),
-                        "--config-json", json.dumps(config["governor"])]
+                        "--config-json", json.dumps(config["governor"]), "--run", c.run,
+                        "--stage", str(c.stage), *(["--trails"] if c.trails else [])]
                 # under contention the governor is owed as much CPU as all its NPCs together (a share,
                 # not a reservation): at the default weight 64 busy NPCs starve it to silence
                 self.supervisor.add(ChildSpec(
@@ -379,8 +393,14 @@ class Organism:
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce, tick_rate=c.tick_rate,
             )
+            recorder = None
+            if c.trails:  # escalations and outcomes from the world server; gate decisions: the governor
+                self.trail_sink = BusTrailSink(self.bus)
+                self.trail_sink.start()
+                recorder = TrailRecorder(self.trail_sink, run=c.run,
+                                         outcome_ticks=int(self.trails.get("outcome_ticks", 40)))
             self.world = WorldServer(wcfg, self.bus, self._on_frame if self.on_frame is not None else None,
-                                     escalator=self.escalator)
+                                     escalator=self.escalator, trails=recorder)
             await self.world.start()
         except BaseException:
             await stack.aclose()
@@ -505,13 +525,38 @@ class Organism:
                 await self.stop.wait()
         finally:
             self.stop.set()
-            sup_stop.set()
             watch.cancel()
             failing.cancel()
-            await asyncio.gather(ticking, supervising, return_exceptions=True)
+            await asyncio.gather(ticking, return_exceptions=True)
+            await self._drain_trails()  # before the writer is stopped: the last ticks' events stored
+            sup_stop.set()
+            await asyncio.gather(supervising, return_exceptions=True)
             if self.world is not None:
                 await self.world.stop()
         return self.summary()
+
+    async def _drain_trails(self, timeout_s: float = 10.0) -> None:
+        """Publish the world server's queued trail messages, then wait (at most timeout_s) until the
+        trail writer has taken the stream empty; what is left stays in the stream for its next start."""
+        sink, self.trail_sink = self.trail_sink, None
+        if sink is None or self.bus is None:
+            return
+        self.trail_stats = sink.stats()
+        await sink.close(timeout_s)
+        self.trail_stats = sink.stats()
+        deadline = time.monotonic() + timeout_s
+        left = -1
+        while time.monotonic() < deadline:
+            try:
+                left = (await self.bus.js.stream_info(stream_name())).state.messages
+            except Exception as exc:  # the broker away: nothing to wait for here
+                log.warning("trails: cannot read the trails stream at the end: %s", exc)
+                return
+            if left == 0:
+                return
+            await asyncio.sleep(0.05)
+        log.warning("trails: %d messages still in the stream after %g s; the writer takes them at its next "
+                    "start", left, timeout_s)
 
     async def _watch_failed(self) -> None:
         """Stop the run when an essential part went FATAL (the supervisor logged why)."""
@@ -582,6 +627,8 @@ class Organism:
         lifetime = getattr(self.escalator, "lifetime_metrics", None)  # the cortex link's own counters
         if lifetime is not None:
             out["cortex"] = {k.removeprefix("cortex/"): v for k, v in lifetime().items()}
+        if self.trail_stats is not None:
+            out["trails"] = self.trail_stats
         with contextlib.suppress(OSError):
             (self.run_dir / "summary.json").write_text(json.dumps(out, indent=1, default=str))
         return out

@@ -41,6 +41,15 @@ observation every tick cost about 720 us per tick even at 2 Hz (decoding the obs
 340 us), so 64 NPCs missed 45-57 % of their ticks on 2 cores; batched here, all of them cost a few
 microseconds per NPC (``governor.costs``).
 
+With ``trails`` (a ``organs.trails.recorder.TrailRecorder`` whose sink is an
+``organs.trails.bus_sink.BusTrailSink``, ``runtime.organism.trails=true``) the live organism writes
+decision trails: the escalator records each escalation into it (``organs.link.TrailSink``), the
+governor service publishes its gate decisions itself, and the world server hears those on
+``{env}.trails.decision.event`` and measures every event's outcome ``trails.outcome_ticks`` world
+ticks on (reward, lock opened, died), as the in-process recorder does. Each tick's messages are handed
+to the sink, which publishes them into the trails stream in its own task: the tick never waits for
+the broker, and what the stream did not take is counted there.
+
 A woken NPC whose brain action did not arrive in time for its tick is a **missed tick** (counted from
 its first action on; STAY applies); a late action (naming an earlier tick) is dropped and counted in
 ``late``. r is learned from the NPC's state reports and from the commands it is sent (it obeys them at
@@ -81,8 +90,18 @@ from nervous.bus import Bus
 from nervous.cells import CellBank
 from nervous.collapse import BatchCollapse
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
-from nervous.messages import REGIONS, Action, Command, NpcState, Observation, OrganCharge
+from nervous.messages import (
+    REGIONS,
+    Action,
+    Command,
+    NpcState,
+    Observation,
+    OrganCharge,
+    TrailEvent,
+    TrailKind,
+)
 from nervous.nerves import NerveBank, NerveConfig
+from organs.trails.recorder import TrailRecorder
 from world import GridWorld, stage_config
 from world.tiles import Action as Act
 
@@ -151,11 +170,16 @@ class WorldServer:
     """One env of the grid world, with the NPCs' cells and nerves, driven by their brains on the bus."""
 
     def __init__(self, config: WorldServerConfig, bus: Bus,
-                 on_frame: Callable[..., Any] | None = None, escalator: Escalator | None = None) -> None:
+                 on_frame: Callable[..., Any] | None = None, escalator: Escalator | None = None,
+                 trails: TrailRecorder | None = None) -> None:
         self.config = config
         self.bus = bus
         self.on_frame = on_frame
         self.escalator = escalator
+        self.trails = trails
+        """Records escalations and measures every trail event's outcome (``organs.trails.recorder``)."""
+        if trails is not None and escalator is not None and getattr(escalator, "trails", False) is None:
+            escalator.trails = trails  # type: ignore[attr-defined]  # the link's TrailSink
         self.world = GridWorld(stage_config(config.stage, n_npcs=config.n_npcs), num_envs=1, seed=config.seed)
         self.cells = CellBank()
         self.nerves = NerveBank(NerveConfig(seed=config.seed)) if config.nerves else None
@@ -245,6 +269,8 @@ class WorldServer:
             self._subs.append(await self.bus.subscribe(subjects.npc_command(i), Command, self._on_command))
         self._subs.append(await self.bus.subscribe(subjects.all_organ_charges_pattern(), OrganCharge,
                                                    self._on_organ_charge))
+        if self.trails is not None:  # the governor's gate decisions: their outcomes are measured here
+            self._subs.append(await self.bus.subscribe(subjects.trail_event(), TrailEvent, self._on_trail))
 
     async def stop(self) -> None:
         """Unsubscribe."""
@@ -319,6 +345,11 @@ class WorldServer:
         self.world.charge(cost)
         self.organ_charges["applied"] += 1
 
+    def _on_trail(self, msg: TrailEvent, raw: Any) -> None:
+        # another process's gate decision (the governor's): its outcome K ticks from now
+        if msg.kind is TrailKind.GATE and msg.npc < self.config.n_npcs and self.trails is not None:
+            self.trails.watch(self.world, 0, msg.npc, msg.id)
+
     # -- ticks ------------------------------------------------------------------------------------
 
     def step(self) -> None:
@@ -362,6 +393,9 @@ class WorldServer:
         self.unsent_truncated |= w.truncations[0]
         self.lifeforce_sum += w.lifeforce[0]
         self.deaths += w.died[0]
+        if self.trails is not None:  # outcomes due, and this tick's events, to the sink (it never blocks)
+            self.trails.tick(w)
+            self.trails.flush()
         self.tick += 1
         if self.on_frame is not None:
             self.on_frame(w, actions=self.applied, tick_rate=self.rate, cpu_use=self.cpu_use)

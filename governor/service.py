@@ -28,7 +28,10 @@ it decides for all NPCs at once with ``make_governor(config)`` and publishes on
   ``resend_s`` after sending it (a restarted NPC starts at its configured rate).
 
 Each gate transition goes out as a ``GateEvent`` on ``{env}.thalamus.gate.open`` / ``.close`` (the
-confidence is that of the region's held collapse event). Each decision's latency, from taking the
+confidence is that of the region's held collapse event); with ``trails`` each transition of a living
+NPC is also a ``TrailEvent`` (its inputs that mattered: ``organs.trails.recorder.gate_inputs``) published
+into the trails stream by a ``BusTrailSink`` in its own task; its outcome is measured by the world
+server, which hears the event. Each decision's latency, from taking the
 NPC states in to the last allocation out (``decision_ms``), is logged as p50/p99 every
 ``LATENCY_LOG_EVERY`` decisions and when it stops. A ``Heartbeat`` goes out every ``heartbeat_s`` on
 ``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``: bad messages and
@@ -70,8 +73,20 @@ from nervous.bus import Bus, BusConfig, BusError
 from nervous.cells import CellBank
 from nervous.cells.base import WaveArrays
 from nervous.collapse import BatchCollapse, CollapseConfig, WaveCollapse
-from nervous.messages import REGIONS, Allocation, CollapseEvent, GateEvent, Heartbeat, NpcState, WaveBatch
+from nervous.messages import (
+    REGIONS,
+    Allocation,
+    CollapseEvent,
+    GateEvent,
+    Heartbeat,
+    NpcState,
+    TrailEvent,
+    TrailOutcome,
+    WaveBatch,
+)
 from nervous.signals import stop_on_signals
+from organs.trails.bus_sink import BusTrailSink
+from organs.trails.recorder import gate_event
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +123,12 @@ class GovernorServiceConfig:
     """Seconds between heartbeats."""
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     """How waves collapse into events (window, threshold, distinct cells)."""
+    trails: bool = False
+    """Publish every gate decision as a ``TrailEvent`` into the trails stream (decision trails)."""
+    run: str = "organism"
+    """Run name of the trail events (their ids and ``run`` column)."""
+    stage: int = -1
+    """Curriculum stage of the world, recorded with each trail event (-1: not known)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.governor, dict):
@@ -120,6 +141,8 @@ class GovernorServiceConfig:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be > 0 seconds")
         self.governor.check_npcs(self.npcs)
+        if self.trails and not (1 <= len(self.run) <= 64 and "\x00" not in self.run):
+            raise ValueError(f"run={self.run!r}: with trails, must be 1-64 characters")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GovernorServiceConfig:
@@ -178,6 +201,8 @@ class GovernorService:
         the bus client (the wait for the next governor tick is not in it)."""
         self.started = clock()
         self._seq = 0
+        self.trails: Callable[[list[TrailEvent | TrailOutcome]], Any] | None = None
+        """Where gate decisions go as trail events (a ``BusTrailSink``; None: not recorded)."""
 
     # -- what it hears ----------------------------------------------------------------------------
 
@@ -302,6 +327,7 @@ class GovernorService:
         transitions = [(i, r, True) for i, r in np.argwhere(opened).tolist()]
         transitions += [(i, r, False) for i, r in np.argwhere(closed).tolist()]
         out = []
+        trail: list[TrailEvent | TrailOutcome] = []
         for i, r, is_open in transitions:
             region = REGIONS[r]
             confidence = float(np.clip(features[i, region_column(COLLAPSE, region)], 0.0, 1.0))
@@ -312,6 +338,11 @@ class GovernorService:
             event = GateEvent(npc=self.npc_ids[i], tick=self.tick, region=region, open=is_open,
                               confidence=confidence, reason=reason)
             out.append((subjects.gate_open() if is_open else subjects.gate_close(), event))
+            if self.trails is not None and d.alive[i]:  # as in-process: a living NPC's decisions
+                trail.append(gate_event(self.config.run, self.npc_ids[i], self.tick, region, is_open,
+                                        features[i], stage=self.config.stage))
+        if trail and self.trails is not None:
+            self.trails(trail)  # queued: published by the sink's own task
         return out
 
     # -- on the bus -------------------------------------------------------------------------------
@@ -417,6 +448,11 @@ async def serve(config: GovernorServiceConfig, stop: asyncio.Event | None = None
     async with contextlib.AsyncExitStack() as stack:
         stop_on_signals(stack, stop)
         service.bus = await stack.enter_async_context(Bus(BusConfig(url=config.url, name="governor")))
+        if config.trails:
+            sink = BusTrailSink(service.bus)
+            sink.start()
+            service.trails = sink
+            stack.push_async_callback(sink.close)  # before the bus drains: what is queued goes out
         await service.start()
         log.info("governor %s over %d NPCs at %g Hz on %s", config.governor.kind, config.npcs,
                  config.governor.governor_hz, config.url)
@@ -451,6 +487,9 @@ def parse_config(argv: Sequence[str] | None = None) -> GovernorServiceConfig:
                    help="one GovernorConfig field, its value as YAML (repeatable): --set tick_rates=[1,5,20]")
     p.add_argument("--refresh-s", type=float, default=5.0, help="seconds between full refreshes")
     p.add_argument("--heartbeat-s", type=float, default=0.5, help="seconds between heartbeats")
+    p.add_argument("--trails", action="store_true", help="publish every gate decision as a trail event")
+    p.add_argument("--run", default="organism", help="run name of the trail events")
+    p.add_argument("--stage", type=int, default=-1, help="curriculum stage recorded with the trail events")
     a = p.parse_args(argv)
     try:
         data = json.loads(a.config_json) if a.config_json else {}
@@ -465,7 +504,8 @@ def parse_config(argv: Sequence[str] | None = None) -> GovernorServiceConfig:
     if not a.url:
         raise ValueError("--url: required (nats://host:port of the organism's bus, or NIMMERVERSE_BUS_URL)")
     return GovernorServiceConfig(governor=governor_config(data), npcs=a.npcs, url=a.url,
-                                 refresh_s=a.refresh_s, heartbeat_s=a.heartbeat_s)
+                                 refresh_s=a.refresh_s, heartbeat_s=a.heartbeat_s, trails=a.trails, run=a.run,
+                                 stage=a.stage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

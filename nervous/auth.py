@@ -10,7 +10,8 @@ Role: publishes / subscribes to (every subject in the identity's own env).
   publishes no waves (and cannot spoof another NPC's).
 - world: every NPC's ``obs``; frames; ``world.*.heartbeat``; cell requests (it holds every NPC's
   senses); the cell bank's one wave batch per tick / every NPC's ``action``, ``state`` and
-  ``command``; gate openings; organ charges (paid from the asking NPC's lifeforce).
+  ``command``; gate openings; organ charges (paid from the asking NPC's lifeforce); trail events
+  (it publishes escalations and outcomes, and hears the governor's gate decisions to measure theirs).
 - supervisor: every NPC's ``command``; ``supervisor.*.heartbeat`` / every heartbeat; allocations.
 - governor: ``thalamus.>`` (it alone); organ gates; cortex requests (escalations through open
   gates); trail events / every NPC's ``state``; waves.
@@ -162,7 +163,8 @@ def permissions(role: str, npc: int | None = None) -> Permissions:
                          subjects.cell_wave("bank")),
                 subscribe=(subjects.npc_pattern("action"), subjects.npc_pattern("state"),
                            subjects.npc_pattern("command"), subjects.gate_open(),
-                           subjects.organs_pattern("charge"), inbox))
+                           subjects.organs_pattern("charge"), subjects.trail_event(), inbox),
+            ) | _trail_publisher(name)
         case "supervisor":
             return Permissions(
                 publish=(subjects.npc_pattern("command"), subjects.service_heartbeats_pattern("supervisor")),

@@ -284,7 +284,9 @@ class TrailEvent(Message, tag="trail"):
     situation: JsonText = ""
     """The boundary's situation call as JSON text ('' for a gate decision without escalation)."""
     cortex_request: JsonText = ""
-    """The request sent to the cortex as JSON text ('' when none was sent)."""
+    """The chat-completions request sent to the cortex as JSON text ('' when none was sent): model,
+    messages, the names of the tools offered (their declarations are the code's), tool_choice,
+    sampling and priority (``organs.cortex.client.recorded_request``)."""
     cortex_response: JsonText = ""
     """The cortex's answer as JSON text ('' when none came)."""
     cortex_outcome: ShortText = ""
@@ -301,6 +303,8 @@ class TrailEvent(Message, tag="trail"):
     situation was written from ('' for a gate decision); with the situation, a fine-tuning pair."""
     stage: Annotated[int, msgspec.Meta(ge=-1, le=1000)] = -1
     """The curriculum stage of the world the decision was made in (-1: not known)."""
+    cortex_model: ShortText = ""
+    """The model the cortex request asked ('' when none was sent)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -185,14 +185,53 @@ class TrailPublisher:
     async def publish_many(
         self, msgs: Iterable[TrailEvent | TrailOutcome]
     ) -> Sequence[PubAck | TrailPublishError]:
-        """Publish many with up to ``window`` in flight; per message its ack or its TrailPublishError."""
-        gate = asyncio.Semaphore(self.window)
+        """Publish many, pipelined; per message its ack or its TrailPublishError.
 
-        async def one(msg: TrailEvent | TrailOutcome) -> PubAck | TrailPublishError:
-            async with gate:
+        Every message goes out at once through nats-py's asynchronous JetStream publish (at most
+        ``window`` acks outstanding); one whose ack did not come within ``timeout_s`` or said no is
+        published again the careful way (``publish``: retries with the same id until the deadline),
+        so the fast path costs no safety: the stream's dedup drops a message that did arrive twice.
+        """
+        batch = list(msgs)
+        js = self.bus.js
+        futures: list[asyncio.Future[PubAck] | None] = []
+        for k in range(0, len(batch), self.window):
+            chunk = batch[k:k + self.window]
+            for m in chunk:
+                subject = self.event_subject if isinstance(m, TrailEvent) else self.outcome_subject
                 try:
-                    return await self.publish(msg)
-                except TrailPublishError as exc:
-                    return exc
+                    futures.append(await js.publish_async(subject, encode(m),
+                                                          headers={"Nats-Msg-Id": msg_id(m)}))
+                except Exception:  # stalled, disconnected: this one goes the careful way
+                    futures.append(None)
+            pending = [f for f in futures[k:] if f is not None]
+            if pending:  # a window at a time: acks of this one before the next goes out
+                _, late = await asyncio.wait(pending, timeout=self.timeout_s)
+                for f in late:
+                    f.cancel()
+        results: list[PubAck | TrailPublishError | None] = []
+        careful: list[int] = []
+        for i, f in enumerate(futures):
+            if f is not None and f.done() and not f.cancelled() and f.exception() is None:
+                ack = f.result()
+                self.published += 1
+                self.duplicates += bool(ack.duplicate)
+                results.append(ack)
+            else:
+                results.append(None)
+                careful.append(i)
+        if careful:
+            gate = asyncio.Semaphore(self.window)
 
-        return await asyncio.gather(*(one(m) for m in msgs))
+            async def one(msg: TrailEvent | TrailOutcome) -> PubAck | TrailPublishError:
+                async with gate:
+                    try:
+                        return await self.publish(msg)
+                    except TrailPublishError as exc:
+                        return exc
+
+            self.retries += len(careful)
+            retried = await asyncio.gather(*(one(batch[i]) for i in careful))
+            for i, result in zip(careful, retried, strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]

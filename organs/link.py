@@ -71,6 +71,7 @@ from organs.boundary.schema import encode_call
 from organs.boundary.world_numbers import SeenMaps, npc_numbers, npc_view
 from organs.config import CortexConfig
 from organs.cortex.backends import PlanBackend, make_backend
+from organs.cortex.client import completion_request, recorded_request
 from organs.cortex.tools import tool_name
 from organs.escalation import Escalation, EscalationResult, Outcome
 from organs.host.config import OrganHostConfig
@@ -164,8 +165,8 @@ class TrailSink(Protocol):
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "", numbers: str = "") -> None:
-        """Record one escalation."""
+                   fallback: str = "", numbers: str = "", model: str = "") -> None:
+        """Record one escalation (request: the chat-completions body as JSON; model: the one it asked)."""
         ...
 
 
@@ -411,8 +412,10 @@ class CortexLink:
         situation = encode_call(escalation.situation).decode()
         fallbacks = ([f"encoder:{situated.fallback}"] if situated.fallback else []) + ([] if planned
                                                                                      else ["reflex"])
+        request = recorded_request(completion_request(self.config, escalation))
         self.trails.escalation(
             world, b, n, escalation.region.value, situation=situation,
+            request=msgspec.json.encode(request).decode(), model=self.config.model,
             response=msgspec.json.encode({"name": tool_name(result.call), "arguments": result.call})
             .decode() if planned else "",
             outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),

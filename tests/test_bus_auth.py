@@ -95,6 +95,7 @@ ALLOWED_PUBLISH = [
     ("supervisor", E("npc.0.command"), "npc-0", E("npc.0.command")),
     ("governor", E("thalamus.governor.allocate"), "supervisor", E("thalamus.governor.allocate")),
     ("governor", E("thalamus.gate.open"), "world", E("thalamus.gate.open")),
+    ("governor", E("trails.decision.event"), "world", E("trails.decision.event")),
     ("governor", E("cortex.nyx.request"), "cortex", E("cortex.nyx.request")),
     ("cell", E("nervous.cells.math.wave"), "viewer", E("nervous.cells.*.wave")),
     ("organ", E("organs.host.heartbeat"), "supervisor", E("*.*.heartbeat")),

@@ -171,6 +171,27 @@ def test_a_dead_npc_is_told_nothing_and_its_open_gate_closes() -> None:
     assert [a.npc for a in step(gov)[0]] == [0]
 
 
+def test_with_trails_each_living_npcs_gate_transition_is_a_trail_event_with_its_inputs() -> None:
+    from nervous.messages import TrailKind
+    from nervous.trail_stream import trail_id
+
+    gov, _ = service("fixed", trails=True, run="live-1", stage=4)
+    recorded: list = []
+    gov.trails = recorded.extend
+    gov.observe_state(state(0, 50))
+    gov.observe_state(state(1, 50))
+    gov.observe_waves(math_waves(0, 50))
+    step(gov)
+    [opened] = recorded
+    assert opened.id == trail_id("live-1", 0, 50, TrailKind.GATE, "math") and opened.gate_open
+    assert (opened.kind, opened.region, opened.npc, opened.tick, opened.stage) == (
+        TrailKind.GATE, Region.MATH, 0, 50, 4)
+    assert opened.inputs["collapse_math"] == pytest.approx(0.84, abs=1e-3) and "lifeforce" in opened.inputs
+    gov.observe_state(state(0, 51, alive=False))
+    _, gates = step(gov)
+    assert [e.open for _, e in gates] == [False] and len(recorded) == 1  # a dead NPC's close: no decision
+
+
 def test_the_heuristic_slows_an_idle_npc_and_the_quota_follows() -> None:
     gov, _ = service("heuristic")
     gov.observe_state(state(0, 10))

@@ -44,3 +44,15 @@ def test_the_organisms_trails_option_is_off_by_default_and_the_yaml_says_so() ->
 
     processes = OmegaConf.load(YAML.parents[1] / "runtime" / "processes.yaml")
     assert OrganismConfig().trails is False and processes.organism.trails is False
+
+
+def test_a_run_name_too_long_for_a_trail_event_is_refused_in_one_line_when_trails_are_on() -> None:
+    from agents.organism import OrganismConfig
+    from governor.service import GovernorServiceConfig
+
+    long = "r" * 65
+    assert OrganismConfig(run=long).run == long  # without trails, any name
+    with pytest.raises(ValueError, match=r"runtime.organism.run='r{65}': with trails, must be 1-64"):
+        OrganismConfig(run=long, trails=True)
+    with pytest.raises(ValueError, match=r"run='r{65}': with trails, must be 1-64 characters$"):
+        GovernorServiceConfig(run=long, trails=True)

@@ -58,3 +58,45 @@ async def test_the_trail_writer_runs_supervised_and_comes_back_after_kill9(tmp_p
     part = summary["parts"]["trails"]
     assert part["restarts"] == 1 and part["state"] == "STOPPED"
     assert not alive(pid)
+
+
+async def test_the_live_organism_records_gate_decisions_and_escalations_once_with_their_outcomes(
+    tmp_path: Path,
+) -> None:
+    """Stage 4 with the heuristic governor and the cortex engine: the governor publishes its gate
+    decisions, the world server its escalations and every event's outcome; the writer stores them."""
+    from collections import Counter
+
+    from governor.config import GovernorConfig
+    from nervous.messages import TrailKind
+    from organs.config import CortexConfig
+    from organs.link import CortexLink
+
+    config = organism_config(tmp_path, 4)
+    config.stage, config.trails, config.governor = 4, True, GovernorConfig(kind="heuristic")
+    link = CortexLink(CortexConfig(backend="engine", outcome_ticks=20))
+    k = 20
+    try:
+        async with Organism(config, trails={"outcome_ticks": k}, escalator=link) as org:
+            summary = await org.run(15)
+    finally:
+        link.close()
+    with open_store(str(Path(config.run_dir) / "trails.sqlite"), create=False) as store:
+        records = list(store.records(run=config.run))
+        assert store.counts()[0] == len(records)
+    kinds = Counter(r.event.kind for r in records)
+    assert kinds[TrailKind.GATE] > 0 and kinds[TrailKind.ESCALATION] > 0, kinds
+    # each once: every escalation the world server counted is one stored event, no more
+    assert kinds[TrailKind.ESCALATION] == summary["escalations"], (kinds, summary["escalations"])
+    sent = summary["trails"]
+    assert sent["failed"] == 0 and sent["dropped"] == 0 and sent["published"] == sent["queued"], sent
+    escalations = [r for r in records if r.event.kind is TrailKind.ESCALATION]
+    assert all(r.event.situation and r.event.cortex_request and r.event.cortex_outcome for r in escalations)
+    gates = [r for r in records if r.event.kind is TrailKind.GATE]
+    assert all(r.event.inputs and "lifeforce" in r.event.inputs for r in gates)
+    # outcomes: every event old enough at the end has one, K ticks on (a gate's from when the world heard it)
+    old = [r for r in records if r.event.tick <= summary["world_ticks"] - k - 60]
+    assert old and all(r.outcome is not None and r.outcome.after_ticks == k for r in old), [
+        r.event.id for r in old if r.outcome is None][:5]
+    assert any(r.event.kind is TrailKind.GATE for r in old) and any(
+        r.event.kind is TrailKind.ESCALATION for r in old)

@@ -95,8 +95,31 @@ def test_escalations_through_the_cortex_link_are_recorded_with_situation_answer_
         assert json.loads(event.situation)["name"] == "report_situation"
         assert event.cortex_outcome == "planned" and json.loads(event.cortex_response)
         assert event.fallback == "" and event.latency_ms >= 0.0
+        request = json.loads(event.cortex_request)  # what went to the cortex, the tools by name
+        assert request["model"] == event.cortex_model == "nyx"
+        assert request["tools"] == ["answer_lock", "go_to", "fetch_key_then_open", "open_door", "wait"]
+        assert request["messages"][-1] == {"role": "user", "content": event.situation}
+        assert request["tool_choice"] and request["messages"][0]["role"] == "system"
     assert any(r.outcome is not None for r in escalations)
     shown = governed.governed()["escalation_outcome"]  # the viewer's "last escalation (planned)"
     assert shown.shape == (world.num_envs, world.num_npcs) and set(shown.ravel().tolist()) <= {-1, 0}
     assert (shown == 0).sum() == ((governed.escalations > 0) & (shown == 0)).sum()
     writer.close()
+
+
+def test_another_process_s_event_is_watched_once_and_gets_its_outcome_k_ticks_on() -> None:
+    sent: list = []
+    recorder = TrailRecorder(sent.extend, "run-c", outcome_ticks=3)
+    world = GridWorld(stage_config(0), num_envs=1, seed=0)
+    assert recorder.watch(world, 0, 1, "run-c:1:0:gate:math")
+    assert not recorder.watch(world, 0, 1, "run-c:1:0:gate:math")  # republished: watched once
+    earned = 0.0
+    for _ in range(3):
+        world.step(np.zeros((1, world.num_npcs), dtype=np.int64))
+        earned += float(world.rewards[0, 1])
+        recorder.tick(world)
+    recorder.flush()
+    [outcome] = sent
+    assert (outcome.id, outcome.npc, outcome.after_ticks, outcome.tick) == ("run-c:1:0:gate:math", 1, 3, 3)
+    assert outcome.reward == pytest.approx(earned) and not outcome.lock_opened
+    assert recorder.watch(world, 0, 1, "run-c:1:0:gate:math")  # its outcome is out: a new watch counts

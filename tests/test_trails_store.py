@@ -104,6 +104,53 @@ def test_migrations_are_versioned_and_a_newer_schema_is_refused_in_one_line(loca
         open_store(location, create=False)
 
 
+def _make_v2_store(location: str) -> None:
+    """A store as version 2 of the schema left it, with one escalation row (no cortex_model column)."""
+    from organs.trails.schema import EVENT_COLUMNS, MIGRATIONS, SCHEMA_VERSION_TABLE
+
+    e = event(1)
+    columns = [c for c in EVENT_COLUMNS if c != "cortex_model"]
+    row = [getattr(e, c, None) for c in columns]
+    row[columns.index("kind")], row[columns.index("region")] = e.kind.value, e.region.value
+    row[columns.index("inputs")], row[columns.index("stored_at")] = "{}", 1.0
+    statements = [SCHEMA_VERSION_TABLE, *MIGRATIONS[0], *MIGRATIONS[1]]
+    postgres = location.startswith("postgresql://")
+    mark = "%s" if postgres else "?"
+    insert = f"INSERT INTO trail_events ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+    versions = f"INSERT INTO schema_version (version, applied_at) VALUES ({mark}, 0)"
+    conn = psycopg.connect(location, autocommit=True) if postgres else sqlite3.connect(location)
+    if not postgres:
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    for statement in statements:
+        conn.execute(statement)
+    for version in (1, 2):
+        conn.execute(versions, (version,))
+    conn.execute(insert, row)
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_2_store_migrates_to_record_the_cortex_model(location: str) -> None:
+    if not location.startswith("postgresql://"):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    _make_v2_store(location)
+    assert LATEST == 3
+    with open_store(location) as store:
+        assert store.version() == 3
+        (old,) = store.last()
+        assert old.event.id == event(1).id and old.event.cortex_model == ""  # the old row, defaulted
+        new = event(2)
+        new.cortex_model = "nyx"
+        store.insert([new])
+        assert {r.event.id: r.event.cortex_model for r in store.last()} == {event(1).id: "", new.id: "nyx"}
+        assert store.last(n=1)[0].event == new
+    _set_version(location, 4)
+    with pytest.raises(TrailStoreError) as err:
+        open_store(location)
+    assert "schema version 4, newer than the 3 this nimmerverse knows" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_readers_do_not_make_stores_and_broken_stores_are_one_line(tmp_path: Path, postgres_dsn: str) -> None:
     missing = tmp_path / "none.sqlite"
     with pytest.raises(TrailStoreError, match="no such file"):
@@ -171,6 +218,23 @@ def test_query_errors_are_one_line_with_status_2(tmp_path: Path, capsys: pytest.
     assert capsys.readouterr().err == f"error: trail store {tmp_path / 'none.sqlite'}: no such file\n"
     assert main(["query", "--npc", "1"]) == 2
     assert capsys.readouterr().err == "error: query needs --store PATH or --dsn postgresql://...\n"
+
+
+def test_a_large_batch_goes_in_once_with_the_first_of_its_repeats_winning(location: str) -> None:
+    """On PostgreSQL a batch of COPY_ROWS or more takes the COPY path: the same rules as executemany."""
+    from organs.trails.store import COPY_ROWS
+
+    events = [event(i, npc=i % 16) for i in range(1, 2 * COPY_ROWS)]
+    first = [outcome(e, reward=1.0) for e in events]
+    with open_store(location) as store:
+        assert store.insert(events[:10]) == (10, 0)  # stored before: repeats in the large batch
+        batch = events + events[COPY_ROWS:] + first + [outcome(events[0], reward=-5.0)]
+        assert store.insert(batch) == (len(events) - 10, len(events))
+        assert store.counts() == (len(events), len(events))
+        stored = {r.event.id: r for r in store.records()}
+        assert {i: r.event for i, r in stored.items()} == {e.id: e for e in events}
+        assert all(r.outcome is not None and r.outcome.reward == 1.0 for r in stored.values())
+        assert store.insert(batch) == (0, 0)
 
 
 def test_a_batch_of_ten_thousand_commits_quickly_on_both_stores(location: str) -> None:

@@ -122,3 +122,23 @@ def test_child_config_round_trips_the_trails_config() -> None:
     child = child_config(config, config.location(), "nats://127.0.0.1:4222")
     assert child["location"] == "postgresql://u@h/db" and child["url"] == "nats://127.0.0.1:4222"
     assert TrailsConfig(**child["trails"]) == config
+
+
+async def test_deliveries_are_read_from_the_ack_subject_as_nats_py_reads_them(bus: Bus) -> None:
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from organs.trails.service import deliveries
+
+    publisher = TrailPublisher(bus)
+    await publisher.ensure_stream()
+    await publisher.publish_many([trail_event(1)])
+    await bus.js.add_consumer(stream_name(), ConsumerConfig(durable_name="redeliver", ack_wait=1.0,
+                                                            ack_policy=AckPolicy.EXPLICIT))
+    sub = await bus.js.pull_subscribe_bind(durable="redeliver", stream=stream_name())
+    (first,) = await sub.fetch(1, timeout=5)
+    (again,) = await sub.fetch(1, timeout=5)  # not acked: delivered again after ack_wait
+    assert (deliveries(first.reply), deliveries(again.reply)) == (1, 2)
+    assert deliveries(again.reply) == again.metadata.num_delivered
+    assert deliveries("not.an.ack") == 1
+    await again.ack()
+    await sub.unsubscribe()

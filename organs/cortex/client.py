@@ -67,6 +67,14 @@ def completion_request(config: CortexConfig, escalation: Escalation) -> dict[str
     return body
 
 
+def recorded_request(body: dict[str, Any]) -> dict[str, Any]:
+    """What a decision trail keeps of a chat-completions body: all of it, but the tools offered by name
+    (their declarations, 2 KB a request, are ``TOOL_DECLARATIONS`` of the code that sent it)."""
+    kept = dict(body)
+    kept["tools"] = [tool.get("function", {}).get("name", "") for tool in body.get("tools", [])]
+    return kept
+
+
 def parse_completion(response: Any) -> PlanCall:
     """Exactly one valid tool call of a chat completion (the openai client's or the engine's own)."""
     choices = getattr(response, "choices", None)

@@ -9,6 +9,10 @@ Modules (one concept each):
 - ``organs.trails.schema`` - versioned migrations, one SQL text for SQLite and PostgreSQL.
 - ``organs.trails.store`` - ``open_store(path_or_dsn)``: idempotent inserts keyed by id, queries.
 - ``organs.trails.writer`` - ``TrailWriter.write_many``: batches into a store (also fed in-process).
+- ``organs.trails.recorder`` - ``TrailRecorder``: gate decisions, escalations and their outcomes from a
+  batched world (the trainer's, or the live world server's), to any sink.
+- ``organs.trails.bus_sink`` - ``BusTrailSink``: the live processes' sink, queued from the tick and
+  published into the stream by a task of its own.
 - ``organs.trails.service`` - the writer on the bus: durable pull consumer, batches, ack after commit.
 - ``organs.trails.table`` / ``organs.trails.cli`` - ``python -m organs.trails serve|query|export``.
 - ``organs.trails.export`` - fine-tuning examples (TRL chat format with tools) from the escalations.

@@ -27,7 +27,7 @@ class TrailsConfig:
     """SQLite file of the trails; '' puts ``trails.sqlite`` in the run folder."""
     dsn: str = ""
     """postgresql://user@host:port/db of a PostgreSQL store; when set it is used instead of ``store``."""
-    batch_size: int = 512
+    batch_size: int = 2000
     """Events the writer commits at most in one transaction."""
     flush_interval_s: float = 0.05
     """Longest an event waits in the writer's batch before its commit."""

@@ -7,6 +7,11 @@ each event's outcome ``outcome_ticks`` later (reward earned, a door or lock open
 to a sink in batches (``TrailWriter.write_many`` in-process, or a bus publisher), at most
 ``batch_size`` at a time and on ``flush``.
 
+The live world server (``agents.world_server``) feeds one the same way, its sink an
+``organs.trails.bus_sink.BusTrailSink``, and calls ``watch`` for each gate decision the governor
+process published, so that its outcome is measured here too (from the tick the world heard it);
+``gate_event`` builds that decision's event in the governor process.
+
 NPC ids are slots of the batched world: env ``b``, slot ``n`` is NPC ``b * N + n``; ``world.ticks``
 is the tick, so event ids (``nervous.trail_stream.trail_id``) are unique within a run.
 """
@@ -32,7 +37,7 @@ from governor.inputs import (
     region_column,
 )
 from nervous import subjects
-from nervous.messages import REGIONS, TrailEvent, TrailKind, TrailOutcome
+from nervous.messages import REGIONS, Region, TrailEvent, TrailKind, TrailOutcome
 from nervous.trail_stream import trail_id
 from world import GridWorld
 
@@ -72,6 +77,8 @@ class TrailRecorder:
         self._openings: np.ndarray | None = None
         self._deaths: np.ndarray | None = None
         self._world: int | None = None
+        self._watched: set[str] = set()
+        """Ids of other processes' events waiting here for their outcome."""
 
     # --- events ----------------------------------------------------------------------------------
     def gates(self, world: GridWorld, before: np.ndarray, after: np.ndarray, features: np.ndarray) -> None:
@@ -79,21 +86,18 @@ class TrailRecorder:
         changed = (before != after) & world.alive[..., None]
         for b, n, r in zip(*np.nonzero(changed), strict=True):
             region = REGIONS[int(r)]
-            row = features[b, n]
-            inputs = {"lifeforce": row[LIFEFORCE], "battery": row[BATTERY], "reward_rate": row[REWARD_RATE],
-                      "tick_rate": row[TICK_RATE], "cpu_load": row[CPU_LOAD],
-                      f"wave_{region.value}": row[region_column(WAVE, region)],
-                      f"collapse_{region.value}": row[region_column(COLLAPSE, region)]}
             self._event(world, int(b), int(n), TrailKind.GATE, region.value, bool(after[b, n, r]),
-                        inputs={k: float(v) for k, v in inputs.items()})
+                        inputs=gate_inputs(features[b, n], region))
 
     def escalation(self, world: GridWorld, env: int, npc: int, region: str, situation: str = "",
                    request: str = "", response: str = "", outcome: str = "", latency_ms: float = 0.0,
-                   fallback: str = "", numbers: str = "") -> None:
-        """One escalation of NPC slot npc in env through its open gate on region."""
+                   fallback: str = "", numbers: str = "", model: str = "") -> None:
+        """One escalation of NPC slot npc in env through its open gate on region (request: the
+        chat-completions body sent, as JSON; model: the model it asked)."""
         self._event(world, env, npc, TrailKind.ESCALATION, region, True, situation=situation,
                     cortex_request=request, cortex_response=response, cortex_outcome=outcome,
-                    latency_ms=max(0.0, latency_ms), fallback=fallback, numbers=numbers)
+                    latency_ms=max(0.0, latency_ms), fallback=fallback, numbers=numbers,
+                    cortex_model=model)
 
     def _event(self, world: GridWorld, env: int, npc: int, kind: TrailKind, region: str, gate_open: bool,
                **fields: Any) -> None:
@@ -111,6 +115,18 @@ class TrailRecorder:
         if len(self.buffer) >= self.batch_size:
             self.flush()
 
+    def watch(self, world: GridWorld, env: int, npc: int, event_id: str) -> bool:
+        """Measure the outcome of an event another process recorded (the governor's gate decision), from
+        this tick on; False when that id is already waiting (a republished event)."""
+        self._totals(world)
+        assert self._reward is not None and self._openings is not None and self._deaths is not None
+        if event_id in self._watched:
+            return False
+        self._watched.add(event_id)
+        self.pending.append(_Pending(event_id, env, npc, int(world.ticks), float(self._reward[env, npc]),
+                                     int(self._openings[env, npc]), int(self._deaths[env, npc])))
+        return True
+
     # --- outcomes --------------------------------------------------------------------------------
     def _totals(self, world: GridWorld) -> None:
         """Running totals for this world: zeros at first, and again for a new world (whose NPCs and ticks
@@ -118,6 +134,7 @@ class TrailRecorder:
         if self._world != id(world) or self._reward is None:
             self._world = id(world)
             self.pending.clear()
+            self._watched.clear()
             self._reward = np.zeros(world.alive.shape, dtype=np.float64)
             self._openings = np.zeros(world.alive.shape, dtype=np.int64)
             self._deaths = np.zeros(world.alive.shape, dtype=np.int64)
@@ -136,6 +153,7 @@ class TrailRecorder:
         now = int(world.ticks)
         while self.pending and now - self.pending[0].tick >= self.outcome_ticks:
             p = self.pending.popleft()
+            self._watched.discard(p.id)
             self.buffer.append(TrailOutcome(
                 id=p.id, npc=p.env * world.num_npcs + p.npc, tick=now, after_ticks=now - p.tick,
                 reward=float(self._reward[p.env, p.npc]) - p.reward,
@@ -150,3 +168,20 @@ class TrailRecorder:
         if self.buffer:
             batch, self.buffer = self.buffer, []
             self.sink(batch)
+
+
+def gate_inputs(row: np.ndarray, region: Region) -> dict[str, float]:
+    """The governor's inputs that mattered for a gate decision on region: one NPC's feature row."""
+    inputs = {"lifeforce": row[LIFEFORCE], "battery": row[BATTERY], "reward_rate": row[REWARD_RATE],
+              "tick_rate": row[TICK_RATE], "cpu_load": row[CPU_LOAD],
+              f"wave_{region.value}": row[region_column(WAVE, region)],
+              f"collapse_{region.value}": row[region_column(COLLAPSE, region)]}
+    return {k: float(v) for k, v in inputs.items()}
+
+
+def gate_event(run: str, npc: int, tick: int, region: Region, gate_open: bool, row: np.ndarray,
+               stage: int = -1) -> TrailEvent:
+    """The trail event of one gate decision made outside a batched world (the governor service)."""
+    return TrailEvent(id=trail_id(run, npc, tick, TrailKind.GATE, region.value), run=run, env=subjects.env(),
+                      npc=npc, tick=tick, kind=TrailKind.GATE, region=region, gate_open=gate_open,
+                      inputs=gate_inputs(row, region), at=time.time(), stage=stage)

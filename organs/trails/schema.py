@@ -11,6 +11,10 @@ Version history:
     outcome may arrive before its event).
 2 - ``trail_events.numbers``: the boundary's input (the NPC's numbers message), '' in older rows;
     ``trail_events.stage``: the world's curriculum stage, -1 in older rows.
+3 - ``trail_events.cortex_model``: the model the escalation's chat-completions request asked ('' for a
+    gate decision and in older rows), so fine-tuning data can be chosen by the model that answered
+    (the request itself, ``cortex_request``, was in the schema from version 1 but written empty until
+    the live and in-process runtimes recorded it with this version).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ SCHEMA_VERSION_TABLE = (
 EVENT_COLUMNS = (
     "id", "run", "env", "npc", "tick", "kind", "region", "gate_open", "inputs", "situation",
     "cortex_request", "cortex_response", "cortex_outcome", "latency_ms", "fallback", "at", "numbers",
-    "stage", "stored_at",
+    "stage", "cortex_model", "stored_at",
 )  # fmt: skip
 OUTCOME_COLUMNS = ("id", "npc", "tick", "after_ticks", "reward", "lock_opened", "died", "at", "stored_at")
 
@@ -64,6 +68,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE trail_events ADD COLUMN numbers TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE trail_events ADD COLUMN stage BIGINT NOT NULL DEFAULT -1",
+    ),
+    (
+        "ALTER TABLE trail_events ADD COLUMN cortex_model TEXT NOT NULL DEFAULT ''",
     ),
 )
 

