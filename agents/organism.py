@@ -145,6 +145,9 @@ class OrganismConfig:
     running the NPCs' own bank."""
     organs: list[str] = field(default_factory=list)
     """Organs for a supervised organ host to serve on the bus (e.g. [vision]); [] runs no organ host."""
+    organ_gate: str = "open"
+    """The organ host's default gate: open (every NPC served) or governed (only NPCs whose OrganGate the
+    governor opened); python -m train sets it from cortex.vision_gate."""
     trails: bool = False
     """Run the decision-trail writer (organs.trails) as a supervised service; its store and batching
     come from the top-level trails config (default: trails.sqlite in run_dir)."""
@@ -194,6 +197,8 @@ class OrganismConfig:
                 subjects.token(str(organ).partition(":")[0], "organ")
             except ValueError as exc:
                 raise ValueError(f"runtime.organism.organs: {exc}") from None
+        if self.organ_gate not in ("open", "governed"):  # organs.host.config.GATES
+            raise ValueError(f"runtime.organism.organ_gate={self.organ_gate!r}: must be open or governed")
         for cell in self.cell_services:
             if cell not in CELLS:
                 raise ValueError(f"runtime.organism.cell_services: {cell!r} is not one of {', '.join(CELLS)}")
@@ -362,10 +367,13 @@ class Organism:
                     env=self.child_env("governor"),
                     cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs and head:  # the organ host: its loaded organs are worker processes of its own
-                argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
+                argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs,
+                        "--gate", c.organ_gate, "--per-organ-call", str(self.lifeforce.per_organ_call)]
+                organ_config = {"organs": list(c.organs), "url": self.bus.url, "gate": c.organ_gate,
+                                "lifeforce": dataclasses.asdict(self.lifeforce)}
                 self.supervisor.add(ChildSpec(
                     name="organ-host", argv=argv, target="organs.host.service:child_main",
-                    config={"organs": list(c.organs), "url": self.bus.url}, factory=None if fork else spawn,
+                    config=organ_config, factory=None if fork else spawn,
                     depends_on="forkserver" if fork is not None else "", env=self.child_env("organ"),
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
@@ -375,6 +383,9 @@ class Organism:
                 await self._start_fork_server()
             if not head:
                 return self
+            connect = getattr(self.escalator, "connect_organs", None)  # organs.link.CortexLink, live
+            if connect is not None:  # its looks go to the organ host on this bus, as the cortex identity
+                stack.callback(await asyncio.to_thread(connect, self.bus_config("cortex")))
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce, tick_rate=c.tick_rate,

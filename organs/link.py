@@ -38,12 +38,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
 import numpy as np
 
+from nervous.bus import BusConfig
 from nervous.cells.base import WaveArrays
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, CollapseEvent, OrganGate
@@ -56,9 +58,11 @@ from organs.config import CortexConfig
 from organs.cortex.backends import PlanBackend, make_backend
 from organs.cortex.tools import tool_name
 from organs.escalation import Escalation, EscalationResult, Outcome
+from organs.host.client import BusOrgans
 from organs.host.config import OrganHostConfig
 from organs.host.inproc import InProcessHost
 from organs.host.lifecycle import OrganError
+from organs.host.seam import OrganSeam
 from organs.plan import PlanFollower, PlanStatus
 from world import GridWorld
 from world.tiles import Tile
@@ -146,10 +150,12 @@ class CortexLink:
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
                  boundary: Boundary | None = None, trails: TrailSink | None = None,
-                 lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None) -> None:
+                 lifeforce: LifeforceConfig | None = None, organs: OrganSeam | None = None,
+                 live: bool = False) -> None:
         self.config = config
-        self.organs = organs if organs is not None else make_organs(config, lifeforce)
-        """The in-process organ host the planner looks through (None: vision_gate closed)."""
+        self.organs = organs if organs is not None else make_organs(config, lifeforce, live)
+        """The organs the planner looks through (``organs.host.seam``): the in-process host, or the organ
+        host service over the bus (live, once ``connect_organs``); None: vision_gate closed."""
         self.trails = trails
         """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
         self.backend = backend if backend is not None else make_backend(config)
@@ -272,7 +278,8 @@ class CortexLink:
 
     def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
               cost: np.ndarray) -> None:
-        """One look of NPC n in env b through its vision organ, merged into its seen map, its cost in cost."""
+        """One look of NPC n in env b through its vision organ (the seam: in-process host or the bus),
+        merged into its seen map; its cost in cost where the caller pays (in-process)."""
         from organs.vision.frames import render  # torch and pygame only once a look is asked for
         from organs.vision.look import merge_reply, window_request
 
@@ -281,8 +288,9 @@ class CortexLink:
         if b not in images:
             images[b] = render(world.frame(b))
         x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
+        request = window_request(images[b], n, x, y, int(world.t[b]), self.config.vision_deadline_s)
         try:
-            reply = self.organs.call(VISION, "detect", window_request(images[b], n, x, y, int(world.t[b])))
+            reply = self.organs.call(VISION, "detect", request)
         except OrganError as exc:
             self.stats.vision_refused += 1
             self.stats.vision_s += time.perf_counter() - started
@@ -294,7 +302,16 @@ class CortexLink:
         self.stats.vision_calls += 1
         self.stats.vision_cells += merge_reply(self.seen.maps[b, n], reply, x, y)
         self.stats.vision_s += time.perf_counter() - started
-        cost[b, n] += reply.cost
+        if self.organs.caller_charges:  # on the bus the host's OrganCharge pays, applied by the world server
+            cost[b, n] += reply.cost
+
+    def connect_organs(self, bus: BusConfig) -> Callable[[], None]:
+        """Live: look through the organ host service on this bus (``make_link(live=True)``); its disconnect
+        (a no-op where the link looks in-process or not at all)."""
+        if isinstance(self.organs, BusOrgans):
+            self.organs.connect(bus)
+            return self.organs.close
+        return lambda: None
 
     def organ_gate(self, gate: OrganGate) -> None:
         """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision)."""
@@ -302,7 +319,7 @@ class CortexLink:
             self.organs.set_gate(gate.npc, gate.organ, gate.open)
 
     def organ_states(self) -> dict[str, str]:
-        """The in-process organs' lifecycle states by name (empty with vision_gate closed)."""
+        """The organs' lifecycle states by name (empty with vision_gate closed)."""
         return self.organs.states() if self.organs is not None else {}
 
     def _numbers(self, world: GridWorld, b: int, n: int, requested: np.ndarray, confidence: np.ndarray,
@@ -398,10 +415,15 @@ class CortexLink:
                 self.organs.close()
 
 
-def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> InProcessHost | None:
-    """The in-process organ host ``cortex.vision_gate`` asks for (None: closed), charging per_organ_call."""
+def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None,
+                live: bool = False) -> OrganSeam | None:
+    """The organs ``cortex.vision_gate`` asks for (None: closed): in-process, charging per_organ_call, or
+    live the organ host service over the bus (unconnected until ``CortexLink.connect_organs``)."""
     if config.vision_gate == "closed":
         return None
+    if live:
+        return BusOrgans([VISION], gate="open" if config.vision_gate == "open" else "governed",
+                         deadline_s=config.vision_deadline_s)
     import torch  # the organ loads into this process: keep its torch threads as they are
 
     weights = {VISION: config.vision_weights} if config.vision_weights else {}
@@ -411,6 +433,8 @@ def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) 
         lifeforce=lifeforce or LifeforceConfig()))
 
 
-def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> CortexLink | None:
-    """The link ``cortex.backend`` asks for (organ calls charged per lifeforce); None for ``none``."""
-    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce)
+def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None,
+              live: bool = False) -> CortexLink | None:
+    """The link ``cortex.backend`` asks for (organ calls charged per lifeforce; live: looking over the
+    bus); None for ``none``."""
+    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce, live=live)

@@ -147,6 +147,10 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, governor=live_governor(run))
     except ValueError as error:  # a governor that cannot govern these NPCs: bad input, not a crash
         raise ConfigError(str(error)) from None
+    if run.cortex.backend != "none" and run.cortex.vision_gate != "closed":  # the planner looks live
+        organs = organism.organs if "vision" in organism.organs else [*organism.organs, "vision"]
+        organism = replace(organism, organs=organs,
+                           organ_gate="governed" if run.cortex.vision_gate == "governed" else "open")
     if run.checkpoint:
         organism = seed_npc_brains(organism, run.checkpoint)
     learning = " each learning online" if organism.learn else ""
@@ -157,7 +161,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
-    escalator = make_link(run.cortex)  # cortex.backend=engine|http: the world server escalates live
+    # cortex.backend=engine|http: the world server escalates live, looking through the organ host's service
+    escalator = make_link(run.cortex, run.nervous.lifeforce, live=True)
     try:
         summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce,
                                trails=asdict(run.trails), escalator=escalator)
