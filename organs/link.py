@@ -17,15 +17,21 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
 
-With ``cortex.vision_gate`` open (or ``governed`` and the NPC's organ gate opened by ``organ_gate``),
+With ``cortex.vision_gate`` open (or ``governed`` and the NPC's organ gate opened by ``organ_gate``: the
+governor's rule, ``governor.organ_gates``, handed on by ``governor.runtime``; the organ host knows NPC n
+of env b as row ``b * N + n``),
 each escalation first looks through the NPC's vision organ: the 15x15-cell window of its env's rendered
-grid around it goes to the organ host as the bus's own ``VisionRequest`` (``organs.host.inproc``: the
-host's state machine in this thread, the organ loaded on first use, unloaded when idle), the confident
+grid around it goes to the organ host as the bus's own ``VisionRequest`` through the look seam
+(``organs.host.seam``: in-process ``organs.host.inproc``, the host's state machine in this thread, the
+organ loaded on first use, unloaded when idle; live, ``make_link(live=True)`` and ``connect_organs``,
+``organs.host.client.BusOrgans``: the supervised organ host service on the bus, a reply within
+``cortex.vision_deadline_s`` or the look is refused), the confident
 detections are merged into the NPC's seen map (``organs.vision.look``; what it saw itself stays), and
 the situation - so the plan - sees beyond its view: a key behind it, a door round the corner. Each
 served look charges the reply's ``cost`` (``nervous.lifeforce.per_organ_call``) to that NPC through
-``GridWorld.charge``; a closed gate makes no call and costs nothing; a refused or failed look is
-counted, logged once, and the escalation goes on with what the NPC saw itself.
+``GridWorld.charge`` (live, the host's ``OrganCharge`` does, applied by the world server); a closed
+gate makes no call and costs nothing; a refused, late or failed look is counted, logged once, and the
+escalation goes on with what the NPC saw itself.
 
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
 over the next ``cortex.outcome_ticks`` world ticks (cut short by death, birth or a new escalation).
@@ -242,7 +248,7 @@ class CortexLink:
             b, n = int(b), int(n)
             if (b, n) in self.plans or not world.alive[b, n]:
                 continue
-            if self.organs is not None and self.organs.gate_open(n, VISION):
+            if self.organs is not None and self.organs.gate_open(b * N + n, VISION):
                 self._look(world, b, n, images, cost)
             rows.append((b, n))
             batch.append(self._numbers(world, b, n, requests[b, n], confidence[b, n], waves))
@@ -288,7 +294,8 @@ class CortexLink:
         if b not in images:
             images[b] = render(world.frame(b))
         x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
-        request = window_request(images[b], n, x, y, int(world.t[b]), self.config.vision_deadline_s)
+        row = b * world.num_npcs + n  # the organ host's NPC id: n itself where there is one env (live)
+        request = window_request(images[b], row, x, y, int(world.t[b]))  # the bus seam cuts its deadline
         try:
             reply = self.organs.call(VISION, "detect", request)
         except OrganError as exc:
@@ -314,8 +321,9 @@ class CortexLink:
         return lambda: None
 
     def organ_gate(self, gate: OrganGate) -> None:
-        """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision)."""
-        if self.organs is not None:
+        """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision; its npc is
+        the row b * N + n, n itself with one env); with ``open`` or ``closed`` gates are not governed."""
+        if self.organs is not None and self.config.vision_gate == "governed":
             self.organs.set_gate(gate.npc, gate.organ, gate.open)
 
     def organ_states(self) -> dict[str, str]:
