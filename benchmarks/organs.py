@@ -14,7 +14,12 @@ the heuristic governor (gates open on math collapses), with the cortex link (the
 STAGE4_EPISODES episodes at seed STAGE4_SEED, the same seeds for both runs, as ``benchmarks.cortex``
 runs it: stage4_success_cortex / stage4_return_cortex with ``cortex.vision_gate=closed``;
 stage4_success_cortex_vision / stage4_return_cortex_vision with ``open`` (every escalation first looks
-through the vision organ, loaded in-process, each look charged ``per_organ_call``). With them:
+through the vision organ, loaded in-process, each look charged ``per_organ_call``); the same keys
+ending ``_vision_governed`` with ``governed`` (the heuristic governor opens an NPC's vision gate with its
+math gate, ``governor.organ_gates``); ending ``_key`` and ``_vision_key``, closed and open with the key
+cell's ``key_wanted`` at KEY_WANTED, so a door in view whose key the NPC does not know escalates too
+(without it the math region collapses only once a key is known, and a key only vision could see never
+triggers a look). ``--episodes N`` runs fewer (or more) episodes, ``--stage4-only`` skips the rest. With them:
 escalations per 100 NPC ticks, plans done and invalid, mean outcome reward, deaths per NPC-episode and
 the tools of the plans (``stage4_plan_tools``: how many of each) of both runs,
 stage4_vision_calls (and per NPC-episode), stage4_vision_cells_per_call (cells of the seen map only
@@ -180,7 +185,8 @@ def stage4_run(vision_gate: str, key_wanted: float = 0.0,
 
 def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
     """What the vision organ adds to the cortex's plans on stage 4 (same seeds, vision closed then open),
-    and what asking at doors whose key is unknown adds (``_key``: key_wanted, vision closed and open)."""
+    and what asking at doors whose key is unknown adds (``_key``: key_wanted, vision closed and open);
+    ``_vision_governed``: the heuristic governor's vision gates (``governor.organ_gates``)."""
     import torch
 
     torch.set_num_threads(1)
@@ -188,11 +194,12 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
     (seeing, seeing_s, seeing_tools) = stage4_run("open", episodes=episodes)
     (wanting, _, wanting_tools) = stage4_run("closed", KEY_WANTED, episodes)
     (looking, looking_s, looking_tools) = stage4_run("open", KEY_WANTED, episodes)
+    (governed, _, governed_tools) = stage4_run("governed", episodes=episodes)
     calls = seeing["cortex/vision_calls"]
     out: dict[str, float | int] = {"stage4_episodes": int(plain["episodes"]), "stage4_seed": STAGE4_SEED,
                                    "stage4_key_wanted": KEY_WANTED}
     arms = (("", plain, plain_tools), ("_vision", seeing, seeing_tools), ("_key", wanting, wanting_tools),
-            ("_vision_key", looking, looking_tools))
+            ("_vision_key", looking, looking_tools), ("_vision_governed", governed, governed_tools))
     for suffix, row, tools in arms:
         out |= {f"stage4_success_cortex{suffix}": round(row["success"], 4),
                 f"stage4_return_cortex{suffix}": round(row["return"], 4),
@@ -215,6 +222,7 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
     out["stage4_vision_calls_per_npc_episode_key"] = round(key_calls / npc_episodes, 3)
     out["stage4_vision_cells_per_call_key"] = round(looking["cortex/vision_cells"] / max(key_calls, 1), 2)
     out["stage4_wall_s_vision_key"] = round(looking_s, 1)
+    out["stage4_vision_calls_governed"] = int(governed["cortex/vision_calls"])
     return out
 
 
