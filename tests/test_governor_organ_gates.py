@@ -1,9 +1,11 @@
 """The governor sets organ gates (``governor.organ_gates``): the rule on hand-made inputs, the governor
-service's ``OrganGate`` messages, and in-process ``cortex.vision_gate=governed`` looking only when the
-heuristic governor's rule opens the gate."""
+service's ``OrganGate`` messages (and, over a real nats-server, the organ host and the live link
+following them), and in-process ``cortex.vision_gate=governed`` looking only when the heuristic
+governor's rule opens the gate."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import numpy as np
@@ -14,14 +16,19 @@ from governor.config import GovernorConfig
 from governor.inputs import ALIVE, BATTERY, COLLAPSE, LIFEFORCE, NUM_FEATURES, GlobalContext, region_column
 from governor.organ_gates import VISION
 from governor.runtime import GovernedReflex
+from nervous.bus import Bus, BusConfig
 from nervous.cells import CellBank
 from nervous.cells.base import CellConfig
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import OrganGate, Region
+from nervous.server import EmbeddedServer
 from organs.config import CortexConfig
 from organs.cortex.tools import FetchKeyThenOpen
+from organs.host.client import BusOrgans
+from organs.host.lifecycle import OrganError
 from organs.link import CortexLink
 from tests.cortex_fixtures import hand_made_world
+from tests.live import until
 from tests.test_cortex_vision import CORRIDOR, DOOR, KEY
 from tests.test_governor_service import math_waves, service, state, step
 from world.tiles import A
@@ -130,3 +137,30 @@ def test_in_process_governed_vision_looks_only_when_the_heuristic_rule_opens_the
     assert not any(g.open for g in handed)
     assert stats.escalations == 1 and stats.vision_calls == 0 and stats.vision_refused == 0
     assert not isinstance(plan, FetchKeyThenOpen)  # no key known without the look
+
+
+async def test_the_governors_organ_gate_reaches_the_organ_host_and_the_live_link_over_the_bus(
+        nats_server: EmbeddedServer, bus: Bus) -> None:
+    from tests.test_organ_client import request, start_host
+
+    stop, host = await start_host(bus, gate="governed")
+    organs = BusOrgans([VISION], gate="governed", deadline_s=60.0)
+    await asyncio.to_thread(organs.connect, BusConfig(url=nats_server.url, name="cortex"))
+    try:
+        gov, _ = service("heuristic", npcs=2)
+        gov.bus = bus
+        gov.observe_state(state(0, 100))
+        gov.observe_state(state(1, 100))
+        gov.observe_waves(math_waves(1, 101))  # npc 1's math region collapses: its math and vision gates open
+        await gov.step()
+        assert gov.organ_gates_sent == 1
+        await until(lambda: organs.gate_open(1, VISION), 5, "the link hearing npc 1's vision gate")
+        reply = await asyncio.to_thread(organs.call, VISION, "detect", request(1))
+        assert reply.npc == 1 and reply.cost > 0  # the host heard it too: served
+        assert not organs.gate_open(0, VISION)
+        with pytest.raises(OrganError, match="gate of npc 0 is closed"):
+            await asyncio.to_thread(organs.call, VISION, "detect", request(0))
+    finally:
+        organs.close()
+        stop.set()
+        assert await asyncio.wait_for(host, 30) == 0
