@@ -17,6 +17,7 @@ from agents.npc import brain_slot, write_weights
 from agents.organism import OrganismConfig
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
+from organs.config import CortexConfig
 from organs.link import make_link
 from organs.trails.recorder import TrailRecorder
 from organs.trails.store import TrailRecord, open_store
@@ -130,6 +131,16 @@ def live_governor(run: RunConfig) -> GovernorConfig | None:
     return run.governor if run.governor.kind != "fixed" else None
 
 
+def live_organs(cortex: CortexConfig, organism: OrganismConfig) -> OrganismConfig:
+    """The organism with the organ host the cortex link looks through: vision served (its gate governed
+    with ``cortex.vision_gate=governed``) when the cortex is on and its vision gate not closed."""
+    if cortex.backend == "none" or cortex.vision_gate == "closed":
+        return organism
+    organs = organism.organs if "vision" in organism.organs else [*organism.organs, "vision"]
+    gate = "governed" if cortex.vision_gate == "governed" else "open"
+    return replace(organism, organs=organs, organ_gate=gate)
+
+
 def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the live organism (runtime=processes) and print its per-NPC summary; the governor process
     is ``live_governor(run)``."""
@@ -147,10 +158,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, governor=live_governor(run))
     except ValueError as error:  # a governor that cannot govern these NPCs: bad input, not a crash
         raise ConfigError(str(error)) from None
-    if run.cortex.backend != "none" and run.cortex.vision_gate != "closed":  # the planner looks live
-        organs = organism.organs if "vision" in organism.organs else [*organism.organs, "vision"]
-        organism = replace(organism, organs=organs,
-                           organ_gate="governed" if run.cortex.vision_gate == "governed" else "open")
+    organism = live_organs(run.cortex, organism)
     if run.checkpoint:
         organism = seed_npc_brains(organism, run.checkpoint)
     learning = " each learning online" if organism.learn else ""
