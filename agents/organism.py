@@ -31,6 +31,12 @@ leaves the NPCs on their last settings and is restarted like any part. What the 
 (quota, gates, LLM priority) and the gates that opened in the last second join each frame handed to
 ``on_frame`` (``cpu_quota``, ``gates``, ``llm_priority``, ``gate_flash``; see ``governed``).
 
+With ``organs`` (e.g. [vision]) a supervised organ host serves them on the bus, its default gate
+``organ_gate`` (``governed``: only NPCs whose ``OrganGate`` the governor opened), each served call
+charged ``lifeforce.per_organ_call``. An escalator with ``connect_organs`` (the live cortex link,
+``organs.link.make_link(live=True)``) is connected to the bus as the ``cortex`` identity before the world
+server starts: its looks go to that organ host.
+
 Every long-lived part is supervised with one restart policy (``supervisor``): killing the fork
 server takes down the NPCs forked from it, and all come back from their last checkpoints once a new
 server is ready (rest_for_one). This process adopts orphans (a child subreaper), so nothing of a
