@@ -20,7 +20,7 @@ from nervous.bus import Bus, BusConfig
 from nervous.cells import CellBank
 from nervous.cells.base import CellConfig
 from nervous.lifeforce import LifeforceConfig
-from nervous.messages import OrganGate, Region
+from nervous.messages import REGIONS, OrganGate, Region
 from nervous.server import EmbeddedServer
 from organs.config import CortexConfig
 from organs.cortex.tools import FetchKeyThenOpen
@@ -164,3 +164,22 @@ async def test_the_governors_organ_gate_reaches_the_organ_host_and_the_live_link
         organs.close()
         stop.set()
         assert await asyncio.wait_for(host, 30) == 0
+
+
+def test_the_learned_governors_vision_gate_follows_its_own_math_gate_with_no_head_of_its_own() -> None:
+    import torch
+
+    from governor.learned import LearnedGovernor
+
+    config = GovernorConfig(kind="learned", cpu_budget=4.0, greedy=True)
+    governor = LearnedGovernor(config, seed=5)
+    math = REGIONS.index(Region.MATH)
+    with torch.no_grad():  # a network that learnt to open the math gate (a fresh one opens none)
+        governor.net.gate.bias[math] = 10.0
+    features = np.tile(rows({"math": 0.9}, {"math": 0.9, "lifeforce": 0.05}), (32, 1))
+    d = governor.decide(features, GlobalContext(tick=0))
+    affordable = np.arange(64) % 2 == 0
+    assert d.gates[:, math].all()  # the network opened every math gate
+    assert (d.organ_gates[VISION] == (d.gates[:, math] & affordable)).all()
+    state = governor.state_dict()  # what a checkpoint holds: the network alone, no organ-gate head
+    assert not any("organ" in key or "vision" in key for key in state)
