@@ -33,12 +33,13 @@ def request(npc: int = 0, deadline_s: float = 60.0) -> VisionRequest:
     return VisionRequest(npc=npc, deadline_s=deadline_s, pixels=window_pixels(render(frame), x, y).tobytes())
 
 
-async def start_host(bus: Bus, gate: str) -> tuple[asyncio.Event, asyncio.Task[int]]:
-    """The organ host service in this loop (organs loaded in-process), with its first heartbeat heard."""
+async def start_host(bus: Bus, gate: str, loader: str = "inproc") -> tuple[asyncio.Event, asyncio.Task[int]]:
+    """The organ host service in this loop (organs loaded in-process, or as live in a worker process),
+    with its first heartbeat heard."""
     beats: list[Heartbeat] = []
     await bus.subscribe(subjects.organ_host_heartbeat(), Heartbeat, lambda m, r: beats.append(m))
     stop = asyncio.Event()
-    config = OrganHostConfig(gate=gate, loader="inproc", heartbeat_s=0.2,
+    config = OrganHostConfig(gate=gate, loader=loader, heartbeat_s=0.2,
                              bus=BusConfig(url=bus.url, name="organ-host"))
     task = asyncio.create_task(serve(config, stop))
     await until(lambda: beats, 20, "the organ host's first heartbeat")
@@ -112,3 +113,21 @@ def test_a_bad_gate_deadline_or_organ_kind_is_one_line_naming_it() -> None:
         BusOrgans([VISION], deadline_s=0)
     with pytest.raises(ValueError, match="unknown organ kind 'smell'"):
         BusOrgans(["nose:smell"])
+
+
+async def test_a_look_that_finds_the_organ_cold_is_late_but_the_load_goes_on_and_later_looks_are_served(
+        nats_server: EmbeddedServer, bus: Bus) -> None:
+    stop, task = await start_host(bus, gate="open", loader="process")  # a worker process, as live
+    organs = BusOrgans([VISION], gate="open", deadline_s=0.25)  # the live default: shorter than a load
+    await asyncio.to_thread(organs.connect, BusConfig(url=nats_server.url, name="cortex"))
+    try:
+        with pytest.raises(OrganError, match="(within|after) the request.s 0.25 s") as late:
+            await asyncio.to_thread(organs.call, VISION, "detect", request())
+        assert late.value.field == "deadline_s"
+        await until(lambda: organs.states().get(VISION) == "READY", 60, "the load the first look started")
+        reply = await asyncio.to_thread(organs.call, VISION, "detect", request())
+        assert reply.npc == 0 and reply.cost > 0
+    finally:
+        organs.close()
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0

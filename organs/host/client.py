@@ -28,8 +28,8 @@ import msgspec
 from nats.aio.msg import Msg
 
 from nervous import subjects
-from nervous.bus import Bus, BusConfig, BusError
-from nervous.messages import OrganEvent, OrganGate
+from nervous.bus import Bus, BusConfig
+from nervous.messages import CellError, MessageError, OrganEvent, OrganGate, decode, encode
 from organs.host.config import GATES
 from organs.host.lifecycle import OrganError
 from organs.host.registry import KINDS
@@ -120,18 +120,27 @@ class BusOrgans:
         if request.deadline_s > self.deadline_s:  # the host gives up when the caller does
             request = msgspec.structs.replace(request, deadline_s=self.deadline_s)
         wait = request.deadline_s + self.grace_s
-        asked = bus.request(subject, request, kind.verbs[verb][1], wait)
-        future = asyncio.run_coroutine_threadsafe(asked, loop)
+        future = asyncio.run_coroutine_threadsafe(self._ask(bus, subject, request, kind.verbs[verb][1], wait),
+                                                  loop)
         try:
-            return future.result(wait + self.grace_s)
+            reply = future.result(wait + self.grace_s)
         except TimeoutError:  # no reply (nats-py's) or the future's wait ran out
             future.cancel()
             self.timeouts += 1
             raise OrganError(f"{subject}: no reply within {wait:g} s", "deadline_s") from None
-        except BusError as exc:
-            raise OrganError(str(exc)) from None
+        except MessageError as exc:
+            raise OrganError(str(exc), exc.field) from None
         except Exception as exc:  # nats-py's own errors: no responders, connection closed
             raise OrganError(f"{subject}: {type(exc).__name__}: {exc}", "bus") from None
+        if isinstance(reply, CellError):  # the host's refusal, naming the field
+            raise OrganError(f"{subject}: {reply.error}", reply.field)
+        return reply
+
+    @staticmethod
+    async def _ask(bus: Bus, subject: str, request: Any, reply_type: type[Any], wait: float) -> Any:
+        """The decoded reply: the organ's, or the host's ``CellError``."""
+        raw = await bus.nc.request(subject, encode(request), timeout=wait)
+        return decode(raw.data, reply_type | CellError, subject)
 
     def gate_open(self, npc: int, organ: str) -> bool:
         """Whether the host would serve the NPC's requests to the organ, as far as the gates heard say."""
