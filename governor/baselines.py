@@ -15,8 +15,8 @@ dead NPCs get the slowest rate, no quota, closed gates and priority 0.
   cortex can help with: lock arithmetic) with a collapse of at least ``gate_threshold``. Priority is
   ``round(10 * urgency)``, urgency being the danger confidence (when in danger) or the need
   ``(low_lifeforce - reserve) / low_lifeforce``, whichever is larger. Its vision organ gate opens with
-  its math gate while lifeforce and battery are at least ``vision_min_reserve`` (``governor.organ_gates``:
-  the same rule for every governor).
+  its math or food gate while lifeforce and battery are at least ``vision_min_reserve``
+  (``governor.organ_gates``: the same rule for every governor).
 - ``BudgetGovernor``: Unreal Engine's Animation Budget Allocator, a frame being one world tick. Each
   NPC has a *significance* in 0..1 (the mean of its danger, ``1 - min(lifeforce, battery)``, its
   strongest held collapse and its override rate) and an estimated *work unit* (CPU ms per brain call:

@@ -7,7 +7,7 @@ choice when deployed with ``governor.greedy``), and completes them as every gove
 dead rows are cleared. Its **LLM priority** is its own urgency: ``round(10 * level / (levels - 1))``,
 the fastest rate it chose ranking first (the network has no separate priority head: in training the
 cortex is never queued, so such a head would learn nothing). Its **organ gates** are derived the same
-way: ``finish_decisions`` opens an NPC's vision gate from the network's own math gate and the NPC's
+way: ``finish_decisions`` opens an NPC's vision gate from the network's own math and food gates and the NPC's
 reserve (``governor.organ_gates``), so there is no organ-gate head and a checkpoint saved before organ
 gates existed loads and decides as before.
 

@@ -2,12 +2,17 @@
 
 The rule (every governor: fixed, heuristic, budget and learned, applied in
 ``baselines.finish_decisions``), for the vision organ: **an NPC's vision gate is open while the governor
-opens its gate on one of ``vision_regions`` (default math: locks, doors and keys) and its reserve,
-the lower of lifeforce and battery, is at least ``vision_min_reserve``**; dead NPCs' gates are closed.
-Why: the cortex is asked only through an open region gate, and a look is worth its lifeforce
-(``per_organ_call``) only then - before a plan, when what lies beyond the NPC's 7x7 view (a key behind
-it, a door round the corner) can change the plan; an NPC about to die of hunger spends nothing it can
-avoid. The gate closes again when the region's gate closes (the collapse is over or used up).
+opens its gate on one of ``vision_regions`` (default math and food) and its reserve, the lower of
+lifeforce and battery, is at least ``vision_min_reserve``**; dead NPCs' gates are closed. Why: the
+cortex is asked only through an open region gate, and a look is worth its lifeforce (``per_organ_call``)
+only then - before a plan, when what lies beyond the NPC's 7x7 view (a key behind it, a door round the
+corner, food further off) can change the plan; an NPC about to die spends nothing it can avoid. The
+gate closes again when the region's gate closes (the collapse is over or used up).
+
+Measured (``python -m benchmarks.organs`` and the same run with ``vision_regions=[math]``; stage 4,
+heuristic governor, 300 episodes, seed 0): success 0.268 blind, 0.326 looking at every escalation,
+0.324 with this rule (9 % fewer looks), 0.286 with math alone - most of what vision adds is food seen
+beyond the view by hungry NPCs.
 
 The learned governor has no organ-gate head: its vision gate follows from its own region gates by the
 same rule (a documented derivation), so checkpoints saved before organ gates existed load unchanged.

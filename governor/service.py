@@ -29,7 +29,7 @@ it decides for all NPCs at once with ``make_governor(config)`` and publishes on
 
 Each gate transition goes out as a ``GateEvent`` on ``{env}.thalamus.gate.open`` / ``.close`` (the
 confidence is that of the region's held collapse event). Each NPC's vision organ gate that changed
-(``governor.organ_gates``: open with its math gate while it can afford a look), and at each full
+(``governor.organ_gates``: open with its math or food gate while it can afford a look), and at each full
 refresh every living NPC's, goes out as an ``OrganGate`` on ``{env}.organs.vision.gate``, which the
 organ host (``organs.gate=governed``) and the live cortex link (``BusOrgans``) follow.
 

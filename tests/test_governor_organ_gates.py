@@ -66,10 +66,10 @@ def test_the_vision_gate_opens_with_the_math_gate_of_an_npc_that_can_afford_a_lo
 
 def test_vision_regions_say_which_gates_open_vision_and_a_bad_one_is_named() -> None:
     food = rows({"food": 0.9, "lifeforce": 0.4})
-    heuristic = make_governor(GovernorConfig(kind="heuristic"))
-    d = heuristic.decide(food, GlobalContext(tick=0))
+    math_only = make_governor(GovernorConfig(kind="heuristic", vision_regions=["math"]))
+    d = math_only.decide(food, GlobalContext(tick=0))
     assert d.gates[0].any() and not d.organ_gates[VISION][0]  # the food gate opens; vision stays shut
-    both = make_governor(GovernorConfig(kind="heuristic", vision_regions=["math", "food"]))
+    both = make_governor(GovernorConfig(kind="heuristic"))  # the default: math and food
     assert both.decide(food, GlobalContext(tick=0)).organ_gates[VISION][0]
     never = make_governor(GovernorConfig(kind="heuristic", vision_regions=[]))
     assert not never.decide(rows({"math": 0.9}), GlobalContext(tick=0)).organ_gates[VISION].any()

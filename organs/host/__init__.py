@@ -22,7 +22,7 @@ timeout -> UNLOAD (free memory)", one model per device slot.
 
 The organ gate (the smallest honest mechanism while ``nervous.messages.Region`` has no organ
 regions, so ``Allocation.gates`` cannot carry one): the governor (``governor.organ_gates``: vision opens
-with an NPC's math gate while it can afford a look), or anyone, publishes ``OrganGate(npc, organ,
+with an NPC's math or food gate while it can afford a look), or anyone, publishes ``OrganGate(npc, organ,
 open)`` on ``{env}.organs.{organ}.gate``; the host's ``gate`` setting says whether an NPC without such a
 message is served (``open``) or not (``governed``).
 """
