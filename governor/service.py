@@ -380,6 +380,9 @@ class GovernorService:
         bus = self._bus()
         t0 = time.perf_counter()
         allocations, gate_events = self.plan()
+        for organ_gate in self.organ_gates:  # first: a link escalating once its region gate opens knows it
+            await bus.publish(subjects.organ_gate(organ_gate.organ), organ_gate)
+            self.organ_gates_sent += 1
         subject = subjects.governor_allocate()
         for allocation in allocations:
             await bus.publish(subject, allocation)
@@ -387,9 +390,6 @@ class GovernorService:
         for gate_subject, event in gate_events:
             await bus.publish(gate_subject, event)
             self.gate_events_sent += 1
-        for organ_gate in self.organ_gates:  # to the organ host and the cortex link
-            await bus.publish(subjects.organ_gate(organ_gate.organ), organ_gate)
-            self.organ_gates_sent += 1
         self.decision_ms.append(1000.0 * (time.perf_counter() - t0))
         return allocations
 
