@@ -33,6 +33,12 @@ leaves the NPCs on their last settings and is restarted like any part. What the 
 (quota, gates, LLM priority) and the gates that opened in the last second join each frame handed to
 ``on_frame`` (``cpu_quota``, ``gates``, ``llm_priority``, ``gate_flash``; see ``governed``).
 
+With ``organs`` (e.g. [vision]) a supervised organ host serves them on the bus, its default gate
+``organ_gate`` (``governed``: only NPCs whose ``OrganGate`` the governor opened), each served call
+charged ``lifeforce.per_organ_call``. An escalator with ``connect_organs`` (the live cortex link,
+``organs.link.make_link(live=True)``) is connected to the bus as the ``cortex`` identity before the world
+server starts: its looks go to that organ host.
+
 Every long-lived part is supervised with one restart policy (``supervisor``): killing the fork
 server takes down the NPCs forked from it, and all come back from their last checkpoints once a new
 server is ready (rest_for_one). This process adopts orphans (a child subreaper), so nothing of a
@@ -150,6 +156,9 @@ class OrganismConfig:
     running the NPCs' own bank."""
     organs: list[str] = field(default_factory=list)
     """Organs for a supervised organ host to serve on the bus (e.g. [vision]); [] runs no organ host."""
+    organ_gate: str = "open"
+    """The organ host's default gate: open (every NPC served) or governed (only NPCs whose OrganGate the
+    governor opened); python -m train sets it from cortex.vision_gate."""
     trails: bool = False
     """Run the decision-trail writer (organs.trails) as a supervised service; its store and batching
     come from the top-level trails config (default: trails.sqlite in run_dir)."""
@@ -199,6 +208,8 @@ class OrganismConfig:
                 subjects.token(str(organ).partition(":")[0], "organ")
             except ValueError as exc:
                 raise ValueError(f"runtime.organism.organs: {exc}") from None
+        if self.organ_gate not in ("open", "governed"):  # organs.host.config.GATES
+            raise ValueError(f"runtime.organism.organ_gate={self.organ_gate!r}: must be open or governed")
         for cell in self.cell_services:
             if cell not in CELLS:
                 raise ValueError(f"runtime.organism.cell_services: {cell!r} is not one of {', '.join(CELLS)}")
@@ -376,10 +387,13 @@ class Organism:
                     env=self.child_env("governor"),
                     cpu_weight=min(10_000, DEFAULT_WEIGHT * max(1, c.npcs))))
             if c.organs and head:  # the organ host: its loaded organs are worker processes of its own
-                argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs]
+                argv = [sys.executable, "-m", "organs.host", "--url", self.bus.url, "--organs", *c.organs,
+                        "--gate", c.organ_gate, "--per-organ-call", str(self.lifeforce.per_organ_call)]
+                organ_config = {"organs": list(c.organs), "url": self.bus.url, "gate": c.organ_gate,
+                                "lifeforce": dataclasses.asdict(self.lifeforce)}
                 self.supervisor.add(ChildSpec(
                     name="organ-host", argv=argv, target="organs.host.service:child_main",
-                    config={"organs": list(c.organs), "url": self.bus.url}, factory=None if fork else spawn,
+                    config=organ_config, factory=None if fork else spawn,
                     depends_on="forkserver" if fork is not None else "", env=self.child_env("organ"),
                     heartbeat_subject=subjects.organ_host_heartbeat()))
             await self.bus.subscribe(subjects.gate_open(), GateEvent, self._on_gate_open)
@@ -389,6 +403,9 @@ class Organism:
                 await self._start_fork_server()
             if not head:
                 return self
+            connect = getattr(self.escalator, "connect_organs", None)  # organs.link.CortexLink, live
+            if connect is not None:  # its looks go to the organ host on this bus, as the cortex identity
+                stack.callback(await asyncio.to_thread(connect, self.bus_config("cortex")))
             wcfg = WorldServerConfig(
                 stage=c.stage, n_npcs=c.npcs, seed=c.seed, hz=c.hz, clock=c.clock, run=c.run,
                 obs_spread=c.obs_spread, lifeforce=self.lifeforce, tick_rate=c.tick_rate,

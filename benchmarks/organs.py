@@ -14,7 +14,12 @@ the heuristic governor (gates open on math collapses), with the cortex link (the
 STAGE4_EPISODES episodes at seed STAGE4_SEED, the same seeds for both runs, as ``benchmarks.cortex``
 runs it: stage4_success_cortex / stage4_return_cortex with ``cortex.vision_gate=closed``;
 stage4_success_cortex_vision / stage4_return_cortex_vision with ``open`` (every escalation first looks
-through the vision organ, loaded in-process, each look charged ``per_organ_call``). With them:
+through the vision organ, loaded in-process, each look charged ``per_organ_call``); the same keys
+ending ``_vision_governed`` with ``governed`` (the heuristic governor opens an NPC's vision gate with its
+math gate, ``governor.organ_gates``); ending ``_key`` and ``_vision_key``, closed and open with the key
+cell's ``key_wanted`` at KEY_WANTED, so a door in view whose key the NPC does not know escalates too
+(without it the math region collapses only once a key is known, and a key only vision could see never
+triggers a look). ``--episodes N`` runs fewer (or more) episodes, ``--stage4-only`` skips the rest. With them:
 escalations per 100 NPC ticks, plans done and invalid, mean outcome reward, deaths per NPC-episode and
 the tools of the plans (``stage4_plan_tools``: how many of each) of both runs,
 stage4_vision_calls (and per NPC-episode), stage4_vision_cells_per_call (cells of the seen map only
@@ -26,6 +31,7 @@ success point, and the success of 16,000 NPC-episodes has a standard error near 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -43,7 +49,7 @@ from governor.config import GovernorConfig
 from governor.drivers import ScriptedDriver
 from nervous import subjects
 from nervous.bus import Bus, BusConfig
-from nervous.cells import CellBank
+from nervous.cells import CellBank, CellConfig
 from nervous.config import NervousConfig
 from nervous.messages import Heartbeat, OrganEvent, OrganState, VisionReply, VisionRequest
 from nervous.server import EmbeddedServer
@@ -63,6 +69,8 @@ UNLOAD_AFTER_S = 1.0
 MIB = 1 << 20
 STAGE4_EPISODES = 1000
 STAGE4_SEED = 0
+#: The key cell's confidence at a door whose key is unknown in the ``_key`` runs (>= 0.3 collapses).
+KEY_WANTED = 0.5
 
 
 def accuracy() -> dict[str, float]:
@@ -156,10 +164,12 @@ class CountingEngine(EngineBackend):
         return results
 
 
-def stage4_run(vision_gate: str) -> tuple[dict[str, float], float, Counter[str]]:
+def stage4_run(vision_gate: str, key_wanted: float = 0.0,
+               episodes: int = STAGE4_EPISODES) -> tuple[dict[str, float], float, Counter[str]]:
     """Stage-4 episode means of the heuristic driver, heuristic governor and cortex link; its wall seconds
-    and the tools of its plans."""
+    and the tools of its plans (key_wanted: the key cell's, ``nervous.cells.key``)."""
     nervous = NervousConfig()
+    nervous.cell = CellConfig(key_wanted=key_wanted)
     driver = ScriptedDriver(CellBank(nervous.cell), seed=STAGE4_SEED)
     config = CortexConfig(backend="engine", vision_gate=vision_gate)
     engine = CountingEngine(config)
@@ -167,21 +177,30 @@ def stage4_run(vision_gate: str) -> tuple[dict[str, float], float, Counter[str]]
     started = time.perf_counter()
     try:
         row = evaluate_governor(stage_config(4), driver, GovernorConfig(kind="heuristic"), nervous,
-                                episodes=STAGE4_EPISODES, seed=STAGE4_SEED, escalator=link)
+                                episodes=episodes, seed=STAGE4_SEED, escalator=link)
     finally:
         link.close()
     return row, time.perf_counter() - started, engine.tools
 
 
-def stage4_figures() -> dict[str, float | int]:
-    """What the vision organ adds to the cortex's plans on stage 4 (same seeds, vision closed then open)."""
+def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
+    """What the vision organ adds to the cortex's plans on stage 4 (same seeds, vision closed then open),
+    and what asking at doors whose key is unknown adds (``_key``: key_wanted, vision closed and open);
+    ``_vision_governed``: the heuristic governor's vision gates (``governor.organ_gates``)."""
     import torch
 
     torch.set_num_threads(1)
-    (plain, plain_s, plain_tools), (seeing, seeing_s, seeing_tools) = stage4_run("closed"), stage4_run("open")
+    (plain, plain_s, plain_tools) = stage4_run("closed", episodes=episodes)
+    (seeing, seeing_s, seeing_tools) = stage4_run("open", episodes=episodes)
+    (wanting, _, wanting_tools) = stage4_run("closed", KEY_WANTED, episodes)
+    (looking, looking_s, looking_tools) = stage4_run("open", KEY_WANTED, episodes)
+    (governed, _, governed_tools) = stage4_run("governed", episodes=episodes)
     calls = seeing["cortex/vision_calls"]
-    out: dict[str, float | int] = {"stage4_episodes": int(plain["episodes"]), "stage4_seed": STAGE4_SEED}
-    for suffix, row, tools in (("", plain, plain_tools), ("_vision", seeing, seeing_tools)):
+    out: dict[str, float | int] = {"stage4_episodes": int(plain["episodes"]), "stage4_seed": STAGE4_SEED,
+                                   "stage4_key_wanted": KEY_WANTED}
+    arms = (("", plain, plain_tools), ("_vision", seeing, seeing_tools), ("_key", wanting, wanting_tools),
+            ("_vision_key", looking, looking_tools), ("_vision_governed", governed, governed_tools))
+    for suffix, row, tools in arms:
         out |= {f"stage4_success_cortex{suffix}": round(row["success"], 4),
                 f"stage4_return_cortex{suffix}": round(row["return"], 4),
                 f"stage4_escalations_per_100_ticks{suffix}": round(row["escalations_per_100_ticks"], 4),
@@ -198,15 +217,29 @@ def stage4_figures() -> dict[str, float | int]:
     out["stage4_look_ms"] = round(seeing.get("cortex/vision_look_ms", 0.0), 2)
     out["stage4_wall_s"] = round(plain_s, 1)
     out["stage4_wall_s_vision"] = round(seeing_s, 1)
+    key_calls = looking["cortex/vision_calls"]
+    out["stage4_vision_calls_key"] = int(key_calls)
+    out["stage4_vision_calls_per_npc_episode_key"] = round(key_calls / npc_episodes, 3)
+    out["stage4_vision_cells_per_call_key"] = round(looking["cortex/vision_cells"] / max(key_calls, 1), 2)
+    out["stage4_wall_s_vision_key"] = round(looking_s, 1)
+    out["stage4_vision_calls_governed"] = int(governed["cortex/vision_calls"])
     return out
 
 
-def main() -> dict[str, Any]:
-    """Every key of the benchmark."""
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Every key of the benchmark (``--stage4-only``: only the stage-4 runs, while exploring)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.organs", description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=STAGE4_EPISODES, help="stage-4 episodes per run")
+    parser.add_argument("--stage4-only", action="store_true", help="skip the organ host and accuracy figures")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes {args.episodes}: must be >= 1")
     out: dict[str, Any] = {"cores": os.cpu_count() or 1}
-    out.update(asyncio.run(served()))  # first: before this process has torch's threads around
-    out.update(accuracy())
-    out.update(stage4_figures())
+    if not args.stage4_only:
+        out.update(asyncio.run(served()))  # first: before this process has torch's threads around
+        out.update(accuracy())
+    out.update(stage4_figures(args.episodes))
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 

@@ -14,7 +14,9 @@ dead NPCs get the slowest rate, no quota, closed gates and priority 0.
   ``idle_tick_rate``; otherwise ``calm_tick_rate``. Gates open only on ``help_regions`` (regions the
   cortex can help with: lock arithmetic) with a collapse of at least ``gate_threshold``. Priority is
   ``round(10 * urgency)``, urgency being the danger confidence (when in danger) or the need
-  ``(low_lifeforce - reserve) / low_lifeforce``, whichever is larger.
+  ``(low_lifeforce - reserve) / low_lifeforce``, whichever is larger. Its vision organ gate opens with
+  its math or food gate while lifeforce and battery are at least ``vision_min_reserve``
+  (``governor.organ_gates``: the same rule for every governor).
 - ``BudgetGovernor``: Unreal Engine's Animation Budget Allocator, a frame being one world tick. Each
   NPC has a *significance* in 0..1 (the mean of its danger, ``1 - min(lifeforce, battery)``, its
   strongest held collapse and its override rate) and an estimated *work unit* (CPU ms per brain call:
@@ -48,6 +50,7 @@ from governor.inputs import (
     GlobalContext,
     region_column,
 )
+from governor.organ_gates import VISION, vision_gates
 from nervous.messages import REGIONS, Region
 
 _NEVER = np.iinfo(np.int64).min // 2
@@ -82,19 +85,22 @@ def _threshold_gates(features: np.ndarray, threshold: float) -> np.ndarray:
 
 def finish_decisions(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
             priority: np.ndarray) -> Decisions:
-    """Decisions with quotas following the rates, fitted to the budget, and dead rows cleared."""
+    """Decisions with quotas following the rates, fitted to the budget, dead rows cleared, and the organ
+    gates that follow from the region gates (``governor.organ_gates``)."""
     alive = features[:, ALIVE] > 0.5
     fastest = max(config.tick_rates)
     rate = np.where(alive, rate, min(config.tick_rates)).astype(np.int64)
     quota = np.clip(config.max_quota * rate / fastest, config.min_quota, config.max_quota)
     quota = np.where(alive, quota, 0.0)
     quota[alive] = fit_to_budget(quota[alive], config.cpu_budget, config.min_quota)
+    gates = gates & alive[:, None]
     return Decisions(
         tick_rate=rate,
         cpu_quota=quota,
-        gates=gates & alive[:, None],
+        gates=gates,
         llm_priority=np.where(alive, np.clip(np.rint(priority), 0, 10), 0).astype(np.int64),
         alive=alive,
+        organ_gates={VISION: vision_gates(config, features, gates)},
     )
 
 

@@ -9,7 +9,7 @@ rates) beyond the types and ranges msgspec already checked.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,9 +52,15 @@ class Decisions:
     """int64 [N]: cortex queue priority 0-10, 10 served first."""
     alive: np.ndarray
     """bool [N]: rows that are living NPCs; only these become Allocation messages."""
+    organ_gates: dict[str, np.ndarray] = field(default_factory=dict)
+    """Organ name -> bool [N]: open organ gates (``governor.organ_gates``); they travel as ``OrganGate``
+    messages, not in allocations."""
 
     def __post_init__(self) -> None:
         n = len(self.alive)
+        for organ, open_ in self.organ_gates.items():
+            if open_.shape != (n,):
+                raise ValueError(f"decisions.organ_gates[{organ!r}]: shape {open_.shape}, expected ({n},)")
         for name in ("tick_rate", "cpu_quota", "llm_priority", "alive"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"decisions.{name}: shape {getattr(self, name).shape}, expected ({n},)")

@@ -6,7 +6,10 @@ choice when deployed with ``governor.greedy``), and completes them as every gove
 (``baselines.finish_decisions``): the quota follows the rate and is fitted to each env's CPU budget,
 dead rows are cleared. Its **LLM priority** is its own urgency: ``round(10 * level / (levels - 1))``,
 the fastest rate it chose ranking first (the network has no separate priority head: in training the
-cortex is never queued, so such a head would learn nothing).
+cortex is never queued, so such a head would learn nothing). Its **organ gates** are derived the same
+way: ``finish_decisions`` opens an NPC's vision gate from the network's own math and food gates and the NPC's
+reserve (``governor.organ_gates``), so there is no organ-gate head and a checkpoint saved before organ
+gates existed loads and decides as before.
 
 Learning (``learning=True``): every decision is remembered with its log-probability and value; the
 runtime reports each NPC's reward over the period that followed (``observe_outcome``: the world's

@@ -37,6 +37,9 @@ what happens, with the same semantics as the live organism (``agents.npc``):
   an event that fired between two governor ticks would otherwise never meet the gate it opens. A plan
   steps every world tick whatever the NPC's tick rate (following a path is a reflex's work, not a
   brain call), and nerves leave its steps alone (``NerveBank.apply(keep=...)``).
+- **Organ gates.** Each decision's vision organ gates (``governor.organ_gates``) that changed go to an
+  escalator that takes them (``organ_gate(OrganGate)``, row ``b * N + n``); with
+  ``cortex.vision_gate=governed`` the link looks only for NPCs whose gate is open.
 
 Samples where the brain was not called, was overridden by a nerve or was following a plan are reported
 as overridden, so the trainer keeps them out of the PPO loss: the brain did not choose them.
@@ -55,10 +58,12 @@ from governor.config import WORLD_HZ, GovernorConfig
 from governor.costs import DEFAULT_COSTS, CostModel
 from governor.decisions import Decisions
 from governor.inputs import CPU_LOAD, NUM_REGIONS, GlobalContext, GovernorInputs
+from governor.organ_gates import VISION
 from nervous.cells import CellBank
 from nervous.cells.base import WaveArrays
 from nervous.collapse import BatchCollapse
 from nervous.lifeforce import LifeforceConfig, lifeforce_cost
+from nervous.messages import OrganGate
 from nervous.nerves import NerveBank
 from world import GridWorld
 from world.tiles import A
@@ -204,6 +209,8 @@ class GovernedReflex:
         self.quota = np.full((B, N), self.config.max_quota, dtype=np.float64)
         self.gates = np.zeros((B, N, NUM_REGIONS), dtype=bool)
         self.opened = np.zeros((B, N), dtype=bool)
+        self.vision = np.zeros((B, N), dtype=bool)
+        """Each NPC's vision organ gate as last handed to the escalator (``governor.organ_gates``)."""
         self.escalations = np.zeros((B, N), dtype=np.int64)
         self.escalation_tick = np.full((B, N), -1, dtype=np.int64)
         """This runtime's step of each NPC's last escalation in its life (-1: none)."""
@@ -268,8 +275,20 @@ class GovernedReflex:
         if self.trails is not None:
             self.trails.gates(world, self.gates, gates, features)
         self.gates = gates
+        self._organ_gates(decisions, N)
         self.clock.set_rates(np.maximum(self.rate, 1))
         self.stats.governor_ticks += 1
+
+    def _organ_gates(self, decisions: list[Decisions], N: int) -> None:
+        """Hand the vision gates that changed to an escalator that takes them (``organs.link.CortexLink``;
+        the organ host knows NPC n of env b as row b * N + n)."""
+        organ_gate = getattr(self.escalator, "organ_gate", None)
+        if organ_gate is None:
+            return
+        vision = np.stack([d.organ_gates.get(VISION, np.zeros(N, dtype=bool)) for d in decisions])
+        for b, n in np.argwhere(vision != self.vision).tolist():
+            organ_gate(OrganGate(npc=b * N + n, organ=VISION, open=bool(vision[b, n])))
+        self.vision = vision
 
     # ======================================================================================
     # one world tick

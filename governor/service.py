@@ -31,11 +31,16 @@ Each gate transition goes out as a ``GateEvent`` on ``{env}.thalamus.gate.open``
 confidence is that of the region's held collapse event); with ``trails`` each transition of a living
 NPC is also a ``TrailEvent`` (its inputs that mattered: ``organs.trails.recorder.gate_inputs``) published
 into the trails stream by a ``BusTrailSink`` in its own task; its outcome is measured by the world
-server, which hears the event. Each decision's latency, from taking the
-NPC states in to the last allocation out (``decision_ms``), is logged as p50/p99 every
-``LATENCY_LOG_EVERY`` decisions and when it stops. A ``Heartbeat`` goes out every ``heartbeat_s`` on
-``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made, ``errors``: bad messages and
-reports for NPCs it does not govern), so the supervisor can tell a hung governor.
+server, which hears the event. Each NPC's vision organ gate that changed (``governor.organ_gates``: open
+with its math or food gate while it can afford a look), and at each full refresh every living NPC's,
+goes out as an ``OrganGate`` on ``{env}.organs.vision.gate``, which the organ host
+(``organs.gate=governed``) and the live cortex link (``BusOrgans``) follow.
+
+Each decision's latency, from taking the NPC states in to the last allocation out (``decision_ms``), is
+logged as p50/p99 every ``LATENCY_LOG_EVERY`` decisions and when it stops. A ``Heartbeat`` goes out
+every ``heartbeat_s`` on ``{env}.thalamus.governor.heartbeat`` (``requests``: decisions made,
+``errors``: bad messages and reports for NPCs it does not govern), so the supervisor can tell a hung
+governor.
 
 NPCs it has not heard from yet (or that reported themselves dead) get no allocation: they keep what
 they have. A governor that dies leaves every NPC on its last settings; a restarted one starts from
@@ -68,6 +73,7 @@ from governor.baselines import Governor, make_governor
 from governor.config import KINDS, GovernorConfig
 from governor.decisions import Decisions
 from governor.inputs import COLLAPSE, CPU_USE, GlobalContext, GovernorInputs, region_column
+from governor.organ_gates import VISION
 from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
 from nervous.cells import CellBank
@@ -80,6 +86,7 @@ from nervous.messages import (
     GateEvent,
     Heartbeat,
     NpcState,
+    OrganGate,
     TrailEvent,
     TrailOutcome,
     WaveBatch,
@@ -191,6 +198,12 @@ class GovernorService:
         self.gates = np.zeros((n, len(REGIONS)), dtype=bool)
         """Gates as last decided, for the transitions."""
         self.next_refresh = clock() + config.refresh_s
+        self.vision = np.zeros(n, dtype=bool)
+        """Each NPC's vision organ gate as last decided (``governor.organ_gates``)."""
+        self.organ_gates: list[OrganGate] = []
+        """The ``OrganGate`` messages the last ``plan`` made: the vision gates that changed, and at a full
+        refresh every living NPC's (a restarted organ host catches up)."""
+        self.organ_gates_sent = 0
         self.decisions_made = 0
         self.allocations_sent = 0
         self.gate_events_sent = 0
@@ -371,15 +384,28 @@ class GovernorService:
         """Decide once: the allocations due now and the (subject, GateEvent) transitions, taken as sent."""
         now = self.clock()
         d, features = self.decide()
+        refresh = now >= self.next_refresh
         rows = self.due_rows(d, now)
         self.sent_at[rows] = now
+        self.organ_gates = self.organ_gates_for(d, refresh)
         return self.allocations_for(d, rows), self.gate_events(d, features)
+
+    def organ_gates_for(self, d: Decisions, refresh: bool) -> list[OrganGate]:
+        """The ``OrganGate`` of every NPC whose vision gate changed (all living ones at a refresh)."""
+        vision = d.organ_gates.get(VISION, np.zeros(len(d), dtype=bool))
+        rows = (vision != self.vision) | (refresh & d.alive)
+        self.vision = vision.copy()
+        return [OrganGate(npc=self.npc_ids[i], organ=VISION, open=bool(vision[i]), tick=self.tick)
+                for i in np.flatnonzero(rows).tolist()]
 
     async def step(self) -> list[Allocation]:
         """Decide once and publish the allocations due and the gate transitions; the allocations sent."""
         bus = self._bus()
         t0 = time.perf_counter()
         allocations, gate_events = self.plan()
+        for organ_gate in self.organ_gates:  # first: a link escalating once its region gate opens knows it
+            await bus.publish(subjects.organ_gate(organ_gate.organ), organ_gate)
+            self.organ_gates_sent += 1
         subject = subjects.governor_allocate()
         for allocation in allocations:
             await bus.publish(subject, allocation)

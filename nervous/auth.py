@@ -18,7 +18,8 @@ Role: publishes / subscribes to (every subject in the identity's own env).
 - cell: cells' ``wave``, ``response``, ``heartbeat``; replies / cells' ``request``.
 - organ (the organ host): organs' ``event``, ``charge``; its heartbeat; replies / every organ subject.
 - cortex: trail events; organ requests (denied: their control verbs); its heartbeat; replies /
-  ``cortex.nyx.request``.
+  ``cortex.nyx.request``; organ gates and lifecycle events (the live cortex link looks through the
+  organ host as this identity and asks only for NPCs whose gate is open).
 - trails (the writer): the trails stream's JetStream API and acks; its heartbeat / its inbox.
 - viewer: nothing (read-only) / frames; waves.
 
@@ -189,7 +190,8 @@ def permissions(role: str, npc: int | None = None) -> Permissions:
         case "cortex":
             return Permissions(
                 publish=(subjects.organs_pattern(), subjects.heartbeat("cortex", "nyx")),
-                subscribe=(subjects.cortex_request(), inbox),
+                subscribe=(subjects.cortex_request(), subjects.organs_pattern("gate"),
+                           subjects.organs_pattern("event"), inbox),
                 deny_publish=tuple(subjects.organs_pattern(verb) for verb in subjects.ORGAN_CONTROL),
                 responses=True,
             ) | _trail_publisher(name)

@@ -62,6 +62,9 @@ class CortexConfig:
     OrganGate message opened, CortexLink.organ_gate; closed until then)."""
     vision_weights: str = ""
     """Vision organ weight file ('': the shipped weights)."""
+    vision_deadline_s: float = 0.25
+    """Live organism: seconds one look over the bus may take (the world tick waits for it); a look that
+    gets no reply in time is counted as refused and the escalation goes on with what the NPC saw."""
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
     """The Function Gemma boundary that writes each escalation's situation: the deterministic encoder
     (default) or a function-calling model (cortex.boundary.backend=model), with the encoder as fallback."""
@@ -79,6 +82,7 @@ class CortexConfig:
             "max_tokens",
             "max_plan_steps",
             "outcome_ticks",
+            "vision_deadline_s",
         )
         for name in positive:
             value = getattr(self, name)

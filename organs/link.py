@@ -29,15 +29,21 @@ path as ``organs.escalation`` describes for the live organism). It keeps every N
 - Any outcome but PLANNED (failed, stale, breaker open, invalid answer) leaves the brain in charge; the
   first of each kind is logged once, as one line, and all are counted.
 
-With ``cortex.vision_gate`` open (or ``governed`` and the NPC's organ gate opened by ``organ_gate``),
+With ``cortex.vision_gate`` open (or ``governed`` and the NPC's organ gate opened by ``organ_gate``: the
+governor's rule, ``governor.organ_gates``, handed on by ``governor.runtime``; the organ host knows NPC n
+of env b as row ``b * N + n``),
 each escalation first looks through the NPC's vision organ: the 15x15-cell window of its env's rendered
-grid around it goes to the organ host as the bus's own ``VisionRequest`` (``organs.host.inproc``: the
-host's state machine in this thread, the organ loaded on first use, unloaded when idle), the confident
+grid around it goes to the organ host as the bus's own ``VisionRequest`` through the look seam
+(``organs.host.seam``: in-process ``organs.host.inproc``, the host's state machine in this thread, the
+organ loaded on first use, unloaded when idle; live, ``make_link(live=True)`` and ``connect_organs``,
+``organs.host.client.BusOrgans``: the supervised organ host service on the bus, a reply within
+``cortex.vision_deadline_s`` or the look is refused), the confident
 detections are merged into the NPC's seen map (``organs.vision.look``; what it saw itself stays), and
 the situation - so the plan - sees beyond its view: a key behind it, a door round the corner. Each
 served look charges the reply's ``cost`` (``nervous.lifeforce.per_organ_call``) to that NPC through
-``GridWorld.charge``; a closed gate makes no call and costs nothing; a refused or failed look is
-counted, logged once, and the escalation goes on with what the NPC saw itself.
+``GridWorld.charge`` (live, the host's ``OrganCharge`` does, applied by the world server); a closed
+gate makes no call and costs nothing; a refused, late or failed look is counted, logged once, and the
+escalation goes on with what the NPC saw itself.
 
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
 over the next ``cortex.outcome_ticks`` world ticks (non-blocking: from the tick its answer was taken;
@@ -54,6 +60,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -61,6 +68,7 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
+from nervous.bus import BusConfig
 from nervous.cells.base import WaveArrays
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import REGIONS, CollapseEvent, OrganGate
@@ -74,9 +82,11 @@ from organs.cortex.backends import PlanBackend, make_backend
 from organs.cortex.client import completion_request, recorded_request
 from organs.cortex.tools import tool_name
 from organs.escalation import Escalation, EscalationResult, Outcome
+from organs.host.client import BusOrgans
 from organs.host.config import OrganHostConfig
 from organs.host.inproc import InProcessHost
 from organs.host.lifecycle import OrganError
+from organs.host.seam import OrganSeam
 from organs.plan import PlanFollower, PlanStatus
 from world import GridWorld
 from world.tiles import Tile
@@ -201,8 +211,8 @@ class CortexLink:
 
     def __init__(self, config: CortexConfig, backend: PlanBackend | None = None,
                  boundary: Boundary | None = None, trails: TrailSink | None = None,
-                 lifeforce: LifeforceConfig | None = None, organs: InProcessHost | None = None,
-                 blocking: bool = True) -> None:
+                 lifeforce: LifeforceConfig | None = None, organs: OrganSeam | None = None,
+                 blocking: bool = True, live: bool = False) -> None:
         self.config = config
         self.blocking = blocking
         """True: a tick waits for its escalations' answers (training, eval); False: the live world server's
@@ -211,8 +221,9 @@ class CortexLink:
         """Non-blocking: (env, NPC) -> its escalation whose answer is not taken yet."""
         self._workers: ThreadPoolExecutor | None = None
         """Non-blocking with a model boundary: the threads that write situations, then ask."""
-        self.organs = organs if organs is not None else make_organs(config, lifeforce)
-        """The in-process organ host the planner looks through (None: vision_gate closed)."""
+        self.organs = organs if organs is not None else make_organs(config, lifeforce, live)
+        """The organs the planner looks through (``organs.host.seam``): the in-process host, or the organ
+        host service over the bus (live, once ``connect_organs``); None: vision_gate closed."""
         self.trails = trails
         """Where each escalation is recorded (``organs.trails.recorder.TrailRecorder``), or None."""
         self.backend = backend if backend is not None else make_backend(config)
@@ -306,7 +317,7 @@ class CortexLink:
             b, n = int(b), int(n)
             if (b, n) in self.plans or (b, n) in self.inflight or not world.alive[b, n]:
                 continue
-            if self.organs is not None and self.organs.gate_open(n, VISION):
+            if self.organs is not None and self.organs.gate_open(b * N + n, VISION):
                 self._look(world, b, n, images, cost)
             rows.append((b, n))
             batch.append(self._numbers(world, b, n, requests[b, n], confidence[b, n], waves))
@@ -423,7 +434,8 @@ class CortexLink:
 
     def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
               cost: np.ndarray) -> None:
-        """One look of NPC n in env b through its vision organ, merged into its seen map, its cost in cost."""
+        """One look of NPC n in env b through its vision organ (the seam: in-process host or the bus),
+        merged into its seen map; its cost in cost where the caller pays (in-process)."""
         from organs.vision.frames import render  # torch and pygame only once a look is asked for
         from organs.vision.look import merge_reply, window_request
 
@@ -432,8 +444,10 @@ class CortexLink:
         if b not in images:
             images[b] = render(world.frame(b))
         x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
+        row = b * world.num_npcs + n  # the organ host's NPC id: n itself where there is one env (live)
+        request = window_request(images[b], row, x, y, int(world.t[b]))  # the bus seam cuts its deadline
         try:
-            reply = self.organs.call(VISION, "detect", window_request(images[b], n, x, y, int(world.t[b])))
+            reply = self.organs.call(VISION, "detect", request)
         except OrganError as exc:
             self.stats.vision_refused += 1
             self.stats.vision_s += time.perf_counter() - started
@@ -445,15 +459,25 @@ class CortexLink:
         self.stats.vision_calls += 1
         self.stats.vision_cells += merge_reply(self.seen.maps[b, n], reply, x, y)
         self.stats.vision_s += time.perf_counter() - started
-        cost[b, n] += reply.cost
+        if self.organs.caller_charges:  # on the bus the host's OrganCharge pays, applied by the world server
+            cost[b, n] += reply.cost
+
+    def connect_organs(self, bus: BusConfig) -> Callable[[], None]:
+        """Live: look through the organ host service on this bus (``make_link(live=True)``); its disconnect
+        (a no-op where the link looks in-process or not at all)."""
+        if isinstance(self.organs, BusOrgans):
+            self.organs.connect(bus)
+            return self.organs.close
+        return lambda: None
 
     def organ_gate(self, gate: OrganGate) -> None:
-        """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision)."""
-        if self.organs is not None:
+        """Take an organ gate (``vision_gate=governed``: the governor's word on one NPC's vision; its npc is
+        the row b * N + n, n itself with one env); with ``open`` or ``closed`` gates are not governed."""
+        if self.organs is not None and self.config.vision_gate == "governed":
             self.organs.set_gate(gate.npc, gate.organ, gate.open)
 
     def organ_states(self) -> dict[str, str]:
-        """The in-process organs' lifecycle states by name (empty with vision_gate closed)."""
+        """The organs' lifecycle states by name (empty with vision_gate closed)."""
         return self.organs.states() if self.organs is not None else {}
 
     def _numbers(self, world: GridWorld, b: int, n: int, requested: np.ndarray, confidence: np.ndarray,
@@ -566,10 +590,15 @@ class CortexLink:
                 self.organs.close()
 
 
-def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) -> InProcessHost | None:
-    """The in-process organ host ``cortex.vision_gate`` asks for (None: closed), charging per_organ_call."""
+def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None,
+                live: bool = False) -> OrganSeam | None:
+    """The organs ``cortex.vision_gate`` asks for (None: closed): in-process, charging per_organ_call, or
+    live the organ host service over the bus (unconnected until ``CortexLink.connect_organs``)."""
     if config.vision_gate == "closed":
         return None
+    if live:
+        return BusOrgans([VISION], gate="open" if config.vision_gate == "open" else "governed",
+                         deadline_s=config.vision_deadline_s)
     import torch  # the organ loads into this process: keep its torch threads as they are
 
     weights = {VISION: config.vision_weights} if config.vision_weights else {}
@@ -580,7 +609,8 @@ def make_organs(config: CortexConfig, lifeforce: LifeforceConfig | None = None) 
 
 
 def make_link(config: CortexConfig, lifeforce: LifeforceConfig | None = None,
-              blocking: bool = True) -> CortexLink | None:
+              blocking: bool = True, live: bool = False) -> CortexLink | None:
     """The link ``cortex.backend`` asks for (organ calls charged per lifeforce; blocking=False for the live
-    world server); None for ``none``."""
-    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce, blocking=blocking)
+    world server, live: looking over the bus); None for ``none``."""
+    return None if config.backend == "none" else CortexLink(config, lifeforce=lifeforce, blocking=blocking,
+                                                            live=live)

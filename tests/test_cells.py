@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nervous.cells import CellBank, CellConfig, make_cell
+from nervous.collapse import CollapseConfig
 from nervous.messages import Region, WaveBatch, decode, encode
 from tests.nervous_senses import at, senses
 from world.tiles import Action, Proprio, Tile
@@ -125,6 +126,32 @@ def test_key_in_hand_or_seen_lately_decaying() -> None:
     cell.reset_npcs(np.array([False, True, False]))
     conf, _ = step("key", views, proprio, 2, cell)
     np.testing.assert_allclose(conf, [0.9, 0.0, 0.0])
+
+
+def test_key_wanted_at_a_door_without_a_key_and_only_when_asked_for() -> None:
+    views, proprio = senses(5)
+    for row in (0, 1, 2, 3):
+        views[row][at(7, 0, 3)] = Tile.DOOR  # a door at the view's edge
+    views[4][at(7, 0, 3)] = Tile.LOCK  # a lock wants no key
+    proprio[1, Proprio.HAS_KEY] = 1.0
+    views[2][at(7, -1, 0)] = Tile.KEY
+    off, _ = step("key", views, proprio, 0, make_cell("key"))
+    np.testing.assert_allclose(off, [0.0, 0.9, 0.6, 0.0, 0.0])  # default 0: a door alone asks nothing
+    cell = make_cell("key", CellConfig(key_wanted=0.5))
+    conf, value = step("key", views, proprio, 0, cell)
+    np.testing.assert_allclose(conf, [0.5, 0.9, 0.6, 0.5, 0.0])  # a held or known key reads as before
+    np.testing.assert_array_equal(value, [0, 1, 0, 0, 0])
+    views[0][at(7, 0, 3)] = Tile.EMPTY  # the door out of sight: wanted no more
+    conf, _ = step("key", views, proprio, 1, cell)
+    assert conf[0] == 0.0 and conf[3] == 0.5
+    # with the vault cell the math region collapses at a door whose key the NPC does not know
+    bank = CellBank(CellConfig(key_wanted=0.5))
+    waves = bank.step(views[3:4], proprio[3:4], 0)
+    math = [i for i, r in enumerate(waves.regions) if r == Region.MATH]
+    combined = 1.0 - np.prod(1.0 - waves.confidence[0, math])
+    assert combined >= CollapseConfig().threshold and waves.fired[0, math].sum() >= CollapseConfig().min_cells
+    with pytest.raises(ValueError, match="nervous.cell.key_wanted=1.5: must be in 0..1"):
+        CellConfig(key_wanted=1.5)
 
 
 def lock(proprio: np.ndarray, row: int, a: int, op: str, b: int, shown: int) -> None:

@@ -193,3 +193,31 @@ def test_training_and_eval_wire_the_runs_organ_cost_into_the_links_organ_host() 
     _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"), CortexConfig(backend="engine"))
     assert reflex.escalator.organs is None  # type: ignore[union-attr]  # closed: no organ host at all
     close_nervous(reflex)
+
+
+def test_the_live_organism_serves_vision_when_the_cortex_looks_and_its_link_looks_over_the_bus() -> None:
+    from agents.organism import OrganismConfig
+    from organs.host.client import BusOrgans
+    from organs.link import make_link
+    from train.modes import live_organs
+
+    base = OrganismConfig(organs=["vision"])
+    assert live_organs(CortexConfig(backend="engine"), OrganismConfig()).organs == []  # closed: no host
+    assert live_organs(CortexConfig(backend="none", vision_gate="open"), OrganismConfig()).organs == []
+    seeing = live_organs(CortexConfig(backend="engine", vision_gate="open"), OrganismConfig())
+    assert seeing.organs == ["vision"] and seeing.organ_gate == "open"
+    governed = live_organs(CortexConfig(backend="engine", vision_gate="governed"), base)
+    assert governed.organs == ["vision"] and governed.organ_gate == "governed"  # not served twice
+    link = make_link(CortexConfig(backend="engine", vision_gate="governed", vision_deadline_s=0.5), live=True)
+    assert link is not None
+    try:
+        organs = link.organs
+        assert isinstance(organs, BusOrgans) and organs.deadline_s == 0.5
+        assert not organs.gate_open(0, "vision")  # governed: closed until the governor opens it
+        assert organs.caller_charges is False  # the host's OrganCharge pays, applied by the world server
+    finally:
+        link.close()
+    with pytest.raises(ValueError, match="runtime.organism.organ_gate='shut': must be open or governed"):
+        OrganismConfig(organ_gate="shut")
+    with pytest.raises(ValueError, match="cortex.vision_deadline_s=0: must be > 0"):
+        CortexConfig(vision_deadline_s=0)

@@ -18,6 +18,7 @@ from agents.organism import OrganismConfig
 from agents.shard import parse_shard
 from governor.config import GovernorConfig
 from governor.runtime import GovernedReflex
+from organs.config import CortexConfig
 from organs.link import make_link
 from organs.trails.recorder import TrailRecorder
 from organs.trails.store import TrailRecord, open_store
@@ -131,7 +132,6 @@ def live_governor(run: RunConfig) -> GovernorConfig | None:
     return run.governor if run.governor.kind != "fixed" else None
 
 
-
 def npc_processes(organism: OrganismConfig) -> str:
     """What this host runs, said in the start line: all NPC processes, or a shard's share of them."""
     shard = parse_shard(organism.shard, organism.bus_url)
@@ -139,6 +139,17 @@ def npc_processes(organism: OrganismConfig) -> str:
         return f"{organism.npcs} NPC processes"
     head = ", the world server and services" if shard.head else ""
     return f"shard {shard}: {len(shard.npcs(organism.npcs))} of {organism.npcs} NPC processes{head}"
+
+
+def live_organs(cortex: CortexConfig, organism: OrganismConfig) -> OrganismConfig:
+    """The organism with the organ host the cortex link looks through: vision served (its gate governed
+    with ``cortex.vision_gate=governed``) when the cortex is on and its vision gate not closed."""
+    if cortex.backend == "none" or cortex.vision_gate == "closed":
+        return organism
+    organs = organism.organs if "vision" in organism.organs else [*organism.organs, "vision"]
+    gate = "governed" if cortex.vision_gate == "governed" else "open"
+    return replace(organism, organs=organs, organ_gate=gate)
+
 
 def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run the live organism (runtime=processes) and print its per-NPC summary; the governor process
@@ -157,6 +168,7 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         organism = replace(organism, governor=live_governor(run))
     except ValueError as error:  # a governor that cannot govern these NPCs: bad input, not a crash
         raise ConfigError(str(error)) from None
+    organism = live_organs(run.cortex, organism)
     if run.checkpoint:
         organism = seed_npc_brains(organism, run.checkpoint)
     learning = " each learning online" if organism.learn else ""
@@ -167,8 +179,9 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     feed = make_publisher(run, organism.run)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
-    # cortex.backend=engine|http: the world server escalates live, and never waits for the answers
-    escalator = make_link(run.cortex, blocking=False)
+    # cortex.backend=engine|http: the world server escalates live and never waits for the answers; it looks
+    # through the organ host's service
+    escalator = make_link(run.cortex, run.nervous.lifeforce, blocking=False, live=True)
     try:
         summary = run_organism(organism, on_frame=on_frame, lifeforce=run.nervous.lifeforce,
                                trails=asdict(run.trails), escalator=escalator)

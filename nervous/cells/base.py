@@ -43,12 +43,20 @@ class CellConfig:
     """Math cell: largest factor of a product it solves itself."""
     key_memory: float = 0.99
     """Key cell: per-tick decay of a key sighting's confidence (0: no memory)."""
+    key_wanted: float = 0.0
+    """Key cell: its confidence while a door is in view and no key is held or remembered (a key is
+    wanted: with the vault cell the math region collapses, so the cortex - and its vision organ, which
+    sees beyond the view - is asked where one lies); 0: such a door asks nothing."""
     hunger_level: float = 0.5
     """Hunger cell: lifeforce below which the NPC is hungry."""
     food_memory: float = 0.99
     """Forage cell: per-tick decay of a food sighting's confidence (0: no memory)."""
     extra: dict[str, float] = field(default_factory=dict)
     """Free per-experiment knobs for new cells (name -> value)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key_wanted, bool) or not 0.0 <= self.key_wanted <= 1.0:
+            raise ValueError(f"nervous.cell.key_wanted={self.key_wanted!r}: must be in 0..1")
 
 
 @cache

@@ -14,10 +14,15 @@ timeout -> UNLOAD (free memory)", one model per device slot.
 - ``service``: the bus service (``python -m organs.host``) and ``child_main`` for the fork server.
 - ``inproc``: ``InProcessHost``, the same ``OrganHost`` driven synchronously in the caller's thread
   (the in-process runtime's cortex link looks through the vision organ with it, ``cortex.vision_gate``).
+- ``client``: ``BusOrgans``, the organ host service asked over the bus from a synchronous caller (the
+  live organism's cortex link: a request with a deadline, the governor's gates followed, the host's
+  charge paying).
+- ``seam``: ``OrganSeam``, the one interface of both, which the cortex link looks through.
 - ``memory``: resident memory of a process tree, read from /proc.
 
 The organ gate (the smallest honest mechanism while ``nervous.messages.Region`` has no organ
-regions, so ``Allocation.gates`` cannot carry one): the governor, or anyone, publishes ``OrganGate(npc,
-organ, open)`` on ``{env}.organs.{organ}.gate``; the host's ``gate`` setting says whether an NPC
-without such a message is served (``open``) or not (``governed``).
+regions, so ``Allocation.gates`` cannot carry one): the governor (``governor.organ_gates``: vision opens
+with an NPC's math or food gate while it can afford a look), or anyone, publishes ``OrganGate(npc, organ,
+open)`` on ``{env}.organs.{organ}.gate``; the host's ``gate`` setting says whether an NPC without such a
+message is served (``open``) or not (``governed``).
 """

@@ -26,6 +26,9 @@ from organs.host.loaders import Loader
 class InProcessHost:
     """An ``OrganHost`` driven synchronously from one thread."""
 
+    caller_charges = True
+    """The caller charges each reply's ``cost`` (there is no bus for an ``OrganCharge`` to travel on)."""
+
     def __init__(self, config: OrganHostConfig, clock: Callable[[], float] = time.monotonic,
                  loader: Loader | None = None) -> None:
         self.loop = asyncio.new_event_loop()

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -197,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--when-full", choices=WHEN_FULL, default=d.when_full, help="slot policy")
     parser.add_argument("--unload-after-s", type=float, default=d.unload_after_s, help="unload after idle s")
     parser.add_argument("--gate", choices=GATES, default=d.gate, help="default organ gate of every NPC")
+    parser.add_argument("--per-organ-call", type=float, default=d.lifeforce.per_organ_call,
+                        help=f"lifeforce charged per served call ({d.lifeforce.per_organ_call:g})")
     parser.add_argument("--loader", choices=LOADERS, default=d.loader, help="worker process or in-process")
     parser.add_argument("--threads", type=int, default=d.threads, help="torch threads per loaded organ")
     parser.add_argument("--heartbeat-s", type=float, default=d.heartbeat_s, help="seconds between heartbeats")
@@ -207,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = OrganHostConfig(
             organs=list(args.organs), weights=_weights(args.weights), slots=args.slots,
             when_full=args.when_full, unload_after_s=args.unload_after_s, gate=args.gate, loader=args.loader,
+            lifeforce=replace(d.lifeforce, per_organ_call=args.per_organ_call),
             threads=args.threads,
             heartbeat_s=args.heartbeat_s, bus=BusConfig(url=args.url, name="organ-host"),
         )  # fmt: skip
