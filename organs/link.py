@@ -63,7 +63,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -181,6 +181,24 @@ class TrailSink(Protocol):
 
 
 @dataclass
+class Look:
+    """One NPC's vision look: the request cut on the tick, the reply (from a worker when non-blocking)."""
+
+    request: Any
+    """The organ's ``VisionRequest`` (the window around the NPC at its escalation)."""
+    x: int
+    """Column of the NPC on its seen map when the window was cut."""
+    y: int
+    """Row of the NPC on its seen map when the window was cut."""
+    reply: Any = None
+    """The organ's reply once served (None: not yet, or refused)."""
+    error: str = ""
+    """Why the look was not served (``OrganError``)."""
+    seconds: float = 0.0
+    """Time the worker spent on the call."""
+
+
+@dataclass
 class InFlight:
     """A non-blocking escalation whose answer is not taken yet."""
 
@@ -197,6 +215,8 @@ class InFlight:
     """With a model boundary: the backend's own future, once the worker asked."""
     given_up: bool = False
     """Discarded: a worker that has not asked yet does not ask."""
+    look: Look | None = None
+    """Its vision look, taken by the worker before the situation is written (None: no look)."""
 
     def cancel(self) -> None:
         """Give up on the answer (a question already on its way may still be answered; nobody takes it)."""
@@ -313,20 +333,24 @@ class CortexLink:
         batch: list[NpcNumbers] = []
         images: dict[int, np.ndarray] = {}
         cost = np.zeros((B, N), dtype=np.float32)
+        looks: dict[tuple[int, int], Look] = {}
         for b, n in zip(*np.nonzero(np.asarray(requests).any(axis=-1)), strict=True):
             b, n = int(b), int(n)
             if (b, n) in self.plans or (b, n) in self.inflight or not world.alive[b, n]:
                 continue
             if self.organs is not None and self.organs.gate_open(b * N + n, VISION):
-                self._look(world, b, n, images, cost)
+                if self.blocking:
+                    self._look(world, b, n, images, cost)
+                else:  # the window is cut now; a worker asks the organ, off the tick
+                    looks[(b, n)] = self._cut_window(world, b, n, images)
             rows.append((b, n))
             batch.append(self._numbers(world, b, n, requests[b, n], confidence[b, n], waves))
         if cost.any():
             world.charge(cost)
         if not rows:
             return escalated
-        if not self.blocking and not isinstance(self.boundary, DeterministicEncoder):
-            return self._submit_to_workers(rows, batch, priority, escalated)
+        if not self.blocking and (looks or not isinstance(self.boundary, DeterministicEncoder)):
+            return self._submit_to_workers(rows, batch, priority, escalated, looks)
         situated_all = self.boundary.situate_many(batch)  # a model boundary asks them all at once
         deadline = time.monotonic() + self.config.deadline_s
         escalations = [Escalation(npc=numbers.npc, region=numbers.region, tick=numbers.tick,
@@ -352,23 +376,27 @@ class CortexLink:
         return escalated
 
     def _submit_to_workers(self, rows: list[tuple[int, int]], batch: list[NpcNumbers], priority: np.ndarray,
-                           escalated: np.ndarray) -> np.ndarray:
-        """Non-blocking with a model boundary: each NPC's situation is written, then asked, by a worker."""
+                           escalated: np.ndarray, looks: dict[tuple[int, int], Look]) -> np.ndarray:
+        """Non-blocking with a model boundary or a look: each NPC's look is taken, its situation written,
+        then asked, by a worker."""
         if self._workers is None:
             self._workers = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="cortex-link")
         deadline = time.monotonic() + self.config.deadline_s
         for (b, n), numbers in zip(rows, batch, strict=True):
             escalated[b, n] = True
             self.stats.escalations += 1
-            pending = InFlight(numbers)
+            pending = InFlight(numbers, look=looks.get((b, n)))
             pending.future = self._workers.submit(self._situate_and_ask, pending,
                                                   int(np.clip(priority[b, n], 0, 10)), deadline)
             self.inflight[(b, n)] = pending
         return escalated
 
     def _situate_and_ask(self, pending: InFlight, priority: int, deadline: float) -> EscalationResult:
-        """In a worker: the boundary's situation of one NPC, then the backend's answer to it."""
+        """In a worker: the NPC's look (merged into its numbers' own copy of the seen map), the boundary's
+        situation of it, then the backend's answer to it."""
         numbers = pending.numbers
+        if pending.look is not None and not pending.given_up:
+            self._take_look(pending.look, numbers.seen)
         pending.situated = situated = self.boundary.situate(numbers)
         pending.escalation = escalation = Escalation(
             npc=numbers.npc, region=numbers.region, tick=numbers.tick, situation=situated.situation,
@@ -393,6 +421,8 @@ class CortexLink:
             if not pending.future.done():
                 continue
             del self.inflight[(b, n)]
+            if pending.look is not None:
+                self._learn_look(world, b, n, pending.look)
             result = self._answer(pending)
             self._record(b, n, result, tick)
             if pending.escalation is not None and pending.situated is not None:
@@ -436,31 +466,62 @@ class CortexLink:
               cost: np.ndarray) -> None:
         """One look of NPC n in env b through its vision organ (the seam: in-process host or the bus),
         merged into its seen map; its cost in cost where the caller pays (in-process)."""
-        from organs.vision.frames import render  # torch and pygame only once a look is asked for
-        from organs.vision.look import merge_reply, window_request
+        look = self._cut_window(world, b, n, images)
+        self._take_look(look)
+        self._learn_look(world, b, n, look, cost)
 
-        assert self.organs is not None and self.seen is not None
+    def _cut_window(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray]) -> Look:
+        """The vision request of NPC n in env b: the window of its env's rendered frame around it."""
+        from organs.vision.frames import render  # torch and pygame only once a look is asked for
+        from organs.vision.look import window_request
+
         started = time.perf_counter()
         if b not in images:
             images[b] = render(world.frame(b))
         x, y = int(world.pos_x[b, n]) - world.r, int(world.pos_y[b, n]) - world.r
         row = b * world.num_npcs + n  # the organ host's NPC id: n itself where there is one env (live)
         request = window_request(images[b], row, x, y, int(world.t[b]))  # the bus seam cuts its deadline
+        return Look(request, x, y, seconds=time.perf_counter() - started)
+
+    def _take_look(self, look: Look, seen: np.ndarray | None = None) -> None:
+        """Ask the organ (on the tick, or in a worker: the seam is thread-safe on the bus); with seen, the
+        reply is merged into that copy of the NPC's seen map too."""
+        from organs.vision.look import merge_reply
+
+        assert self.organs is not None
+        started = time.perf_counter()
         try:
-            reply = self.organs.call(VISION, "detect", request)
+            look.reply = self.organs.call(VISION, "detect", look.request)
         except OrganError as exc:
+            look.error = str(exc)
+        if look.reply is not None and seen is not None:
+            merge_reply(seen, look.reply, look.x, look.y)
+        look.seconds += time.perf_counter() - started
+
+    def _learn_look(self, world: GridWorld, b: int, n: int, look: Look,
+                    cost: np.ndarray | None = None) -> None:
+        """On the tick: a served look's detections into NPC n's own seen map (counted, its cost charged where
+        the caller pays), or a refused one counted and logged once."""
+        from organs.vision.look import merge_reply
+
+        assert self.seen is not None
+        self.stats.vision_s += look.seconds
+        if look.reply is None:
             self.stats.vision_refused += 1
-            self.stats.vision_s += time.perf_counter() - started
             if "vision" not in self._warned:
                 self._warned.add("vision")
                 log.warning("cortex: vision organ: %s; the planner goes on with what the NPC saw "
-                            "(logged once)", exc)
+                            "(logged once)", look.error)
             return
         self.stats.vision_calls += 1
-        self.stats.vision_cells += merge_reply(self.seen.maps[b, n], reply, x, y)
-        self.stats.vision_s += time.perf_counter() - started
-        if self.organs.caller_charges:  # on the bus the host's OrganCharge pays, applied by the world server
-            cost[b, n] += reply.cost
+        self.stats.vision_cells += merge_reply(self.seen.maps[b, n], look.reply, look.x, look.y)
+        if self.organs is not None and self.organs.caller_charges:  # on the bus the host's OrganCharge pays
+            if cost is not None:
+                cost[b, n] += look.reply.cost
+            else:
+                charge = np.zeros((world.num_envs, world.num_npcs), dtype=np.float32)
+                charge[b, n] = look.reply.cost
+                world.charge(charge)
 
     def connect_organs(self, bus: BusConfig) -> Callable[[], None]:
         """Live: look through the organ host service on this bus (``make_link(live=True)``); its disconnect

@@ -7,6 +7,7 @@ in-process with the shipped vision weights (loaded on first use), the world's re
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +104,55 @@ def test_the_plan_names_the_key_vision_saw() -> None:
     finally:
         link.close()
     assert follower.call == FetchKeyThenOpen(key_x=KEY[0], key_y=KEY[1], door_x=DOOR[0], door_y=DOOR[1])
+
+
+class SlowSeam:
+    """The in-process organ host behind a seam that takes ``delay_s`` longer per call: a busy organ host."""
+
+    def __init__(self, host: InProcessHost, delay_s: float) -> None:
+        self.host, self.delay_s = host, delay_s
+        self.caller_charges = host.caller_charges
+
+    def call(self, organ: str, verb: str, request: object) -> object:
+        time.sleep(self.delay_s)
+        return self.host.call(organ, verb, request)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.host, name)
+
+
+def test_a_non_blocking_link_looks_in_its_worker_and_the_plan_still_names_the_key_vision_saw() -> None:
+    """The live link's tick only cuts the window; the organ's call (here 0.5 s slow, plus its first load)
+    runs in the link's worker, and its detections reach both the situation and the NPC's seen map."""
+    world = hand_made_world(CORRIDOR)
+    link = CortexLink(CortexConfig(backend="engine", vision_gate="open"),
+                      lifeforce=LifeforceConfig(per_organ_call=PER_ORGAN_CALL), blocking=False)
+    assert isinstance(link.organs, InProcessHost)
+    link.organs = SlowSeam(link.organs, 0.5)  # type: ignore[assignment]
+    bank = CellBank()
+    try:
+        views = world.views.reshape(-1, world.V, world.V)
+        waves = bank.step(views, world.proprio.reshape(1, -1), world.ticks)
+        requests = np.zeros((1, 1, len(REGIONS)), dtype=bool)
+        requests[0, 0, MATH] = True
+        confidence = np.full((1, 1, len(REGIONS)), 0.9, dtype=np.float32)
+        started = time.monotonic()
+        assert link.escalate(world, requests, np.full((1, 1), 5), confidence, waves)[0, 0]
+        took = time.monotonic() - started
+        for _ in range(500):  # STAY while the answer is on its way
+            actions, following = link.follow(world, np.full((1, 1), A.STAY))
+            if following.any():
+                break
+            world.step(np.full((1, 1), A.STAY))
+            time.sleep(0.02)
+        (follower, _), = link.plans.values()
+        stats = link.pop_stats()
+    finally:
+        link.close()
+    assert took < 0.4, f"the tick waited {took:.2f} s for the look"
+    assert follower.call == FetchKeyThenOpen(key_x=KEY[0], key_y=KEY[1], door_x=DOOR[0], door_y=DOOR[1])
+    assert link.seen is not None and int(link.seen.maps[0, 0, KEY[1], KEY[0]]) == Tile.KEY
+    assert stats["cortex/vision_calls"] == 1 and stats["cortex/vision_refused"] == 0
 
 
 def test_a_governed_gate_makes_no_organ_call_until_an_organ_gate_opens_it() -> None:

@@ -7,12 +7,15 @@ unloading, gates, charges) on a private event loop, with organs loaded into this
 (``loader=inproc``: the in-process runtime has no bus to reach a worker through). Lifecycle events are
 kept: ``state(organ)`` is the organ's state now and ``events`` the transitions since the last
 ``pop_events``, for the viewer. ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
-calls it once per world tick; it costs a dict scan while nothing is loaded).
+calls it once per world tick; it costs a dict scan while nothing is loaded). Calls may come from
+another thread than ``reap`` (the non-blocking cortex link's workers): one lock keeps the private loop
+to one thread at a time, and a ``reap`` that finds it busy skips that tick (an organ in use is not idle).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,8 @@ class InProcessHost:
     def __init__(self, config: OrganHostConfig, clock: Callable[[], float] = time.monotonic,
                  loader: Loader | None = None) -> None:
         self.loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()
+        """Held while the private loop runs (one thread at a time)."""
         self.host = OrganHost(config, loader=loader, clock=clock, on_event=self._on_event,
                               on_charge=self._on_charge)
         self.events: list[OrganEvent] = []
@@ -47,7 +52,8 @@ class InProcessHost:
 
     def call(self, organ: str, verb: str, request: Any) -> Any:
         """The organ's typed reply to one request; ``OrganError`` naming the field when it is refused."""
-        return self.loop.run_until_complete(self.host.call(organ, verb, request))
+        with self._lock:
+            return self.loop.run_until_complete(self.host.call(organ, verb, request))
 
     def set_gate(self, npc: int, organ: str, is_open: bool) -> None:
         """Open or close one NPC's gate for one organ (what an ``OrganGate`` message does on the bus)."""
@@ -67,8 +73,12 @@ class InProcessHost:
 
     def reap(self) -> None:
         """Unload every organ idle for ``unload_after_s``."""
-        if any(o.loaded is not None for o in self.host.organs.values()):
-            self.loop.run_until_complete(self.host.reap())
+        loaded = any(o.loaded is not None for o in self.host.organs.values())
+        if loaded and self._lock.acquire(blocking=False):
+            try:
+                self.loop.run_until_complete(self.host.reap())
+            finally:
+                self._lock.release()
 
     def pop_events(self) -> list[OrganEvent]:
         """The lifecycle transitions since the last call."""
@@ -82,9 +92,10 @@ class InProcessHost:
 
     def close(self) -> None:
         """Unload every organ and close the loop; safe to call twice."""
-        if self.loop.is_closed():
-            return
-        try:
-            self.loop.run_until_complete(self.host.close())
-        finally:
-            self.loop.close()
+        with self._lock:
+            if self.loop.is_closed():
+                return
+            try:
+                self.loop.run_until_complete(self.host.close())
+            finally:
+                self.loop.close()
