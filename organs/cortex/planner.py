@@ -1,8 +1,10 @@
 """The planner behind model ``nyx``: a situation in, one tool call out (path search and lock arithmetic).
 
 It reads the situation's seen map and, in order, answers: the lock in reach (its arithmetic); food when
-lifeforce runs low; a door it holds a key for; the nearest key with a door reachable from it; a lock
-seen further off; food; the nearest edge of the unknown; else wait. Only the tools the caller offered
+lifeforce runs low; a charger when the battery runs low (an empty battery
+makes every step cost ``exhaustion_cost``, and plans walk every tick); a door it holds a key for; the
+nearest key with a door reachable from it; a lock seen further off; food; the nearest edge of the
+unknown; else wait. Only the tools the caller offered
 are considered; a forced tool is answered if the situation allows it (``NoPlan`` otherwise).
 """
 
@@ -32,6 +34,8 @@ for _char, _code in MAP_TILES.items():
     _TILE_OF[ord(_char)] = _code
 #: Lifeforce (percent) under which food comes before doors and locks.
 HUNGRY_PERCENT = 30
+#: Battery (percent) under which a seen charger comes before doors and locks.
+LOW_BATTERY_PERCENT = 35
 #: How long ``wait`` stays put when nothing is worth doing.
 IDLE_TICKS = 5
 
@@ -91,6 +95,11 @@ class Planner:
         food = closest(_xy(s.food), adjacent=False)
         if food is not None and s.body.lifeforce < HUNGRY_PERCENT:
             yield GoTo(x=food[0], y=food[1], purpose=Purpose.FOOD)
+        if s.body.battery < LOW_BATTERY_PERCENT:
+            ys, xs = np.nonzero(seen == Tile.CHARGER)
+            charger = closest(list(zip(xs.tolist(), ys.tolist(), strict=True)), adjacent=False)
+            if charger is not None:
+                yield GoTo(x=charger[0], y=charger[1], purpose=Purpose.CHARGER)
         if s.body.has_key:
             door = closest(_xy(s.doors), adjacent=True)
             if door is not None:
