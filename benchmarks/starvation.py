@@ -17,8 +17,10 @@ same seeds and episodes. For each run, with the prefix ``<run>_``:
   (following a cortex plan), ``death_ticks_since_meal``, ``death_food_steps`` (steps to the nearest
   reachable food on the true map) and ``death_tick``.
 
-``ablation_*`` keys: success and deaths of the ``none`` run with one world rule changed (no exhaustion
-cost; ``food_cap`` raised by the vault food so vaults do not stop regrowth outside), to size each cause.
+``ablation_*`` keys: success and deaths of the ``none`` and ``cortex`` runs with one world rule changed,
+to size each cause: ``no_exhaustion`` (moves on an empty battery cost nothing) and ``vault_food_in_cap``
+(``food_cap`` lowered by the vault food, 9 per vault: stage 4's preset before the fix, where the food
+locked in the vaults filled the cap and stopped regrowth on the open map).
 """
 
 from __future__ import annotations
@@ -198,11 +200,13 @@ def main(argv: list[str] | None = None) -> dict[str, float | int]:
             out[f"{name}_{key}"] = round(value, 5)
     if not args.no_ablations:
         ablations = {"no_exhaustion": {"exhaustion_cost": 0.0},
-                     "cap_plus_vault_food": {"food_cap": config.food_cap + 9 * config.n_vaults}}
+                     "vault_food_in_cap": {"food_cap": max(config.food_cap - 9 * config.n_vaults, 0)}}
         for name, change in ablations.items():
-            res = diagnose(dataclasses.replace(config, **change), False, args.episodes, args.seed)
-            out[f"ablation_{name}_success"] = round(res["success"], 4)
-            out[f"ablation_{name}_deaths"] = round(res["deaths"], 4)
+            for run, cortex in (("none", False), ("cortex", True)):
+                res = diagnose(dataclasses.replace(config, **change), cortex, args.episodes, args.seed)
+                out[f"ablation_{name}_{run}_success"] = round(res["success"], 4)
+                out[f"ablation_{name}_{run}_deaths"] = round(res["deaths"], 4)
+                out[f"ablation_{name}_{run}_regrowth_capped"] = round(res["regrowth_capped"], 4)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     out["benchmark_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out))
