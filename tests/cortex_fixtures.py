@@ -38,10 +38,11 @@ def proprio(
     has_key: bool = False,
     facing: int = 0,
     lock: tuple[int, int, int, int] | None = None,
+    battery: float = 1.0,
 ) -> np.ndarray:
     """A proprio vector; lock (a, b, op index, shown) sets the lock-in-reach fields."""
     p = np.zeros(PROPRIO_SIZE, dtype=np.float32)
-    p[P.LIFEFORCE], p[P.BATTERY], p[P.HAS_KEY] = lifeforce, 1.0, float(has_key)
+    p[P.LIFEFORCE], p[P.BATTERY], p[P.HAS_KEY] = lifeforce, battery, float(has_key)
     p[P.FACING_N + facing] = 1.0
     if lock is not None:
         a, b, op, shown = lock

@@ -98,6 +98,21 @@ def test_a_math_collapse_through_an_open_gate_escalates_and_the_npc_follows_the_
     link.close()
 
 
+def test_a_low_battery_is_charged_at_a_seen_charger_before_the_door() -> None:
+    """On an empty battery every step costs exhaustion_cost: the plan goes to the charger in sight first."""
+    world = hand_made_world(["#########", "#.@.c...#", "#.##....#", "####D####", "#.fff...#", "#########"])
+    world.has_key[0, 0] = True
+    world.battery[0, 0] = 0.1
+    world.refresh()
+    link = CortexLink(CortexConfig(backend="engine"))
+    reflex, bank = governed(link)
+    trace = run(world, reflex, bank, 10)
+    assert trace["action"][1:4] == [A.EAST, A.EAST, A.INTERACT]  # to the charger two cells east, charge
+    assert world.battery[0, 0] == pytest.approx(1.0)
+    assert reflex.pop_stats()["cortex/plans_done"] == 1 and not door_open(world)
+    link.close()
+
+
 def test_a_closed_gate_does_not_escalate() -> None:
     world = keyed_room()
     link = CortexLink(CortexConfig(backend="engine"))

@@ -62,6 +62,25 @@ def test_hungry_npc_goes_for_food_first() -> None:
     assert isinstance(Planner().plan(situation_on(rows, lifeforce=0.9)), FetchKeyThenOpen)
 
 
+def test_low_battery_goes_to_a_seen_charger_before_the_vault() -> None:
+    """An empty battery makes every step cost exhaustion_cost: charge first, but hunger comes before it."""
+    rows = ["#######", "#@..c.#", "#.k...#", "#f.....", "###D###", "#.....#", "#######"]
+    charge = GoTo(x=4, y=1, purpose=Purpose.CHARGER)
+    assert Planner().plan(situation_on(rows, battery=0.2)) == charge
+    assert isinstance(Planner().plan(situation_on(rows, battery=0.9)), FetchKeyThenOpen)
+    hungry = situation_on(rows, battery=0.2, lifeforce=0.2)
+    assert Planner().plan(hungry) == GoTo(x=1, y=3, purpose=Purpose.FOOD)
+    walled_off = ["#######", "#@.#c.#", "#.k#..#", "##D####", "#.....#", "#######"]
+    assert isinstance(Planner().plan(situation_on(walled_off, battery=0.2)), FetchKeyThenOpen)
+
+
+def test_a_sated_npc_explores_instead_of_walking_to_food() -> None:
+    """Above the hunger level a meal is mostly lost at the lifeforce cap: look for vaults instead."""
+    rows = ["#######", "#@..f.?", "#######"]
+    assert Planner().plan(situation_on(rows, lifeforce=0.8)) == GoTo(x=5, y=1, purpose=Purpose.EXPLORE)
+    assert Planner().plan(situation_on(rows, lifeforce=0.4)) == GoTo(x=4, y=1, purpose=Purpose.FOOD)
+
+
 def test_unknown_surroundings_are_explored_and_a_closed_cell_waits() -> None:
     explore = Planner().plan(situation_on(["#####", "#@..?", "#####"]))
     assert explore == GoTo(x=3, y=1, purpose=Purpose.EXPLORE)

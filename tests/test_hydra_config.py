@@ -8,6 +8,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from train.config import ConfigError, RunConfig
 from world import WorldConfig, stage_config
+from world.rollout import BASELINE_SUCCESS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ("brain", "ppo", "curriculum", "nervous", "logger", "runtime")
@@ -43,11 +44,19 @@ def test_every_experiment_composes(compose_run, experiment):
     assert isinstance(run, RunConfig)
 
 
+def test_stage4_bar_is_the_heuristics_measured_success_and_stages_0_to_3_keep_the_threshold(compose_run):
+    """Issue 17: the default run can pass stage 4 at the heuristic's success (0.8 was out of reach)."""
+    run = compose_run()
+    assert run.curriculum.stage_thresholds == {4: BASELINE_SUCCESS[4]["heuristic"]}
+    assert run.curriculum.threshold == 0.8
+    assert compose_run("curriculum.stage_thresholds={4:0.5}").curriculum.stage_thresholds[4] == 0.5
+
+
 def test_experiments_change_what_they_say(compose_run):
     assert compose_run("+experiment=shared_brain").brain.shared
     bench = compose_run("+experiment=benchmark")
     assert bench.curriculum.stages == [0, 1, 2] and bench.stop_when_passed
-    assert bench.curriculum.stage_thresholds == {0: 0.96, 1: 0.74, 2: 0.734}
+    assert {s: bench.curriculum.stage_thresholds[s] for s in (0, 1, 2)} == {0: 0.96, 1: 0.74, 2: 0.734}
     assert compose_run("+experiment=quick").logger.mode == "disabled"
 
 
@@ -85,6 +94,8 @@ def test_unknown_keys_groups_and_wrong_types_fail_at_composition(compose_run, ov
         ("runtime=processes runtime.organism.obs_spread=0.95", "runtime.organism.obs_spread"),
         ("viewer=tv", "viewer"),
         ("curriculum.threshold=2.0", "curriculum.threshold"),
+        ("curriculum.stage_thresholds={4:1.5}", "curriculum.stage_thresholds.4"),
+        ("++curriculum.stage_thresholds={9:0.5}", "curriculum.stage_thresholds.9"),
         ("brain.view_size=8", "brain.view_size"),
         ("total_agent_steps=0", "total_agent_steps"),
         ("mode=eval", "checkpoint"),

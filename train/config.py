@@ -224,6 +224,8 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     if run.max_wall_s is not None and run.max_wall_s <= 0:
         raise ConfigError(f"max_wall_s={run.max_wall_s!r}: must be > 0")
     for stage, value in run.curriculum.stage_thresholds.items():
+        if not isinstance(stage, int) or not 0 <= stage <= 5:
+            raise ConfigError(f"curriculum.stage_thresholds.{stage}: not a stage; stages are 0-5")
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"curriculum.stage_thresholds.{stage}={value!r}: must be in (0, 1]")
     if run.duration is not None and run.duration < 0:

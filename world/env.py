@@ -98,7 +98,8 @@ fields and invalid values raise `ValueError` naming the field.
 
 ## Version history
 - v0: initial release; `obs="flat"` added for SuperSuit / Stable-Baselines3; `human` mode draws
-  with the viewer (it showed a bare image before).
+  with the viewer (it showed a bare image before); stage 4's `food_cap` 56 -> 110, so its vaults'
+  54 food items no longer stop regrowth on the open map (heuristic success unchanged: 0.193).
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ STAGES[3] = replace(
 STAGES[4] = replace(
     STAGES[3], stage=4, name="locks", n_vaults=6, lock_fraction=0.5, n_keys_extra=2, rearm_delay=20,
     wall_segments=20, n_food=40, max_steps=300, success_needs_unlock=True,
+    # the cap counts every food item, and the vaults hold 9 each (54 at reset): 56 + 54 leaves the open
+    # map stage 3's cap of 56 (with 56 the locked-away vault food stopped regrowth outside for half of
+    # the env-ticks and NPCs starved: python -m benchmarks.starvation)
+    food_cap=110,
 )
 STAGES[5] = replace(
     STAGES[4], stage=5, name="full", height=64, width=64, n_npcs=32, view_radius=4, wall_segments=72,

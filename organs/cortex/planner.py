@@ -1,9 +1,11 @@
 """The planner behind model ``nyx``: a situation in, one tool call out (path search and lock arithmetic).
 
 It reads the situation's seen map and, in order, answers: the lock in reach (its arithmetic); food when
-lifeforce runs low; a door it holds a key for; the nearest key with a door reachable from it; a lock
-seen further off; food; the nearest edge of the unknown; else wait. Only the tools the caller offered
-are considered; a forced tool is answered if the situation allows it (``NoPlan`` otherwise).
+lifeforce runs low; a charger when the battery runs low (an empty battery makes every step cost
+``exhaustion_cost``, and plans walk every tick); a door it holds a key for; the nearest key with a door
+reachable from it; a lock seen further off; food unless sated; the nearest edge of the unknown; else
+wait. Only the tools the caller offered are considered; a forced tool is answered if the situation
+allows it (``NoPlan`` otherwise).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ for _char, _code in MAP_TILES.items():
     _TILE_OF[ord(_char)] = _code
 #: Lifeforce (percent) under which food comes before doors and locks.
 HUNGRY_PERCENT = 30
+#: Lifeforce (percent) from which seen food is no plan: the hunger cell's level (``cell.hunger_level``).
+#: A sated NPC's meal is mostly lost at the cap of 1.0, takes food the hungry need, and keeps it from
+#: exploring for vaults (stage 4: success with the cortex 0.33 -> 0.43 when it explores instead).
+SATED_PERCENT = 50
+#: Battery (percent) under which a seen charger comes before doors and locks.
+LOW_BATTERY_PERCENT = 35
 #: How long ``wait`` stays put when nothing is worth doing.
 IDLE_TICKS = 5
 
@@ -91,6 +99,11 @@ class Planner:
         food = closest(_xy(s.food), adjacent=False)
         if food is not None and s.body.lifeforce < HUNGRY_PERCENT:
             yield GoTo(x=food[0], y=food[1], purpose=Purpose.FOOD)
+        if s.body.battery < LOW_BATTERY_PERCENT:
+            ys, xs = np.nonzero(seen == Tile.CHARGER)
+            charger = closest(list(zip(xs.tolist(), ys.tolist(), strict=True)), adjacent=False)
+            if charger is not None:
+                yield GoTo(x=charger[0], y=charger[1], purpose=Purpose.CHARGER)
         if s.body.has_key:
             door = closest(_xy(s.doors), adjacent=True)
             if door is not None:
@@ -100,7 +113,7 @@ class Planner:
         lock = closest(_xy(s.locks), adjacent=True)
         if lock is not None:
             yield GoTo(x=lock[0], y=lock[1], purpose=Purpose.LOCK)
-        if food is not None:
+        if food is not None and s.body.lifeforce < SATED_PERCENT:
             yield GoTo(x=food[0], y=food[1], purpose=Purpose.FOOD)
         frontier = self._frontier(seen, free, dist)
         if frontier is not None:
