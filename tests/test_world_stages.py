@@ -43,14 +43,16 @@ def test_each_stage_adds_to_the_last():
                 assert getattr(s[k], field), f"stage {k} drops {field}"
 
 
-def test_stage4_vault_food_leaves_regrowth_on_the_open_map():
-    """The food cap counts vault food (9 per vault, locked away): stage 4 keeps stage 3's cap outside, so
-    food regrows from the start (with the old cap of 56 and 94 items at reset nothing grew)."""
-    s3, s4 = stage_config(3), stage_config(4)
-    assert s4.food_cap - 9 * s4.n_vaults == s3.food_cap
-    world = GridWorld(s4, num_envs=8, seed=0)
+@pytest.mark.parametrize(("stage", "outside"), [(4, 3), (5, 5)])
+def test_vault_food_leaves_regrowth_on_the_open_map(stage: int, outside: int) -> None:
+    """The food cap counts vault food (9 per vault, locked away): stage 4 keeps stage 3's cap outside,
+    stage 5 its own 170, so food regrows from the start (with stage 4's old cap of 56 and 94 items at reset
+    nothing grew)."""
+    config = stage_config(stage)
+    assert config.food_cap - 9 * config.n_vaults == (stage_config(3).food_cap if outside == 3 else 170)
+    world = GridWorld(config, num_envs=8, seed=0)
     at_reset = world.food_count.copy()
-    assert (at_reset == s4.n_food + 9 * s4.n_vaults).all()
+    assert (at_reset == config.n_food + 9 * config.n_vaults).all()
     for _ in range(20):
-        world.step(np.zeros((8, s4.n_npcs), dtype=np.int64))
+        world.step(np.zeros((8, config.n_npcs), dtype=np.int64))
     assert (world.food_count > at_reset).all(), world.food_count - at_reset

@@ -46,9 +46,10 @@ STAGES[4] = replace(
 )
 STAGES[5] = replace(
     STAGES[4], stage=5, name="full", height=64, width=64, n_npcs=32, view_radius=4, wall_segments=72,
-    n_food=150, food_cap=170, food_regrow=1.0, n_fire=80, n_water=30, n_chargers=20, n_vaults=16,
+    n_food=150, food_cap=314, food_regrow=1.0, n_fire=80, n_water=30, n_chargers=20, n_vaults=16,
     n_keys_extra=6, max_steps=400, day_length=100, night_view_radius=2, weather=True, fog_view_radius=2,
     success_needs_unlock=False,
+    # as stage 4: the cap counts its 16 vaults' 144 food items too, so 314 leaves the open map 170
 )
 
 STAGE_NAMES = {index: config.name for index, config in STAGES.items()}
