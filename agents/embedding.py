@@ -4,7 +4,9 @@
 gradient rows up: for the brain's views (49 or 81 rows per bag, thousands of bags) that sort was
 two thirds of a PPO minibatch's backward pass. Here each bag's k-th row index gets the bag's
 gradient with one ``index_add_`` per position k, over blocks of bags that stay in cache: the same
-sums, added in the same order (bag after bag), at a third of the cost.
+sums, added in the same order (bag after bag), at a third of the cost. The adds run on one thread:
+with two, each of the thousands of small ``index_add_`` calls is a parallel region, and on a loaded
+machine every one of them waits for a descheduled sibling thread (measured 20x slower).
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ class _BagSum(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         by_position = index.t().contiguous()  # [K, bags]: each position's indices in one run
         grad = grad_out.new_zeros(ctx.rows, grad_out.shape[1])
-        for start in range(0, index.shape[0], BLOCK):
-            rows = grad_out[start:start + BLOCK]
-            for position in by_position[:, start:start + BLOCK]:
-                grad.index_add_(0, position, rows)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # thousands of small adds: a parallel region each costs more than it saves
+        try:
+            for start in range(0, index.shape[0], BLOCK):
+                rows = grad_out[start:start + BLOCK]
+                for position in by_position[:, start:start + BLOCK]:
+                    grad.index_add_(0, position, rows)
+        finally:
+            torch.set_num_threads(threads)
         return None, grad
 
 
