@@ -23,9 +23,9 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from agents.embedding import bag_sum
 from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
 
 CodesT = TypeVar("CodesT", Tensor, np.ndarray)
@@ -116,7 +116,7 @@ class Brain(nn.Module):
         table = self.embed[:g]
         group_base = (torch.arange(g) * table.shape[1]).view(g, 1, 1)
         index = codes.reshape(g, m, view * view).long() + (rows + group_base)
-        out = F.embedding_bag(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]), mode="sum")
+        out = bag_sum(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]))
         return out.view(g, m, -1)
 
     def _groups_for(self, codes: Tensor) -> int:

@@ -104,6 +104,35 @@ def finish_decisions(config: GovernorConfig, features: np.ndarray, rate: np.ndar
     )
 
 
+def finish_batch(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
+                 priority: np.ndarray) -> list[Decisions]:
+    """``finish_decisions`` for B envs at once (features [B, N, F]): one Decisions per env, each env's
+    quotas fitted to the budget on their own. The sums are those of ``fit_to_budget`` where quotas are
+    whole percents (the fixed and heuristic rules) or an env has fewer than 8 NPCs; else equal up to
+    summation order."""
+    alive = features[..., ALIVE] > 0.5
+    fastest, slowest = max(config.tick_rates), min(config.tick_rates)
+    rate = np.where(alive, rate, slowest).astype(np.int64)
+    quota = np.clip(config.max_quota * rate / fastest, config.min_quota, config.max_quota)
+    quota = np.where(alive, np.maximum(quota, config.min_quota), 0.0)
+    n = alive.sum(axis=1)
+    budget, low = 100.0 * config.cpu_budget, config.min_quota
+    floors = np.array([np.full(k, low).sum() for k in range(alive.shape[1] + 1)])[n]  # as fit_to_budget sums
+    if (floors > budget).any():
+        fit_to_budget(np.zeros(int(n.max())), config.cpu_budget, low)  # raises its one-line error
+    over = quota.sum(axis=1) > budget
+    if over.any():
+        above = np.where(alive, quota - low, 0.0)[over]
+        eps = 4.0 * np.finfo(np.float64).eps * budget
+        slack = np.maximum(0.0, budget - floors[over] - eps * (n[over] + 1))
+        fitted = low + above * (slack / above.sum(axis=1))[:, None]
+        quota[over] = np.where(alive[over], fitted, 0.0)
+    gates = gates & alive[..., None]
+    priority = np.where(alive, np.clip(np.rint(priority), 0, 10), 0).astype(np.int64)
+    return [Decisions(tick_rate=rate[b], cpu_quota=quota[b], gates=gates[b], llm_priority=priority[b],
+                      alive=alive[b]) for b in range(len(alive))]
+
+
 class FixedGovernor:
     """Today's behaviour: fastest rate, full quota within the budget, gates by threshold, priority 5."""
 
@@ -120,6 +149,15 @@ class FixedGovernor:
         gates = _threshold_gates(features, self.config.gate_threshold)
         return finish_decisions(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY))
 
+    def decide_batch(self, features: np.ndarray, contexts: list[GlobalContext]) -> list[Decisions]:
+        """Decisions for features [B, N, F] of B envs, one per env (the same as ``decide`` per env)."""
+        features = np.asarray(features, dtype=np.float32)
+        B, N = features.shape[:2]
+        flat = _check_features(features.reshape(B * N, -1))
+        gates = _threshold_gates(flat, self.config.gate_threshold).reshape(B, N, -1)
+        rate = np.full((B, N), max(self.config.tick_rates), dtype=np.int64)
+        return finish_batch(self.config, features, rate, gates, np.full((B, N), self.LLM_PRIORITY))
+
 
 class HeuristicGovernor:
     """Hand rules: urgent NPCs fast, idle safe ones slow, gates on regions the cortex helps with."""
@@ -130,6 +168,18 @@ class HeuristicGovernor:
 
     def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
         """Decisions for every NPC row of features."""
+        return finish_decisions(self.config, _check_features(features), *self._rules(features))
+
+    def decide_batch(self, features: np.ndarray, contexts: list[GlobalContext]) -> list[Decisions]:
+        """Decisions for features [B, N, F] of B envs, one per env (the same as ``decide`` per env)."""
+        features = np.asarray(features, dtype=np.float32)
+        B, N = features.shape[:2]
+        rate, gates, priority = self._rules(features.reshape(B * N, -1))
+        return finish_batch(self.config, features, rate.reshape(B, N), gates.reshape(B, N, -1),
+                            priority.reshape(B, N))
+
+    def _rules(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tick rate [N], gates [N, R], priority [N]) by the hand rules, before budget and deaths."""
         c = self.config
         features = _check_features(features)
         danger = _danger(features)
@@ -142,7 +192,7 @@ class HeuristicGovernor:
         rate = np.where(urgent, max(c.tick_rates), np.where(idle, c.idle_tick_rate, c.calm_tick_rate))
         gates = _threshold_gates(features, c.gate_threshold) & self.help
         urgency = np.maximum(np.where(in_danger, danger, 0.0), need)
-        return finish_decisions(c, features, rate, gates, 10.0 * urgency)
+        return rate, gates, 10.0 * urgency
 
 
 class BudgetGovernor:

@@ -250,3 +250,38 @@ def test_a_malformed_inputs_array_is_named() -> None:
     governor = FixedGovernor(GovernorConfig())
     with pytest.raises(ValueError, match=rf"^features: shape \(4, 3\), expected \(N, {col.NUM_FEATURES}\)"):
         governor.decide(np.zeros((4, 3)), GlobalContext(tick=0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(kind=st.sampled_from(["fixed", "heuristic"]), envs=st.integers(1, 6), n=st.integers(1, 40),
+       whole=st.booleans(), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_decide_batch_gives_each_env_what_decide_gives_it(kind: str, envs: int, n: int, whole: bool,
+                                                          seed: int, data: st.DataObject) -> None:
+    # whole-percent quotas (the defaults) give the same sums bit for bit; others agree to rounding
+    min_quota = 5.0 if whole else data.draw(st.floats(5.0, 25.0))
+    max_quota = data.draw(st.integers(5, 100)) * 1.0 if whole else data.draw(st.floats(min_quota, 100.0))
+    config = GovernorConfig(kind=kind, min_quota=min_quota, max_quota=max(max_quota, min_quota),
+                            cpu_budget=(n * min_quota + 1e-6) / 100.0 + data.draw(st.floats(0.0, 8.0)),
+                            gate_threshold=data.draw(st.floats(0.0, 1.0)))
+    rng = np.random.default_rng(seed)
+    features = rng.random((envs, n, col.NUM_FEATURES), dtype=np.float32)
+    features[..., col.ALIVE] = features[..., col.ALIVE] > 0.3
+    features[..., col.TICK_RATE] *= 20.0
+    contexts = [GlobalContext(tick=7)] * envs
+    batch = make_governor(config).decide_batch(features, contexts)
+    assert len(batch) == envs
+    for b, got in enumerate(batch):
+        want = make_governor(config).decide(features[b], contexts[b])
+        for field in ("tick_rate", "gates", "llm_priority", "alive"):
+            assert np.array_equal(getattr(got, field), getattr(want, field)), field
+        if whole:
+            assert np.array_equal(got.cpu_quota, want.cpu_quota)
+        else:
+            np.testing.assert_allclose(got.cpu_quota, want.cpu_quota, rtol=1e-12, atol=1e-12)
+
+
+def test_decide_batch_names_a_budget_too_small_for_the_living() -> None:
+    features = np.ones((2, 4, col.NUM_FEATURES), dtype=np.float32)
+    config = GovernorConfig(kind="fixed", cpu_budget=0.1, min_quota=5.0)  # 4 x 5 % > 10 %
+    with pytest.raises(ValueError, match=r"^governor\.cpu_budget=0\.1: 4 NPCs at governor\.min_quota=5"):
+        FixedGovernor(config).decide_batch(features, [GlobalContext(tick=0)] * 2)

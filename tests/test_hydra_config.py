@@ -1,5 +1,6 @@
 """Hydra composition: every conf file and experiment composes into a valid RunConfig; bad values fail."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,12 @@ def test_experiments_change_what_they_say(compose_run):
     assert bench.curriculum.stages == [0, 1, 2] and bench.stop_when_passed
     assert {s: bench.curriculum.stage_thresholds[s] for s in (0, 1, 2)} == {0: 0.96, 1: 0.74, 2: 0.734}
     assert compose_run("+experiment=quick").logger.mode == "disabled"
+
+
+def test_ppo_one_epoch_is_the_default_ppo_with_one_epoch(compose_run):
+    default, fast = compose_run().ppo, compose_run("ppo=one_epoch").ppo
+    assert fast.update_epochs == 1 and default.update_epochs == 2
+    assert dataclasses.replace(fast, update_epochs=2) == default
 
 
 def test_world_field_overrides_are_typed_and_validated(compose_run):

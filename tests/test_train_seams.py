@@ -1,6 +1,7 @@
 """The training loop's seams: extra senses widen the brain's input, reflexes override and are masked."""
 
 import numpy as np
+import torch
 
 from train.loop import Trainer
 from world.tiles import PROPRIO_SIZE, Action
@@ -53,3 +54,17 @@ def test_senses_reflex_and_publisher_are_called_every_tick(compose_run):
     assert rb.proprio.shape[-1] == PROPRIO_SIZE + 2 and (rb.proprio[..., -2:] == 1).all()
     assert not rb.mask[0].any()  # slot 0 (brain 0) was overridden every tick: out of the loss
     assert rb.mask[1:].any()
+
+
+def test_collect_runs_on_one_torch_thread_and_the_update_on_the_configured_ones(compose_run):
+    class Threads(Frames):
+        def maybe_publish(self, world):
+            self.seen = torch.get_num_threads()
+
+    run = compose_run("+experiment=quick", "brain.hidden=16", "ppo.num_envs=4", "ppo.num_steps=3",
+                      "runtime.torch_threads=2")
+    frames = Threads()
+    trainer = Trainer(run, publisher=frames)
+    trainer.train_step()
+    assert frames.seen == 1
+    assert torch.get_num_threads() == 2

@@ -16,6 +16,8 @@ Seams for the nervous system and the viewer, all optional (None by default):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,6 +54,16 @@ class Publisher(Protocol):
     """A live frame feed."""
 
     def maybe_publish(self, world: GridWorld) -> Any: ...
+
+
+@contextmanager
+def single_threaded(threads: int) -> Iterator[None]:
+    """Run the block with one torch thread, then go back to `threads`."""
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Trainer:
@@ -138,7 +150,10 @@ class Trainer:
         episodes = 0.0
 
         # --- collect ---------------------------------------------------------------------------
-        with torch.inference_mode():
+        # one torch thread: a tick's forward is a few small ops, each of which a second thread slows
+        # (a parallel region per op; on a loaded machine each waits for a descheduled sibling)
+        threads = torch.get_num_threads()
+        with torch.inference_mode(), single_threaded(threads):
             for t in range(ppo.num_steps):
                 codes, proprio, action_mask = self.observe()
                 rb.codes[:, t] = codes
