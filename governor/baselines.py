@@ -129,8 +129,10 @@ def finish_batch(config: GovernorConfig, features: np.ndarray, rate: np.ndarray,
         quota[over] = np.where(alive[over], fitted, 0.0)
     gates = gates & alive[..., None]
     priority = np.where(alive, np.clip(np.rint(priority), 0, 10), 0).astype(np.int64)
+    vision = vision_gates(config, features.reshape(-1, features.shape[-1]),
+                          gates.reshape(-1, gates.shape[-1])).reshape(alive.shape)
     return [Decisions(tick_rate=rate[b], cpu_quota=quota[b], gates=gates[b], llm_priority=priority[b],
-                      alive=alive[b]) for b in range(len(alive))]
+                      alive=alive[b], organ_gates={VISION: vision[b]}) for b in range(len(alive))]
 
 
 class FixedGovernor:

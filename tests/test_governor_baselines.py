@@ -274,6 +274,8 @@ def test_decide_batch_gives_each_env_what_decide_gives_it(kind: str, envs: int, 
         want = make_governor(config).decide(features[b], contexts[b])
         for field in ("tick_rate", "gates", "llm_priority", "alive"):
             assert np.array_equal(getattr(got, field), getattr(want, field)), field
+        assert got.organ_gates.keys() == want.organ_gates.keys() == {"vision"}
+        assert np.array_equal(got.organ_gates["vision"], want.organ_gates["vision"])
         if whole:
             assert np.array_equal(got.cpu_quota, want.cpu_quota)
         else:
