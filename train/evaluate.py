@@ -77,8 +77,10 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
                    greedy: bool = False, num_envs: int = 64,
                    nervous: NervousConfig | None = None,
                    governor: GovernorConfig | None = None,
-                   cortex: CortexConfig | None = None, trails: Trails | None = None) -> dict[str, float]:
-    """Run at least `episodes` episodes (whole batches) and return the world's episode means (with a
+                   cortex: CortexConfig | None = None, trails: Trails | None = None,
+                   world_class: type[GridWorld] = GridWorld) -> dict[str, float]:
+    """Run at least `episodes` episodes (whole batches) of a `world_class` world and return the world's
+    episode means (with a
     governor, also its ``governor/`` figures: brain calls, CPU, escalations; with the cortex on, its
     ``cortex/`` figures); with trails (a ``TrailRecorder``) the gate decisions and escalations are
     recorded."""
@@ -87,7 +89,7 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
     check_fits(brain, config)
     senses, reflex = _nervous_parts(brain, nervous, governor, cortex, trails)
     try:
-        world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
+        world = world_class(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
         layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
         generator = torch.Generator().manual_seed(seed)
         result = collect_episodes(world, _Actor(brain, layout, greedy, generator, senses, reflex), episodes)
