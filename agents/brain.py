@@ -6,8 +6,15 @@ Inputs are brain-major: ``codes`` int [G, M, V, V] (view cell codes), ``proprio`
 
 Network (per brain): the view's cell codes are one-hot per cell position and fed to a linear layer,
 computed as a sum of embedding rows (``embedding_bag``: 49 row adds instead of a 588-wide matmul);
-plus a linear layer of the proprio vector; ReLU; a hidden layer (grouped ``baddbmm``); ReLU; a policy
-head whose illegal actions get a large negative logit; a value head.
+plus a linear layer of the proprio vector; ReLU; a hidden layer (grouped ``baddbmm``); ReLU; with
+``memory=gru`` a GRU cell (grouped too) whose state carries what an NPC saw before; a policy head whose
+illegal actions get a large negative logit; a value head.
+
+Memory: the state is a tensor [G, M, H] (width 0 with ``memory=none``, so callers carry it either way)
+kept by the caller per NPC slot: ``initial_state`` makes it, ``step`` acts and returns the next one,
+and ``reset`` (bool [G, M]) zeroes it where a life or an episode begins. PPO re-runs the whole rollout
+chunk from the state stored at its start (``evaluate_sequence``, truncated BPTT as in CleanRL's
+``ppo_atari_lstm.py``).
 
 View sizes: the brain has a fixed ``view_size`` S. A smaller view (V < S) sits in the centre of the
 S x S grid (the cells around it add nothing, exactly like an unused one-hot); a larger view is
@@ -30,6 +37,8 @@ from world.tiles import NUM_ACTIONS, NUM_CODES, PROPRIO_SIZE
 
 CodesT = TypeVar("CodesT", Tensor, np.ndarray)
 
+#: The brain's memory kinds (``BrainConfig.memory``).
+MEMORIES = ("none", "gru")
 #: Logit given to illegal actions: large and finite, so entropy and log-probs stay NaN-free.
 MASKED_LOGIT = -1e8
 
@@ -44,8 +53,12 @@ class BrainConfig:
     """Width of both hidden layers."""
     view_size: int = 9
     """Side S of the view grid the encoder reads; other view sizes are centred (padded) or cropped."""
+    memory: str = "none"
+    """What the brain remembers between ticks: none (each tick on its own) or gru (a recurrent core)."""
 
     def __post_init__(self) -> None:
+        if self.memory not in MEMORIES:
+            raise ValueError(f"brain.memory={self.memory!r}: choose one of {list(MEMORIES)}")
         if not isinstance(self.hidden, int) or self.hidden < 1:
             raise ValueError(f"brain.hidden={self.hidden!r}: must be an integer >= 1")
         if not isinstance(self.view_size, int) or self.view_size < 1 or self.view_size % 2 == 0:
@@ -96,6 +109,12 @@ class Brain(nn.Module):
         self.b_actor = nn.Parameter(torch.zeros(G, 1, n_actions))
         self.w_critic = nn.Parameter(_orthogonal((G, H, 1), 1.0, generator))
         self.b_critic = nn.Parameter(torch.zeros(G, 1, 1))
+        self.has_memory = config.memory == "gru"
+        if self.has_memory:  # gates in r, z, n order, as torch.nn.GRUCell
+            self.w_ih = nn.Parameter(_orthogonal((G, H, 3 * H), 1.0, generator))
+            self.w_hh = nn.Parameter(_orthogonal((G, H, 3 * H), 1.0, generator))
+            self.b_ih = nn.Parameter(torch.zeros(G, 1, 3 * H))
+            self.b_hh = nn.Parameter(torch.zeros(G, 1, 3 * H))
         self._layout: dict[int, Tensor] = {}
 
     # --- inputs ------------------------------------------------------------------------------
@@ -133,11 +152,90 @@ class Brain(nn.Module):
         h = torch.relu(torch.baddbmm(self.b1[:g] + h, proprio, self.w_proprio[:g]))
         return torch.relu(torch.baddbmm(self.b2[:g], h, self.w2[:g]))
 
-    def get_value(self, codes: Tensor, proprio: Tensor) -> Tensor:
-        """State values [G', M]."""
+    # --- memory ------------------------------------------------------------------------------
+    @property
+    def state_size(self) -> int:
+        """Width of the memory state (0 without memory)."""
+        return self.config.hidden if self.has_memory else 0
+
+    def initial_state(self, groups: int, width: int) -> Tensor:
+        """A zero memory state [groups, width, state_size]."""
+        return torch.zeros(groups, width, self.state_size)
+
+    def _gru(self, gi: Tensor, state: Tensor) -> Tensor:
+        """One GRU step from input gates gi [G', M, 3H] and state [G', M, H]: the next state."""
+        g, H = state.shape[0], self.config.hidden
+        gh = torch.baddbmm(self.b_hh[:g], state, self.w_hh[:g])
+        r = torch.sigmoid(gi[..., :H] + gh[..., :H])
+        z = torch.sigmoid(gi[..., H:2 * H] + gh[..., H:2 * H])
+        n = torch.tanh(gi[..., 2 * H:] + r * gh[..., 2 * H:])
+        return n + z * (state - n)
+
+    def remember(self, hidden: Tensor, state: Tensor, reset: Tensor | None = None) -> Tensor:
+        """The memory's next state [G', M, H] from trunk features and the state (zeroed where reset)."""
+        if not self.has_memory:
+            return state
+        if state.shape[:2] != hidden.shape[:2] or state.shape[-1] != self.state_size:
+            raise ValueError(f"memory state: shape {tuple(state.shape)} does not fit features "
+                             f"{tuple(hidden.shape[:2])} x {self.state_size}")
+        if reset is not None:
+            state = state.masked_fill(reset.unsqueeze(-1), 0.0)
+        g = hidden.shape[0]
+        return self._gru(torch.baddbmm(self.b_ih[:g], hidden, self.w_ih[:g]), state)
+
+    def _stateless(self) -> None:
+        if self.has_memory:
+            raise ValueError("brain.memory=gru: this call needs the memory state; use Brain.step")
+
+    def get_value(self, codes: Tensor, proprio: Tensor, state: Tensor | None = None,
+                  reset: Tensor | None = None) -> Tensor:
+        """State values [G', M] (a memory brain needs its state; it is not advanced)."""
         g = self._groups_for(codes)
         hidden = self.trunk(codes, proprio)
+        if self.has_memory:
+            if state is None:
+                self._stateless()
+            hidden = self.remember(hidden, state, reset)
         return torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+
+    def step(self, codes: Tensor, proprio: Tensor, mask: Tensor, state: Tensor, reset: Tensor | None = None,
+             generator: torch.Generator | None = None, greedy: bool = False
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(action, log-prob, value, next state) of one tick, carrying the memory state [G', M, state_size]
+        (zeroed where reset, bool [G', M]); samples the action, or takes the likeliest when greedy."""
+        g = self._groups_for(codes)
+        hidden = self.trunk(codes, proprio)
+        if self.has_memory:
+            state = hidden = self.remember(hidden, state, reset)
+        logp_all = torch.log_softmax(self._logits(hidden, mask), dim=-1)
+        if greedy:
+            action = logp_all.argmax(-1)
+        else:
+            noise = torch.rand(logp_all.shape, generator=generator).clamp_(min=1e-20)
+            action = torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
+        logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        return action, logprob, value, state
+
+    def evaluate_sequence(self, codes: Tensor, proprio: Tensor, mask: Tensor, action: Tensor, state: Tensor,
+                          reset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log-prob, entropy, value), each [G', T * m] (t-major), of a chunk of T ticks [G', T, m, ...]
+        re-run from the memory state at its start [G', m, H], zeroed wherever reset [G', T, m] says."""
+        g, T, m = action.shape
+        hidden = self.trunk(codes.reshape(g, T * m, *codes.shape[3:]), proprio.reshape(g, T * m, -1))
+        if self.has_memory:
+            gi = torch.baddbmm(self.b_ih[:g], hidden, self.w_ih[:g]).view(g, T, m, -1)
+            out = []
+            for t in range(T):
+                state = self._gru(gi[:, t], state.masked_fill(reset[:, t].unsqueeze(-1), 0.0))
+                out.append(state)
+            hidden = torch.stack(out, dim=1).view(g, T * m, -1)
+        logits = self._logits(hidden, mask.reshape(g, T * m, -1))
+        logp_all = torch.log_softmax(logits, dim=-1)
+        logprob = logp_all.gather(-1, action.reshape(g, T * m, 1)).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        return logprob, entropy, value
 
     def _logits(self, hidden: Tensor, mask: Tensor) -> Tensor:
         g = hidden.shape[0]
@@ -145,13 +243,16 @@ class Brain(nn.Module):
         return logits.masked_fill(~mask, MASKED_LOGIT)
 
     def get_greedy_action(self, codes: Tensor, proprio: Tensor, mask: Tensor) -> Tensor:
-        """The most likely legal action [G', M]."""
+        """The most likely legal action [G', M] (memoryless brains; a memory brain uses ``step``)."""
+        self._stateless()
         return self._logits(self.trunk(codes, proprio), mask).argmax(-1)
 
     def get_action_and_value(self, codes: Tensor, proprio: Tensor, mask: Tensor,
                              action: Tensor | None = None, generator: torch.Generator | None = None
                              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(action, log-prob, entropy, value), each [G', M]; samples an action when none is given."""
+        """(action, log-prob, entropy, value), each [G', M]; samples an action when none is given
+        (memoryless brains; a memory brain uses ``step`` and ``evaluate_sequence``)."""
+        self._stateless()
         g = self._groups_for(codes)
         hidden = self.trunk(codes, proprio)
         logits = self._logits(hidden, mask)
@@ -192,7 +293,8 @@ class BrainPolicy:
     The NPC process acts on one observation per tick, where torch's per-op dispatch costs more than
     the arithmetic (about 0.95 ms a call measured in a live NPC, against 0.2 ms here). The arrays
     share memory with the parameters, so optimiser steps and ``load_state_dict`` show at once;
-    ``Brain.grow`` replaces the parameters, after which a new policy must be made.
+    ``Brain.grow`` replaces the parameters, after which a new policy must be made. A memory brain's
+    state (``state``, [H]) advances with every ``forward``; ``reset`` zeroes it (a birth, a new episode).
     """
 
     def __init__(self, brain: Brain, g: int = 0) -> None:
@@ -207,7 +309,26 @@ class BrainPolicy:
         self.w2, self.b2 = view(brain.w2), view(brain.b2)[0]
         self.w_actor, self.b_actor = view(brain.w_actor), view(brain.b_actor)[0]
         self.w_critic, self.b_critic = view(brain.w_critic)[:, 0], view(brain.b_critic)[0]
+        if brain.has_memory:
+            self.w_ih, self.w_hh = view(brain.w_ih), view(brain.w_hh)
+            self.b_ih, self.b_hh = view(brain.b_ih)[0], view(brain.b_hh)[0]
+        self.state = np.zeros(brain.state_size, dtype=np.float32)
         self._rows: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        """Forget: zero the memory state."""
+        self.state[:] = 0.0
+
+    def _remember(self, h: np.ndarray) -> np.ndarray:
+        """The GRU step of ``Brain._gru`` on one NPC; stores and returns the next state."""
+        H = len(self.state)
+        gi = h @ self.w_ih + self.b_ih
+        gh = self.state @ self.w_hh + self.b_hh
+        r = 1.0 / (1.0 + np.exp(-(gi[:H] + gh[:H])))
+        z = 1.0 / (1.0 + np.exp(-(gi[H:2 * H] + gh[H:2 * H])))
+        n = np.tanh(gi[2 * H:] + r * gh[2 * H:])
+        self.state = (n + z * (self.state - n)).astype(np.float32)
+        return self.state.copy()
 
     def _cell_rows(self, view: int) -> np.ndarray:
         if view not in self._rows:
@@ -215,7 +336,8 @@ class BrainPolicy:
         return self._rows[view]
 
     def forward(self, codes: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, float]:
-        """(log-probabilities float32 [A], value) of one view uint8 [V, V], proprio [P], mask bool [A]."""
+        """(log-probabilities float32 [A], value) of one view uint8 [V, V], proprio [P], mask bool [A];
+        advances the memory state."""
         codes = crop_view(codes, self.brain.config.view_size)
         h = self.embed[self._cell_rows(codes.shape[-1]) + codes.reshape(-1)].sum(axis=0)
         h += proprio @ self.w_proprio
@@ -224,6 +346,8 @@ class BrainPolicy:
         h = h @ self.w2
         h += self.b2
         np.maximum(h, 0.0, out=h)
+        if self.brain.has_memory:
+            h = self._remember(h)
         logits = h @ self.w_actor
         logits += self.b_actor
         logits[~mask] = MASKED_LOGIT

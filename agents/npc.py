@@ -91,6 +91,9 @@ class NpcConfig:
     """Brain hidden width (must match a loaded checkpoint)."""
     view_size: int = 7
     """Brain view grid side."""
+    brain_memory: str = "none"
+    """Brain memory (``agents.brain.BrainConfig.memory``): none, or gru (its state carried from brain call
+    to brain call, zeroed at birth and when an episode ends)."""
     heartbeat_s: float = 0.5
     """Seconds between heartbeats."""
     state_s: float = 0.2
@@ -129,11 +132,11 @@ class NpcConfig:
 
 
 def write_weights(path: Path, npc: int, brain: dict[str, torch.Tensor], hidden: int, view_size: int,
-                  optimizer: dict[str, Any] | None = None, updates: int = 0) -> None:
+                  optimizer: dict[str, Any] | None = None, updates: int = 0, memory: str = "none") -> None:
     """Write an NPC weights file (a one-brain state dict) atomically: temp file, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": CHECKPOINT_FORMAT, "npc": npc, "brain": brain, "updates": updates, "hidden": hidden,
-            "view_size": view_size}
+            "view_size": view_size, "memory": memory}
     if optimizer is not None:
         data["optimizer"] = optimizer
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -188,7 +191,8 @@ class NpcAgent:
         seed = config.seed * 10007 + config.npc
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.brain = Brain(BrainConfig(hidden=config.hidden, view_size=config.view_size), 1,
+        self.brain = Brain(BrainConfig(hidden=config.hidden, view_size=config.view_size,
+                                       memory=config.brain_memory), 1,
                            generator=torch.Generator().manual_seed(seed))
         self.policy = BrainPolicy(self.brain)
         self.ppo = PPOConfig(num_envs=1, num_steps=config.num_steps, num_minibatches=2, update_epochs=2,
@@ -213,6 +217,8 @@ class NpcAgent:
         self.pending_overridden = False
         self.last_stats: dict[str, float] = {}
         self.lag_ms = 0.0
+        #: The body was dead: the next brain call starts a new life (its memory zeroed).
+        self.reborn = True
         self._to_learn: tuple[Any, ...] | None = None
 
     # -- weights ----------------------------------------------------------------------------------
@@ -244,7 +250,8 @@ class NpcAgent:
         path = self.config.checkpoint_path
         if path is not None:
             write_weights(path, self.config.npc, self.brain.state_dict(), self.config.hidden,
-                          self.config.view_size, optimizer=self.optimizer.state_dict(), updates=self.updates)
+                          self.config.view_size, optimizer=self.optimizer.state_dict(), updates=self.updates,
+                          memory=self.config.brain_memory)
 
     # -- acting -----------------------------------------------------------------------------------
 
@@ -261,17 +268,24 @@ class NpcAgent:
         """The brain's action on an observation (learning when configured); None for a dead body."""
         view, proprio, mask = _senses(obs)
         if not proprio.any():  # the world zeroes a dead body's proprio
+            self.reborn = True  # its next life starts with a fresh memory
             return None
         return self._think(view, proprio, mask)
 
     def _think(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray) -> int:
         """The action of one brain call; learns when configured."""
-        action, logp, value = self.policy.act(view, proprio, mask, self.rng)
         reward, done, overridden = self.pending_reward, self.pending_done, self.pending_overridden
         self.pending_reward, self.pending_done, self.pending_overridden = 0.0, False, False
+        reset = done or self.reborn  # a new episode or a new life: forget the last one
+        self.reborn = False
+        if reset:
+            self.policy.reset()
+        state = self.policy.state.copy()
+        action, logp, value = self.policy.act(view, proprio, mask, self.rng)
         if self.config.learn:
             self.learn()  # a caller that did not learn after the last action
-            self._to_learn = (view, proprio, mask, action, logp, value, reward, done, overridden)
+            self._to_learn = (view, proprio, mask, action, logp, value, reward, done, overridden, reset,
+                              state)
         self.brain_calls += 1
         return action
 
@@ -282,12 +296,13 @@ class NpcAgent:
             self._learn(*tick)
 
     def _learn(self, view: np.ndarray, proprio: np.ndarray, mask: np.ndarray, action: int, logp: float,
-               value: float, reward: float, done: bool, overridden: bool) -> None:
+               value: float, reward: float, done: bool, overridden: bool, reset: bool = False,
+               state: np.ndarray | None = None) -> None:
         """Store the brain call (the reward and the nerves' override are the previous action's); one PPO
         update per full rollout."""
         T = self.config.num_steps
         if self.rollout is None:
-            self.rollout = Rollout(1, T, 1, view.shape[-1], len(proprio), NUM_ACTIONS)
+            self.rollout = Rollout(1, T, 1, view.shape[-1], len(proprio), NUM_ACTIONS, self.brain.state_size)
             # the first rollout starts at a per-NPC offset (rows before it stay out of the loss), so the
             # NPCs of an organism, all started together, do not all update on the same tick
             self.step = self.config.npc * 37 % T
@@ -313,6 +328,9 @@ class NpcAgent:
             ro.values[0, t, 0] = value
             ro.dones[0, t, 0] = done
             ro.mask[0, t, 0] = True
+            ro.resets[0, t, 0] = reset
+            if t == 0 and state is not None:  # the memory state this rollout's sequence starts from
+                ro.initial_state[0, 0].numpy()[:] = state
             self.step += 1
 
     def acted(self, obs: Observation, now: float) -> None:

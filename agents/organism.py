@@ -132,6 +132,9 @@ class OrganismConfig:
     """NPC brain hidden width."""
     view_size: int = 7
     """NPC brain view grid side (a trainer checkpoint's brains need its own: 9 by default)."""
+    brain_memory: str = "none"
+    """NPC brain memory (``agents.brain.BrainConfig.memory``: none or gru; a checkpoint's brains need
+    theirs)."""
     checkpoint_dir: str = ""
     """Folder of per-NPC weights (npc-<id>.pt) to start from and to write ('' : run_dir/npcs)."""
     run: str = "organism"
@@ -308,6 +311,7 @@ class Organism:
             "learn": c.learn,
             "hidden": c.hidden,
             "view_size": c.view_size,
+            "brain_memory": c.brain_memory,
             "seed": c.seed,
             "cpu_usage_file": self.cgroups.cpu_usage_file(f"npc-{i}"),
         }

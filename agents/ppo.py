@@ -4,6 +4,10 @@ Every tensor is brain-major ([G, ...]); each brain's loss is a mean over its own
 brains' losses are summed, so brain g's gradient is exactly what a lone PPO on slot g would compute.
 Gradient-norm clipping is per brain too. ``mask`` (float or bool, 1 = use) drops samples whose NPC
 was dead when it observed (and any sample a reflex overrode) from every mean.
+
+A memory brain (``Brain.has_memory``) learns over sequences: its minibatches are sets of whole sample
+columns (env copies, or slots when shared) with every tick of the rollout, re-run from the memory
+state stored at the rollout's start (CleanRL's ``ppo_atari_lstm.py``).
 """
 
 from __future__ import annotations
@@ -160,12 +164,52 @@ class Batch:
     advantages: Tensor
     returns: Tensor
     mask: Tensor
+    steps: int = 1
+    """T: the flat sample index is t * width + column (t-major)."""
+    resets: Tensor | None = None
+    """Where the memory state was zeroed before acting (bool [G, S]); memory brains only."""
+    initial_state: Tensor | None = None
+    """The memory state at the rollout's start [G, width, state_size]; memory brains only."""
+
+
+def _minibatch_loss(brain: Brain, batch: Batch, idx: Tensor, config: PPOConfig
+                    ) -> tuple[Tensor, dict[str, float]]:
+    """The PPO loss of one minibatch: flat samples idx, or for a memory brain whole columns idx."""
+    if brain.has_memory:
+        G, T = batch.actions.shape[0], batch.steps
+
+        def cols(x: Tensor) -> Tensor:
+            return x.reshape(G, T, -1, *x.shape[2:])[:, :, idx]
+
+        assert batch.resets is not None and batch.initial_state is not None
+        new_logprob, entropy, new_value = brain.evaluate_sequence(
+            cols(batch.codes), cols(batch.proprio), cols(batch.action_mask), cols(batch.actions),
+            batch.initial_state[:, idx], cols(batch.resets))
+
+        def pick(x: Tensor) -> Tensor:
+            return cols(x).reshape(G, -1)
+    else:
+        _, new_logprob, entropy, new_value = brain.get_action_and_value(
+            batch.codes[:, idx], batch.proprio[:, idx], batch.action_mask[:, idx], batch.actions[:, idx])
+
+        def pick(x: Tensor) -> Tensor:
+            return x[:, idx]
+    return ppo_loss(new_logprob, entropy, new_value, pick(batch.logprobs), pick(batch.values),
+                    pick(batch.advantages), pick(batch.returns), pick(batch.mask), config.clip_coef,
+                    config.vf_coef, config.ent_coef, config.clip_vloss, config.norm_adv)
 
 
 def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, config: PPOConfig
                ) -> dict[str, float]:
-    """Run CleanRL's epochs x minibatches over the batch; return the last minibatch's stats (means)."""
+    """Run CleanRL's epochs x minibatches over the batch; return the last minibatch's stats (means).
+
+    Memory brains draw minibatches of whole columns (at most one per column when there are fewer
+    columns than ``num_minibatches``)."""
     samples = batch.actions.shape[1]
+    if brain.has_memory:
+        if batch.resets is None or batch.initial_state is None:
+            raise ValueError("brain.memory=gru: the batch needs resets and initial_state")
+        samples //= batch.steps  # columns
     minibatch = max(1, samples // config.num_minibatches)
     params = [p for p in brain.parameters() if p.requires_grad]
     stats: dict[str, float] = {}
@@ -173,12 +217,7 @@ def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, con
         order = torch.randperm(samples)
         for start in range(0, samples, minibatch):
             idx = order[start:start + minibatch]
-            _, new_logprob, entropy, new_value = brain.get_action_and_value(
-                batch.codes[:, idx], batch.proprio[:, idx], batch.action_mask[:, idx], batch.actions[:, idx])
-            loss, stats = ppo_loss(
-                new_logprob, entropy, new_value, batch.logprobs[:, idx], batch.values[:, idx],
-                batch.advantages[:, idx], batch.returns[:, idx], batch.mask[:, idx], config.clip_coef,
-                config.vf_coef, config.ent_coef, config.clip_vloss, config.norm_adv)
+            loss, stats = _minibatch_loss(brain, batch, idx, config)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             norms = clip_grad_norm_per_brain(params, config.max_grad_norm)

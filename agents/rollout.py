@@ -12,7 +12,7 @@ class Rollout:
     """T ticks of G brain groups x M samples each (M = envs per brain, or envs * slots when shared)."""
 
     def __init__(self, groups: int, steps: int, width: int, view: int, proprio_size: int,
-                 n_actions: int) -> None:
+                 n_actions: int, state_size: int = 0) -> None:
         G, T, M = groups, steps, width
         self.groups, self.steps, self.width = G, T, M
         self.codes = torch.zeros(G, T, M, view, view, dtype=torch.uint8)
@@ -26,6 +26,10 @@ class Rollout:
         self.dones = torch.zeros(G, T, M, dtype=torch.bool)
         #: mask[:, t]: the sample enters the loss (NPC alive at obs t, action not overridden).
         self.mask = torch.zeros(G, T, M, dtype=torch.bool)
+        #: resets[:, t]: the memory state was zeroed before acting on obs t (memory brains).
+        self.resets = torch.zeros(G, T, M, dtype=torch.bool)
+        #: The memory state before tick 0 of this rollout [G, M, state_size] (width 0 without memory).
+        self.initial_state = torch.zeros(G, M, state_size)
 
     def batch(self, next_value: Tensor, next_done: Tensor, gamma: float, gae_lambda: float) -> Batch:
         """Advantages by GAE and everything flattened to [G, T * M, ...] for the update."""
@@ -39,4 +43,5 @@ class Rollout:
         return Batch(codes=flat(self.codes), proprio=flat(self.proprio), action_mask=flat(self.action_mask),
                      actions=flat(self.actions), logprobs=flat(self.logprobs), values=flat(self.values),
                      advantages=flat(advantages.transpose(0, 1).contiguous()),
-                     returns=flat(returns.transpose(0, 1).contiguous()), mask=flat(self.mask))
+                     returns=flat(returns.transpose(0, 1).contiguous()), mask=flat(self.mask),
+                     steps=self.steps, resets=flat(self.resets), initial_state=self.initial_state.clone())

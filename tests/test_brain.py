@@ -205,3 +205,104 @@ def test_numpy_policy_sees_optimiser_steps_and_loaded_weights():
 def test_numpy_policy_rejects_a_missing_brain_group():
     with pytest.raises(ValueError, match="brain group 2"):
         BrainPolicy(Brain(BrainConfig(hidden=8), 2), 2)
+
+
+# --- memory (brain.memory=gru) ---------------------------------------------------------------------
+
+@torch.no_grad()
+def _ticks(brain: Brain, g: int, T: int, m: int, seed: int = 1):
+    """T ticks of inputs acted on one by one: (inputs, resets, actions, logprobs, values, start state)."""
+    gen = torch.Generator().manual_seed(seed)
+    steps = [_inputs(g, m, seed=seed + t) for t in range(T)]
+    resets = torch.rand(T, g, m, generator=gen) < 0.2
+    state = start = torch.randn(g, m, brain.state_size, generator=gen)
+    actions, logprobs, values = [], [], []
+    for t, (codes, proprio, mask) in enumerate(steps):
+        action, logp, value, state = brain.step(codes, proprio, mask, state, resets[t], generator=gen)
+        actions.append(action), logprobs.append(logp), values.append(value)
+    return steps, resets, torch.stack(actions, 1), torch.stack(logprobs, 1), torch.stack(values, 1), start
+
+
+def test_a_memory_brain_re_runs_a_rollout_chunk_exactly_as_it_acted():
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 2, generator=torch.Generator().manual_seed(0))
+    steps, resets, actions, logprobs, values, start = _ticks(brain, 2, 6, 3)
+    codes, proprio, mask = (torch.stack([s[i] for s in steps], 1) for i in range(3))
+    logp, entropy, value = brain.evaluate_sequence(codes, proprio, mask, actions, start,
+                                                   resets.transpose(0, 1))
+    torch.testing.assert_close(logp, logprobs.reshape(2, -1))
+    torch.testing.assert_close(value, values.reshape(2, -1))
+    assert entropy.shape == (2, 18) and torch.isfinite(entropy).all()
+
+
+def test_memory_carries_the_past_and_a_reset_forgets_it():
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 1, generator=torch.Generator().manual_seed(0))
+    codes, proprio, mask = _inputs(1, 2)
+    past = torch.randn(1, 2, 16)
+    _, _, value, state = brain.step(codes, proprio, mask, past)
+    _, _, fresh_value, fresh_state = brain.step(codes, proprio, mask, torch.zeros(1, 2, 16))
+    assert not torch.allclose(value, fresh_value)  # what it remembered changes what it thinks now
+    _, _, reset_value, reset_state = brain.step(codes, proprio, mask, past, torch.tensor([[True, False]]))
+    torch.testing.assert_close(reset_value[0, 0], fresh_value[0, 0])
+    torch.testing.assert_close(reset_state[0, 1], state[0, 1])
+
+
+def test_a_memoryless_brain_carries_an_empty_state_and_acts_as_before():
+    brain = Brain(BrainConfig(hidden=16), 2, generator=torch.Generator().manual_seed(0))
+    codes, proprio, mask = _inputs(2, 4)
+    state = brain.initial_state(2, 4)
+    assert state.shape == (2, 4, 0)
+    action, logp, value, after = brain.step(codes, proprio, mask, state,
+                                            generator=torch.Generator().manual_seed(5))
+    same = brain.get_action_and_value(codes, proprio, mask, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(action, same[0]) and torch.equal(logp, same[1]) and torch.equal(value, same[3])
+    assert after.shape == (2, 4, 0)
+
+
+def test_the_numpy_policy_remembers_as_the_torch_brain_does():
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 2, generator=torch.Generator().manual_seed(0))
+    policy = BrainPolicy(brain, g=1)
+    state = brain.initial_state(2, 1)
+    torch.set_grad_enabled(False)
+    for t in range(5):
+        codes, proprio, mask = _inputs(2, 1, seed=t)
+        _, _, value, state = brain.step(codes, proprio, mask, state)
+        logp, v = policy.forward(codes[1, 0].numpy(), proprio[1, 0].numpy(), mask[1, 0].numpy())
+        assert v == pytest.approx(float(value[1, 0]), abs=1e-5)
+        np.testing.assert_allclose(policy.state, state[1, 0].numpy(), atol=1e-5)
+    torch.set_grad_enabled(True)
+    policy.reset()
+    assert not policy.state.any()
+
+
+def test_a_memory_brain_refuses_calls_without_its_state_and_a_bad_memory_is_named():
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 1)
+    codes, proprio, mask = _inputs(1, 2)
+    with pytest.raises(ValueError, match="needs the memory state"):
+        brain.get_action_and_value(codes, proprio, mask)
+    with pytest.raises(ValueError, match="memory state: shape"):
+        brain.step(codes, proprio, mask, torch.zeros(1, 3, 16))
+    with pytest.raises(ValueError, match=r"brain.memory='lstm': choose one of \['none', 'gru'\]"):
+        BrainConfig(memory="lstm")
+
+
+def test_ppo_over_sequences_trains_the_recurrent_weights():
+    from agents.ppo import PPOConfig, ppo_update
+    from agents.rollout import Rollout
+
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 2, generator=torch.Generator().manual_seed(0))
+    T, m = 6, 4
+    steps, resets, actions, logprobs, values, start = _ticks(brain, 2, T, m)
+    ro = Rollout(2, T, m, 7, PROPRIO_SIZE, NUM_ACTIONS, brain.state_size)
+    for t, (codes, proprio, mask) in enumerate(steps):
+        ro.codes[:, t], ro.proprio[:, t], ro.action_mask[:, t] = codes, proprio, mask
+    ro.actions[:], ro.logprobs[:], ro.values[:] = actions, logprobs, values
+    ro.resets[:] = resets.transpose(0, 1)
+    ro.rewards[:] = torch.randn(2, T, m, generator=torch.Generator().manual_seed(3))
+    ro.mask[:] = True
+    ro.initial_state[:] = start
+    before = brain.w_hh.detach().clone()
+    stats = ppo_update(brain, torch.optim.Adam(brain.parameters(), lr=1e-2),
+                       ro.batch(torch.zeros(2, m), torch.zeros(2, m, dtype=torch.bool), 0.99, 0.95),
+                       PPOConfig(num_envs=m, num_steps=T, num_minibatches=1, update_epochs=1))
+    assert stats["old_approx_kl"] == pytest.approx(0.0, abs=1e-6)  # the first minibatch re-ran it exactly
+    assert not torch.equal(before, brain.w_hh)

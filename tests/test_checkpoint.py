@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.checkpoint import load_checkpoint, restore, save_checkpoint
+from train.checkpoint import CheckpointError, load_checkpoint, restore, save_checkpoint
 from train.loop import Trainer
 
 TIMING = ("charts/SPS", "perf/rollout_s", "perf/update_s", "perf/elapsed_s")
@@ -24,9 +24,11 @@ def _same_metrics(a: dict, b: dict) -> None:
             assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), key
 
 
-@pytest.mark.parametrize("brain", ["per_npc", "shared"])
-def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain):
-    run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=8")
+@pytest.mark.parametrize(("brain", "memory"), [("per_npc", "none"), ("shared", "none"), ("per_npc", "gru"),
+                                               ("shared", "gru")])
+def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain, memory):
+    run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=8",
+                      f"brain.memory={memory}")
     first = Trainer(run)
     for _ in range(3):
         first.train_step()
@@ -43,6 +45,32 @@ def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain):
         assert torch.equal(p, q), name
     assert np.array_equal(first.world.tiles, second.world.tiles)
     assert np.array_equal(first.world.pos_y, second.world.pos_y)
+    assert torch.equal(first.memory, second.memory)  # the memory state carried across rollouts
+    if memory == "gru":
+        assert first.memory.abs().sum() > 0 and second.brain.has_memory
+
+
+def test_a_checkpoint_from_before_memory_still_loads_and_resumes(compose_run, tmp_path):
+    run = compose_run("+experiment=quick", "brain.hidden=16", "ppo.num_envs=8")
+    first = Trainer(run)
+    first.train_step()
+    path = save_checkpoint(first, tmp_path / "latest.pt")
+    old = torch.load(path, weights_only=True)  # what a checkpoint written before memory holds
+    del old["memory_state"], old["brain_meta"]["memory"], old["config"]["brain"]["memory"]
+    torch.save(old, path)
+    expected = first.train_step()
+    second = Trainer(run)
+    restore(second, load_checkpoint(path))
+    assert not second.brain.has_memory and second.memory.shape[-1] == 0
+    _same_metrics(expected, second.train_step())
+
+
+def test_a_memory_checkpoint_refuses_a_memoryless_run(compose_run, tmp_path):
+    quick = ("+experiment=quick", "brain.hidden=16", "ppo.num_envs=8")
+    trainer = Trainer(compose_run(*quick, "brain.memory=gru"))
+    path = save_checkpoint(trainer, tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match="brain memory='gru' does not match this run's 'none'"):
+        restore(Trainer(compose_run(*quick)), load_checkpoint(path))
 
 
 def test_checkpoint_holds_every_part_and_loads_without_pickle(compose_run, tmp_path):

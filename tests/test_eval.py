@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from agents.brain import Brain, BrainConfig
-from train.evaluate import evaluate_brain, format_table, record_episode
-from world import stage_config
+from agents.layout import SlotLayout
+from train.evaluate import _Actor, evaluate_brain, format_table, record_episode
+from world import GridWorld, stage_config
 from world.replay import load_replay
 
 
@@ -40,6 +41,21 @@ def test_record_episode_round_trips_through_the_replay_format(tmp_path):
     assert np.all(np.diff(replay.arrays["t"]) == 1)
     frame = replay.frame(0)
     assert frame["alive"].all() and frame["stage"] == 0
+
+
+def test_a_memory_brain_evaluates_and_records_carrying_its_state(tmp_path):
+    brain = Brain(BrainConfig(hidden=16, memory="gru"), 4, generator=torch.Generator().manual_seed(0))
+    config = stage_config(0, max_steps=20)
+    stats = evaluate_brain(brain, config, episodes=8, seed=3)
+    assert stats["episodes"] >= 8 and stats == evaluate_brain(brain, config, episodes=8, seed=3)
+    world = GridWorld(config, num_envs=2, seed=0)
+    actor = _Actor(brain, SlotLayout(False, 2, 4), False, torch.Generator().manual_seed(0))
+    world.step(actor(world))
+    first = actor.state.clone()
+    world.step(actor(world))
+    assert first.abs().sum() > 0 and not torch.equal(actor.state, first)  # carried from tick to tick
+    replay = load_replay(record_episode(brain, config, tmp_path / "m.npz", seed=1))
+    assert len(replay) == 21 and replay.arrays["actions"].shape == (21, 4)
 
 
 def test_format_table_has_a_row_per_policy():

@@ -299,3 +299,51 @@ def test_the_update_waits_until_the_action_is_out():
     assert agent.updates == 0  # ... but act() returned the action without updating
     agent.learn()
     assert agent.updates == 1
+
+
+# -- memory (brain_memory=gru) ----------------------------------------------------------------------
+
+def test_a_memory_npc_carries_its_state_between_calls_and_forgets_at_birth_and_episode_end():
+    agent = _agent(brain_memory="gru")
+    assert agent.brain.has_memory
+    agent.act(_obs(0))
+    first = agent.policy.state.copy()
+    assert first.any()
+    agent.act(_obs(1))
+    assert not np.allclose(agent.policy.state, first)  # it goes on from what it remembered
+    fresh = _agent(brain_memory="gru")
+    fresh.act(_obs(1))
+    assert not np.allclose(agent.policy.state, fresh.policy.state)  # the same input, another past
+    assert agent.act(_obs(2, proprio=np.zeros(PROPRIO_SIZE, np.float32))) is None  # dead
+    agent.act(_obs(3))  # born again: thinks as a fresh brain does on its first call
+    reborn = _agent(brain_memory="gru")
+    reborn.act(_obs(3))
+    np.testing.assert_allclose(agent.policy.state, reborn.policy.state, atol=1e-6)
+    ended = _obs(4)
+    ended.truncated = True
+    agent.observe(ended)
+    agent.act(_obs(5))  # the episode ended: a new one starts from nothing too
+    again = _agent(brain_memory="gru")
+    again.act(_obs(5))
+    np.testing.assert_allclose(agent.policy.state, again.policy.state, atol=1e-6)
+
+
+def test_a_memory_npc_learns_online_over_sequences_in_a_real_world(tmp_path):
+    world = GridWorld(stage_config(0, n_npcs=1), num_envs=1, seed=0)
+    agent = _agent(tmp_path, learn=True, num_steps=32, brain_memory="gru")
+    before = {k: v.clone() for k, v in agent.brain.state_dict().items()}
+    for t in range(200):
+        obs = Observation(npc=0, tick=t, side=world.V, view=world.views[0, 0].tobytes(),
+                          proprio=world.proprio[0, 0].tobytes(), reward=float(world.rewards[0, 0]),
+                          action_mask=world.action_mask[0, 0].tobytes(),
+                          terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
+        agent.observe(obs)
+        action = agent.act(obs)
+        agent.learn()
+        world.step(np.array([[Action.STAY if action is None else action]]))
+    assert agent.updates == (200 - 1) // 32 and np.isfinite(agent.last_stats["policy_loss"])
+    changed = [k for k, v in agent.brain.state_dict().items() if not torch.equal(v, before[k])]
+    assert "w_hh" in changed and "w_ih" in changed
+    agent.save()
+    saved = torch.load(tmp_path / "npc-0.pt", weights_only=True)
+    assert saved["memory"] == "gru" and "w_hh" in saved["brain"]

@@ -64,21 +64,23 @@ def test_view_mode_reports_an_unreadable_replay_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def _trainer_checkpoint(compose_run, tmp_path, brain: str):
-    run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=2")
+def _trainer_checkpoint(compose_run, tmp_path, brain: str, memory: str = "none"):
+    run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=2",
+                      f"brain.memory={memory}")
     trainer = Trainer(run)
     return trainer, save_checkpoint(trainer, tmp_path / f"{brain}.pt")
 
 
-@pytest.mark.parametrize("brain", ["per_npc", "shared"])
-def test_npcs_start_from_the_brains_of_a_training_checkpoint(compose_run, tmp_path, brain):
-    trainer, path = _trainer_checkpoint(compose_run, tmp_path, brain)
+@pytest.mark.parametrize(("brain", "memory"), [("per_npc", "none"), ("shared", "none"), ("per_npc", "gru")])
+def test_npcs_start_from_the_brains_of_a_training_checkpoint(compose_run, tmp_path, brain, memory):
+    trainer, path = _trainer_checkpoint(compose_run, tmp_path, brain, memory)
     organism = OrganismConfig(npcs=6, run_dir=str(tmp_path / "org"))
     npcs = tmp_path / "org" / "npcs"
     npcs.mkdir(parents=True)
     (npcs / "npc-5.pt").write_bytes(b"its own weights")  # an NPC with weights of its own keeps them
     seeded = seed_npc_brains(organism, str(path))
     assert (seeded.hidden, seeded.view_size) == (16, trainer.brain.config.view_size)
+    assert seeded.brain_memory == memory
     assert (npcs / "npc-5.pt").read_bytes() == b"its own weights"
     stacked = trainer.brain.state_dict()
     for i in range(5):
@@ -115,6 +117,27 @@ def test_processes_runtime_runs_the_live_organism_on_trained_brains(compose_run,
         one = Brain(trainer.brain.config, 1)
         one.load_state_dict(brain_slot(trainer.brain.state_dict(), i))
         assert status["source"] == "checkpoint" and status["weights"] == weights_digest(one)
+
+
+@pytest.mark.slow
+def test_a_memory_brain_trains_evaluates_records_and_lives_as_npc_processes(tmp_path):
+    trained = run_train("+experiment=quick", "world=stage0", "brain.memory=gru", "brain.hidden=16",
+                        "hydra.run.dir=trained", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    checkpoint = "checkpoint=trained/checkpoints/latest.pt"
+    done = run_train("mode=eval", checkpoint, "world=stage0", "episodes=2", "world.max_steps=15",
+                     "record=true", "hydra.run.dir=evaluated", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "trained" / "replay_stage0.npz").is_file()
+    result = json.loads((tmp_path / "trained" / "eval_stage0.json").read_text())
+    assert result["results"]["brain"]["episodes"] >= 2
+    live = run_train("runtime=processes", "duration=3", "runtime.organism.npcs=2", "runtime.organism.stage=0",
+                     checkpoint, cwd=tmp_path)
+    assert live.returncode == 0, live.stderr[-3000:]
+    rows = [line.split() for line in live.stdout.splitlines() if line.strip().startswith(("0 ", "1 "))]
+    assert len(rows) == 2 and all(int(row[1]) > 10 for row in rows)  # both memory NPCs acted for seconds
+    weights = torch.load(next(tmp_path.rglob("npc-0.pt")), weights_only=True)
+    assert weights["memory"] == "gru" and "w_hh" in weights["brain"]
 
 
 class RecordingPublisher:

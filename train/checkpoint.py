@@ -65,6 +65,7 @@ def trainer_state(trainer: Trainer, extra: dict[str, Any] | None = None) -> dict
         "passed": list(trainer.passed),
         "stage_started": dict(trainer.stage_started),
         "next_done": trainer.next_done.clone(),
+        "memory_state": trainer.memory.clone(),
         "last_return": trainer.last_return,
         "extra": dict(extra or {}),
     }
@@ -75,7 +76,7 @@ def brain_meta(trainer: Trainer) -> dict[str, Any]:
     b = trainer.brain
     return {"n_brains": b.n_brains, "shared": b.config.shared, "hidden": b.config.hidden,
             "view_size": b.config.view_size, "proprio_size": b.proprio_size, "n_codes": b.n_codes,
-            "n_actions": b.n_actions}
+            "n_actions": b.n_actions, "memory": b.config.memory}
 
 
 def save_checkpoint(trainer: Trainer, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
@@ -119,7 +120,7 @@ def saved_run_config(state: dict[str, Any]) -> RunConfig:
 
 def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     """Load a checkpoint's state into a trainer built from the checkpoint's own config."""
-    meta = state["brain_meta"]
+    meta = {"memory": "none"} | state["brain_meta"]  # checkpoints from before memory have none
     trainer.brain.grow(int(meta["n_brains"]), trainer.optimizer)
     here = brain_meta(trainer)
     for key, value in meta.items():
@@ -140,4 +141,6 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.passed = [dict(row) for row in state["passed"]]
     trainer.stage_started = dict(state["stage_started"])
     trainer.next_done = state["next_done"].clone()
+    if "memory_state" in state:  # a checkpoint from before memory: a memoryless brain's empty state
+        trainer.memory = state["memory_state"].clone()
     trainer.last_return = state["last_return"]

@@ -15,6 +15,7 @@ from governor.runtime import GovernedReflex, Trails
 from nervous.config import NervousConfig
 from nervous.lifeforce import LifeforceConfig
 from organs.config import CortexConfig
+from train.loop import memory_resets
 from train.nervous_link import Reflexes, WaveSenses, build_nervous, check_wave_width, close_nervous
 from world import GridWorld, WorldConfig
 from world.replay import ReplayWriter
@@ -31,21 +32,30 @@ def check_fits(brain: Brain, config: WorldConfig) -> None:
                          "(one per NPC slot)")
 
 
-def _act(brain: Brain, layout: SlotLayout, world: GridWorld, greedy: bool, generator: torch.Generator,
-         senses: WaveSenses | None = None, reflex: Reflexes | GovernedReflex | None = None) -> np.ndarray:
-    proprio = world.proprio
-    if senses is not None:
-        proprio = np.concatenate([proprio, senses(world)], axis=-1)
-    codes, proprio = layout.to_groups(world.views), layout.to_groups(proprio)
-    mask = layout.to_groups(world.action_mask)
-    if greedy:
-        action = brain.get_greedy_action(codes, proprio, mask)
-    else:
-        action = brain.get_action_and_value(codes, proprio, mask, generator=generator)[0]
-    actions = layout.to_slots(action)
-    if reflex is not None:
-        actions, _ = reflex(world, actions)
-    return actions
+class _Actor:
+    """The brains' actions tick by tick, carrying their memory state between ticks."""
+
+    def __init__(self, brain: Brain, layout: SlotLayout, greedy: bool, generator: torch.Generator,
+                 senses: WaveSenses | None = None, reflex: Reflexes | GovernedReflex | None = None) -> None:
+        self.brain, self.layout, self.greedy, self.generator = brain, layout, greedy, generator
+        self.senses, self.reflex = senses, reflex
+        self.state = brain.initial_state(layout.groups, layout.width)
+
+    def __call__(self, world: GridWorld) -> np.ndarray:
+        """This tick's actions [B, N] (after the reflexes)."""
+        layout = self.layout
+        proprio = world.proprio
+        if self.senses is not None:
+            proprio = np.concatenate([proprio, self.senses(world)], axis=-1)
+        codes, proprio = layout.to_groups(world.views), layout.to_groups(proprio)
+        mask = layout.to_groups(world.action_mask)
+        reset = layout.to_groups(memory_resets(world))
+        action, _, _, self.state = self.brain.step(codes, proprio, mask, self.state, reset,
+                                                   generator=self.generator, greedy=self.greedy)
+        actions = layout.to_slots(action)
+        if self.reflex is not None:
+            actions, _ = self.reflex(world, actions)
+        return actions
 
 
 def _nervous_parts(brain: Brain, nervous: NervousConfig | None, governor: GovernorConfig | None = None,
@@ -67,8 +77,10 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
                    greedy: bool = False, num_envs: int = 64,
                    nervous: NervousConfig | None = None,
                    governor: GovernorConfig | None = None,
-                   cortex: CortexConfig | None = None, trails: Trails | None = None) -> dict[str, float]:
-    """Run at least `episodes` episodes (whole batches) and return the world's episode means (with a
+                   cortex: CortexConfig | None = None, trails: Trails | None = None,
+                   world_class: type[GridWorld] = GridWorld) -> dict[str, float]:
+    """Run at least `episodes` episodes (whole batches) of a `world_class` world and return the world's
+    episode means (with a
     governor, also its ``governor/`` figures: brain calls, CPU, escalations; with the cortex on, its
     ``cortex/`` figures); with trails (a ``TrailRecorder``) the gate decisions and escalations are
     recorded."""
@@ -77,11 +89,10 @@ def evaluate_brain(brain: Brain, config: WorldConfig, episodes: int = 100, seed:
     check_fits(brain, config)
     senses, reflex = _nervous_parts(brain, nervous, governor, cortex, trails)
     try:
-        world = GridWorld(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
+        world = world_class(config, num_envs=min(num_envs, episodes), seed=seed, autoreset=True)
         layout = SlotLayout(brain.config.shared, world.num_envs, world.num_npcs)
         generator = torch.Generator().manual_seed(seed)
-        result = collect_episodes(world, lambda w: _act(brain, layout, w, greedy, generator, senses, reflex),
-                                  episodes)
+        result = collect_episodes(world, _Actor(brain, layout, greedy, generator, senses, reflex), episodes)
         if isinstance(reflex, GovernedReflex):
             result.update(reflex.pop_stats())
     finally:
@@ -124,8 +135,9 @@ def _record(brain: Brain, config: WorldConfig, path: str | os.PathLike, seed: in
             waves = senses.bank.last.confidence
         writer.add(world.frame(0), actions=actions, waves=waves, overrides=overridden)
 
+    actor = _Actor(brain, layout, greedy, generator, senses, reflex)
     while True:
-        actions = _act(brain, layout, world, greedy, generator, senses, reflex)
+        actions = actor(world)
         add(actions[0], reflex.last_overridden[0] if reflex is not None else None)
         world.step(actions)
         if world.env_done[0]:

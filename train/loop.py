@@ -11,6 +11,10 @@ Seams for the nervous system and the viewer, all optional (None by default):
 - ``reflex(world, actions) -> (actions, overridden)``: may replace the brains' actions [B, N]; the
   overridden samples are kept out of the PPO loss (the brain did not choose them).
 - ``publisher.maybe_publish(world)``: called once per tick (``viewer=live``).
+
+Memory (``brain.memory=gru``): the trainer carries each slot's memory state [G, M, H] from tick to tick
+and across rollouts; it is zeroed while an NPC is dead and when its episode begins (`memory_resets`),
+and each rollout keeps the state it started from, for PPO over sequences.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ from world.tiles import NUM_ACTIONS, PROPRIO_SIZE
 
 #: Episode statistics averaged into the env/ metrics.
 ENV_KEYS = ("success", "return", "length", "deaths", "deaths_fire", "deaths_starved", "opened", "food_eaten")
+
+
+def memory_resets(world: GridWorld) -> np.ndarray:
+    """Where a memory state must start afresh, bool [B, N]: the slot is dead, or its episode begins."""
+    return ~world.alive | (world.t == 0)[:, None]
 
 
 class Senses(Protocol):
@@ -70,8 +79,10 @@ class Trainer:
     """Per-NPC PPO brains trained on batched worlds through a curriculum of stages."""
 
     def __init__(self, run: RunConfig, senses: Senses | None = None, reflex: Reflex | None = None,
-                 publisher: Publisher | None = None) -> None:
+                 publisher: Publisher | None = None, world_class: type[GridWorld] = GridWorld) -> None:
         self.run, self.senses, self.reflex, self.publisher = run, senses, reflex, publisher
+        #: The world the stages are built as (a GridWorld subclass for a hand-built layout, e.g. a test's).
+        self.world_class = world_class
         torch.set_num_threads(run.runtime.torch_threads)
         torch.manual_seed(run.seed)
         self.generator = torch.Generator().manual_seed(run.seed)
@@ -112,14 +123,17 @@ class Trainer:
         self.curriculum.config.threshold = run.curriculum.stage_thresholds.get(self.stage,
                                                                                run.curriculum.threshold)
         seed = run.seed * 1000 + self.curriculum.index
-        self.world = GridWorld(config, num_envs=run.ppo.num_envs, seed=seed, autoreset=True)
+        self.world = self.world_class(config, num_envs=run.ppo.num_envs, seed=seed, autoreset=True)
         B, N = self.world.num_envs, self.world.num_npcs
         if clone:
             self.brain.grow(N, self.optimizer)
         self.layout = SlotLayout(self.brain.config.shared, B, N)
         G, M = self.layout.groups, self.layout.width
-        self.rollout = Rollout(G, run.ppo.num_steps, M, self.world.V, self.proprio_size, NUM_ACTIONS)
+        self.rollout = Rollout(G, run.ppo.num_steps, M, self.world.V, self.proprio_size, NUM_ACTIONS,
+                               self.brain.state_size)
         self.next_done = torch.zeros(G, M, dtype=torch.bool)
+        #: Each slot's memory state [G, M, H] (width 0 without memory).
+        self.memory = self.brain.initial_state(G, M)
 
     def to_groups(self, x: np.ndarray) -> Tensor:
         """World-layout array [B, N, ...] as brain-major [G, M, ...]."""
@@ -161,8 +175,12 @@ class Trainer:
                 rb.action_mask[:, t] = action_mask
                 rb.dones[:, t] = self.next_done
                 alive = self.to_groups(world.alive)
-                action, logprob, _, value = brain.get_action_and_value(
-                    rb.codes[:, t], rb.proprio[:, t], rb.action_mask[:, t], generator=self.generator)
+                if t == 0:
+                    rb.initial_state.copy_(self.memory)
+                rb.resets[:, t] = reset = self.to_groups(memory_resets(world))
+                action, logprob, value, self.memory = brain.step(
+                    rb.codes[:, t], rb.proprio[:, t], rb.action_mask[:, t], self.memory, reset,
+                    generator=self.generator)
                 actions = self.to_slots(action)
                 if self.reflex is not None:
                     actions, overridden = self.reflex(world, actions)
@@ -185,7 +203,7 @@ class Trainer:
                         totals[key] += stats[key] * n
             self.global_step += ppo.num_steps * world.num_envs * world.num_npcs
             codes, proprio, _ = self.observe()
-            next_value = brain.get_value(codes, proprio)
+            next_value = brain.get_value(codes, proprio, self.memory, self.to_groups(memory_resets(world)))
         rollout_s = time.perf_counter() - start
 
         # --- advantages ------------------------------------------------------------------------

@@ -114,10 +114,12 @@ def seed_npc_brains(organism: OrganismConfig, checkpoint: str) -> OrganismConfig
     for i in range(organism.npcs):
         path = folder / f"npc-{i}.pt"
         if not path.exists():
-            write_weights(path, i, brain_slot(state["brain"], i % groups), meta["hidden"], meta["view_size"])
+            write_weights(path, i, brain_slot(state["brain"], i % groups), meta["hidden"], meta["view_size"],
+                          memory=meta.get("memory", "none"))
             seeded += 1
     print(f"checkpoint {checkpoint}: {seeded} of {organism.npcs} NPCs start from its {groups} brain(s)")
-    return replace(organism, hidden=meta["hidden"], view_size=meta["view_size"])
+    return replace(organism, hidden=meta["hidden"], view_size=meta["view_size"],
+                   brain_memory=meta.get("memory", "none"))
 
 
 def live_governor(run: RunConfig) -> GovernorConfig | None:
