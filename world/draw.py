@@ -4,8 +4,9 @@ Layout (fixed window, ``WINDOW`` pixels): the grid viewport top left, a side pan
 row per NPC: lifeforce, battery, stage, tick rate, CPU use, a violet dot when a gate is open; below it
 the selected NPC's last escalations from the decision trails (``ViewState.trail_lines``, tab-separated
 cells at ``TRAIL_TABS``), the legend, and the inspector of the selected NPC, with the governor's tick
-rate, CPU quota, open gates and LLM priority), and the oscilloscope pane along the bottom (confidence waveform of the selected NPC's
-regions over recent frames). Everything sits on the environment's background colour.
+rate, CPU quota, open gates and LLM priority), and the oscilloscope pane along the bottom (confidence
+waveform of the selected NPC's regions over recent frames). Everything sits on the environment's
+background colour.
 
 Colours (seed, "Visual Language"):
 
