@@ -173,14 +173,22 @@ def test_a_missing_or_corrupt_store_is_one_line_not_a_crash(tmp_path: Path, repl
         viewer.close()
 
 
-def test_the_panel_follows_a_store_written_while_it_reads(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store location not yet written: a SQLite path, or an empty PostgreSQL database."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_dsn")
+    return str(tmp_path / "trails.sqlite")
+
+
+def test_the_panel_follows_a_store_written_while_it_reads(location: str) -> None:
     """A store that appears later and grows while the panel polls it (the live writer beside the viewer)."""
-    path = tmp_path / "trails.sqlite"
-    panel = TrailPanel(str(path), interval_s=0.05)
+    panel = TrailPanel(location, interval_s=0.05)
     try:
-        assert settled(panel, 7, done=lambda lines: len(lines) == 1) == [
-            "trail store trails.sqlite: no such file"]
-        store = open_store(str(path))
+        (waiting,) = settled(panel, 7, done=lambda lines: len(lines) == 1)
+        assert waiting.endswith("holds no trails (no schema)" if location.startswith("postgresql://")
+                                else "trail store trails.sqlite: no such file")
+        store = open_store(location)
         events = [TrailEvent(id=trail_id("r", 7, t, TrailKind.ESCALATION, "food"), run="r", env="dev", npc=7,
                              tick=t, kind=TrailKind.ESCALATION, region=Region.FOOD, gate_open=True,
                              cortex_outcome="stale", fallback="reflex", latency_ms=5.0) for t in (10, 20)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from organs.trails.store import TrailRecord, TrailStoreError, is_dsn, open_store, shown
+from organs.trails.store import TrailRecord, TrailStore, TrailStoreError, is_dsn, open_store, shown
 
 #: Escalations listed for the selected NPC.
 LAST = 5
@@ -76,7 +76,6 @@ class TrailPanel:
         self.source = f"{self.name}, every {interval_s:g} s"
         self.error = ""
         """Why the store cannot be read ('' when it can), one line."""
-        self.polls = 0
         self._npc: int | None = None
         self._read: tuple[int, list[TrailRecord]] | None = None
         self._lock = threading.Lock()
@@ -107,35 +106,37 @@ class TrailPanel:
     # -- the background thread --------------------------------------------------------------------
 
     def _serve(self) -> None:
-        store = None
+        store: TrailStore | None = None
         try:
             while not self._stop.is_set():
                 with self._lock:
                     npc = self._npc
                     self._wake.clear()
                 if npc is not None:
-                    try:
-                        if store is None:
-                            store = open_store(self.location, readonly=True)
-                        records = store.last(npc=npc, n=self.last, kind="escalation")
-                        with self._lock:
-                            self._read, self.error = (npc, records), ""
-                    except TrailStoreError as error:
-                        store = self._drop(store, str(error))
-                    except Exception as error:  # noqa: BLE001  # sqlite3/psycopg errors while reading
-                        first = (str(error).strip() or type(error).__name__).splitlines()[0]
-                        store = self._drop(store, f"trail store {shown(self.location)}: cannot read: {first}")
-                    self.polls += 1
+                    store = self._poll(store, npc)
                 self._wake.wait(self.interval_s)
         finally:
             if store is not None:
                 store.close()
 
-    def _drop(self, store: object, error: str) -> None:
-        """Record a read error and close the store (reopened at the next poll)."""
+    def _poll(self, store: TrailStore | None, npc: int) -> TrailStore | None:
+        """Read NPC npc's last escalations (opening the store first when needed); the store to keep,
+        None after an error (closed, reopened at the next poll)."""
+        try:
+            if store is None:
+                store = open_store(self.location, readonly=True)
+            records = store.last(npc=npc, n=self.last, kind="escalation")
+        except Exception as exc:  # noqa: BLE001  # TrailStoreError, or sqlite3/psycopg errors while reading
+            if isinstance(exc, TrailStoreError):
+                error = str(exc)
+            else:
+                first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                error = f"trail store {shown(self.location)}: cannot read: {first}"
+            with self._lock:
+                self.error, self._read = error, None
+            if store is not None:
+                store.close()
+            return None
         with self._lock:
-            self.error, self._read = error, None
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
-        return None
+            self._read, self.error = (npc, records), ""
+        return store
