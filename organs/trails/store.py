@@ -3,6 +3,7 @@
 ``open_store("runs/x/trails.sqlite")`` or ``open_store("postgresql://user@host:5432/db")`` opens (and
 migrates, see ``organs.trails.schema``) a store; a store whose schema version is newer than this code
 knows is refused with one ``TrailStoreError`` line, as is one that cannot be reached or read.
+``open_store(..., readonly=True)`` (the viewer) reads an existing store without writing to it.
 
 Plain SQL through the standard library's ``sqlite3`` and psycopg 3: the two dialects differ only in
 placeholders and in how a transaction is locked, so no SQL toolkit sits in between. ``insert`` is
