@@ -91,7 +91,7 @@ def test_the_panel_lists_an_npcs_last_escalations_newest_first(recorded) -> None
         e, o = record.event, record.outcome
         assert region == str(e.region)
         assert outcome == (e.cortex_outcome if len(e.cortex_outcome) <= 8 else e.cortex_outcome[:7] + "~")
-        assert ms == f"{e.latency_ms:.0f}"
+        assert ms == (f"{e.latency_ms:.1f}" if e.latency_ms < 10 else f"{e.latency_ms:.0f}")
         assert reward == (f"{o.reward:+.2f}" if o is not None else "?")
         if e.cortex_outcome == "planned":
             assert not call.startswith("fb ") and call not in ("-", "?")
@@ -193,7 +193,8 @@ def test_the_panel_follows_a_store_written_while_it_reads(location: str) -> None
                              tick=t, kind=TrailKind.ESCALATION, region=Region.FOOD, gate_open=True,
                              cortex_outcome="stale", fallback="reflex", latency_ms=5.0) for t in (10, 20)]
         store.insert(events[:1])
-        assert settled(panel, 7, done=lambda lines: len(lines) == 3)[2] == "10\tfood\tfb reflex\tstale\t5\t?"
+        first = settled(panel, 7, done=lambda lines: len(lines) == 3)
+        assert first[2] == "10\tfood\tfb reflex\tstale\t5.0\t?"
         store.insert(events[1:])
         lines = settled(panel, 7, done=lambda lines: len(lines) == 4)
         assert [line.split("\t")[0] for line in lines[2:]] == ["20", "10"]

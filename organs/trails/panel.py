@@ -48,7 +48,8 @@ def escalation_row(record: TrailRecord) -> str:
         call += "+enc"
     reward = f"{o.reward:+.2f}" if o is not None else "?"
     outcome = _cut(e.cortex_outcome or "-", _OUTCOME_CHARS)
-    cells = (str(e.tick), str(e.region), _cut(call, _CALL_CHARS), outcome, f"{e.latency_ms:.0f}", reward)
+    latency = f"{e.latency_ms:.1f}" if e.latency_ms < 10 else f"{e.latency_ms:.0f}"  # in-process: < 1 ms
+    cells = (str(e.tick), str(e.region), _cut(call, _CALL_CHARS), outcome, latency, reward)
     return "\t".join(cells)
 
 
