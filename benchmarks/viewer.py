@@ -2,8 +2,11 @@
 
 Draws recorded frames of a random-action episode with waves, overrides and signals on every
 NPC (the busiest picture) onto the dummy video driver's display surface, flipping each frame, and
-prints one JSON object: {"cores", "fps", "npcs", "grid", "live_feed_slowdown_pct"}. The issue's
-targets: >= 60 fps, and a training loop slowed by <= 5 % by the live frame feed.
+prints one JSON object: {"cores", "fps", "npcs", "grid", "live_feed_slowdown_pct", "fps_trails",
+"trails_poll_ms", "trails_events"}. The issue's targets: >= 60 fps, and a training loop slowed by <= 5 %
+by the live frame feed. ``fps_trails``: the same drawing with the selected NPC's escalation list taken
+from a ``TrailPanel`` each frame, on a SQLite store of ``trails_events`` escalations that a writer
+keeps growing meanwhile; ``trails_poll_ms``: the panel thread's read of one NPC's last 5 (median).
 
     python -m benchmarks.viewer [--seconds 3]
 """
@@ -66,7 +69,66 @@ def main() -> None:
     fps = drawn / (time.perf_counter() - start)
     print(json.dumps({"cores": os.cpu_count(), "fps": round(fps, 1), "npcs": len(recorded[0]["alive"]),
                       "grid": list(recorded[0]["tiles"].shape),
-                      "live_feed_slowdown_pct": round(live_feed_slowdown_pct(), 2)}))
+                      "live_feed_slowdown_pct": round(live_feed_slowdown_pct(), 2),
+                      **trails_figures(recorded, surface, drawer, history, args.seconds)}))
+
+
+def trails_figures(recorded: list[dict], surface: pygame.Surface, drawer: Drawer, history: np.ndarray,
+                   seconds: float, events: int = 20_000) -> dict[str, float]:
+    """Frames per second with the selected NPC's trail list drawn from a ``TrailPanel`` while a writer
+    adds escalations to its store, and the median time of the panel's read of one NPC's last 5."""
+    import tempfile
+    import threading
+
+    from nervous.messages import Region, TrailEvent, TrailKind
+    from organs.trails.panel import TrailPanel
+    from organs.trails.store import open_store
+
+    def batch(start: int, n: int) -> list[TrailEvent]:
+        return [TrailEvent(id=f"bench:{i}", run="bench", env="dev", npc=i % 32, tick=i,
+                           kind=TrailKind.ESCALATION, region=Region.MATH, gate_open=True,
+                           cortex_outcome="planned", latency_ms=3.0,
+                           cortex_response='{"name": "go_to", "arguments": {}}')
+                for i in range(start, start + n)]
+
+    with tempfile.TemporaryDirectory() as folder:
+        location = os.path.join(folder, "trails.sqlite")
+        with open_store(location) as store:
+            store.insert(batch(0, events))
+        with open_store(location, readonly=True) as reader:
+            polls = []
+            for _ in range(50):
+                begin = time.perf_counter()
+                reader.last(npc=int(np.random.default_rng(len(polls)).integers(32)), n=5, kind="escalation")
+                polls.append(time.perf_counter() - begin)
+        stop = threading.Event()
+
+        def write() -> None:  # the live trail writer beside the viewer: 200 events every 50 ms
+            with open_store(location) as store:
+                added = events
+                while not stop.wait(0.05):
+                    store.insert(batch(added, 200))
+                    added += 200
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        panel = TrailPanel(location, interval_s=1.0)
+        state = ViewState(env="dev", selected=0)
+        try:
+            drawn, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                state.selected = drawn // 30 % 32  # a new NPC each 30 frames: the panel reads at once
+                state.trail_lines = panel.lines(state.selected)
+                drawer.draw(surface, recorded[drawn % len(recorded)], state, history)
+                pygame.display.flip()
+                drawn += 1
+            fps = drawn / (time.perf_counter() - start)
+        finally:
+            panel.close()
+            stop.set()
+            writer.join(5.0)
+    return {"fps_trails": round(fps, 1), "trails_poll_ms": round(1000 * float(np.median(polls)), 3),
+            "trails_events": events}
 
 
 def live_feed_slowdown_pct(steps: int = 6000, repeats: int = 3) -> float:

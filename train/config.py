@@ -86,6 +86,9 @@ class ViewConfig:
     """Replay frames per second."""
     wait: float = 5.0
     """Live: seconds to wait for the first frame before saying there is none."""
+    trails: str | None = None
+    """Decision-trail store (SQLite file or postgresql:// dsn) for the selected NPC's last escalations
+    (None: trails.sqlite beside the replay, when there is one)."""
 
 
 @dataclass

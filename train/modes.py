@@ -73,8 +73,10 @@ class LiveFeed:
 
 
 def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
-                   reflex: Reflexes | GovernedReflex | None = None) -> LiveFeed | None:
-    """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None."""
+                   reflex: Reflexes | GovernedReflex | None = None, trails: str | None = None
+                   ) -> LiveFeed | None:
+    """The live frame feed (``train.live_feed.FramePublisher``) when viewer=live, else None (trails: the
+    run's trail store, for the viewer's escalation list)."""
     if run.viewer != "live":
         return None
     from train.live_feed import FramePublisher
@@ -82,13 +84,15 @@ def make_publisher(run: RunConfig, name: str, senses: WaveSenses | None = None,
     regions = list(senses.bank.regions) if senses is not None else None
     cells = list(senses.bank.names) if senses is not None else None
     feed = LiveFeed(FramePublisher(run=name, regions=regions, cells=cells), senses, reflex)
-    open_viewer(name)
+    open_viewer(name, trails)
     return feed
 
 
-def open_viewer(run: str) -> subprocess.Popen | None:
-    """Open the live viewer on this run beside it when there is a display; else say how to watch."""
+def open_viewer(run: str, trails: str | None = None) -> subprocess.Popen | None:
+    """Open the live viewer on this run (listing escalations from the trail store trails, when given)
+    beside it when there is a display; else say how to watch."""
     command = [sys.executable, "-m", "train.view", "--live", "--run", run, "--wait", "30"]
+    command += ["--trails", trails] if trails else []
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         print(f"viewer=live: no display here; watch with: {' '.join(command[1:])}", file=sys.stderr)
         return None
@@ -101,7 +105,8 @@ def view_mode(run: RunConfig) -> int:
 
     v = run.view
     return view(replay=v.replay, live=v.live, bus_url=v.bus_url, run=v.run, env=v.env,
-                screenshot=v.screenshot, record=v.record, frames=v.frames, speed=v.speed, wait=v.wait)
+                screenshot=v.screenshot, record=v.record, frames=v.frames, speed=v.speed, wait=v.wait,
+                trails=v.trails)
 
 
 def seed_npc_brains(organism: OrganismConfig, checkpoint: str) -> OrganismConfig:
@@ -178,7 +183,8 @@ def organism_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
     print(f"live organism: {stage_name(organism.stage)}, {npc_processes(organism)}{learning}{governed}, "
           + (f"{organism.duration_s:g} s" if organism.duration_s else "until Ctrl-C")
           + f"; run folder {run_dir}", flush=True)
-    feed = make_publisher(run, organism.run)
+    trails = run.trails.location(organism.run_dir) if organism.trails else None
+    feed = make_publisher(run, organism.run, trails=trails)
     # the world server passes actions, tick rates and CPU use along with each frame
     on_frame = feed.publisher.maybe_publish if feed is not None else None
     # cortex.backend=engine|http: the world server escalates live and never waits for the answers; it looks
@@ -252,7 +258,8 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
 
 def _train(run: RunConfig, run_dir: Path, state: dict[str, Any] | None, senses: WaveSenses | None,
            reflex: Reflexes | GovernedReflex | None, recorder: TrailRecorder | None = None) -> dict[str, Any]:
-    publisher = make_publisher(run, run_dir.name, senses, reflex)
+    trails = run.trails.location(run_dir) if recorder is not None else None
+    publisher = make_publisher(run, run_dir.name, senses, reflex, trails=trails)
     trainer = Trainer(run, senses=senses, reflex=reflex, publisher=publisher)
     if state is not None:
         restore(trainer, state)

@@ -1,7 +1,7 @@
 """The viewer command: play a replay file, or watch a live run's frames on the bus.
 
     python -m train.view --replay runs/eval/episode_0.npz
-    python -m train.view --live [--bus-url nats://host:4222] [--run NAME]
+    python -m train.view --live [--bus-url nats://host:4222] [--run NAME] [--trails RUN/trails.sqlite]
     python -m train.view --replay FILE --frames 100 --screenshot out.png --record out.gif   # headless
 
 Why ``python -m train.view`` and argparse rather than only ``python -m train mode=view``: the viewer
@@ -16,6 +16,11 @@ frames (headless use); ``--wait S`` seconds to wait for a first live frame befor
 Without ``--bus-url``, live mode reads the url a local ``FramePublisher`` left for the run
 (``train.live_feed.discovery_path``), else tries ``nats://127.0.0.1:4222``.
 
+``--trails PATH`` (a SQLite file or a postgresql:// dsn) is the decision-trail store whose escalations
+the selected NPC's panel lists (``organs.trails.panel``, read-only on a thread, polled every second).
+Without it a replay uses the ``trails.sqlite`` beside the replay file when there is one (mode=eval
+``trails.record=true`` writes both into the run folder); ``viewer=live`` passes the run's store.
+
 Bad input (an unreadable replay, a bus that cannot be reached or that carries no frames) shows one
 line on screen and in the terminal and exits 1 in headless use; it never raises.
 """
@@ -29,6 +34,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,7 @@ import numpy as np
 from nervous import subjects
 from nervous.bus import Bus, BusConfig, BusError
 from nervous.messages import REGIONS, OrganEvent, WaveBatch
+from organs.trails.config import DEFAULT_STORE_NAME
 from train.live_feed import FrameMessage, discovery_path
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -190,13 +197,23 @@ class MessageSource:
         """Nothing to release."""
 
 
+def trails_for(trails: str | None, replay: str | None) -> str | None:
+    """The trail store the viewer reads: the one given, else a replay's neighbour ``trails.sqlite``."""
+    if trails:
+        return trails
+    if replay is not None:
+        beside = Path(replay).parent / DEFAULT_STORE_NAME
+        return str(beside) if beside.is_file() else None
+    return None
+
+
 def view(replay: str | None = None, live: bool = False, bus_url: str | None = None, run: str | None = None,
          env: str | None = None, screenshot: str | None = None, record: str | None = None,
-         frames: int | None = None, speed: float = 10.0, wait: float = 5.0) -> int:
+         frames: int | None = None, speed: float = 10.0, wait: float = 5.0, trails: str | None = None) -> int:
     """Open the viewer on a replay or a live run; the exit status (0 ok, 1 a problem was shown)."""
     before = os.environ.get(subjects.ENV_VAR)
     try:
-        return _view(replay, live, bus_url, run, env, screenshot, record, frames, speed, wait)
+        return _view(replay, live, bus_url, run, env, screenshot, record, frames, speed, wait, trails)
     finally:  # the env only picks subjects while the viewer runs; callers keep theirs
         if before is None:
             os.environ.pop(subjects.ENV_VAR, None)
@@ -205,7 +222,8 @@ def view(replay: str | None = None, live: bool = False, bus_url: str | None = No
 
 
 def _view(replay: str | None, live: bool, bus_url: str | None, run: str | None, env: str | None,
-          screenshot: str | None, record: str | None, frames: int | None, speed: float, wait: float) -> int:
+          screenshot: str | None, record: str | None, frames: int | None, speed: float, wait: float,
+          trails: str | None = None) -> int:
     env = env or os.environ.get(subjects.ENV_VAR, "dev")
     problem = ""
     if env not in subjects.ENVS:
@@ -230,7 +248,13 @@ def _view(replay: str | None, live: bool, bus_url: str | None, run: str | None, 
             source = MessageSource(f"--run: {error}")
     from world.viewer_app import Viewer  # pygame only once the arguments are checked
 
-    viewer = Viewer(source, env=env, speed=speed)
+    location = trails_for(trails, replay)
+    panel = None
+    if location and not problem:
+        from organs.trails.panel import TrailPanel
+
+        panel = TrailPanel(location)
+    viewer = Viewer(source, env=env, speed=speed, trails=panel)
     try:
         return viewer.run(frames=frames, screenshot=screenshot, record=record)
     finally:
@@ -251,6 +275,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, help="exit after this many frames (headless use)")
     p.add_argument("--speed", type=float, default=10.0, help="playback frames per second")
     p.add_argument("--wait", type=float, default=5.0, help="seconds to wait for a first live frame")
+    p.add_argument("--trails", metavar="PATH", help="decision-trail store (SQLite file or postgresql:// dsn) "
+                   "for the selected NPC's last escalations (default: trails.sqlite beside the replay)")
     return p
 
 
@@ -260,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return view(replay=args.replay, live=args.live, bus_url=args.bus_url, run=args.run, env=args.env,
                     screenshot=args.screenshot, record=args.record, frames=args.frames, speed=args.speed,
-                    wait=args.wait)
+                    wait=args.wait, trails=args.trails)
     return 130
 
 

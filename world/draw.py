@@ -2,9 +2,11 @@
 
 Layout (fixed window, ``WINDOW`` pixels): the grid viewport top left, a side panel to its right (one
 row per NPC: lifeforce, battery, stage, tick rate, CPU use, a violet dot when a gate is open; below it
-the inspector of the selected NPC, with the governor's tick rate, CPU quota, open gates and LLM
-priority), and the oscilloscope pane along the bottom (confidence waveform of the selected NPC's
-regions over recent frames). Everything sits on the environment's background colour.
+the selected NPC's last escalations from the decision trails (``ViewState.trail_lines``, tab-separated
+cells at ``TRAIL_TABS``), the legend, and the inspector of the selected NPC, with the governor's tick
+rate, CPU quota, open gates and LLM priority), and the oscilloscope pane along the bottom (confidence
+waveform of the selected NPC's regions over recent frames). Everything sits on the environment's
+background colour.
 
 Colours (seed, "Visual Language"):
 
@@ -113,6 +115,10 @@ WATER_INK = (225, 235, 255)
 MIN_GLYPH_CELL, MIN_ID_CELL = 7, 18
 #: Height of the legend in the side panel.
 LEGEND_H = 6 * 16 + 8
+#: Height of one line of the selected NPC's trail list (``ViewState.trail_lines``).
+TRAIL_ROW_H = 13
+#: Pixel offsets of a trail line's tab-separated cells: tick, region, call, outcome, latency, reward.
+TRAIL_TABS = (0, 44, 94, 170, 222, 252)
 _NIGHT_PALETTE = (PALETTE.astype(np.float32) * 0.55).astype(np.uint8)
 
 
@@ -272,6 +278,8 @@ class ViewState:
     speed: float = 10.0
     message: str = ""
     source: str = ""
+    trail_lines: list[str] = field(default_factory=list)
+    """The selected NPC's last escalations from the decision trails (a head line, then rows)."""
 
 
 class Drawer:
@@ -302,6 +310,8 @@ class Drawer:
         self.control_text: list[str] = []
         #: The organs' line (``organ_line``) as last drawn (empty: the frame carried no organ states).
         self.organ_text = ""
+        #: The selected NPC's trail lines (``ViewState.trail_lines``) as last drawn (empty: none shown).
+        self.trail_text: list[str] = []
 
     # -- coordinates ------------------------------------------------------------------------------
 
@@ -507,7 +517,10 @@ class Drawer:
         y += self.row_h
         n_npcs = len(frame["alive"])
         inspector_h = 172
-        capacity = max(1, (rect.bottom - inspector_h - LEGEND_H - y) // self.row_h)
+        selected = state.selected is not None and state.selected < n_npcs
+        self.trail_text = list(state.trail_lines) if selected else []
+        trails_h = TRAIL_ROW_H * len(self.trail_text) + 6 if self.trail_text else 0
+        capacity = max(1, (rect.bottom - inspector_h - LEGEND_H - trails_h - y) // self.row_h)
         first = 0
         if state.selected is not None and state.selected >= capacity:
             first = min(state.selected - capacity // 2, n_npcs - capacity)
@@ -540,10 +553,32 @@ class Drawer:
             cu = f"{100 * float(cpu[n]):.0f}%" if cpu is not None else "-"  # cores, as % of one core
             surface.blit(self._text(cu, colour), (x + cols[5], y))
             y += self.row_h
+        if self.trail_text:
+            self._trails(surface, pygame.Rect(rect.x, rect.bottom - inspector_h - LEGEND_H - trails_h,
+                                              rect.width, trails_h))
         self._legend(surface, pygame.Rect(rect.x, rect.bottom - inspector_h - LEGEND_H, rect.width, LEGEND_H),
                      bool(frame.get("night", False)))
         self._inspector(surface, frame, state, pygame.Rect(rect.x, rect.bottom - inspector_h, rect.width,
                                                            inspector_h))
+
+    def _trails(self, surface: pygame.Surface, rect: pygame.Rect) -> None:
+        """The selected NPC's last escalations: the head line in cognitive violet, rows below it (cells
+        separated by tabs line up at ``TRAIL_TABS``)."""
+        pygame.draw.line(surface, DIM_TEXT, rect.topleft, rect.topright)
+        clip = surface.get_clip()
+        surface.set_clip(rect)
+        for i, line in enumerate(self.trail_text):
+            colour = GATE_COLOUR if i == 0 else TEXT
+            y = rect.y + 4 + TRAIL_ROW_H * i
+            cells = line.split("\t")
+            if len(cells) == 1:  # a line of its own (head, no store, an error)
+                surface.blit(self._text(line, colour), (rect.x + 6, y))
+                continue
+            ends = (*TRAIL_TABS[1:], rect.width)
+            for cell, x, end in zip(cells, TRAIL_TABS, ends, strict=False):  # cut at the next column
+                text = self._text(cell, colour)
+                surface.blit(text, (rect.x + 6 + x, y), pygame.Rect(0, 0, end - x - 4, text.get_height()))
+        surface.set_clip(clip)
 
     def _legend(self, surface: pygame.Surface, rect: pygame.Rect, night: bool) -> None:
         """What each shape on the grid is: tile kinds, an NPC and its facing, signals, overrides."""

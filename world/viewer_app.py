@@ -8,8 +8,9 @@ Keys: space pause, ``.`` or right arrow single step (pauses), left arrow one bac
 ``+`` faster, ``-`` slower, ``f`` follow the selected NPC (zoomed), tab / shift-tab next / previous
 NPC, ``1``-``6`` toggle the layers tiles, npcs, waves, signals, overrides, sky; ``c`` cycles the
 oscilloscope through one region at a time; ``home`` restarts a replay; ``esc`` / ``q`` quits. Click
-an NPC (on the grid or its panel row) to select it and see its cells; click a legend entry of the
-oscilloscope to show or hide that region.
+an NPC (on the grid or its panel row) to select it and see its cells and its last escalations (from
+the decision trails given as ``trails``, a ``TrailLines``; without one the panel says so in a line);
+click a legend entry of the oscilloscope to show or hide that region.
 
 Headless (``SDL_VIDEODRIVER=dummy``) the viewer does not wait between frames: each loop shows the
 next frame, so ``frames=N`` renders N frames as fast as it can.
@@ -52,6 +53,20 @@ class FrameSource(Protocol):
 
     def close(self) -> None:
         """Release what the source holds."""
+
+
+class TrailLines(Protocol):
+    """The selected NPC's last escalations from the decision trails (``organs.trails.panel.TrailPanel``)."""
+
+    def lines(self, npc: int) -> list[str]:
+        """The panel's lines for NPC npc now, without waiting on the store."""
+
+    def close(self) -> None:
+        """Release what it holds."""
+
+
+#: The panel's line when the viewer was given no trail store.
+NO_TRAILS = "no decision trails (start the viewer with --trails PATH)"
 
 
 class ReplaySource:
@@ -120,8 +135,9 @@ class Viewer:
     """The viewer window: one `Drawer`, one `FrameSource`, keys, screenshots and recording."""
 
     def __init__(self, source: FrameSource, env: str = "dev", speed: float = 10.0,
-                 headless: bool | None = None) -> None:
+                 headless: bool | None = None, trails: TrailLines | None = None) -> None:
         self.source = source
+        self.trails = trails
         self.headless = os.environ.get("SDL_VIDEODRIVER") == "dummy" if headless is None else headless
         pygame.display.init()
         pygame.display.set_caption(f"nimmerverse viewer - {source.name}")
@@ -264,8 +280,7 @@ class Viewer:
             print(f"viewer: {message}", file=sys.stderr, flush=True)
         self._printed = message
         self.state.message = message
-        self.drawer.draw(self.surface, self.frame, self.state, self._scope())
-        pygame.display.flip()
+        self._draw()
         return advanced
 
     def show(self, frame: dict[str, Any]) -> bool:
@@ -287,6 +302,11 @@ class Viewer:
         return running
 
     def _draw(self) -> None:
+        n = self.state.selected
+        if n is None:
+            self.state.trail_lines = []
+        else:
+            self.state.trail_lines = self.trails.lines(n) if self.trails is not None else [NO_TRAILS]
         self.drawer.draw(self.surface, self.frame, self.state, self._scope())
         pygame.display.flip()
 
@@ -328,6 +348,8 @@ class Viewer:
             status = 1
         finally:
             self.source.close()
+            if self.trails is not None:
+                self.trails.close()
         return status
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ Modules (one concept each):
   published into the stream by a task of its own.
 - ``organs.trails.service`` - the writer on the bus: durable pull consumer, batches, ack after commit.
 - ``organs.trails.table`` / ``organs.trails.cli`` - ``python -m organs.trails serve|query|export``.
+- ``organs.trails.panel`` - ``TrailPanel``: the viewer's list of the selected NPC's last escalations,
+  read-only on a thread of its own.
 - ``organs.trails.export`` - fine-tuning examples (TRL chat format with tools) from the escalations.
 - ``organs.trails.pgserver`` - a throwaway PostgreSQL cluster for tests and the benchmark.
 """

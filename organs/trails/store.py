@@ -3,6 +3,7 @@
 ``open_store("runs/x/trails.sqlite")`` or ``open_store("postgresql://user@host:5432/db")`` opens (and
 migrates, see ``organs.trails.schema``) a store; a store whose schema version is newer than this code
 knows is refused with one ``TrailStoreError`` line, as is one that cannot be reached or read.
+``open_store(..., readonly=True)`` (the viewer) reads an existing store without writing to it.
 
 Plain SQL through the standard library's ``sqlite3`` and psycopg 3: the two dialects differ only in
 placeholders and in how a transaction is locked, so no SQL toolkit sits in between. ``insert`` is
@@ -148,6 +149,20 @@ class TrailStore:
                             (version, time.time()))
             return found
 
+    def check(self) -> int:
+        """Refuse (one line) a store this code cannot read as it is, without changing it; its version."""
+        found = self.version()
+        if found == 0:
+            raise TrailStoreError(f"trail store {shown(self.where)} holds no trails (no schema)")
+        if found != LATEST:
+            newer = "newer" if found > LATEST else "older"
+            raise TrailStoreError(
+                f"trail store {shown(self.where)} has schema version {found}, {newer} than the {LATEST} "
+                "this nimmerverse reads: " + ("upgrade nimmerverse" if found > LATEST
+                                              else "open it once with a writer to migrate it")
+            )
+        return found
+
     # -- writing ----------------------------------------------------------------------------------
 
     def insert(
@@ -284,10 +299,16 @@ class TrailStore:
         self.close()
 
 
-def _connect_sqlite(path: str, create: bool) -> Any:
+def _connect_sqlite(path: str, create: bool, readonly: bool = False) -> Any:
     file = Path(path)
     if not create and not file.is_file():
         raise TrailStoreError(f"trail store {path}: no such file")
+    if readonly:  # a reader beside a live writer: no pragma, no migration, no lock taken for writing
+        try:
+            return sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   timeout=30.0, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise TrailStoreError(f"trail store {path}: cannot open: {_first_line(exc)}") from None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(file, isolation_level=None, timeout=30.0, check_same_thread=False)
@@ -311,18 +332,23 @@ def _connect_postgres(dsn: str) -> Any:
         raise TrailStoreError(f"cannot connect to trail store {shown(dsn)}: {_first_line(exc)}") from None
 
 
-def open_store(location: str, create: bool = True) -> TrailStore:
+def open_store(location: str, create: bool = True, readonly: bool = False) -> TrailStore:
     """The store at a SQLite path or a postgresql:// dsn, migrated to the latest schema.
 
-    Without create, a missing or empty store is refused instead of made (for readers).
+    Without create, a missing or empty store is refused instead of made (for readers). Readonly (the
+    viewer) opens an existing store without writing to it: a store not at the latest schema is refused.
     """
     if not location:
         raise TrailStoreError("trail store: no location (a SQLite path or a postgresql:// dsn)")
     postgres = is_dsn(location)
-    conn = _connect_postgres(location) if postgres else _connect_sqlite(location, create)
+    create = create and not readonly
+    conn = _connect_postgres(location) if postgres else _connect_sqlite(location, create, readonly)
     store = TrailStore(conn, "postgres" if postgres else "sqlite", location)
     try:
-        store.migrate(create=create)
+        if readonly:
+            store.check()
+        else:
+            store.migrate(create=create)
     except TrailStoreError:
         store.close()
         raise
