@@ -19,6 +19,7 @@ from governor.baselines import (
     make_governor,
 )
 from governor.config import GovernorConfig
+from governor.decisions import Decisions
 from governor.inputs import GlobalContext, GovernorInputs
 from nervous.messages import REGIONS, CollapseEvent, NpcState, Region
 
@@ -287,3 +288,16 @@ def test_decide_batch_names_a_budget_too_small_for_the_living() -> None:
     config = GovernorConfig(kind="fixed", cpu_budget=0.1, min_quota=5.0)  # 4 x 5 % > 10 %
     with pytest.raises(ValueError, match=r"^governor\.cpu_budget=0\.1: 4 NPCs at governor\.min_quota=5"):
         FixedGovernor(config).decide_batch(features, [GlobalContext(tick=0)] * 2)
+
+
+@pytest.mark.parametrize("base", [FixedGovernor, HeuristicGovernor])
+def test_a_subclass_that_overrides_decide_keeps_its_rule_in_decide_batch(base: type) -> None:
+    class SlowEverything(base):  # type: ignore[misc, valid-type]
+        def decide(self, features: np.ndarray, context: GlobalContext) -> Decisions:
+            d = super().decide(features, context)
+            d.tick_rate[:] = min(self.config.tick_rates)
+            return d
+
+    features = np.ones((3, 4, col.NUM_FEATURES), dtype=np.float32)
+    batch = SlowEverything(GovernorConfig()).decide_batch(features, [GlobalContext(tick=0)] * 3)
+    assert [d.tick_rate.tolist() for d in batch] == [[min(GovernorConfig().tick_rates)] * 4] * 3
