@@ -12,6 +12,7 @@ from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
 from nervous.lifeforce import LifeforceConfig
 from nervous.messages import Action, Command, Observation, Region, WaveBatch
+from world import GridWorld, stage_config
 from world.tiles import Action as Act
 
 
@@ -246,7 +247,9 @@ async def test_an_npc_at_5_hz_is_woken_every_4_ticks_with_the_reward_it_earned_m
 
 
 async def test_nerves_move_npcs_between_brain_calls_while_their_brains_sleep(bus):
-    server = await make_server(bus, n_npcs=4, nerves=True, stage=5)  # stage 5: little food smelled
+    server = await make_server(bus, n_npcs=4, nerves=True, stage=5)
+    # stage 5 as it was written for, little food smelled: its food cap before the vault food was added to it
+    server.world = GridWorld(stage_config(5, n_npcs=4, food_cap=170), num_envs=1, seed=1)
     for i in range(4):
         await bus.publish(subjects.npc_command(i), Command(npc=i, tick=0, tick_rate=1))
     await settle(bus, lambda: (server.rate == 1).all())
