@@ -4,6 +4,7 @@ answers, an unreachable server, and the cortex link recording the boundary's fal
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -64,6 +65,14 @@ def test_the_numbers_message_reads_back_to_the_same_numbers_and_situation() -> N
     np.testing.assert_array_equal(back.proprio, original.proprio)
     np.testing.assert_array_equal(back.seen, original.seen)
     np.testing.assert_array_equal(back.value, original.value)
+    assert DeterministicEncoder().encode(back) == DeterministicEncoder().encode(original)
+
+
+def test_a_collapse_confidence_on_a_rounding_edge_reads_back_to_the_same_percent() -> None:
+    """float32(0.985) is 0.98500001...: 99 %; its shortest decimal 0.985 read as a float64 would be 98 %."""
+    original = dataclasses.replace(numbers(), collapse_confidence=float(np.float32(0.985)))
+    back = decode_numbers(encode_numbers(original))
+    assert back.collapse_confidence == original.collapse_confidence
     assert DeterministicEncoder().encode(back) == DeterministicEncoder().encode(original)
 
 

@@ -103,7 +103,10 @@ def decode_numbers(text: str | bytes) -> NpcNumbers:
     return NpcNumbers(
         npc=message.npc, tick=message.tick, x=message.x, y=message.y,
         proprio=_vector(message.proprio, PROPRIO_FIELDS, "proprio"), seen=seen, region=message.region,
-        collapse_confidence=message.collapse_confidence, collapse_cells=list(message.collapse_cells),
+        # the float32 it was written from (the shortest decimal read as float64 may round differently:
+        # 0.985 is 98 %, float32(0.985) is 99 %)
+        collapse_confidence=float(np.float32(message.collapse_confidence)),
+        collapse_cells=list(message.collapse_cells),
         confidence=_vector(message.confidence, _REGION_NAMES, "confidence"),
         value=_vector(message.value, _REGION_NAMES, "value"),
     )  # fmt: skip
