@@ -124,10 +124,14 @@ async def test_the_governor_sets_2_hz_and_10_percent_and_survives_kill9(tmp_path
                 group = next(d for d in sup.cgroups.dirs("governor") if (d / "cpu.shares").exists())
                 assert (group / "cpu.shares").read_text().strip() == "2048"  # v1: 1024 per 100
                 assert _quota_file(org, "npc-1") == pytest.approx(10.0)
-                c0, t0 = sup.cgroups.cpu_seconds("npc-1"), time.monotonic()
+                # the clock's window encloses the counter's (read after it starts, before it ends), so a
+                # loaded test process that is late between the two reads cannot inflate the share
+                t0 = time.monotonic()
+                c0 = sup.cgroups.cpu_seconds("npc-1")
                 await asyncio.sleep(3.0)
+                c1 = sup.cgroups.cpu_seconds("npc-1")
                 seconds = time.monotonic() - t0
-                used = (sup.cgroups.cpu_seconds("npc-1") - c0) / seconds
+                used = (c1 - c0) / seconds
                 print(f"npc-1 burning under a 10 % quota: {100 * used:.2f} % of a core")
                 # the window's two ends need not fall on CFS period bounds (one period's quota each), and
                 # the usage counter may lag the throttle by one more period (0.1069 > 0.1067 seen in CI)
