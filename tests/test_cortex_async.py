@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -71,6 +71,21 @@ def http_link(base_url: str, blocking: bool, **config: object) -> CortexLink:
                       blocking=blocking)
 
 
+async def step(server: WorldServer, ticks: int = 1) -> None:
+    """Wake the NPCs due and step the world, ticks times (lockstep)."""
+    for _ in range(ticks):
+        await server.publish_observations()
+        server.step()
+
+
+async def step_while(server: WorldServer, busy: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Step the world 20 ms apart while busy() holds (an answer on its way), for limit_s at most."""
+    started = time.monotonic()
+    while busy() and time.monotonic() - started < limit_s:
+        await step(server)
+        await asyncio.sleep(0.02)
+
+
 async def run_realtime(server: WorldServer, ticks: int) -> tuple[list[float], list[int]]:
     """Run the server's real 20 Hz clock for a number of ticks; when each tick ended and what was applied."""
     ended: list[float] = [time.monotonic()]  # the clock starts: tick 0 ends a period later
@@ -118,14 +133,8 @@ async def test_an_answer_past_its_deadline_is_dropped_and_counted_as_stale(bus, 
     link = http_link(slow_cortex.base_url, blocking=False, deadline_s=0.3)  # asked now, answered at 1 s
     server = await keyed_server(bus, link)
     try:
-        started = time.monotonic()
-        while (not server.escalations.any() or link.inflight) and time.monotonic() - started < 10.0:
-            await server.publish_observations()
-            server.step()
-            await asyncio.sleep(0.02)
-        for _ in range(10):
-            await server.publish_observations()
-            server.step()
+        await step_while(server, lambda: not server.escalations.any() or bool(link.inflight))
+        await step(server, 10)
         stats = link.pop_stats()
     finally:
         link.close()
@@ -149,15 +158,11 @@ async def test_a_request_in_flight_is_not_asked_again_and_the_npcs_death_discard
                               np.ones((1, 1, len(REGIONS)), dtype=np.float32), server.cells.last)
         assert not again.any() and link.stats.escalations == 1  # in flight: not asked again, not charged
         server.world.lifeforce[0, 0] = 0.0001  # dies at the next step
-        for _ in range(3):
-            await server.publish_observations()
-            server.step()
+        await step(server, 3)
         assert not server.world.alive[0, 0]
         assert not link.inflight and future.cancelled() and link.stats.discarded == 1
         await asyncio.sleep(SLOW_S + 0.2)  # past when the answer would have come
-        for _ in range(3):
-            await server.publish_observations()
-            server.step()
+        await step(server, 3)
         stats = link.pop_stats()
     finally:
         link.close()
@@ -252,14 +257,8 @@ async def test_an_answer_whose_plan_no_longer_fits_is_dropped_at_once_and_counte
         world = server.world  # while the cortex thinks, the door it will be asked to open opens by itself
         world.tiles[0, DOOR[1] + world.r, DOOR[0] + world.r] = Tile.EMPTY
         world.refresh()
-        started = time.monotonic()
-        while link.inflight and time.monotonic() - started < 10.0:
-            await server.publish_observations()
-            server.step()
-            await asyncio.sleep(0.02)
-        for _ in range(3):
-            await server.publish_observations()
-            server.step()
+        await step_while(server, lambda: bool(link.inflight))
+        await step(server, 3)
         stats = link.pop_stats()
     finally:
         link.close()
@@ -283,14 +282,9 @@ async def test_a_slow_model_boundary_does_not_hold_the_live_tick_either(bus, slo
         server.step()
         step_s = time.monotonic() - started
         assert server.escalations.tolist() == [1] and (0, 0) in link.inflight
-        while link.inflight and time.monotonic() - started < 10.0:
-            await server.publish_observations()
-            server.step()
-            await asyncio.sleep(0.02)
+        await step_while(server, lambda: bool(link.inflight))
         answered_s = time.monotonic() - started
-        for _ in range(6):
-            await server.publish_observations()
-            server.step()
+        await step(server, 6)
         stats = link.pop_stats()
     finally:
         link.close()
