@@ -18,6 +18,7 @@ from agents.organism import Organism
 from agents.supervisor import State
 from governor.config import GovernorConfig
 from nervous import subjects
+from nervous.bus import Bus
 from nervous.cells import CellBank
 from nervous.cells.base import CellConfig
 from nervous.lifeforce import LifeforceConfig
@@ -32,6 +33,20 @@ from tests.test_cortex_vision import CORRIDOR, DOOR, KEY, door_open
 
 pytestmark = pytest.mark.slow
 PER_ORGAN_CALL = 0.2
+
+
+
+async def warm_vision(org: Organism) -> Bus:
+    """Load the organ host's vision organ (its first load takes seconds) with one look at npc 0, asked as
+    the cortex identity would; that identity's bus."""
+    assert org.world is not None
+    cortex = await org.connect_as("cortex")
+    frame = org.world.world.frame(0)
+    x, y = int(frame["npc_x"][0]), int(frame["npc_y"][0])
+    pixels = window_pixels(render(frame), x, y).tobytes()
+    warm = VisionRequest(npc=0, deadline_s=60, pixels=pixels)
+    await cortex.request(subjects.organ("vision", "detect"), warm, VisionReply, timeout=60)
+    return cortex
 
 
 async def test_a_live_escalation_plans_with_a_key_only_the_bus_vision_organ_saw_and_pays_once(
@@ -52,13 +67,7 @@ async def test_a_live_escalation_plans_with_a_key_only_the_bus_vision_organ_saw_
             try:
                 up = lambda: host.heard_since_start and host.state == State.RUNNING  # noqa: E731
                 await until(up, 60, "the organ host up")
-                # warm the organ (its first load takes seconds), as the cortex identity would
-                cortex = await org.connect_as("cortex")
-                frame = server.world.frame(0)
-                x, y = int(frame["npc_x"][0]), int(frame["npc_y"][0])
-                pixels = window_pixels(render(frame), x, y).tobytes()
-                warm = VisionRequest(npc=0, deadline_s=60, pixels=pixels)
-                await cortex.request(subjects.organ("vision", "detect"), warm, VisionReply, timeout=60)
+                await warm_vision(org)
                 await until(lambda: server.organ_charges["applied"] == 1, 10, "the warm-up's charge")
                 # the math gate opens, as a governor's command would open it
                 supervisor = await org.connect_as("supervisor")
@@ -116,12 +125,7 @@ async def test_live_governed_vision_the_governor_process_opens_the_gate_the_host
                 subject = subjects.organ_gate("vision")
                 await governor.publish(subject, OrganGate(npc=0, organ="vision", open=True))
                 await until(lambda: link.organs.gate_open(0, "vision"), 10, "the warm-up gate")  # type: ignore[union-attr]
-                cortex = await org.connect_as("cortex")
-                frame = server.world.frame(0)
-                x, y = int(frame["npc_x"][0]), int(frame["npc_y"][0])
-                pixels = window_pixels(render(frame), x, y).tobytes()
-                warm = VisionRequest(npc=0, deadline_s=60, pixels=pixels)
-                await cortex.request(subjects.organ("vision", "detect"), warm, VisionReply, timeout=60)
+                cortex = await warm_vision(org)
                 await cortex.subscribe(subject, OrganGate, lambda msg, raw: gates.append(msg))
                 await cortex.flush()
                 # the corridor: only the governor process opens npc 0's math and vision gates now; the
