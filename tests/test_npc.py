@@ -227,15 +227,20 @@ def test_online_learner_learns_a_rewarded_action_and_checkpoints_every_k_updates
     assert "optimizer" in saved
 
 
+def world_observation(world: GridWorld, tick: int) -> Observation:
+    """NPC 0's observation of env 0 of a real world, as the world server sends it."""
+    return Observation(npc=0, tick=tick, side=world.V, view=world.views[0, 0].tobytes(),
+                       proprio=world.proprio[0, 0].tobytes(), reward=float(world.rewards[0, 0]),
+                       action_mask=world.action_mask[0, 0].tobytes(),
+                       terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
+
+
 def test_online_learning_in_a_real_world_runs_updates_on_world_rewards():
     world = GridWorld(stage_config(0, n_npcs=1), num_envs=1, seed=0)
     agent = _agent(learn=True, num_steps=32)
     before = {k: v.clone() for k, v in agent.brain.state_dict().items()}
     for t in range(400):
-        obs = Observation(npc=0, tick=t, side=world.V, view=world.views[0, 0].tobytes(),
-                          proprio=world.proprio[0, 0].tobytes(), reward=float(world.rewards[0, 0]),
-                          action_mask=world.action_mask[0, 0].tobytes(),
-                          terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
+        obs = world_observation(world, t)
         agent.observe(obs)
         action = agent.act(obs)
         world.step(np.array([[Action.STAY if action is None else action]]))
@@ -333,10 +338,7 @@ def test_a_memory_npc_learns_online_over_sequences_in_a_real_world(tmp_path):
     agent = _agent(tmp_path, learn=True, num_steps=32, brain_memory="gru")
     before = {k: v.clone() for k, v in agent.brain.state_dict().items()}
     for t in range(200):
-        obs = Observation(npc=0, tick=t, side=world.V, view=world.views[0, 0].tobytes(),
-                          proprio=world.proprio[0, 0].tobytes(), reward=float(world.rewards[0, 0]),
-                          action_mask=world.action_mask[0, 0].tobytes(),
-                          terminated=bool(world.terminals[0, 0]), truncated=bool(world.truncations[0, 0]))
+        obs = world_observation(world, t)
         agent.observe(obs)
         action = agent.act(obs)
         agent.learn()
