@@ -43,6 +43,12 @@ MEMORIES = ("none", "gru")
 MASKED_LOGIT = -1e8
 
 
+def _gumbel_sample(logp_all: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Actions sampled from log-probabilities [..., A]: Gumbel-max, argmax(logp + Gumbel noise)."""
+    noise = torch.rand(logp_all.shape, generator=generator).clamp_(min=1e-20)
+    return torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
+
+
 @dataclass
 class BrainConfig:
     """The NPC brain network."""
@@ -183,6 +189,10 @@ class Brain(nn.Module):
         g = hidden.shape[0]
         return self._gru(torch.baddbmm(self.b_ih[:g], hidden, self.w_ih[:g]), state)
 
+    def _value(self, hidden: Tensor, g: int) -> Tensor:
+        """The critic's values [G', M] of hidden features [G', M, hidden]."""
+        return torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+
     def _stateless(self) -> None:
         if self.has_memory:
             raise ValueError("brain.memory=gru: this call needs the memory state; use Brain.step")
@@ -196,7 +206,7 @@ class Brain(nn.Module):
             if state is None:
                 self._stateless()
             hidden = self.remember(hidden, state, reset)
-        return torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        return self._value(hidden, g)
 
     def step(self, codes: Tensor, proprio: Tensor, mask: Tensor, state: Tensor, reset: Tensor | None = None,
              generator: torch.Generator | None = None, greedy: bool = False
@@ -211,10 +221,9 @@ class Brain(nn.Module):
         if greedy:
             action = logp_all.argmax(-1)
         else:
-            noise = torch.rand(logp_all.shape, generator=generator).clamp_(min=1e-20)
-            action = torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
+            action = _gumbel_sample(logp_all, generator)
         logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        value = self._value(hidden, g)
         return action, logprob, value, state
 
     def evaluate_sequence(self, codes: Tensor, proprio: Tensor, mask: Tensor, action: Tensor, state: Tensor,
@@ -234,7 +243,7 @@ class Brain(nn.Module):
         logp_all = torch.log_softmax(logits, dim=-1)
         logprob = logp_all.gather(-1, action.reshape(g, T * m, 1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        value = self._value(hidden, g)
         return logprob, entropy, value
 
     def _logits(self, hidden: Tensor, mask: Tensor) -> Tensor:
@@ -258,12 +267,10 @@ class Brain(nn.Module):
         logits = self._logits(hidden, mask)
         logp_all = torch.log_softmax(logits, dim=-1)
         if action is None:
-            # Gumbel-max: argmax(logits + Gumbel noise) is a sample of Categorical(logits).
-            noise = torch.rand(logits.shape, generator=generator).clamp_(min=1e-20)
-            action = torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
+            action = _gumbel_sample(logp_all, generator)
         logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)
-        value = torch.baddbmm(self.b_critic[:g], hidden, self.w_critic[:g]).squeeze(-1)
+        value = self._value(hidden, g)
         return action, logprob, entropy, value
 
     # --- growth ------------------------------------------------------------------------------
