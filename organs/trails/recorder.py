@@ -180,8 +180,9 @@ def gate_inputs(row: np.ndarray, region: Region) -> dict[str, float]:
 
 
 def gate_event(run: str, npc: int, tick: int, region: Region, gate_open: bool, row: np.ndarray,
-               stage: int = -1) -> TrailEvent:
-    """The trail event of one gate decision made outside a batched world (the governor service)."""
-    return TrailEvent(id=trail_id(run, npc, tick, TrailKind.GATE, region.value), run=run, env=subjects.env(),
-                      npc=npc, tick=tick, kind=TrailKind.GATE, region=region, gate_open=gate_open,
-                      inputs=gate_inputs(row, region), at=time.time(), stage=stage)
+               stage: int = -1, decision: int | None = None) -> TrailEvent:
+    """The trail event of one gate decision made outside a batched world (the governor service, whose
+    decision count tells two decisions at one world tick apart)."""
+    return TrailEvent(id=trail_id(run, npc, tick, TrailKind.GATE, region.value, decision), run=run,
+                      env=subjects.env(), npc=npc, tick=tick, kind=TrailKind.GATE, region=region,
+                      gate_open=gate_open, inputs=gate_inputs(row, region), at=time.time(), stage=stage)
