@@ -354,7 +354,8 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                                                  for npc, records in escalations.items()}}
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
-                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
+                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint),
+                                                          **({"trails_run": trails_run} if recorder else {})},
                                 nervous=saved.nervous, governor=run.governor, cortex=run.cortex)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)
