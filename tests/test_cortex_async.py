@@ -17,10 +17,11 @@ import pytest
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
 from nervous.lifeforce import LifeforceConfig
-from nervous.messages import REGIONS, Action, Command, Observation, Region
+from nervous.messages import REGIONS, Action, Command, Observation, Region, TrailEvent
 from organs.config import CortexConfig
 from organs.cortex.embedded import EmbeddedCortex
 from organs.link import CortexLink
+from organs.trails.recorder import TrailRecorder
 from tests.test_cortex_link import DOOR, door_open, governed, keyed_room
 from world.tiles import A, Tile
 
@@ -149,6 +150,8 @@ async def test_an_answer_past_its_deadline_is_dropped_and_counted_as_stale(bus, 
 async def test_a_request_in_flight_is_not_asked_again_and_the_npcs_death_discards_it(bus, slow_cortex):
     link = http_link(slow_cortex.base_url, blocking=False, deadline_s=5.0)
     server = await keyed_server(bus, link)
+    recorded: list = []
+    link.trails = TrailRecorder(recorded.extend, "discard-run", outcome_ticks=2)
     try:
         await server.publish_observations()
         server.step()
@@ -170,6 +173,10 @@ async def test_a_request_in_flight_is_not_asked_again_and_the_npcs_death_discard
     assert stats["cortex/discarded"] == 1 and stats["cortex/escalations"] == 1
     assert sum(v for k, v in stats.items() if k.startswith("cortex/outcome_")) == 0  # no answer taken
     assert not link.plans and server.plan_ticks[0] == 0
+    link.trails.flush()
+    [event] = [m for m in recorded if isinstance(m, TrailEvent)]  # charged, so it leaves a trail
+    assert (event.npc, event.kind, event.cortex_outcome) == (0, "escalation", "discarded")
+    assert event.latency_ms > 0 and event.numbers and '"npc":0' in event.numbers.replace(" ", "")
 
 
 async def test_the_engine_answers_a_non_blocking_live_link_in_time_for_the_next_tick(bus):
