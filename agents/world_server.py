@@ -12,9 +12,12 @@ The semantics are the in-process runtime's (``governor.runtime``), and so is the
   NPCs, column ``npc``; empty when none fired) on ``{env}.nervous.cells.bank.wave``, the governor's
   input;
 - each NPC's **brain** is asked only when due at its tick rate r: the world sends the NPC its
-  ``Observation`` once every ``ticks_per_action(hz, r)`` world ticks (``ceil(hz / r - 1/2)``: every
-  ``20 / r`` at 20 Hz), counted from its last wake-up, so an NPC process wakes only at its brain
-  ticks. A body that is born (tick 0, a respawn, a new episode) is woken at once. The observation
+  ``Observation`` once every ``p = ticks_per_action(hz, r)`` world ticks (``ceil(hz / r - 1/2)``:
+  every ``20 / r`` at 20 Hz), at its own ticks: NPC i's are the ticks t with ``t % p == i % p``
+  (``governor.runtime.own_tick``, as in-process), so the NPCs at one rate are staggered over its
+  period (96 NPCs at 5 Hz: 24 wake-ups a tick, not 96 at one tick and none at the next three), and an
+  NPC process wakes only at its brain ticks. A body that is born (tick 0, a respawn, a new episode)
+  is woken at once, then at its own ticks. The observation
   carries what the NPC needs between wake-ups: its reward summed since the last one, whether its slot
   ended meanwhile, the world's per-tick moving averages of its reward and nerve overrides (for its
   state report) and whether a nerve overrode its last brain action (kept out of its PPO loss);
@@ -53,8 +56,9 @@ the broker, and what the stream did not take is counted there.
 A woken NPC whose brain action did not arrive in time for its tick is a **missed tick** (counted from
 its first action on; STAY applies); a late action (naming an earlier tick) is dropped and counted in
 ``late``. r is learned from the NPC's state reports and from the commands it is sent (it obeys them at
-once); a command makes the NPC due no later than ``ticks_per_action`` ticks after the current one (a
-faster rate shortens the wait, a slower one keeps it). A state report naming a tick before the world
+once); a command makes the NPC due no later than its next own tick at the new rate (within
+``ticks_per_action`` ticks after the current one: a faster rate shortens the wait, a slower one keeps
+it). A state report naming a tick before the world
 heard the NPC's last command does not set its rate (it was sent before the NPC obeyed). Each brain
 action is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training charges every
 brain evaluation: an NPC slowed down by the governor thinks, and pays, less often; a reflex is free.
@@ -84,7 +88,7 @@ from typing import Any
 
 import numpy as np
 
-from governor.runtime import Escalator
+from governor.runtime import Escalator, own_tick
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.cells import CellBank
@@ -333,7 +337,7 @@ class WorldServer:
             self.command_tick[i] = self.tick
             self.gates[i] = [bool(msg.gates.get(region, False)) for region in REGIONS]
             period = ticks_per_action(self.config.hz, msg.tick_rate)
-            self.next_due[i] = min(self.next_due[i], self.tick + period)
+            self.next_due[i] = min(self.next_due[i], int(own_tick(i, period, self.tick)))
 
     def _on_organ_charge(self, msg: OrganCharge, raw: Any) -> None:
         # an organ call the organ host served costs the asking NPC lifeforce, paid at the next world step
@@ -454,7 +458,7 @@ class WorldServer:
         self._follow()
         woken = alive & (self.tick >= self.next_due) & ~self._following
         for i in np.flatnonzero(woken).tolist():
-            self.next_due[i] = self.tick + ticks_per_action(self.config.hz, float(self.rate[i]))
+            self.next_due[i] = own_tick(i, ticks_per_action(self.config.hz, float(self.rate[i])), self.tick)
         self.woken = woken
         return woken
 
