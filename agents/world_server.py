@@ -210,6 +210,8 @@ class WorldServer:
         """Moves the nerves made between brain calls, per NPC."""
         self.observations = np.zeros(n, dtype=np.int64)
         """Observations sent per NPC (its wake-ups)."""
+        self.wakeups_per_tick = np.zeros(n + 1, dtype=np.int64)
+        """World ticks by how many NPCs they woke (index: NPCs woken at the tick)."""
         self.wave_batches = 0
         """Wave batches published (one per world tick)."""
         self.reward_sum = np.zeros(n, dtype=np.float64)
@@ -460,6 +462,7 @@ class WorldServer:
         for i in np.flatnonzero(woken).tolist():
             self.next_due[i] = own_tick(i, ticks_per_action(self.config.hz, float(self.rate[i])), self.tick)
         self.woken = woken
+        self.wakeups_per_tick[int(woken.sum())] += 1
         return woken
 
     async def publish_observations(self, spread_s: float = 0.0) -> None:
