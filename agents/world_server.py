@@ -17,7 +17,8 @@ The semantics are the in-process runtime's (``governor.runtime``), and so is the
   (``governor.runtime.own_tick``, as in-process), so the NPCs at one rate are staggered over its
   period (96 NPCs at 5 Hz: 24 wake-ups a tick, not 96 at one tick and none at the next three), and an
   NPC process wakes only at its brain ticks. A body that is born (tick 0, a respawn, a new episode)
-  is woken at once, then at its own ticks. The observation
+  is woken at its first own tick from the current one on (at 20 Hz at once; a new episode's NPCs
+  at 5 Hz over its first 4 ticks). The observation
   carries what the NPC needs between wake-ups: its reward summed since the last one, whether its slot
   ended meanwhile, the world's per-tick moving averages of its reward and nerve overrides (for its
   state report) and whether a nerve overrode its last brain action (kept out of its PPO loss);
@@ -440,9 +441,10 @@ class WorldServer:
         self._plan_actions, self._following = planned[0], following[0] & self.world.alive[0]
 
     def wake(self) -> np.ndarray:
-        """bool [N]: the NPCs whose brain is due at the current tick (a born body at once) and no plan acts
-        for; their next wake-up is a period later. Newborn bodies' cells and nerves forget their old lives,
-        and their plans and cortex requests in flight are dropped."""
+        """bool [N]: the NPCs whose brain is due at the current tick (each at its own ticks, a born body at
+        its first from this one on) and no plan acts for; their next wake-up is their next own tick.
+        Newborn bodies' cells and nerves forget their old lives, and their plans and cortex requests in
+        flight are dropped."""
         w = self.world
         alive = w.alive[0]
         born = alive & ~self.was_alive
@@ -450,7 +452,9 @@ class WorldServer:
             born |= alive
             self.cells.reset(np.ones(len(alive), dtype=bool))
         if born.any():
-            self.next_due[born] = self.tick
+            for i in np.flatnonzero(born).tolist():  # at its first own tick from this one on
+                period = ticks_per_action(self.config.hz, float(self.rate[i]))
+                self.next_due[i] = own_tick(i, period, self.tick - 1)
             if self.nerves is not None:
                 self.nerves.reset(born)
         if self.escalator is not None and (born | (self.was_alive & ~alive)).any():

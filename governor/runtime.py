@@ -11,11 +11,13 @@ what happens, with the same semantics as the live organism (``agents.npc``):
   20 Hz (p = 1) every tick is every NPC's. Between brain calls it **stays** (the live world server's
   rule for an NPC that sent no action), while its cells and nerves still run every world tick as
   reflexes: a nerve may move it (out of danger, round an obstacle) as it may override a brain's
-  action. An NPC that is born (episode start, respawn) calls its brain at once and then at its own
-  ticks; a new, faster rate takes effect at its next own tick of the new period (within it), a slower
-  one after the current period. Repeating the brain's last action instead was measured and
-  rejected: on stage 2 (heuristic brains, 200 episodes) NPCs at 10 Hz overshoot what they walk to and
-  oscillate around it (success 0.07 against 0.72 at 20 Hz), while staying gives 0.84 at 10 Hz.
+  action. An NPC that is born (episode start, respawn) calls its brain at its first own tick (this
+  one or within its period: at 20 Hz at once; the NPCs of an episode that restarts at 5 Hz are woken a
+  quarter a tick over 4 ticks, not all at one); a new, faster rate takes effect at its next own tick
+  of the new period (within it), a slower one after the current period. Repeating the brain's last
+  action instead was measured and rejected: on stage 2 (heuristic brains, 200 episodes) NPCs at 10 Hz
+  overshoot what they walk to and oscillate around it (success 0.07 against 0.72 at 20 Hz), while
+  staying gives 0.84 at 10 Hz.
 - **What it costs.** Every brain call charges ``lifeforce.per_brain_call`` and every escalation
   ``lifeforce.per_escalation`` (with ``per_tick`` on every living tick) through ``GridWorld.charge``:
   thinking is paid for in lifeforce, so a good governor raises reward, not only saves compute.
@@ -85,7 +87,7 @@ def own_tick(npc: np.ndarray | int, period: np.ndarray | int, after: np.ndarray 
 
 class BrainClock:
     """Which NPCs call their brain at each world tick, for tick rates in Hz over a [B, N] batch: NPC n
-    at its own ticks (``own_tick``), a born one at once."""
+    at its own ticks (``own_tick``)."""
 
     def __init__(self, shape: tuple[int, ...], rate: int = WORLD_HZ) -> None:
         self.period = np.full(shape, WORLD_HZ // rate, dtype=np.int64)
@@ -118,8 +120,11 @@ class BrainClock:
         self.tick += 1
 
     def reset(self, rows: np.ndarray) -> None:
-        """Rows bool [B, N] call their brain at the next tick (born, or their episode restarted)."""
-        self.wait[np.asarray(rows, dtype=bool)] = 0
+        """Rows bool [B, N] (born, or their episode restarted) call their brain at their first own tick from
+        this one on (within their period)."""
+        rows = np.asarray(rows, dtype=bool)
+        first = own_tick(self.npc, self.period, self.tick - 1) - self.tick
+        self.wait[rows] = first[rows]
 
 
 class Trails(Protocol):

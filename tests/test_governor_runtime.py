@@ -88,9 +88,18 @@ def test_brain_clock_staggers_npcs_over_the_period_at_the_same_rate() -> None:
         # the same rate (each brain once a period) with n / period wake-ups at every tick, not n at one
         assert max(per_tick[period:]) <= -(-n // period) and min(per_tick[period:]) >= n // period
         assert (calls >= ticks // period).all() and (calls <= ticks // period + 1).all()
+    clock.set_rates(np.full((2, n), 5))
+    clock.reset(np.ones((2, n), dtype=bool))  # an episode restarts at 5 Hz: all born at one tick
+    born = []
+    for _ in range(4):
+        due = clock.due()
+        born.append(due.copy())
+        clock.advance(due)
+    born = np.array(born)
+    assert born.sum(axis=(1, 2)).tolist() == [2 * n // 4] * 4 and (born.sum(axis=0) == 1).all()
 
 
-def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_once() -> None:
+def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_the_first_own_tick() -> None:
     clock = BrainClock((1, 1))
     clock.set_rates(np.array([[1]]))
     clock.advance(clock.due())  # called at tick 0; next at tick 20
@@ -98,8 +107,13 @@ def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_once() -> 
     clock.set_rates(np.array([[10]]))  # period 2: due within one tick
     clock.advance(np.zeros((1, 1), bool))
     assert clock.due().all()
-    clock.advance(clock.due())
-    clock.reset(np.ones((1, 1), bool))
+    clock.advance(clock.due())  # called at tick 2; tick 3 now
+    clock.reset(np.ones((1, 1), bool))  # born at tick 3: its first own tick at 10 Hz is 4
+    assert not clock.due().any()
+    clock.advance(np.zeros((1, 1), bool))
+    assert clock.due().all()
+    clock.set_rates(np.array([[20]]))
+    clock.reset(np.ones((1, 1), bool))  # at 20 Hz every tick is its own: at once
     assert clock.due().all()
     with pytest.raises(ValueError, match="divide 20"):
         clock.set_rates(np.array([[3]]))
