@@ -29,9 +29,15 @@ embedded nats-server) at stage 5 and measures, over a window that follows a warm
 with a full quota, today's organism - and with the ``learned`` one (its ``--checkpoint``, or one
 trained first as ``benchmarks.governor`` trains its stage-2 governor; ``cpu_budget``
 4 cores by default: 64 NPCs at the 5 % minimum quota need 3.2, and quotas are caps, not
-reservations), one after the other on the same machine; keys ``live64_{fixed,learned}_...`` and
-``live_decision_latency_p99_ms``. ``observation_cpu`` measures the NPCs' CPU per observation at
-fixed tick rates without a governor (``--observation-cpu``).
+reservations; ``calls_budget`` ``CALLS_BUDGET`` brain calls per second for all NPCs, ``--calls-budget``),
+one after the other on the same machine; keys ``live64_{fixed,learned}_...`` (``live{N}_`` with
+``--npcs N``) and ``live_decision_latency_p99_ms``. The calls budget is what lets the learned governor
+hold more NPCs than fixed: at stage 5 the NPCs, born together, get hungry together, and the network
+sends nearly all of them to 20 Hz at once (96 NPCs: the fixed governor's load, which 2 cores do not
+hold); within 960 calls/s the hungry crowd runs at 10 Hz, the neediest at 20. 960 (48 wake-ups a
+tick) is three quarters of what 64 NPCs at 20 Hz ask, which 2 idle cores hold at 0.06 % missed.
+``observation_cpu`` measures the NPCs' CPU per observation at fixed tick rates without a governor
+(``--observation-cpu``).
 """
 
 from __future__ import annotations
