@@ -42,7 +42,8 @@ class GovernorConfig:
     calls_budget: float = 0.0
     """Brain calls per second one machine (env) serves for all its NPCs, 0: no limit. Above it every
     governor but fixed slows its fastest NPCs, the least urgent first, until the calls fit
-    (``governor.decisions.fit_to_calls``): 96 live NPCs on 2 cores miss ticks beyond about 1000/s."""
+    (``governor.decisions.fit_to_calls``). On 2 cores 64 live NPCs at 20 Hz (1280/s) held, 96 (1920/s)
+    missed 9 % of their ticks; ``benchmarks.governor_live`` gives the learned governor 960."""
     gate_threshold: float = 0.75
     """Collapse confidence at or above which a gate may open (fixed and budget: opens every such region)."""
     collapse_hold_ticks: int = 10
