@@ -55,11 +55,12 @@ class CortexConfig:
     """Sampling temperature; 0 keeps an LLM's plans reproducible."""
     max_plan_steps: int = 64
     """Actions a plan may take before the follower gives up and the brain resumes."""
-    vision_gate: str = "closed"
-    """The NPCs' vision organ gate in-process: closed (never asked), open (asked before each escalation: the
-    15x15 window of the rendered world around the NPC is merged into its seen map, so plans see beyond its
-    view; each call costs nervous.lifeforce.per_organ_call), governed (asked only for NPCs whose gate an
-    OrganGate message opened, CortexLink.organ_gate; closed until then)."""
+    vision_gate: str = "governed"
+    """The NPCs' vision organ gate: closed (never asked), open (asked before each escalation: the 15x15
+    window of the rendered world around the NPC is merged into its seen map, so plans see beyond its view;
+    each call costs nervous.lifeforce.per_organ_call), governed (the default: asked only for NPCs whose gate
+    an OrganGate message opened, CortexLink.organ_gate - the governor's rule, governor.organ_gates; closed
+    until then). With backend none nothing looks and no organ is made."""
     vision_weights: str = ""
     """Vision organ weight file ('': the shipped weights)."""
     vision_deadline_s: float = 0.25

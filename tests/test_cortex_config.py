@@ -43,6 +43,8 @@ def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
     assert compose_run().cortex.base_url is None  # the embedded planner server by default
     assert compose_run().cortex.backend == "none"  # no escalations unless asked for
     assert compose_run("cortex.backend=engine").cortex.backend == "engine"
-    assert compose_run().cortex.vision_gate == "closed"  # the planner makes no organ call unless asked
+    # the cortex looks through the vision organ where the governor opened an NPC's organ gate
+    assert compose_run().cortex.vision_gate == "governed" == CortexConfig().vision_gate
     assert compose_run("cortex.vision_gate=open").cortex.vision_gate == "open"
+    assert compose_run("cortex.vision_gate=closed").cortex.vision_gate == "closed"
 
