@@ -322,17 +322,19 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
 async def live_run(bus: Bus, base_url: str, blocking: bool) -> dict[str, float]:
     """LIVE_S seconds of the live world server escalating through a blocking or non-blocking link."""
     name = "blocking" if blocking else "nonblocking"
-    link = CortexLink(CortexConfig(backend="http", base_url=base_url), blocking=blocking)
-    config = WorldServerConfig(stage=4, n_npcs=LIVE_NPCS, seed=STAGE4_SEED, clock="realtime",
-                               run=f"bench-live-{name}")
+    # no organ host runs here: the link escalates without looking (vision is benchmarks.organs' business)
+    config = CortexConfig(backend="http", base_url=base_url, vision_gate="closed")
+    link = CortexLink(config, blocking=blocking)
+    live = WorldServerConfig(stage=4, n_npcs=LIVE_NPCS, seed=STAGE4_SEED, clock="realtime",
+                             run=f"bench-live-{name}")
     ends: list[float] = []
-    server = WorldServer(config, bus, on_frame=lambda world, **_: ends.append(time.monotonic()),
+    server = WorldServer(live, bus, on_frame=lambda world, **_: ends.append(time.monotonic()),
                          escalator=link)
     await server.start()
     server.gates[:] = True  # no governor here: every region of every NPC may escalate
     try:
         ends.append(time.monotonic())
-        await server.run(asyncio.Event(), ticks=int(LIVE_S * config.hz))
+        await server.run(asyncio.Event(), ticks=int(LIVE_S * live.hz))
         stats = link.pop_stats()
     finally:
         link.close()

@@ -288,3 +288,16 @@ def test_the_live_organism_serves_vision_when_the_cortex_looks_and_its_link_look
         OrganismConfig(organ_gate="shut")
     with pytest.raises(ValueError, match="cortex.vision_deadline_s=0: must be > 0"):
         CortexConfig(vision_deadline_s=0)
+
+
+async def test_a_link_made_inside_a_running_event_loop_looks_and_closes() -> None:
+    """The in-process host's private loop runs in a helper thread where the caller's thread runs a loop."""
+    link = corridor_link("open")
+    try:
+        world = hand_made_world(CORRIDOR)
+        escalate_and_follow(link, world, 1)  # this thread runs the test's event loop
+        assert link.pop_stats()["cortex/vision_calls"] == 1
+        assert link.organ_states() == {"vision": "READY"}
+    finally:
+        link.close()
+    assert link.organs is not None and link.organs.states() == {"vision": "UNLOADED"}
