@@ -6,7 +6,8 @@ naming the field: it runs the very ``OrganHost`` the bus service runs (load on f
 unloading, gates, charges) on a private event loop, with organs loaded into this process
 (``loader=inproc``: the in-process runtime has no bus to reach a worker through). Lifecycle events are
 kept: ``state(organ)`` is the organ's state now and ``events`` the transitions since the last
-``pop_events``, for the viewer. ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
+``pop_events``, for the viewer (logged at DEBUG only: a training run looks thousands of times an
+update). ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
 calls it once per world tick; it costs a dict scan while nothing is loaded). Calls may come from
 another thread than ``reap`` (the non-blocking cortex link's workers): one lock keeps the private loop
 to one thread at a time, and a ``reap`` that finds it busy skips that tick (an organ in use is not idle).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -41,7 +43,7 @@ class InProcessHost:
         self._lock = threading.Lock()
         """Held while the private loop runs (one thread at a time)."""
         self.host = OrganHost(config, loader=loader, clock=clock, on_event=self._on_event,
-                              on_charge=self._on_charge)
+                              on_charge=self._on_charge, log_level=logging.DEBUG)
         self.events: list[OrganEvent] = []
         """Lifecycle transitions since the last ``pop_events``."""
         self.charges: list[OrganCharge] = []
