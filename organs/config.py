@@ -20,7 +20,8 @@ class CortexConfig:
 
     backend: str = "none"
     """In-process runtime: none (no escalations), engine (the nyx planner called in-process, fast:
-    training) or http (the real openai client against base_url or the embedded server: eval, benchmarks)."""
+    training; conf/cortex/default.yaml makes it python -m train's default, while programmatic runs keep none)
+    or http (the real openai client against base_url or the embedded server: eval, benchmarks)."""
     outcome_ticks: int = 40
     """World ticks after an escalation whose reward is recorded as its outcome."""
     base_url: str | None = None
