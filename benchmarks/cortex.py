@@ -13,7 +13,11 @@ Stage 4 (locks), the scripted heuristic driving every NPC under the heuristic go
 math collapses), STAGE4_EPISODES episodes at seed STAGE4_SEED (``governor.compare.evaluate_governor``):
 stage4_success_no_cortex / stage4_return_no_cortex without the cortex link;
 stage4_success_cortex_gated / stage4_return_cortex_gated with it (the nyx engine in-process, as in
-training; gates by the heuristic governor's rule), with escalations_per_100_ticks (per 100 NPC ticks),
+training; gates by the heuristic governor's rule; the cortex's default ``vision_gate=governed``: an NPC
+whose vision organ gate the governor opened looks through it first, ``governor.organ_gates``, each look
+charged), stage4_success_cortex_gated_no_vision / stage4_return_cortex_gated_no_vision the same with
+``vision_gate=closed`` (with stage4_escalations_per_100_ticks_no_vision), stage4_vision_calls (looks of the
+gated run), with escalations_per_100_ticks (per 100 NPC ticks),
 stage4_plans_done / _invalid (_invalid_at_start: of those, invalid at their first step),
 stage4_plan_tick_fraction (NPC ticks a plan acted for: no brain call then),
 stage4_brain_calls_per_npc_s_no_cortex / _cortex_gated and stage4_cpu_s_per_npc_min_cortex_gated (the
@@ -34,7 +38,7 @@ between two world ticks' ends; 50 ms is on time), live_ticks_per_s_*, live_overr
 gave up on), live_escalations_*, live_plan_ticks_*, live_stale_answers_* and live_cortex_latency_p99_ms_*.
 
 ``--episodes`` sets the stage-4 episodes (default STAGE4_EPISODES); ``--live-only`` measures only the
-live keys (and cores).
+live keys (and cores). load_average: the machine's 1, 5 and 15 minute load when the run ended.
 """
 
 from __future__ import annotations
@@ -255,6 +259,12 @@ async def invalid_answers(situation: Situation) -> tuple[int, int]:
 OPEN_GATES = {"gate_threshold": 0.0, "help_regions": [region.value for region in Region]}
 
 
+def stage4_link(backend: str, vision_gate: str = "governed") -> CortexLink:
+    """The cortex link of a stage-4 run (looks charged the run's per_organ_call, as in training)."""
+    config = CortexConfig(backend=backend, vision_gate=vision_gate)
+    return CortexLink(config, lifeforce=NervousConfig().lifeforce)
+
+
 def stage4_run(link: CortexLink | None, episodes: int = STAGE4_EPISODES, **governor: Any) -> dict[str, float]:
     """Stage-4 episode means of the heuristic driver under the heuristic governor, with the link or not."""
     nervous = NervousConfig()
@@ -268,11 +278,16 @@ def stage4_run(link: CortexLink | None, episodes: int = STAGE4_EPISODES, **gover
 
 
 def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
-    """Stage-4 success and return without and with the cortex (engine, then HTTP), and what it cost."""
+    """Stage-4 success and return without and with the cortex (engine with and without vision, then
+    HTTP), and what it cost."""
+    import torch
+
+    torch.set_num_threads(1)  # the vision organ loads in-process: one thread, as benchmarks.organs runs it
     without = stage4_run(None, episodes)
-    engine = stage4_run(CortexLink(CortexConfig(backend="engine")), episodes)
-    always_open = stage4_run(CortexLink(CortexConfig(backend="engine")), episodes, **OPEN_GATES)
-    http = stage4_run(CortexLink(CortexConfig(backend="http")), episodes)
+    engine = stage4_run(stage4_link("engine"), episodes)
+    blind = stage4_run(stage4_link("engine", vision_gate="closed"), episodes)
+    always_open = stage4_run(stage4_link("engine"), episodes, **OPEN_GATES)
+    http = stage4_run(stage4_link("http"), episodes)
     return {
         "stage4_episodes": int(without["episodes"]),
         "stage4_seed": STAGE4_SEED,
@@ -280,6 +295,10 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
         "stage4_return_no_cortex": round(without["return"], 4),
         "stage4_success_cortex_gated": round(engine["success"], 4),
         "stage4_return_cortex_gated": round(engine["return"], 4),
+        "stage4_success_cortex_gated_no_vision": round(blind["success"], 4),
+        "stage4_return_cortex_gated_no_vision": round(blind["return"], 4),
+        "stage4_escalations_per_100_ticks_no_vision": round(blind["escalations_per_100_ticks"], 4),
+        "stage4_vision_calls": int(engine["cortex/vision_calls"]),
         "stage4_success_cortex_open": round(always_open["success"], 4),
         "stage4_return_cortex_open": round(always_open["return"], 4),
         "stage4_escalations_per_100_ticks_open": round(always_open["escalations_per_100_ticks"], 4),
@@ -303,17 +322,19 @@ def stage4_figures(episodes: int = STAGE4_EPISODES) -> dict[str, float | int]:
 async def live_run(bus: Bus, base_url: str, blocking: bool) -> dict[str, float]:
     """LIVE_S seconds of the live world server escalating through a blocking or non-blocking link."""
     name = "blocking" if blocking else "nonblocking"
-    link = CortexLink(CortexConfig(backend="http", base_url=base_url), blocking=blocking)
-    config = WorldServerConfig(stage=4, n_npcs=LIVE_NPCS, seed=STAGE4_SEED, clock="realtime",
-                               run=f"bench-live-{name}")
+    # no organ host runs here: the link escalates without looking (vision is benchmarks.organs' business)
+    config = CortexConfig(backend="http", base_url=base_url, vision_gate="closed")
+    link = CortexLink(config, blocking=blocking)
+    live = WorldServerConfig(stage=4, n_npcs=LIVE_NPCS, seed=STAGE4_SEED, clock="realtime",
+                             run=f"bench-live-{name}")
     ends: list[float] = []
-    server = WorldServer(config, bus, on_frame=lambda world, **_: ends.append(time.monotonic()),
+    server = WorldServer(live, bus, on_frame=lambda world, **_: ends.append(time.monotonic()),
                          escalator=link)
     await server.start()
     server.gates[:] = True  # no governor here: every region of every NPC may escalate
     try:
         ends.append(time.monotonic())
-        await server.run(asyncio.Event(), ticks=int(LIVE_S * config.hz))
+        await server.run(asyncio.Event(), ticks=int(LIVE_S * live.hz))
         stats = link.pop_stats()
     finally:
         link.close()
@@ -357,6 +378,7 @@ async def main(episodes: int = STAGE4_EPISODES, live_only: bool = False) -> dict
     out["boundary_encode_us"] = boundary_encode_us(numbers)
     out["invalid_answers_sent"], out["invalid_answers_handled"] = await invalid_answers(situation)
     out |= stage4_figures(episodes)
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 

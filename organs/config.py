@@ -20,7 +20,8 @@ class CortexConfig:
 
     backend: str = "none"
     """In-process runtime: none (no escalations), engine (the nyx planner called in-process, fast:
-    training) or http (the real openai client against base_url or the embedded server: eval, benchmarks)."""
+    training; conf/cortex/default.yaml makes it python -m train's default, while programmatic runs keep none)
+    or http (the real openai client against base_url or the embedded server: eval, benchmarks)."""
     outcome_ticks: int = 40
     """World ticks after an escalation whose reward is recorded as its outcome."""
     base_url: str | None = None
@@ -55,11 +56,12 @@ class CortexConfig:
     """Sampling temperature; 0 keeps an LLM's plans reproducible."""
     max_plan_steps: int = 64
     """Actions a plan may take before the follower gives up and the brain resumes."""
-    vision_gate: str = "closed"
-    """The NPCs' vision organ gate in-process: closed (never asked), open (asked before each escalation: the
-    15x15 window of the rendered world around the NPC is merged into its seen map, so plans see beyond its
-    view; each call costs nervous.lifeforce.per_organ_call), governed (asked only for NPCs whose gate an
-    OrganGate message opened, CortexLink.organ_gate; closed until then)."""
+    vision_gate: str = "governed"
+    """The NPCs' vision organ gate: closed (never asked), open (asked before each escalation: the 15x15
+    window of the rendered world around the NPC is merged into its seen map, so plans see beyond its view;
+    each call costs nervous.lifeforce.per_organ_call), governed (the default: asked only for NPCs whose gate
+    an OrganGate message opened, CortexLink.organ_gate - the governor's rule, governor.organ_gates; closed
+    until then). With backend none nothing looks and no organ is made."""
     vision_weights: str = ""
     """Vision organ weight file ('': the shipped weights)."""
     vision_deadline_s: float = 0.25

@@ -51,8 +51,10 @@ def proprio(
     return p
 
 
-def situation_on(rows: list[str], region: Region = Region.MATH, npc: int = 0, **body: Any) -> Situation:
-    """The deterministic boundary's situation of an NPC standing at '@' on a hand-made map."""
+def situation_on(rows: list[str], region: Region = Region.MATH, npc: int = 0, opened: int = 0,
+                 **body: Any) -> Situation:
+    """The deterministic boundary's situation of an NPC standing at '@' on a hand-made map (opened: doors and
+    locks it opened this episode; body: ``proprio``'s fields)."""
     seen, (x, y) = parse_map(rows)
     numbers = NpcNumbers(
         npc=npc,
@@ -64,6 +66,7 @@ def situation_on(rows: list[str], region: Region = Region.MATH, npc: int = 0, **
         region=region,
         collapse_confidence=0.9,
         collapse_cells=[str(region)],
+        opened=opened,
     )
     return DeterministicEncoder().encode(numbers)
 

@@ -18,7 +18,10 @@ from organs.boundary import (
     encode_call,
     situation_json_schema,
 )
-from organs.boundary.schema import report_situation_declaration
+from organs.boundary.numbers import decode_numbers, encode_numbers
+from organs.boundary.schema import SITUATION_VERSION, report_situation_declaration
+from organs.boundary.world_numbers import SeenMaps, npc_numbers
+from organs.cortex.planner import Planner
 from organs.cortex.tools import TOOL_DECLARATIONS
 from tests.cortex_fixtures import parse_map, proprio, situation_on
 from world.tiles import Tile
@@ -96,7 +99,8 @@ def test_schemas_suit_guided_decoding() -> None:
         (("collapse", "cells"), [""], "collapse.cells[0]"),
         (("map", "height"), 9, "map"),
         (("keys",), [{"x": 40, "y": 1}], "keys[0]"),
-        (("version",), 2, "version"),
+        (("version",), 3, "version"),
+        (("body", "opened"), 100, "body.opened"),
         (("surprise",), 1, "surprise"),
     ],
 )
@@ -124,3 +128,42 @@ def test_bad_numbers_are_refused_naming_the_field() -> None:
     numbers.proprio, numbers.seen = proprio(), np.full((200, 3), Tile.EMPTY, np.uint8)
     with pytest.raises(ValueError, match="numbers.seen"):
         DeterministicEncoder().encode(numbers)
+
+
+def test_what_the_npc_opened_goes_from_the_world_through_numbers_into_the_situation_and_back() -> None:
+    from nervous.messages import CollapseEvent
+    from world.core import GridWorld
+    from world.stages import stage_config
+
+    world = GridWorld(stage_config(4), num_envs=2, seed=0)
+    world.ep_opened[1, 3] = 2  # NPC 3 of env 1 opened a door and a lock this episode
+    event = CollapseEvent(npc=3, region=Region.MATH, confidence=0.8, cells=["math"], tick=0)
+    numbers = npc_numbers(world, 1, SeenMaps(world), event)
+    assert numbers.opened == 2 and npc_numbers(world, 0, SeenMaps(world), event).opened == 0
+    text = encode_numbers(numbers)
+    assert json.loads(text)["opened"] == 2 and decode_numbers(text).opened == 2
+    situation = DeterministicEncoder().encode(decode_numbers(text))
+    assert situation.version == SITUATION_VERSION == 2 and situation.body.opened == 2
+    assert decode_call(encode_call(situation)) == situation
+    numbers.opened = 250  # more than the schema says: capped, still valid
+    assert DeterministicEncoder().encode(numbers).body.opened == 99
+    old = json.loads(text)
+    del old["opened"]  # a numbers message written before version 2 (decision trails)
+    assert decode_numbers(json.dumps(old)).opened == 0
+
+
+def test_a_version_1_situation_is_migrated_and_planned_as_version_1_planned_it() -> None:
+    rows = ["#######", "#@.k..#", "#.....#", "###D###", "#.fff.#"]
+    current = situation_on(rows, lifeforce=0.9)
+    call = json.loads(encode_call(current))
+    call["arguments"]["version"] = 1
+    del call["arguments"]["body"]["opened"]  # version 1 had no such field
+    migrated = decode_call(json.dumps(call))
+    assert migrated == current and migrated.version == 2 and migrated.body.opened == 0
+    assert Planner().plan(migrated) == Planner().plan(current)
+    call["arguments"]["body"]["opened"] = 0  # a version-2 field in a version-1 call is kept, not doubled
+    assert decode_call(json.dumps(call)) == current
+    call["arguments"]["version"] = 3  # newer than this code: refused, naming the field
+    with pytest.raises(SituationError) as info:
+        decode_call(json.dumps(call))
+    assert info.value.field == "version"

@@ -12,10 +12,12 @@ from organs.config import CortexConfig
 YAML = Path(__file__).resolve().parents[1] / "conf" / "cortex" / "default.yaml"
 
 
-def test_yaml_mirrors_the_dataclass() -> None:
+def test_yaml_mirrors_the_dataclass_but_turns_the_cortex_on() -> None:
     values = OmegaConf.to_container(OmegaConf.load(YAML))
     values.pop("defaults")
-    assert CortexConfig(**values) == CortexConfig()
+    # python -m train escalates to the in-process planner by default; programmatic runs (benchmarks) do not
+    assert values["backend"] == "engine" and CortexConfig().backend == "none"
+    assert CortexConfig(**values) == CortexConfig(backend="engine")
     assert set(values) == set(CortexConfig.field_names())
 
 
@@ -41,8 +43,12 @@ def test_the_cortex_group_composes_into_the_run_config(compose_run) -> None:
     run = compose_run("cortex.base_url=http://theia:31000/v1", "cortex.priority_scheduling=true")
     assert run.cortex.base_url == "http://theia:31000/v1" and run.cortex.priority_scheduling
     assert compose_run().cortex.base_url is None  # the embedded planner server by default
-    assert compose_run().cortex.backend == "none"  # no escalations unless asked for
-    assert compose_run("cortex.backend=engine").cortex.backend == "engine"
-    assert compose_run().cortex.vision_gate == "closed"  # the planner makes no organ call unless asked
+    assert compose_run().cortex.backend == "engine"  # the default run escalates to the in-process planner
+    assert compose_run("cortex.backend=none").cortex.backend == "none"
+    assert compose_run("+experiment=governor").cortex.backend == "none"  # the governor learns blind
+    assert compose_run("+experiment=governor", "cortex.backend=engine").cortex.backend == "engine"
+    # the cortex looks through the vision organ where the governor opened an NPC's organ gate
+    assert compose_run().cortex.vision_gate == "governed" == CortexConfig().vision_gate
     assert compose_run("cortex.vision_gate=open").cortex.vision_gate == "open"
+    assert compose_run("cortex.vision_gate=closed").cortex.vision_gate == "closed"
 

@@ -74,7 +74,8 @@ def door_open(world: GridWorld) -> bool:
 
 def test_a_math_collapse_through_an_open_gate_escalates_and_the_npc_follows_the_plan() -> None:
     world = keyed_room()
-    link = CortexLink(CortexConfig(backend="engine", outcome_ticks=20))
+    # blind: the lifeforce below is the escalation's alone (a governed look, the default, costs more)
+    link = CortexLink(CortexConfig(backend="engine", outcome_ticks=20, vision_gate="closed"))
     reflex, bank = governed(link)
     trace = run(world, reflex, bank, 30)
     stats = reflex.pop_stats()

@@ -81,6 +81,18 @@ def test_a_sated_npc_explores_instead_of_walking_to_food() -> None:
     assert Planner().plan(situation_on(rows, lifeforce=0.4)) == GoTo(x=4, y=1, purpose=Purpose.FOOD)
 
 
+def test_an_npc_that_opened_something_leaves_keys_doors_and_locks_to_the_others() -> None:
+    """Its success only needs it to live now: no key, door or far-lock plan; a lock in reach is answered."""
+    assert Planner().plan(situation_on(STAGE4)) == FetchKeyThenOpen(key_x=4, key_y=3, door_x=3, door_y=5)
+    assert Planner().plan(situation_on(STAGE4, opened=1)) == Wait(ticks=5)  # all of this map is known
+    assert Planner().plan(situation_on(STAGE4, opened=2, has_key=True)) == Wait(ticks=5)  # no door either
+    rows = ["#######", "#@..f.?", "#.k...#", "###D###", "#.....#", "#######"]
+    assert Planner().plan(situation_on(rows, opened=1)) == GoTo(x=5, y=1, purpose=Purpose.EXPLORE)
+    assert Planner().plan(situation_on(rows, opened=1, lifeforce=0.4)) == GoTo(x=4, y=1, purpose=Purpose.FOOD)
+    at_lock = situation_on(["#####", "#.@L#", "#####"], opened=3, facing=2, lock=(7, 8, 2, 0))
+    assert Planner().plan(at_lock) == AnswerLock(x=3, y=1, value=56)
+
+
 def test_unknown_surroundings_are_explored_and_a_closed_cell_waits() -> None:
     explore = Planner().plan(situation_on(["#####", "#@..?", "#####"]))
     assert explore == GoTo(x=3, y=1, purpose=Purpose.EXPLORE)

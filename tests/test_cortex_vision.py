@@ -240,8 +240,19 @@ def test_training_and_eval_wire_the_runs_organ_cost_into_the_links_organ_host() 
         assert organs.host.config.loader == "inproc" and organs.gate_open(5, "vision")
     finally:
         close_nervous(reflex)
-    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"), CortexConfig(backend="engine"))
+    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"),
+                              CortexConfig(backend="engine", vision_gate="closed"))
     assert reflex.escalator.organs is None  # type: ignore[union-attr]  # closed: no organ host at all
+    close_nervous(reflex)
+    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"), CortexConfig(backend="engine"))
+    try:  # the default, governed: an organ host that serves no NPC until the governor opens its gate
+        organs = reflex.escalator.organs  # type: ignore[union-attr]
+        assert organs is not None and not organs.gate_open(5, "vision")
+        assert organs.states() == {"vision": "UNLOADED"}  # nothing loaded before the first look
+    finally:
+        close_nervous(reflex)
+    _, reflex = build_nervous(nervous, GovernorConfig(kind="heuristic"), CortexConfig())
+    assert reflex.escalator is None  # type: ignore[union-attr]  # backend none: no link, no organ host
     close_nervous(reflex)
 
 
@@ -251,12 +262,18 @@ def test_the_live_organism_serves_vision_when_the_cortex_looks_and_its_link_look
     from organs.link import make_link
     from train.modes import live_organs
 
-    base = OrganismConfig(organs=["vision"])
-    assert live_organs(CortexConfig(backend="engine"), OrganismConfig()).organs == []  # closed: no host
+    closed = CortexConfig(backend="engine", vision_gate="closed")
+    assert live_organs(closed, OrganismConfig()).organs == []  # closed: no host
+    # governed (the default) with no governor process (governor=fixed): nothing opens a gate, no host
+    assert live_organs(CortexConfig(backend="engine"), OrganismConfig()).organs == []
+    heuristic = OrganismConfig(governor="heuristic")
+    governed_default = live_organs(CortexConfig(backend="engine"), heuristic)
+    assert governed_default.organs == ["vision"] and governed_default.organ_gate == "governed"
     assert live_organs(CortexConfig(backend="none", vision_gate="open"), OrganismConfig()).organs == []
     seeing = live_organs(CortexConfig(backend="engine", vision_gate="open"), OrganismConfig())
     assert seeing.organs == ["vision"] and seeing.organ_gate == "open"
-    governed = live_organs(CortexConfig(backend="engine", vision_gate="governed"), base)
+    governed = live_organs(CortexConfig(backend="engine", vision_gate="governed"),
+                           OrganismConfig(organs=["vision"], governor="heuristic"))
     assert governed.organs == ["vision"] and governed.organ_gate == "governed"  # not served twice
     link = make_link(CortexConfig(backend="engine", vision_gate="governed", vision_deadline_s=0.5), live=True)
     assert link is not None
@@ -271,3 +288,16 @@ def test_the_live_organism_serves_vision_when_the_cortex_looks_and_its_link_look
         OrganismConfig(organ_gate="shut")
     with pytest.raises(ValueError, match="cortex.vision_deadline_s=0: must be > 0"):
         CortexConfig(vision_deadline_s=0)
+
+
+async def test_a_link_made_inside_a_running_event_loop_looks_and_closes() -> None:
+    """The in-process host's private loop runs in a helper thread where the caller's thread runs a loop."""
+    link = corridor_link("open")
+    try:
+        world = hand_made_world(CORRIDOR)
+        escalate_and_follow(link, world, 1)  # this thread runs the test's event loop
+        assert link.pop_stats()["cortex/vision_calls"] == 1
+        assert link.organ_states() == {"vision": "READY"}
+    finally:
+        link.close()
+    assert link.organs is not None and link.organs.states() == {"vision": "UNLOADED"}

@@ -150,8 +150,11 @@ def npc_processes(organism: OrganismConfig) -> str:
 
 def live_organs(cortex: CortexConfig, organism: OrganismConfig) -> OrganismConfig:
     """The organism with the organ host the cortex link looks through: vision served (its gate governed
-    with ``cortex.vision_gate=governed``) when the cortex is on and its vision gate not closed."""
+    with ``cortex.vision_gate=governed``) when the cortex is on and its vision gate not closed; governed
+    without a governor process (``fixed``) serves none, since nothing would open an NPC's organ gate."""
     if cortex.backend == "none" or cortex.vision_gate == "closed":
+        return organism
+    if cortex.vision_gate == "governed" and organism.governor is None:
         return organism
     organs = organism.organs if "vision" in organism.organs else [*organism.organs, "vision"]
     gate = "governed" if cortex.vision_gate == "governed" else "open"

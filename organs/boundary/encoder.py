@@ -65,6 +65,8 @@ class NpcNumbers:
     """The strongest wave confidence per region (float [6], ``nervous.messages.REGIONS`` order)."""
     value: np.ndarray = field(default_factory=lambda: np.zeros(len(REGIONS), dtype=np.float32))
     """The value of that wave per region (float [6]), in the cell's own units."""
+    opened: int = 0
+    """Doors and locks the NPC has opened this episode (the world's ``ep_opened``)."""
 
 
 class SituationEncoder(Protocol):
@@ -153,6 +155,7 @@ class DeterministicEncoder:
             battery=_percent(proprio[P.BATTERY]),
             has_key=bool(proprio[P.HAS_KEY] > 0.5),
             facing=_FACINGS[facing_index],
+            opened=int(min(99, max(0, int(numbers.opened)))),
         )
         lock = None
         if proprio[P.FACING_LOCK] > 0.5:

@@ -41,8 +41,9 @@ SYSTEM_PROMPT = (
     "You are the Function Gemma boundary of a grid-world NPC. The user message holds the NPC's numbers: "
     "npc, tick, its position x, y, its proprio vector by name, its seen map (one string per row, one hex "
     "digit per cell: 0 empty, 1 wall, 2 food, 3 water, 4 fire, 5 charger, 6 door, 7 key, 8 lock, 9 NPC, "
-    "a signalling NPC, b unseen), the region its cells collapsed on with their confidence, and the "
-    "strongest wave per region. Call report_situation exactly once with the situation they describe."
+    "a signalling NPC, b unseen), the region its cells collapsed on with their confidence, the strongest "
+    "wave per region, and how many doors and locks it opened this episode. Call report_situation exactly "
+    "once with the situation they describe."
 )
 #: Why the encoder stood in for the model.
 FALLBACK_KINDS = (

@@ -7,12 +7,13 @@ encoder receives, written out with names and nothing interpreted::
      "proprio": {"lifeforce": 0.8, "battery": 1.0, ..., "facing_w": 0.0},
      "seen": ["1111", "10b1", ...],
      "region": "math", "collapse_confidence": 0.9, "collapse_cells": ["vault", "key"],
-     "confidence": {"body": 0.0, ...}, "value": {"body": 0.0, ...}}
+     "confidence": {"body": 0.0, ...}, "value": {"body": 0.0, ...}, "opened": 0}
 
 - ``proprio`` is the world's proprio vector by field name (``world.tiles.Proprio``, lower case);
 - ``seen`` is the seen map, one string per row, one hexadecimal digit per cell: the tile code
   (``world.tiles.Tile``: 0 empty, 1 wall, ..., b unseen);
-- ``confidence`` / ``value`` are the strongest wave per region (``nervous.messages.REGIONS``).
+- ``confidence`` / ``value`` are the strongest wave per region (``nervous.messages.REGIONS``);
+- ``opened`` counts the doors and locks the NPC opened this episode (a message without it reads as 0).
 
 Floats are float32 values written in their shortest form, so ``decode_numbers(encode_numbers(n))``
 gives back the same float32 arrays and the deterministic encoder the same situation.
@@ -52,6 +53,8 @@ class NumbersMessage(msgspec.Struct, forbid_unknown_fields=True):
     collapse_cells: Annotated[list[Annotated[str, msgspec.Meta(max_length=32)]], msgspec.Meta(max_length=16)]
     confidence: dict[str, float]
     value: dict[str, float]
+    opened: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
+    """Doors and locks opened this episode (absent in messages written before situation version 2: 0)."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -75,6 +78,7 @@ def encode_numbers(numbers: NpcNumbers) -> str:
         collapse_cells=list(numbers.collapse_cells),
         confidence=dict(zip(_REGION_NAMES, _floats(numbers.confidence), strict=True)),
         value=dict(zip(_REGION_NAMES, _floats(numbers.value), strict=True)),
+        opened=int(numbers.opened),
     )).decode()  # fmt: skip
 
 
@@ -108,5 +112,5 @@ def decode_numbers(text: str | bytes) -> NpcNumbers:
         collapse_confidence=float(np.float32(message.collapse_confidence)),
         collapse_cells=list(message.collapse_cells),
         confidence=_vector(message.confidence, _REGION_NAMES, "confidence"),
-        value=_vector(message.value, _REGION_NAMES, "value"),
+        value=_vector(message.value, _REGION_NAMES, "value"), opened=message.opened,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The situation schema, version 1: what the Function Gemma boundary hands the cortex.
+"""The situation schema, version 2: what the Function Gemma boundary hands the cortex.
 
 A situation is one function call in FunctionGemma style, ``report_situation{...}``, whose typed
 arguments describe one NPC at the moment its cells collapsed on a region: its body, the collapse, the
@@ -12,7 +12,13 @@ The msgspec structs below are the single source: ``situation_json_schema()`` exp
 (draft 2020-12) and ``decode_situation`` validates against the same bounds, raising ``SituationError``
 naming the field.
 
-Version history: 1 - first version.
+Version history: 1 - first version. 2 - ``body.opened``: the doors and locks the NPC has opened this
+episode (0-99), so a plan can tell an NPC that still has to open something from one that only has to live.
+
+Compatibility: ``decode_call`` reads every version and returns the current one; an older call is migrated
+(``MIGRATIONS``: version 1 -> 2 sets ``body.opened`` to 0, the planner's rules for 0 being those of
+version 1, so an old situation gets the plan it got then). A version newer than this code is refused,
+naming the field.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import msgspec
 from nervous.messages import Region
 from world.tiles import Tile
 
-SITUATION_VERSION = 1
+SITUATION_VERSION = 2
 SITUATION_FUNCTION = "report_situation"
 #: The largest map side a situation carries (stage 5 is 64x64).
 MAX_MAP_SIDE = 128
@@ -51,6 +57,7 @@ _ROW_PATTERN = f"^[{_MAP_CHARS}]{{1,{MAX_MAP_SIDE}}}$"
 Coord = Annotated[int, msgspec.Meta(ge=0, le=MAX_MAP_SIDE - 1)]
 Side = Annotated[int, msgspec.Meta(ge=1, le=MAX_MAP_SIDE)]
 Percent = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=99)]
 Operand = Annotated[int, msgspec.Meta(ge=0, le=99)]
 LockValue = Annotated[int, msgspec.Meta(ge=-99, le=9801)]
 SignalValue = Annotated[int, msgspec.Meta(ge=-9999, le=9999)]
@@ -76,6 +83,7 @@ class Body(msgspec.Struct, forbid_unknown_fields=True):
     battery: Percent
     has_key: bool
     facing: Facing
+    opened: Annotated[Count, msgspec.Meta(description="doors and locks opened this episode (99: 99 or more)")]
 
 
 class Collapse(msgspec.Struct, forbid_unknown_fields=True):
@@ -133,7 +141,7 @@ Points = Annotated[list[Point], msgspec.Meta(max_length=MAX_POINTS)]
 class Situation(msgspec.Struct, forbid_unknown_fields=True):
     """One NPC's situation when its gate let a collapse through to the cortex."""
 
-    version: Literal[1]
+    version: Literal[2]
     npc: Annotated[int, msgspec.Meta(ge=0, le=65535)]
     tick: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
     body: Body
@@ -183,11 +191,42 @@ def encode_call(situation: Situation) -> bytes:
     return _encoder.encode(SituationCall(name=SITUATION_FUNCTION, arguments=situation))
 
 
+def _migrate_1(arguments: dict[str, Any]) -> None:
+    """Version 1 -> 2: an NPC not known to have opened anything (the version-1 planner's case)."""
+    body = arguments.get("body")
+    if isinstance(body, dict):
+        body.setdefault("opened", 0)
+
+
+#: ``MIGRATIONS[v]`` takes a situation's arguments (a JSON object, changed in place) from version v to v + 1.
+MIGRATIONS = {1: _migrate_1}
+
+
+def _migrated(data: bytes | str) -> bytes | None:
+    """The call's JSON brought to SITUATION_VERSION when it is an older version's, else None."""
+    try:
+        call = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    arguments = call.get("arguments") if isinstance(call, dict) else None
+    version = arguments.get("version") if isinstance(arguments, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version not in MIGRATIONS:
+        return None
+    for step in range(version, SITUATION_VERSION):
+        MIGRATIONS[step](arguments)
+    arguments["version"] = SITUATION_VERSION
+    return msgspec.json.encode(call)
+
+
 def decode_call(data: bytes | str) -> Situation:
-    """The situation inside a ``report_situation`` call's JSON, validated; SituationError if invalid."""
+    """The situation inside a ``report_situation`` call's JSON (any version, migrated to the current one),
+    validated; SituationError if invalid."""
     try:
         return _call_decoder.decode(data).arguments
     except msgspec.ValidationError as exc:
+        migrated = _migrated(data)
+        if migrated is not None:
+            return decode_call(migrated)
         reason, _, where = str(exc).partition(" - at `")
         field = where.rstrip("`").removeprefix("$.arguments").removeprefix(".")
         inner = _INNER_FIELD.match(reason)  # a struct's own check names its field first

@@ -63,6 +63,7 @@ def npc_numbers(
         collapse_confidence=event.confidence, collapse_cells=list(event.cells),
         confidence=np.zeros(len(REGIONS), np.float32) if confidence is None else confidence,
         value=np.zeros(len(REGIONS), np.float32) if value is None else value,
+        opened=int(world.ep_opened[env, n]),
     )  # fmt: skip
 
 

@@ -29,10 +29,11 @@ from .breaker import BreakerState, CircuitBreaker
 
 SYSTEM_PROMPT = (
     "You are nyx, the cortex of one NPC in a grid world. The user message is a report_situation call: "
-    "the NPC's body, the region its cells collapsed on, the lock in reach (a op b, what it shows), its "
-    "seen map (rows of characters: . empty, # wall, f food, ~ water, ^ fire, c charger, D door, k key, "
-    "L lock, n NPC, ? unknown; x grows east, y grows south) and points of interest. Answer with exactly "
-    "one tool call that helps the NPC survive and open a door or a lock."
+    "the NPC's body (with the doors and locks it opened this episode), the region its cells collapsed on, "
+    "the lock in reach (a op b, what it shows), its seen map (rows of characters: . empty, # wall, f food, "
+    "~ water, ^ fire, c charger, D door, k key, L lock, n NPC, ? unknown; x grows east, y grows south) and "
+    "points of interest. Answer with exactly one tool call that helps the NPC survive and open a door or a "
+    "lock."
 )
 #: Errors worth another attempt (the server may recover); others end the escalation at once.
 _RETRYABLE = (

@@ -6,18 +6,23 @@ naming the field: it runs the very ``OrganHost`` the bus service runs (load on f
 unloading, gates, charges) on a private event loop, with organs loaded into this process
 (``loader=inproc``: the in-process runtime has no bus to reach a worker through). Lifecycle events are
 kept: ``state(organ)`` is the organ's state now and ``events`` the transitions since the last
-``pop_events``, for the viewer. ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
+``pop_events``, for the viewer (logged at DEBUG only: a training run looks thousands of times an
+update). ``reap()`` unloads organs idle for ``unload_after_s`` (the cortex link
 calls it once per world tick; it costs a dict scan while nothing is loaded). Calls may come from
 another thread than ``reap`` (the non-blocking cortex link's workers): one lock keeps the private loop
 to one thread at a time, and a ``reap`` that finds it busy skips that tick (an organ in use is not idle).
+Called from a thread that runs an event loop of its own (a link made inside async code), the private
+loop runs in a short-lived helper thread, since one thread cannot run two loops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from nervous.messages import OrganCharge, OrganEvent, OrganState
@@ -38,7 +43,7 @@ class InProcessHost:
         self._lock = threading.Lock()
         """Held while the private loop runs (one thread at a time)."""
         self.host = OrganHost(config, loader=loader, clock=clock, on_event=self._on_event,
-                              on_charge=self._on_charge)
+                              on_charge=self._on_charge, log_level=logging.DEBUG)
         self.events: list[OrganEvent] = []
         """Lifecycle transitions since the last ``pop_events``."""
         self.charges: list[OrganCharge] = []
@@ -50,10 +55,19 @@ class InProcessHost:
     def _on_charge(self, charge: OrganCharge) -> None:
         self.charges.append(charge)
 
+    def _run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the private loop (lock held), in a helper thread where this one runs a loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self.loop.run_until_complete(coroutine)
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="organ-host") as helper:
+            return helper.submit(self.loop.run_until_complete, coroutine).result()
+
     def call(self, organ: str, verb: str, request: Any) -> Any:
         """The organ's typed reply to one request; ``OrganError`` naming the field when it is refused."""
         with self._lock:
-            return self.loop.run_until_complete(self.host.call(organ, verb, request))
+            return self._run(self.host.call(organ, verb, request))
 
     def set_gate(self, npc: int, organ: str, is_open: bool) -> None:
         """Open or close one NPC's gate for one organ (what an ``OrganGate`` message does on the bus)."""
@@ -76,7 +90,7 @@ class InProcessHost:
         loaded = any(o.loaded is not None for o in self.host.organs.values())
         if loaded and self._lock.acquire(blocking=False):
             try:
-                self.loop.run_until_complete(self.host.reap())
+                self._run(self.host.reap())
             finally:
                 self._lock.release()
 
@@ -96,6 +110,6 @@ class InProcessHost:
             if self.loop.is_closed():
                 return
             try:
-                self.loop.run_until_complete(self.host.close())
+                self._run(self.host.close())
             finally:
                 self.loop.close()

@@ -99,8 +99,12 @@ class OrganHost:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[OrganEvent], Any] | None = None,
         on_charge: Callable[[OrganCharge], Any] | None = None,
+        log_level: int = logging.INFO,
     ) -> None:
         self.config = config
+        self.log_level = log_level
+        """Level of the one log line per state transition (the in-process host's, DEBUG: a training run
+        makes thousands of looks per update, each two transitions, and reports them as metrics)."""
         self.organs = {name: Organ(spec) for name, spec in organ_specs(config).items()}
         if loader is None:
             loader = (ProcessLoader(config.threads, config.load_timeout_s) if config.loader == "process"
@@ -341,7 +345,7 @@ class OrganHost:
         event = OrganEvent(organ=o.spec.name, state=state, previous=o.state, reason=reason[:500],
                            rss_mib=rss / (1 << 20))
         o.state = state
-        log.info("organ %s: %s -> %s %s", o.spec.name, event.previous, state, reason)
+        log.log(self.log_level, "organ %s: %s -> %s %s", o.spec.name, event.previous, state, reason)
         if self.on_event is not None:
             self.on_event(event)
 
