@@ -141,7 +141,7 @@ class Brain(nn.Module):
         table = self.embed[:g]
         group_base = (torch.arange(g) * table.shape[1]).view(g, 1, 1)
         index = codes.reshape(g, m, view * view).long() + (rows + group_base)
-        out = bag_sum(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]))
+        out = bag_sum(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]), parts=g)
         return out.view(g, m, -1)
 
     def _groups_for(self, codes: Tensor) -> int:
@@ -154,9 +154,10 @@ class Brain(nn.Module):
     def trunk(self, codes: Tensor, proprio: Tensor) -> Tensor:
         """Hidden features [G', M, H] of views [G', M, V, V] and proprio [G', M, P]."""
         g = self._groups_for(codes)
-        h = self._embed_views(codes)
-        h = torch.relu(torch.baddbmm(self.b1[:g] + h, proprio, self.w_proprio[:g]))
-        return torch.relu(torch.baddbmm(self.b2[:g], h, self.w2[:g]))
+        # in place on the fresh embedding sums: the same sums as b1 + h, baddbmm and relu, without three
+        # more [G', M, H] buffers to allocate and fill (none of these ops' backward needs its input)
+        h = self._embed_views(codes).add_(self.b1[:g]).baddbmm_(proprio, self.w_proprio[:g]).relu_()
+        return torch.baddbmm(self.b2[:g], h, self.w2[:g]).relu_()
 
     # --- memory ------------------------------------------------------------------------------
     @property
