@@ -44,3 +44,30 @@ def test_bag_sum_without_grad_is_embedding_bag() -> None:
     index = torch.randint(0, 24, (5, 3))
     with torch.inference_mode():
         assert torch.equal(bag_sum(index, table), F.embedding_bag(index, table, mode="sum"))
+
+
+@pytest.mark.parametrize("parts", [2, 4, 5])
+def test_stacked_brains_scatter_two_halves_at_once_to_the_same_bits(parts: int) -> None:
+    # the brain's layout for `parts` stacked brains: brain p's bags name only brain p's rows; on two
+    # torch threads the backward scatters the halves in parallel and must give the one-thread gradient
+    gen = torch.Generator().manual_seed(4)
+    per, positions, codes, width = 700, 49, 12, 32
+    rows = positions * codes
+    table = torch.randn(parts * rows, width, generator=gen, requires_grad=True)
+    bags = parts * per
+    index = (torch.randint(0, codes, (bags, positions), generator=gen) + torch.arange(positions) * codes
+             + (torch.arange(bags) // per * rows).unsqueeze(1))
+    grad_out = torch.randn(parts * per, width, generator=gen)
+    grads = []
+    threads = torch.get_num_threads()
+    try:
+        for n, p in ((1, 1), (2, parts)):
+            torch.set_num_threads(n)
+            table.grad = None
+            bag_sum(index, table, parts=p).backward(grad_out)
+            grads.append(table.grad)
+            assert torch.get_num_threads() == n  # the backward gives back the caller's thread count
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(grads[0], grads[1])
+    assert (grads[1][-rows:] != 0).any()  # the worker's half was scattered
