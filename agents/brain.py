@@ -154,10 +154,15 @@ class Brain(nn.Module):
     def trunk(self, codes: Tensor, proprio: Tensor) -> Tensor:
         """Hidden features [G', M, H] of views [G', M, V, V] and proprio [G', M, P]."""
         g = self._groups_for(codes)
-        # in place on the fresh embedding sums: the same sums as b1 + h, baddbmm and relu, without three
-        # more [G', M, H] buffers to allocate and fill (none of these ops' backward needs its input)
-        h = self._embed_views(codes).add_(self.b1[:g]).baddbmm_(proprio, self.w_proprio[:g]).relu_()
-        return torch.baddbmm(self.b2[:g], h, self.w2[:g]).relu_()
+        h = self._embed_views(codes)
+        # the relus in place (their backward reads only their output); without autograd (collection)
+        # the bias and the proprio product too, on the fresh embedding sums: the same sums, fewer
+        # [G', M, H] buffers to fill (with autograd the in-place bias measured slower in backward)
+        if torch.is_grad_enabled():
+            h = torch.baddbmm(self.b1[:g] + h, proprio, self.w_proprio[:g])
+        else:
+            h = h.add_(self.b1[:g]).baddbmm_(proprio, self.w_proprio[:g])
+        return torch.baddbmm(self.b2[:g], h.relu_(), self.w2[:g]).relu_()
 
     # --- memory ------------------------------------------------------------------------------
     @property

@@ -332,3 +332,11 @@ def test_the_in_place_trunk_equals_its_out_of_place_formula_to_the_bit():
     assert want_grads[0].abs().sum() > 0
     for g_got, g_want in zip(got_grads, want_grads, strict=True):
         assert torch.equal(g_got, g_want)
+
+
+def test_the_trunk_without_autograd_equals_the_trunk_with_it_to_the_bit():
+    brain = Brain(BrainConfig(), 4, generator=torch.Generator().manual_seed(8))
+    codes, proprio, _ = _inputs(4, 300, seed=9)
+    with torch.inference_mode():
+        fast = brain.trunk(codes, proprio)
+    assert torch.equal(fast, brain.trunk(codes, proprio).detach())
