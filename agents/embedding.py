@@ -16,6 +16,7 @@ same to the bit; the two threads never wait on each other until the end.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -25,7 +26,18 @@ from torch import Tensor
 #: Bags per block of the backward scatter: a block's gradient rows (x hidden width) stay in L2 cache.
 BLOCK = 1024
 
-_worker: ThreadPoolExecutor | None = None
+#: The backward's worker thread and the process it was started in (a forked child starts its own).
+_worker: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    """The worker thread of this process."""
+    global _worker
+    if _worker is None or _worker[0] != os.getpid():
+        pool = ThreadPoolExecutor(1, thread_name_prefix="bag_sum", initializer=torch.set_num_threads,
+                                  initargs=(1,))
+        _worker = (os.getpid(), pool)
+    return _worker[1]
 
 
 def _scatter(grad: Tensor, by_position: Tensor, grad_out: Tensor, start: int, stop: int) -> None:
@@ -48,7 +60,6 @@ class _BagSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[None, Tensor, None]:  # type: ignore[override]
-        global _worker
         (index,) = ctx.saved_tensors
         grad_out = grad_out.contiguous()
         by_position = index.t().contiguous()  # [K, bags]: each position's indices in one run
@@ -59,10 +70,7 @@ class _BagSum(torch.autograd.Function):
         try:
             if threads >= 2 and parts >= 2 and bags % parts == 0:
                 half = parts // 2 * (bags // parts)  # a block boundary: the halves' rows are disjoint
-                if _worker is None:
-                    _worker = ThreadPoolExecutor(1, thread_name_prefix="bag_sum",
-                                                 initializer=torch.set_num_threads, initargs=(1,))
-                other = _worker.submit(_scatter, grad, by_position, grad_out, half, bags)
+                other = _worker_pool().submit(_scatter, grad, by_position, grad_out, half, bags)
                 try:
                     _scatter(grad, by_position, grad_out, 0, half)
                 finally:
