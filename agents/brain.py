@@ -49,6 +49,12 @@ def _gumbel_sample(logp_all: Tensor, generator: torch.Generator | None) -> Tenso
     return torch.argmax(logp_all - torch.log(-torch.log(noise)), dim=-1)
 
 
+def log_prob_and_entropy(logp_all: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+    """(log-prob of action [...], entropy [...]) from every action's log-probabilities [..., A]."""
+    logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+    return logprob, -(logp_all.exp() * logp_all).sum(-1)
+
+
 @dataclass
 class BrainConfig:
     """The NPC brain network."""
@@ -241,6 +247,15 @@ class Brain(nn.Module):
         """(log-prob, entropy, value), each [G', T * m] (t-major), of a chunk of T ticks [G', T, m, ...]
         re-run from the memory state at its start [G', m, H], zeroed wherever reset [G', T, m] says."""
         g, T, m = action.shape
+        logp_all, value = self.sequence_policy(codes, proprio, mask, state, reset)
+        logprob, entropy = log_prob_and_entropy(logp_all, action.reshape(g, T * m))
+        return logprob, entropy, value
+
+    def sequence_policy(self, codes: Tensor, proprio: Tensor, mask: Tensor, state: Tensor, reset: Tensor
+                        ) -> tuple[Tensor, Tensor]:
+        """(log-probabilities of every action [G', T * m, A], value [G', T * m]) of a chunk of T ticks, as
+        ``evaluate_sequence`` runs it (the kickstarting teacher's term needs every action's log-prob)."""
+        g, T, m = codes.shape[:3]
         hidden = self.trunk(codes.reshape(g, T * m, *codes.shape[3:]), proprio.reshape(g, T * m, -1))
         if self.has_memory:
             gi = torch.baddbmm(self.b_ih[:g], hidden, self.w_ih[:g]).view(g, T, m, -1)
@@ -250,10 +265,7 @@ class Brain(nn.Module):
                 out.append(state)
             hidden = torch.stack(out, dim=1).view(g, T * m, -1)
         logits, value = self._heads(hidden, mask.reshape(g, T * m, -1))
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logprob = logp_all.gather(-1, action.reshape(g, T * m, 1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logprob, entropy, value
+        return torch.log_softmax(logits, dim=-1), value
 
     def _logits(self, hidden: Tensor, mask: Tensor) -> Tensor:
         return self._heads(hidden, mask)[0]
@@ -268,14 +280,17 @@ class Brain(nn.Module):
                              ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(action, log-prob, entropy, value), each [G', M]; samples an action when none is given
         (memoryless brains; a memory brain uses ``step`` and ``evaluate_sequence``)."""
-        self._stateless()
-        logits, value = self._heads(self.trunk(codes, proprio), mask)
-        logp_all = torch.log_softmax(logits, dim=-1)
+        logp_all, value = self.policy(codes, proprio, mask)
         if action is None:
             action = _gumbel_sample(logp_all, generator)
-        logprob = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        logprob, entropy = log_prob_and_entropy(logp_all, action)
         return action, logprob, entropy, value
+
+    def policy(self, codes: Tensor, proprio: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-probabilities of every action [G', M, A], value [G', M]) (memoryless brains)."""
+        self._stateless()
+        logits, value = self._heads(self.trunk(codes, proprio), mask)
+        return torch.log_softmax(logits, dim=-1), value
 
     # --- growth ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -549,6 +549,8 @@ class Organism:
             watch.cancel()
             failing.cancel()
             await asyncio.gather(ticking, return_exceptions=True)
+            if self.world is not None and self.world.trails is not None:
+                self.world.trails.finish()  # the last K ticks' events get their outcomes, cut short
             await self._drain_trails()  # before the writer is stopped: the last ticks' events stored
             sup_stop.set()
             await asyncio.gather(supervising, return_exceptions=True)

@@ -8,6 +8,13 @@ was dead when it observed (and any sample a reflex overrode) from every mean.
 A memory brain (``Brain.has_memory``) learns over sequences: its minibatches are sets of whole sample
 columns (env copies, or slots when shared) with every tick of the rollout, re-run from the memory
 state stored at the rollout's start (CleanRL's ``ppo_atari_lstm.py``).
+
+Kickstarting (Schmitt et al. 2018, "Kickstarting Deep Reinforcement Learning"; ``ppo.teacher``): the
+loss gains a distillation term, the cross-entropy of the brain's policy on a teacher's action
+(``Batch.teacher_actions``, masked like the PPO loss), weighted by ``teacher_coef`` that the trainer
+anneals linearly to ``teacher_floor`` over ``teacher_steps`` agent steps of each curriculum stage. The
+student starts from the teacher's competence and PPO then improves past it: the recipe the learned
+governor uses (it first imitates the heuristic governor). With ``teacher=none`` the update is PPO alone.
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from agents.brain import Brain
+from agents.brain import Brain, log_prob_and_entropy
+
+#: Kickstarting teachers (``PPOConfig.teacher``).
+TEACHERS = ("none", "heuristic")
 
 
 @dataclass
@@ -54,6 +64,14 @@ class PPOConfig:
     """Per-brain gradient-norm clip."""
     target_kl: float | None = None
     """Stop the update's epochs early when approx_kl passes this (None: never)."""
+    teacher: str = "none"
+    """Kickstarting teacher: none (PPO alone) or heuristic (world.heuristics.heuristic_policy)."""
+    teacher_coef: float = 1.0
+    """Initial weight of the distillation term (cross-entropy of the policy on the teacher's action)."""
+    teacher_steps: int = 2_000_000
+    """Agent steps, counted from each curriculum stage's start, over which the weight anneals to the floor."""
+    teacher_floor: float = 0.0
+    """Weight the distillation term keeps after the anneal (0: PPO alone once it is over)."""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs"):
@@ -71,6 +89,21 @@ class PPOConfig:
         for name in ("ent_coef", "vf_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ppo.{name}={getattr(self, name)!r}: must be >= 0")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"ppo.teacher={self.teacher!r}: choose one of {list(TEACHERS)}")
+        if not isinstance(self.teacher_steps, int) or self.teacher_steps < 1:
+            raise ValueError(f"ppo.teacher_steps={self.teacher_steps!r}: must be an integer >= 1")
+        if not self.teacher_coef >= 0:
+            raise ValueError(f"ppo.teacher_coef={self.teacher_coef!r}: must be >= 0")
+        if not 0 <= self.teacher_floor <= self.teacher_coef:
+            raise ValueError(f"ppo.teacher_floor={self.teacher_floor!r}: must be in [0, ppo.teacher_coef]")
+
+    def teacher_weight(self, stage_steps: int) -> float:
+        """The distillation term's weight after stage_steps agent steps of a stage (0 with no teacher)."""
+        if self.teacher == "none":
+            return 0.0
+        left = max(0.0, 1.0 - stage_steps / self.teacher_steps)
+        return max(self.teacher_floor, self.teacher_coef * left)
 
 
 def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
@@ -171,41 +204,68 @@ class Batch:
     """Where the memory state was zeroed before acting (bool [G, S]); memory brains only."""
     initial_state: Tensor | None = None
     """The memory state at the rollout's start [G, width, state_size]; memory brains only."""
+    teacher_actions: Tensor | None = None
+    """The kickstarting teacher's action for each sample (long [G, S]); None without a teacher."""
 
 
-def _minibatch_loss(brain: Brain, batch: Batch, idx: Tensor, config: PPOConfig
+def teacher_loss(logp_all: Tensor, teacher_actions: Tensor, action_mask: Tensor, mask: Tensor
+                 ) -> tuple[Tensor, dict[str, float]]:
+    """Kickstarting's distillation term per brain [G]: the masked mean cross-entropy of the policy
+    (log-probabilities [G, m, A]) on the teacher's actions [G, m]; samples where the teacher's action is
+    illegal are left out. Also returns the loss and the agreement (greedy action == teacher's) as stats."""
+    legal = action_mask.gather(-1, teacher_actions.unsqueeze(-1)).squeeze(-1)
+    keep = mask.float() * legal.float()
+    count = keep.sum(-1).clamp(min=1.0)
+    cross_entropy = _masked_mean(-logp_all.gather(-1, teacher_actions.unsqueeze(-1)).squeeze(-1), keep, count)
+    with torch.no_grad():
+        agree = _masked_mean((logp_all.argmax(-1) == teacher_actions).float(), keep, count)
+        stats = {"teacher_loss": cross_entropy.mean().item(), "teacher_agreement": agree.mean().item()}
+    return cross_entropy, stats
+
+
+def _minibatch_loss(brain: Brain, batch: Batch, idx: Tensor, config: PPOConfig, teacher_coef: float = 0.0
                     ) -> tuple[Tensor, dict[str, float]]:
-    """The PPO loss of one minibatch: flat samples idx, or for a memory brain whole columns idx."""
+    """The PPO loss of one minibatch: flat samples idx, or for a memory brain whole columns idx; plus
+    teacher_coef times the distillation term when the batch has teacher actions."""
+    G = batch.actions.shape[0]
     if brain.has_memory:
-        G, T = batch.actions.shape[0], batch.steps
+        T = batch.steps
 
         def cols(x: Tensor) -> Tensor:
             return x.reshape(G, T, -1, *x.shape[2:])[:, :, idx]
 
         assert batch.resets is not None and batch.initial_state is not None
-        new_logprob, entropy, new_value = brain.evaluate_sequence(
-            cols(batch.codes), cols(batch.proprio), cols(batch.action_mask), cols(batch.actions),
+        logp_all, new_value = brain.sequence_policy(
+            cols(batch.codes), cols(batch.proprio), cols(batch.action_mask),
             batch.initial_state[:, idx], cols(batch.resets))
 
         def pick(x: Tensor) -> Tensor:
-            return cols(x).reshape(G, -1)
+            return cols(x).reshape(G, -1, *x.shape[2:])
     else:
-        _, new_logprob, entropy, new_value = brain.get_action_and_value(
-            batch.codes[:, idx], batch.proprio[:, idx], batch.action_mask[:, idx], batch.actions[:, idx])
+        logp_all, new_value = brain.policy(batch.codes[:, idx], batch.proprio[:, idx],
+                                           batch.action_mask[:, idx])
 
         def pick(x: Tensor) -> Tensor:
             return x[:, idx]
-    return ppo_loss(new_logprob, entropy, new_value, pick(batch.logprobs), pick(batch.values),
-                    pick(batch.advantages), pick(batch.returns), pick(batch.mask), config.clip_coef,
-                    config.vf_coef, config.ent_coef, config.clip_vloss, config.norm_adv)
+    new_logprob, entropy = log_prob_and_entropy(logp_all, pick(batch.actions))
+    loss, stats = ppo_loss(new_logprob, entropy, new_value, pick(batch.logprobs), pick(batch.values),
+                           pick(batch.advantages), pick(batch.returns), pick(batch.mask), config.clip_coef,
+                           config.vf_coef, config.ent_coef, config.clip_vloss, config.norm_adv)
+    if batch.teacher_actions is not None and teacher_coef > 0:
+        distill, teacher_stats = teacher_loss(logp_all, pick(batch.teacher_actions), pick(batch.action_mask),
+                                              pick(batch.mask))
+        loss = loss + teacher_coef * distill.sum()
+        stats.update(teacher_stats)
+    return loss, stats
 
 
-def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, config: PPOConfig
-               ) -> dict[str, float]:
+def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, config: PPOConfig,
+               teacher_coef: float = 0.0) -> dict[str, float]:
     """Run CleanRL's epochs x minibatches over the batch; return the last minibatch's stats (means).
 
     Memory brains draw minibatches of whole columns (at most one per column when there are fewer
-    columns than ``num_minibatches``)."""
+    columns than ``num_minibatches``). With teacher actions in the batch and teacher_coef > 0 the loss
+    gains kickstarting's distillation term (``teacher_loss``)."""
     samples = batch.actions.shape[1]
     if brain.has_memory:
         if batch.resets is None or batch.initial_state is None:
@@ -218,7 +278,7 @@ def ppo_update(brain: Brain, optimizer: torch.optim.Optimizer, batch: Batch, con
         order = torch.randperm(samples)
         for start in range(0, samples, minibatch):
             idx = order[start:start + minibatch]
-            loss, stats = _minibatch_loss(brain, batch, idx, config)
+            loss, stats = _minibatch_loss(brain, batch, idx, config, teacher_coef)
             optimizer.zero_grad(set_to_none=False)
             loss.backward()
             norms = clip_grad_norm_per_brain(params, config.max_grad_norm)

@@ -12,7 +12,7 @@ class Rollout:
     """T ticks of G brain groups x M samples each (M = envs per brain, or envs * slots when shared)."""
 
     def __init__(self, groups: int, steps: int, width: int, view: int, proprio_size: int,
-                 n_actions: int, state_size: int = 0) -> None:
+                 n_actions: int, state_size: int = 0, teacher: bool = False) -> None:
         G, T, M = groups, steps, width
         self.groups, self.steps, self.width = G, T, M
         self.codes = torch.zeros(G, T, M, view, view, dtype=torch.uint8)
@@ -30,9 +30,13 @@ class Rollout:
         self.resets = torch.zeros(G, T, M, dtype=torch.bool)
         #: The memory state before tick 0 of this rollout [G, M, state_size] (width 0 without memory).
         self.initial_state = torch.zeros(G, M, state_size)
+        #: teacher_actions[:, t]: the kickstarting teacher's action on obs t (None without a teacher).
+        self.teacher_actions = torch.zeros(G, T, M, dtype=torch.long) if teacher else None
 
-    def batch(self, next_value: Tensor, next_done: Tensor, gamma: float, gae_lambda: float) -> Batch:
-        """Advantages by GAE and everything flattened to [G, T * M, ...] for the update."""
+    def batch(self, next_value: Tensor, next_done: Tensor, gamma: float, gae_lambda: float,
+              teacher: bool = False) -> Batch:
+        """Advantages by GAE and everything flattened to [G, T * M, ...] for the update (with the teacher's
+        actions when teacher, i.e. when this rollout filled them)."""
         advantages, returns = gae(self.rewards.transpose(0, 1), self.values.transpose(0, 1),
                                   self.dones.transpose(0, 1), next_value, next_done, gamma, gae_lambda)
         G, S = self.groups, self.steps * self.width
@@ -44,4 +48,6 @@ class Rollout:
                      actions=flat(self.actions), logprobs=flat(self.logprobs), values=flat(self.values),
                      advantages=flat(advantages.transpose(0, 1).contiguous()),
                      returns=flat(returns.transpose(0, 1).contiguous()), mask=flat(self.mask),
-                     steps=self.steps, resets=flat(self.resets), initial_state=self.initial_state.clone())
+                     steps=self.steps, resets=flat(self.resets), initial_state=self.initial_state.clone(),
+                     teacher_actions=flat(self.teacher_actions)
+                     if teacher and self.teacher_actions is not None else None)

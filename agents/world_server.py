@@ -12,9 +12,13 @@ The semantics are the in-process runtime's (``governor.runtime``), and so is the
   NPCs, column ``npc``; empty when none fired) on ``{env}.nervous.cells.bank.wave``, the governor's
   input;
 - each NPC's **brain** is asked only when due at its tick rate r: the world sends the NPC its
-  ``Observation`` once every ``ticks_per_action(hz, r)`` world ticks (``ceil(hz / r - 1/2)``: every
-  ``20 / r`` at 20 Hz), counted from its last wake-up, so an NPC process wakes only at its brain
-  ticks. A body that is born (tick 0, a respawn, a new episode) is woken at once. The observation
+  ``Observation`` once every ``p = ticks_per_action(hz, r)`` world ticks (``ceil(hz / r - 1/2)``:
+  every ``20 / r`` at 20 Hz), at its own ticks: NPC i's are the ticks t with ``t % p == i % p``
+  (``governor.runtime.own_tick``, as in-process), so the NPCs at one rate are staggered over its
+  period (96 NPCs at 5 Hz: 24 wake-ups a tick, not 96 at one tick and none at the next three), and an
+  NPC process wakes only at its brain ticks. A body that is born (tick 0, a respawn, a new episode)
+  is woken at its first own tick from the current one on (at 20 Hz at once; a new episode's NPCs
+  at 5 Hz over its first 4 ticks). The observation
   carries what the NPC needs between wake-ups: its reward summed since the last one, whether its slot
   ended meanwhile, the world's per-tick moving averages of its reward and nerve overrides (for its
   state report) and whether a nerve overrode its last brain action (kept out of its PPO loss);
@@ -53,8 +57,9 @@ the broker, and what the stream did not take is counted there.
 A woken NPC whose brain action did not arrive in time for its tick is a **missed tick** (counted from
 its first action on; STAY applies); a late action (naming an earlier tick) is dropped and counted in
 ``late``. r is learned from the NPC's state reports and from the commands it is sent (it obeys them at
-once); a command makes the NPC due no later than ``ticks_per_action`` ticks after the current one (a
-faster rate shortens the wait, a slower one keeps it). A state report naming a tick before the world
+once); a command makes the NPC due no later than its next own tick at the new rate (within
+``ticks_per_action`` ticks after the current one: a faster rate shortens the wait, a slower one keeps
+it). A state report naming a tick before the world
 heard the NPC's last command does not set its rate (it was sent before the NPC obeyed). Each brain
 action is charged as one brain call (``lifeforce``, ``GridWorld.charge``), as training charges every
 brain evaluation: an NPC slowed down by the governor thinks, and pays, less often; a reflex is free.
@@ -84,7 +89,7 @@ from typing import Any
 
 import numpy as np
 
-from governor.runtime import Escalator
+from governor.runtime import Escalator, own_tick
 from nervous import subjects
 from nervous.bus import Bus
 from nervous.cells import CellBank
@@ -206,6 +211,8 @@ class WorldServer:
         """Moves the nerves made between brain calls, per NPC."""
         self.observations = np.zeros(n, dtype=np.int64)
         """Observations sent per NPC (its wake-ups)."""
+        self.wakeups_per_tick = np.zeros(n + 1, dtype=np.int64)
+        """World ticks by how many NPCs they woke (index: NPCs woken at the tick)."""
         self.wave_batches = 0
         """Wave batches published (one per world tick)."""
         self.reward_sum = np.zeros(n, dtype=np.float64)
@@ -333,7 +340,7 @@ class WorldServer:
             self.command_tick[i] = self.tick
             self.gates[i] = [bool(msg.gates.get(region, False)) for region in REGIONS]
             period = ticks_per_action(self.config.hz, msg.tick_rate)
-            self.next_due[i] = min(self.next_due[i], self.tick + period)
+            self.next_due[i] = min(self.next_due[i], int(own_tick(i, period, self.tick)))
 
     def _on_organ_charge(self, msg: OrganCharge, raw: Any) -> None:
         # an organ call the organ host served costs the asking NPC lifeforce, paid at the next world step
@@ -434,9 +441,10 @@ class WorldServer:
         self._plan_actions, self._following = planned[0], following[0] & self.world.alive[0]
 
     def wake(self) -> np.ndarray:
-        """bool [N]: the NPCs whose brain is due at the current tick (a born body at once) and no plan acts
-        for; their next wake-up is a period later. Newborn bodies' cells and nerves forget their old lives,
-        and their plans and cortex requests in flight are dropped."""
+        """bool [N]: the NPCs whose brain is due at the current tick (each at its own ticks, a born body at
+        its first from this one on) and no plan acts for; their next wake-up is their next own tick.
+        Newborn bodies' cells and nerves forget their old lives, and their plans and cortex requests in
+        flight are dropped."""
         w = self.world
         alive = w.alive[0]
         born = alive & ~self.was_alive
@@ -444,7 +452,9 @@ class WorldServer:
             born |= alive
             self.cells.reset(np.ones(len(alive), dtype=bool))
         if born.any():
-            self.next_due[born] = self.tick
+            for i in np.flatnonzero(born).tolist():  # at its first own tick from this one on
+                period = ticks_per_action(self.config.hz, float(self.rate[i]))
+                self.next_due[i] = own_tick(i, period, self.tick - 1)
             if self.nerves is not None:
                 self.nerves.reset(born)
         if self.escalator is not None and (born | (self.was_alive & ~alive)).any():
@@ -454,8 +464,9 @@ class WorldServer:
         self._follow()
         woken = alive & (self.tick >= self.next_due) & ~self._following
         for i in np.flatnonzero(woken).tolist():
-            self.next_due[i] = self.tick + ticks_per_action(self.config.hz, float(self.rate[i]))
+            self.next_due[i] = own_tick(i, ticks_per_action(self.config.hz, float(self.rate[i])), self.tick)
         self.woken = woken
+        self.wakeups_per_tick[int(woken.sum())] += 1
         return woken
 
     async def publish_observations(self, spread_s: float = 0.0) -> None:

@@ -16,6 +16,8 @@ embedded nats-server) at stage 5 and measures, over a window that follows a warm
   adds the governor process's); ``observation_cpu_us``: the NPCs' CPU per observation the world sent
   them (an NPC is woken only at its brain calls); ``cores``: cores used by the NPCs, the governor,
   this process (world server with every NPC's cells and nerves, and supervisor) and the nats-server;
+- ``wakeups_per_tick_p99`` and ``_max``: NPCs woken at one world tick (the burst the machine must
+  answer inside the tick; brain ticks are staggered over each rate's period, ``governor.runtime``);
 - ``brain_calls_per_npc_s``: what the NPCs sent; ``observations_per_npc_s``: their wake-ups;
   ``reflexes_per_npc_s``: moves the world's nerves made between brain calls; ``throttled_period_fraction``:
   CFS periods in which an NPC's quota throttled it, over its periods with work;
@@ -27,9 +29,15 @@ embedded nats-server) at stage 5 and measures, over a window that follows a warm
 with a full quota, today's organism - and with the ``learned`` one (its ``--checkpoint``, or one
 trained first as ``benchmarks.governor`` trains its stage-2 governor; ``cpu_budget``
 4 cores by default: 64 NPCs at the 5 % minimum quota need 3.2, and quotas are caps, not
-reservations), one after the other on the same machine; keys ``live64_{fixed,learned}_...`` and
-``live_decision_latency_p99_ms``. ``observation_cpu`` measures the NPCs' CPU per observation at
-fixed tick rates without a governor (``--observation-cpu``).
+reservations; ``calls_budget`` ``CALLS_BUDGET`` brain calls per second for all NPCs, ``--calls-budget``),
+one after the other on the same machine; keys ``live64_{fixed,learned}_...`` (``live{N}_`` with
+``--npcs N``) and ``live_decision_latency_p99_ms``. The calls budget is what lets the learned governor
+hold more NPCs than fixed: at stage 5 the NPCs, born together, get hungry together, and the network
+sends nearly all of them to 20 Hz at once (96 NPCs: the fixed governor's load, which 2 cores do not
+hold); within 960 calls/s the hungry crowd runs at 10 Hz, the neediest at 20. 960 (48 wake-ups a
+tick) is three quarters of what 64 NPCs at 20 Hz ask, which 2 idle cores hold at 0.06 % missed.
+``observation_cpu`` measures the NPCs' CPU per observation at fixed tick rates without a governor
+(``--observation-cpu``).
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ from world import stage_config
 #: The stage-2 learned governor trained in-process (``python -m train +experiment=governor``).
 #: Seconds of silence after which the benchmark's supervisor takes a child for hung.
 HANG_TIMEOUT_S = 15.0
+#: The learned governor's calls budget (``governor.calls_budget``, brain calls/s for all NPCs) on the 2-core
+#: machine.
+CALLS_BUDGET = 960.0
 _DECISION_LOG = re.compile(r"decision latency p50 ([\d.na]+) ms p99 ([\d.na]+) ms over (\d+) decisions")
 
 
@@ -109,7 +120,7 @@ def _snapshot(org: Organism) -> dict[str, Any]:
     assert w is not None
     return {"t": time.monotonic(), "tick": w.tick, "n_lat": w.n_latency, "acted": int(w.acted.sum()),
             "missed": int(w.missed.sum()), "reflexes": int(w.reflexes.sum()), "reward": w.reward_sum.copy(),
-            "observations": int(w.observations.sum()),
+            "observations": int(w.observations.sum()), "wakeups": w.wakeups_per_tick.copy(),
             "cpu": _cpu(org), "throttled": _throttled(org)}
 
 
@@ -158,6 +169,8 @@ async def measure(config: OrganismConfig, warmup_s: float, duration_s: float) ->
         "action_latency_p99_ms": _pct(lat, 99),
         "action_latency_p99_ms_with_late": _pct(all_lat, 99),
         "return": round(float((b["reward"] - a["reward"]).sum()) / n / max(episodes, 1e-9), 4),
+        "wakeups_per_tick_p99": _hist_pct(b["wakeups"] - a["wakeups"], 99),
+        "wakeups_per_tick_max": int(np.flatnonzero(b["wakeups"] - a["wakeups"]).max(initial=0)),
         "brain_calls_per_npc_s": round(acted / n / seconds, 3),
         "observations_per_npc_s": round((b["observations"] - a["observations"]) / n / seconds, 3),
         "reflexes_per_npc_s": round((b["reflexes"] - a["reflexes"]) / n / seconds, 3),
@@ -175,6 +188,12 @@ async def measure(config: OrganismConfig, warmup_s: float, duration_s: float) ->
         out["cpu_s_per_npc_min_with_governor"] = round((npc_cpu + cpu["governor"]) / (n * seconds / 60.0), 3)
         out |= _decision_latency(Path(config.run_dir) / "logs" / "governor.log")
     return out
+
+
+def _hist_pct(counts: np.ndarray, q: float) -> int:
+    """The q-th percentile of a histogram (counts[k]: how often the value was k)."""
+    total = int(counts.sum())
+    return int(np.searchsorted(np.cumsum(counts), q / 100.0 * total)) if total else 0
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -205,7 +224,7 @@ def train_stage2_governor(folder: Path) -> str:
 
 def run_live64(npcs: int = 64, duration_s: float = 40.0, warmup_s: float = 10.0,
                checkpoint: str = "", cpu_budget: float = 4.0, greedy: bool = True,
-               stage: int = 5, repeats: int = 1) -> dict[str, Any]:
+               stage: int = 5, repeats: int = 1, calls_budget: float = CALLS_BUDGET) -> dict[str, Any]:
     """64 NPCs (or npcs) live with the fixed governor and with the learned one: ``live64_...`` figures.
 
     With repeats > 1 the two alternate (fixed, learned, fixed, ...) and each figure is the median over
@@ -213,10 +232,12 @@ def run_live64(npcs: int = 64, duration_s: float = 40.0, warmup_s: float = 10.0,
     if not checkpoint:
         checkpoint = train_stage2_governor(Path(tempfile.mkdtemp(prefix="governor-live-")))
     prefix = f"live{npcs}"
-    learned = GovernorConfig(kind="learned", checkpoint=checkpoint, cpu_budget=cpu_budget, greedy=greedy)
+    learned = GovernorConfig(kind="learned", checkpoint=checkpoint, cpu_budget=cpu_budget, greedy=greedy,
+                             calls_budget=calls_budget)
     out: dict[str, Any] = {"npcs": npcs, "stage": stage, "window_s": duration_s, "warmup_s": warmup_s,
                            "repeats": repeats, "learned_checkpoint": checkpoint,
-                           "learned_cpu_budget": cpu_budget, "learned_greedy": greedy}
+                           "learned_cpu_budget": cpu_budget, "learned_calls_budget": calls_budget,
+                           "learned_greedy": greedy}
     runs: dict[str, list[dict[str, Any]]] = {"fixed": [], "learned": []}
     with tempfile.TemporaryDirectory(prefix="bench-governor-live-") as tmp:
         for r in range(repeats):
@@ -269,6 +290,8 @@ def main() -> None:
     p.add_argument("--checkpoint", default="",
                    help="the learned governor's weights (default: train one on stage 2 first, about 40 s)")
     p.add_argument("--cpu-budget", type=float, default=4.0, help="the learned governor's CPU budget (cores)")
+    p.add_argument("--calls-budget", type=float, default=CALLS_BUDGET,
+                   help="the learned governor's brain calls per second for all NPCs (0: no limit)")
     p.add_argument("--sample", action="store_true", help="the learned governor samples (greedy=false)")
     p.add_argument("--repeats", type=int, default=1, help="fixed and learned runs, alternating; medians")
     p.add_argument("--observation-cpu", action="store_true",
@@ -280,7 +303,7 @@ def main() -> None:
         out |= observation_cpu(duration_s=a.duration)
     else:
         out |= run_live64(a.npcs, a.duration, a.warmup, a.checkpoint, a.cpu_budget, greedy=not a.sample,
-                          repeats=a.repeats)
+                          repeats=a.repeats, calls_budget=a.calls_budget)
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 

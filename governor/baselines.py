@@ -3,7 +3,9 @@
 Each is ``decide(features, context) -> Decisions`` over the array of ``governor.inputs``. All three
 give a CPU quota that follows the tick rate (``max_quota * rate / fastest rate``, at least
 ``min_quota``) and then fit the quotas of the living NPCs into ``cpu_budget`` (``fit_to_budget``);
-dead NPCs get the slowest rate, no quota, closed gates and priority 0.
+dead NPCs get the slowest rate, no quota, closed gates and priority 0. With ``calls_budget`` set, every
+governor but fixed first fits its tick rates to it (``fit_to_calls``: the fastest NPCs are slowed, the
+least urgent first, until the living NPCs' brain calls per second fit the machine).
 
 - ``FixedGovernor``: today's behaviour. Every NPC at the fastest tick rate (20 Hz) with a full quota
   (scaled down to the budget); a gate is open where a collapse event of at least ``gate_threshold``
@@ -35,7 +37,7 @@ from typing import Protocol
 import numpy as np
 
 from governor.config import KINDS, WORLD_HZ, GovernorConfig
-from governor.decisions import Decisions, fit_to_budget
+from governor.decisions import Decisions, fit_to_budget, fit_to_calls
 from governor.inputs import (
     ALIVE,
     BATTERY,
@@ -83,13 +85,24 @@ def _threshold_gates(features: np.ndarray, threshold: float) -> np.ndarray:
     return (collapse > 0.0) & (collapse >= threshold)
 
 
+def _fit_calls(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, alive: np.ndarray,
+               priority: np.ndarray) -> np.ndarray:
+    """The rates of one env's NPCs fitted to ``calls_budget`` (``fit_to_calls``; reserve: the lower of
+    lifeforce and battery)."""
+    reserve = np.minimum(features[:, LIFEFORCE], features[:, BATTERY])
+    return fit_to_calls(rate, alive, config.tick_rates, config.calls_budget, np.asarray(priority), reserve)
+
+
 def finish_decisions(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
-            priority: np.ndarray) -> Decisions:
-    """Decisions with quotas following the rates, fitted to the budget, dead rows cleared, and the organ
-    gates that follow from the region gates (``governor.organ_gates``)."""
+                     priority: np.ndarray, fit_calls: bool = True) -> Decisions:
+    """Decisions with the rates fitted to the calls budget (unless not fit_calls: the fixed governor), quotas
+    following the rates, fitted to the CPU budget, dead rows cleared, and the organ gates that follow from
+    the region gates (``governor.organ_gates``)."""
     alive = features[:, ALIVE] > 0.5
     fastest = max(config.tick_rates)
     rate = np.where(alive, rate, min(config.tick_rates)).astype(np.int64)
+    if fit_calls and config.calls_budget > 0:
+        rate = _fit_calls(config, features, rate, alive, priority)
     quota = np.clip(config.max_quota * rate / fastest, config.min_quota, config.max_quota)
     quota = np.where(alive, quota, 0.0)
     quota[alive] = fit_to_budget(quota[alive], config.cpu_budget, config.min_quota)
@@ -105,7 +118,7 @@ def finish_decisions(config: GovernorConfig, features: np.ndarray, rate: np.ndar
 
 
 def finish_batch(config: GovernorConfig, features: np.ndarray, rate: np.ndarray, gates: np.ndarray,
-                 priority: np.ndarray) -> list[Decisions]:
+                 priority: np.ndarray, fit_calls: bool = True) -> list[Decisions]:
     """``finish_decisions`` for B envs at once (features [B, N, F]): one Decisions per env, each env's
     quotas fitted to the budget on their own. The sums are those of ``fit_to_budget`` where quotas are
     whole percents (the fixed and heuristic rules) or an env has fewer than 8 NPCs; else equal up to
@@ -113,6 +126,9 @@ def finish_batch(config: GovernorConfig, features: np.ndarray, rate: np.ndarray,
     alive = features[..., ALIVE] > 0.5
     fastest, slowest = max(config.tick_rates), min(config.tick_rates)
     rate = np.where(alive, rate, slowest).astype(np.int64)
+    if fit_calls and config.calls_budget > 0:
+        rate = np.stack([_fit_calls(config, features[b], rate[b], alive[b], priority[b])
+                         for b in range(len(rate))])
     quota = np.clip(config.max_quota * rate / fastest, config.min_quota, config.max_quota)
     quota = np.where(alive, np.maximum(quota, config.min_quota), 0.0)
     n = alive.sum(axis=1)
@@ -159,7 +175,8 @@ class FixedGovernor:
         n = len(features)
         rate = np.full(n, max(self.config.tick_rates), dtype=np.int64)
         gates = _threshold_gates(features, self.config.gate_threshold)
-        return finish_decisions(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY))
+        return finish_decisions(self.config, features, rate, gates, np.full(n, self.LLM_PRIORITY),
+                                fit_calls=False)
 
     def decide_batch(self, features: np.ndarray, contexts: list[GlobalContext]) -> list[Decisions]:
         """Decisions for features [B, N, F] of B envs, one per env (the same as ``decide`` per env)."""
@@ -170,7 +187,8 @@ class FixedGovernor:
         flat = _check_features(features.reshape(B * N, -1))
         gates = _threshold_gates(flat, self.config.gate_threshold).reshape(B, N, -1)
         rate = np.full((B, N), max(self.config.tick_rates), dtype=np.int64)
-        return finish_batch(self.config, features, rate, gates, np.full((B, N), self.LLM_PRIORITY))
+        return finish_batch(self.config, features, rate, gates, np.full((B, N), self.LLM_PRIORITY),
+                            fit_calls=False)
 
 
 class HeuristicGovernor:

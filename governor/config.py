@@ -39,6 +39,11 @@ class GovernorConfig:
     """Smallest CPU quota of a living NPC, in percent of one core (5..100)."""
     max_quota: float = 100.0
     """Largest CPU quota of one NPC, in percent of one core (min_quota..100)."""
+    calls_budget: float = 0.0
+    """Brain calls per second one machine (env) serves for all its NPCs, 0: no limit. Above it every
+    governor but fixed slows its fastest NPCs, the least urgent first, until the calls fit
+    (``governor.decisions.fit_to_calls``). On 2 cores 64 live NPCs at 20 Hz (1280/s) held, 96 (1920/s)
+    missed 9 % of their ticks; ``benchmarks.governor_live`` gives the learned governor 960."""
     gate_threshold: float = 0.75
     """Collapse confidence at or above which a gate may open (fixed and budget: opens every such region)."""
     collapse_hold_ticks: int = 10
@@ -134,6 +139,8 @@ class GovernorConfig:
         for name in ("gate_threshold", "low_lifeforce", "danger_confidence", "vision_min_reserve"):
             if not _is_number(getattr(self, name)) or not 0.0 <= getattr(self, name) <= 1.0:
                 self._fail(name, "must be in 0..1")
+        if not _is_number(self.calls_budget) or self.calls_budget < 0:
+            self._fail("calls_budget", "must be >= 0 (brain calls per second; 0: no limit)")
         if not _is_number(self.idle_reward_rate):
             self._fail("idle_reward_rate", "must be a number")
         if not _is_int(self.collapse_hold_ticks) or self.collapse_hold_ticks < 1:

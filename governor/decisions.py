@@ -1,6 +1,7 @@
 """Decisions: one governor tick's tick rates, CPU quotas, gates and LLM priorities for all NPCs, as arrays.
 
-``fit_to_budget`` keeps the quotas inside the machine's CPU budget; ``Decisions.to_allocations`` turns
+``fit_to_budget`` keeps the quotas inside the machine's CPU budget, ``fit_to_calls`` the tick rates inside
+its brain-call budget; ``Decisions.to_allocations`` turns
 rows into ``Allocation`` messages (all of them, or only those that changed since an earlier decision);
 ``check_allocation`` checks an incoming ``Allocation`` against what the governor knows (NPC ids, tick
 rates) beyond the types and ranges msgspec already checked.
@@ -36,6 +37,33 @@ def fit_to_budget(quota: np.ndarray, budget_cores: float, min_quota: float) -> n
     # keep back a few rounding errors' worth, so the sum of the rounded quotas never lands above the budget
     slack = max(0.0, budget - floor - 4.0 * (quota.size + 1) * np.finfo(np.float64).eps * budget)
     return min_quota + above * (slack / above.sum())
+
+
+def fit_to_calls(rate: np.ndarray, alive: np.ndarray, levels: Sequence[int], budget: float,
+                 priority: np.ndarray, reserve: np.ndarray) -> np.ndarray:
+    """Tick rates (Hz) whose sum over the living NPCs is at most budget brain calls per second (0: no
+    limit): every rate is capped at the fastest level at which all fit, and the NPCs that cap cut get
+    the next level back, most urgent first (highest priority, then least reserve), while calls are left.
+    Where even the slowest level does not fit, the NPCs that asked for more get the slowest."""
+    rate = np.asarray(rate, dtype=np.int64)
+    alive = np.asarray(alive, dtype=bool)
+    if budget <= 0 or rate[alive].sum() <= budget:
+        return rate
+    levels = sorted(int(r) for r in levels)
+    k = len(levels) - 1
+    capped = rate
+    while k >= 0:
+        capped = np.where(alive, np.minimum(rate, levels[k]), rate)
+        if k == 0 or capped[alive].sum() <= budget:
+            break
+        k -= 1
+    if k < len(levels) - 1:
+        cut = np.flatnonzero(alive & (rate > levels[k]))
+        spare = budget - float(capped[alive].sum())
+        back = int(max(0.0, spare) // (levels[k + 1] - levels[k])) if spare > 0 else 0
+        order = cut[np.lexsort((np.asarray(reserve)[cut], -np.asarray(priority)[cut]))]
+        capped[order[:back]] = levels[k + 1]
+    return capped
 
 
 @dataclass

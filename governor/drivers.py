@@ -17,6 +17,7 @@ from agents.brain import Brain
 from agents.layout import SlotLayout
 from nervous.cells import CellBank
 from nervous.config import NervousConfig
+from train.loop import memory_resets
 from train.nervous_link import WaveSenses, check_wave_width
 from world import GridWorld
 from world.heuristics import heuristic_policy
@@ -54,7 +55,11 @@ class ScriptedDriver:
 
 
 class BrainDriver:
-    """Frozen PPO brains (sampled actions), with the wave senses they were trained with."""
+    """Frozen PPO brains (sampled actions), with the wave senses they were trained with.
+
+    A memory brain (``brain.memory=gru``) carries its state from tick to tick, zeroed where an NPC is
+    dead or its episode begins (``train.loop.memory_resets``), as in training and eval: its forward runs
+    for every NPC at every tick, whether or not the governor uses the proposal."""
 
     def __init__(self, brain: Brain, nervous: NervousConfig, seed: int = 0, name: str = "brains") -> None:
         self.brain, self.name = brain, name
@@ -64,6 +69,7 @@ class BrainDriver:
         self.generator = torch.Generator().manual_seed(seed)
         self._layout: SlotLayout | None = None
         self._shape: tuple[int, int] | None = None
+        self._state: torch.Tensor | None = None
 
     @torch.inference_mode()
     def __call__(self, world: GridWorld) -> np.ndarray:
@@ -71,7 +77,9 @@ class BrainDriver:
         if self._layout is None or self._shape != (world.num_envs, world.num_npcs):
             self._layout = SlotLayout(self.brain.config.shared, world.num_envs, world.num_npcs)
             self._shape = (world.num_envs, world.num_npcs)
-        layout = self._layout
+            self._state = self.brain.initial_state(self._layout.groups, self._layout.width)
+        layout, state = self._layout, self._state
+        assert state is not None
         proprio = world.proprio
         if self.senses is not None:
             proprio = np.concatenate([proprio, self.senses(world)], axis=-1)
@@ -79,7 +87,7 @@ class BrainDriver:
             m = world.num_envs * world.num_npcs
             self.bank.step(world.views.reshape(m, world.V, world.V), world.proprio.reshape(m, -1),
                            world.ticks)
-        action = self.brain.get_action_and_value(
+        action, _, _, self._state = self.brain.step(
             layout.to_groups(world.views), layout.to_groups(proprio), layout.to_groups(world.action_mask),
-            generator=self.generator)[0]
+            state, layout.to_groups(memory_resets(world)), generator=self.generator)
         return np.asarray(layout.to_slots(action), dtype=np.int64)

@@ -4,14 +4,20 @@
 propose an action for every NPC every world tick (one batched forward), and the governed reflex decides
 what happens, with the same semantics as the live organism (``agents.npc``):
 
-- **Tick rate.** An NPC at r Hz calls its brain once every ``20 / r`` world ticks (``BrainClock``): at
-  5 Hz once every 4 ticks. Between brain calls it **stays** (the live world server's rule for an NPC
-  that sent no action), while its cells and nerves still run every world tick as reflexes: a nerve may
-  move it (out of danger, round an obstacle) as it may override a brain's action. An NPC that is born
-  (episode start, respawn) calls its brain at once; a new, faster rate takes effect at the next tick,
-  a slower one after the current period. Repeating the brain's last action instead was measured and
-  rejected: on stage 2 (heuristic brains, 200 episodes) NPCs at 10 Hz overshoot what they walk to and
-  oscillate around it (success 0.07 against 0.72 at 20 Hz), while staying gives 0.84 at 10 Hz.
+- **Tick rate.** An NPC at r Hz calls its brain once every ``p = 20 / r`` world ticks (``BrainClock``):
+  at 5 Hz once every 4 ticks. The calls are **staggered**: NPC n's brain ticks are the world ticks t
+  with ``t % p == n % p`` (``own_tick``), so N NPCs at one rate wake N / p at a tick instead of all N
+  at one tick and none at the next p - 1 (UE's budget allocator staggers its ticks the same way); at
+  20 Hz (p = 1) every tick is every NPC's. Between brain calls it **stays** (the live world server's
+  rule for an NPC that sent no action), while its cells and nerves still run every world tick as
+  reflexes: a nerve may move it (out of danger, round an obstacle) as it may override a brain's
+  action. An NPC that is born (episode start, respawn) calls its brain at its first own tick (this
+  one or within its period: at 20 Hz at once; the NPCs of an episode that restarts at 5 Hz are woken a
+  quarter a tick over 4 ticks, not all at one); a new, faster rate takes effect at its next own tick
+  of the new period (within it), a slower one after the current period. Repeating the brain's last
+  action instead was measured and rejected: on stage 2 (heuristic brains, 200 episodes) NPCs at 10 Hz
+  overshoot what they walk to and oscillate around it (success 0.07 against 0.72 at 20 Hz), while
+  staying gives 0.84 at 10 Hz.
 - **What it costs.** Every brain call charges ``lifeforce.per_brain_call`` and every escalation
   ``lifeforce.per_escalation`` (with ``per_tick`` on every living tick) through ``GridWorld.charge``:
   thinking is paid for in lifeforce, so a good governor raises reward, not only saves compute.
@@ -72,34 +78,53 @@ from world.tiles import A
 RATE_EMA = 0.05
 
 
+def own_tick(npc: np.ndarray | int, period: np.ndarray | int, after: np.ndarray | int) -> np.ndarray:
+    """The first world tick later than after that is NPC npc's brain tick at period p (world ticks): its
+    brain ticks are the t with ``t % p == npc % p``, staggered over the NPCs (both runtimes)."""
+    npc, period, after = np.asarray(npc), np.asarray(period), np.asarray(after)
+    return after + (npc - after - 1) % period + 1
+
+
 class BrainClock:
-    """Which NPCs call their brain at each world tick, for tick rates in Hz over a [B, N] batch."""
+    """Which NPCs call their brain at each world tick, for tick rates in Hz over a [B, N] batch: NPC n
+    at its own ticks (``own_tick``)."""
 
     def __init__(self, shape: tuple[int, ...], rate: int = WORLD_HZ) -> None:
         self.period = np.full(shape, WORLD_HZ // rate, dtype=np.int64)
         """World ticks between two brain calls."""
         self.wait = np.zeros(shape, dtype=np.int64)
         """World ticks until the next brain call (0 or less: due now)."""
+        self.npc = np.broadcast_to(np.arange(shape[-1], dtype=np.int64), shape)
+        """Each row's NPC index n (its brain ticks' phase)."""
+        self.tick = 0
+        """The world tick now (ticks advanced so far)."""
 
     def set_rates(self, rate: np.ndarray) -> None:
-        """New tick rates (Hz, each dividing 20): a shorter period shortens the current wait."""
+        """New tick rates (Hz, each dividing 20): a shorter period shortens the current wait, to the NPC's
+        next own tick at it (this tick or within the period)."""
         rate = np.asarray(rate, dtype=np.int64)
         if np.any(rate < 1) or np.any(WORLD_HZ % rate):
             raise ValueError(f"tick rates {sorted(set(rate.ravel().tolist()))}: each must divide {WORLD_HZ}")
-        self.period = WORLD_HZ // rate
-        self.wait = np.minimum(self.wait, self.period - 1)
+        self.period = np.broadcast_to(WORLD_HZ // rate, self.wait.shape)
+        self.wait = np.minimum(self.wait, own_tick(self.npc, self.period, self.tick - 1) - self.tick)
 
     def due(self) -> np.ndarray:
         """bool [B, N]: brains due at this tick."""
         return self.wait <= 0
 
     def advance(self, called: np.ndarray) -> None:
-        """One world tick passed; called bool [B, N] are the brains that ran at it."""
-        self.wait = np.where(called, self.period - 1, self.wait - 1)
+        """One world tick passed; called bool [B, N] are the brains that ran at it (next: at their own
+        tick after it)."""
+        after = own_tick(self.npc, self.period, self.tick) - self.tick - 1
+        self.wait = np.where(called, after, self.wait - 1)
+        self.tick += 1
 
     def reset(self, rows: np.ndarray) -> None:
-        """Rows bool [B, N] call their brain at the next tick (born, or their episode restarted)."""
-        self.wait[np.asarray(rows, dtype=bool)] = 0
+        """Rows bool [B, N] (born, or their episode restarted) call their brain at their first own tick from
+        this one on (within their period)."""
+        rows = np.asarray(rows, dtype=bool)
+        first = own_tick(self.npc, self.period, self.tick - 1) - self.tick
+        self.wait[rows] = first[rows]
 
 
 class Trails(Protocol):

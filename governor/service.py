@@ -353,7 +353,7 @@ class GovernorService:
             out.append((subjects.gate_open() if is_open else subjects.gate_close(), event))
             if self.trails is not None and d.alive[i]:  # as in-process: a living NPC's decisions
                 trail.append(gate_event(self.config.run, self.npc_ids[i], self.tick, region, is_open,
-                                        features[i], stage=self.config.stage))
+                                        features[i], stage=self.config.stage, decision=self.decisions_made))
         if trail and self.trails is not None:
             self.trails(trail)  # queued: published by the sink's own task
         return out

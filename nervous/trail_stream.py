@@ -119,10 +119,16 @@ async def ensure_trail_stream(
     return info
 
 
-def trail_id(run: str, npc: int, tick: int, kind: TrailKind | str, region: str) -> str:
-    """A deterministic event id: one decision of one kind per NPC, tick and region in a run."""
+def trail_id(run: str, npc: int, tick: int, kind: TrailKind | str, region: str, decision: int | None = None
+             ) -> str:
+    """A deterministic event id: one decision of one kind per NPC, tick and region in a run.
+
+    ``decision`` (the deciding process's own decision count) tells apart two decisions at the same world
+    tick: a governor that decides while the world stalls opens and closes a gate at one tick, and without
+    it the close would share the open's id and the stream's dedup would drop it."""
     safe_run = "".join(c if c.isalnum() or c in "_.-" else "-" for c in run)[:64]
-    return f"{safe_run}:{npc}:{tick}:{TrailKind(kind).value}:{region}"
+    made = f"{safe_run}:{npc}:{tick}:{TrailKind(kind).value}:{region}"
+    return made if decision is None else f"{made}:{decision}"
 
 
 def msg_id(msg: TrailEvent | TrailOutcome) -> str:

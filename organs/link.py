@@ -48,7 +48,8 @@ escalation goes on with what the NPC saw itself.
 Recorded per escalation: latency, outcome, how its plan ended (done or invalid), and the NPC's reward
 over the next ``cortex.outcome_ticks`` world ticks (non-blocking: from the tick its answer was taken;
 cut short by death, birth or a new escalation). Non-blocking, an escalation is counted when it is
-submitted and its outcome, latency and trail event when its answer is taken; a discarded one has none.
+submitted and its outcome, latency and trail event when its answer is taken; a discarded one leaves a
+trail event with outcome ``discarded``.
 ``pop_stats`` gives them as ``cortex/`` metrics since its last call; ``totals`` keeps the counters since
 the link was made.
 """
@@ -299,6 +300,7 @@ class CortexLink:
                 if pending is not None:  # its body is gone: so is the question it asked
                     pending.cancel()
                     self.stats.discarded += 1
+                    self._trail_discarded(world, int(b), int(n), pending)
             self.seen.maps[self.forget] = Tile.UNSEEN
             self.forget[:] = False
         self.seen.update(world)
@@ -461,6 +463,22 @@ class CortexLink:
             .decode() if planned else "",
             outcome=result.outcome.value, latency_ms=1000.0 * (situated.latency_s + result.latency_s),
             fallback=",".join(fallbacks), numbers=encode_numbers(numbers))
+
+    def _trail_discarded(self, world: GridWorld, b: int, n: int, pending: InFlight) -> None:
+        """Record a discarded escalation in the trails (it was charged): outcome ``discarded``, with the
+        question when the worker had written it, and how long it waited."""
+        if self.trails is None:
+            return
+        escalation, numbers = pending.escalation, pending.numbers
+        situation = request = ""
+        if escalation is not None:
+            situation = encode_call(escalation.situation).decode()
+            asked = recorded_request(completion_request(self.config, escalation))
+            request = msgspec.json.encode(asked).decode()
+        waited_s = time.monotonic() - pending.sent if pending.sent else 0.0
+        self.trails.escalation(world, b, n, numbers.region.value, situation=situation, request=request,
+                               model=self.config.model, outcome="discarded", latency_ms=1000.0 * waited_s,
+                               numbers=encode_numbers(numbers))
 
     def _look(self, world: GridWorld, b: int, n: int, images: dict[int, np.ndarray],
               cost: np.ndarray) -> None:

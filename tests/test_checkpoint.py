@@ -24,11 +24,14 @@ def _same_metrics(a: dict, b: dict) -> None:
             assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), key
 
 
-@pytest.mark.parametrize(("brain", "memory"), [("per_npc", "none"), ("shared", "none"), ("per_npc", "gru"),
-                                               ("shared", "gru")])
-def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain, memory):
+@pytest.mark.parametrize(("brain", "memory", "teacher"), [
+    ("per_npc", "none", "none"), ("shared", "none", "none"), ("per_npc", "gru", "none"),
+    ("shared", "gru", "none"),
+    ("per_npc", "none", "heuristic"), ("shared", "gru", "heuristic")])
+def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain, memory, teacher):
+    # a kickstarted run resumes mid-anneal (the weight, and the teacher's random numbers, carry on)
     run = compose_run("+experiment=quick", f"brain={brain}", "brain.hidden=16", "ppo.num_envs=8",
-                      f"brain.memory={memory}")
+                      f"brain.memory={memory}", f"ppo.teacher={teacher}", "ppo.teacher_steps=2000")
     first = Trainer(run)
     for _ in range(3):
         first.train_step()
@@ -48,15 +51,20 @@ def test_resumed_run_gives_the_same_next_update(compose_run, tmp_path, brain, me
     assert torch.equal(first.memory, second.memory)  # the memory state carried across rollouts
     if memory == "gru":
         assert first.memory.abs().sum() > 0 and second.brain.has_memory
+    if teacher != "none":
+        assert 0.0 < second.teacher_coef == first.teacher_coef < 1.0
+        assert "losses/teacher_loss" in got[-1]
+        assert torch.equal(first.rollout.teacher_actions, second.rollout.teacher_actions)
 
 
-def test_a_checkpoint_from_before_memory_still_loads_and_resumes(compose_run, tmp_path):
+def test_a_checkpoint_from_before_memory_and_kickstarting_still_loads_and_resumes(compose_run, tmp_path):
     run = compose_run("+experiment=quick", "brain.hidden=16", "ppo.num_envs=8")
     first = Trainer(run)
     first.train_step()
     path = save_checkpoint(first, tmp_path / "latest.pt")
     old = torch.load(path, weights_only=True)  # what a checkpoint written before memory holds
     del old["memory_state"], old["brain_meta"]["memory"], old["config"]["brain"]["memory"]
+    del old["teacher_rng"], old["config"]["ppo"]["teacher"]  # ... and before kickstarting
     torch.save(old, path)
     expected = first.train_step()
     second = Trainer(run)

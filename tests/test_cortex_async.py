@@ -17,10 +17,11 @@ import pytest
 from agents.world_server import WorldServer, WorldServerConfig
 from nervous import subjects
 from nervous.lifeforce import LifeforceConfig
-from nervous.messages import REGIONS, Action, Command, Observation, Region
+from nervous.messages import REGIONS, Action, Command, Observation, Region, TrailEvent
 from organs.config import CortexConfig
 from organs.cortex.embedded import EmbeddedCortex
 from organs.link import CortexLink
+from organs.trails.recorder import TrailRecorder
 from tests.test_cortex_link import DOOR, door_open, governed, keyed_room
 from world.tiles import A, Tile
 
@@ -149,6 +150,8 @@ async def test_an_answer_past_its_deadline_is_dropped_and_counted_as_stale(bus, 
 async def test_a_request_in_flight_is_not_asked_again_and_the_npcs_death_discards_it(bus, slow_cortex):
     link = http_link(slow_cortex.base_url, blocking=False, deadline_s=5.0)
     server = await keyed_server(bus, link)
+    recorded: list = []
+    link.trails = TrailRecorder(recorded.extend, "discard-run", outcome_ticks=2)
     try:
         await server.publish_observations()
         server.step()
@@ -170,6 +173,10 @@ async def test_a_request_in_flight_is_not_asked_again_and_the_npcs_death_discard
     assert stats["cortex/discarded"] == 1 and stats["cortex/escalations"] == 1
     assert sum(v for k, v in stats.items() if k.startswith("cortex/outcome_")) == 0  # no answer taken
     assert not link.plans and server.plan_ticks[0] == 0
+    link.trails.flush()
+    [event] = [m for m in recorded if isinstance(m, TrailEvent)]  # charged, so it leaves a trail
+    assert (event.npc, event.kind, event.cortex_outcome) == (0, "escalation", "discarded")
+    assert event.latency_ms > 0 and event.numbers and '"npc":0' in event.numbers.replace(" ", "")
 
 
 async def test_the_engine_answers_a_non_blocking_live_link_in_time_for_the_next_tick(bus):
@@ -236,14 +243,15 @@ def test_the_governed_reflex_neither_calls_nor_charges_a_brain_a_plan_acts_for()
     stats = reflex.stats
     link.close()
     assert (reflex.rate == 5).all() and following == [False] + [True] * 4 + [False] * 4 and door_open(world)
-    # due at tick 4 while the plan acted: not called then, but the tick the plan ended (5)
-    assert [t for t, c in enumerate(called) if c] == [0, 5] and stats.throttled == 0
+    # due at tick 4 while the plan acted: not called then, but the tick the plan ended (5), then at its
+    # own ticks again (8: NPC 0's at 5 Hz are the multiples of 4, ``governor.runtime.own_tick``)
+    assert [t for t, c in enumerate(called) if c] == [0, 5, 8] and stats.throttled == 0
     assert not_chosen[1:5] == [True] * 4  # plan samples stay out of the PPO loss
     decay = spent[1]  # a plan tick: living costs, thinking does not
     assert spent[2:5] == pytest.approx([decay] * 3, abs=1e-6)
     assert spent[5] == pytest.approx(decay + BRAIN_CALL, abs=1e-4)  # the brain's back, and paid for
     costs = reflex.costs  # simulated CPU: reflexes every tick, a brain call only when the brain was called
-    cpu = 9 * costs.reflex_tick_s + 2 * costs.brain_call_s + costs.escalation_s
+    cpu = 9 * costs.reflex_tick_s + 3 * costs.brain_call_s + costs.escalation_s
     assert stats.cpu_s == pytest.approx(cpu)
 
 

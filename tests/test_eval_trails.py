@@ -9,6 +9,7 @@ import pytest
 
 from organs.trails.store import open_store
 from train.modes import eval_mode, train_mode
+from world.replay import load_replay
 
 OVERRIDES = ("+experiment=quick", "brain.hidden=16", "ppo.num_envs=2", "world=stage4", "governor=heuristic",
              "cortex.backend=engine")
@@ -21,11 +22,12 @@ def test_eval_records_trails_and_reports_each_npcs_last_escalations(compose_run,
     job = tmp_path / "eval-job"
     result = eval_mode(compose_run(*OVERRIDES, "mode=eval", f"checkpoint={summary['checkpoint']}",
                                    "episodes=4", "world.max_steps=150", "trails.record=true",
-                                   "trails.eval_last=2"), job)
+                                   "trails.eval_last=2", "record=true"), job)
     printed = capsys.readouterr().out
     trails = result["trails"]
     assert trails["store"] == str(tmp_path / "run" / "trails.sqlite")  # beside the checkpoint, as eval's json
     assert trails["run"] == "eval-eval-job" and trails["events"] > 0
+    assert load_replay(result["replay"]).extra["trails_run"] == trails["run"]  # the viewer's panel filter
     last = trails["last_escalations"]
     escalations = result["results"]["brain"]["cortex/escalations"]
     assert escalations > 0 and 0 < len(last) <= escalations

@@ -236,6 +236,23 @@ def test_the_budget_governor_stays_in_budget_over_many_ticks() -> None:
     assert len(seen) >= 3  # it really throttles
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_with_a_calls_budget_the_heuristic_slows_its_urgent_crowd_and_fixed_stays_at_20_hz(
+        batched: bool) -> None:
+    crowd = [DYING_IN_DANGER] * 12 + [IDLE_AND_SAFE] * 4  # 12 x 20 Hz + 4 x 1 Hz = 244 calls/s
+    for kind, want in (("heuristic", 124), ("fixed", 320)):
+        config = GovernorConfig(kind=kind, calls_budget=130.0, cpu_budget=2.0)
+        features = _world(config, crowd)
+        governor = make_governor(config)
+        if batched:
+            d = governor.decide_batch(features[None], [GlobalContext(tick=100)])[0]
+        else:
+            d = governor.decide(features, GlobalContext(tick=100))
+        assert int(d.tick_rate.sum()) == want
+    # heuristic: the 12 urgent NPCs capped at 10 Hz (124 calls/s); the idle ones keep 1 Hz
+    assert d.tick_rate.tolist() == [20] * 16  # fixed: today's behaviour whatever the calls budget
+
+
 def test_make_governor_builds_each_kind_and_names_the_rest() -> None:
     for kind, cls in GOVERNORS.items():
         assert isinstance(make_governor(GovernorConfig(kind=kind)), cls)

@@ -64,6 +64,7 @@ def test_each_yaml_composes_against_the_schema(kind: str) -> None:
         ({"initial_estimated_work_unit_time_ms": -2.0}, "governor.initial_estimated_work_unit_time_ms=-2.0"),
         ({"work_unit_smoothing_speed": 0.05}, "governor.work_unit_smoothing_speed=0.05: must be > 0.1"),
         ({"governor_hz": True}, "governor.governor_hz=True: must be > 0"),
+        ({"calls_budget": -1.0}, "governor.calls_budget=-1.0: must be >= 0 (brain calls per second"),
         ({"calls_target": 0.0}, "governor.calls_target=0.0: must be in (0, 1]"),
         ({"calls_target": 1.5}, "governor.calls_target=1.5: must be in (0, 1]"),
         ({"calls_multiplier_lr": -1.0}, "governor.calls_multiplier_lr=-1.0: must be >= 0"),

@@ -1,4 +1,4 @@
-"""Decisions: quotas fitted to the CPU budget, Allocation messages (changed rows or all), and their checks."""
+"""Decisions: quotas fitted to the CPU budget, rates to the calls budget, Allocation messages and checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from governor.decisions import Decisions, check_allocation, fit_to_budget
+from governor.decisions import Decisions, check_allocation, fit_to_budget, fit_to_calls
 from nervous.messages import REGIONS, Allocation, Region, decode, encode
 
 
@@ -34,6 +34,56 @@ def test_quotas_over_the_budget_shrink_proportionally_above_the_minimum() -> Non
     above = fitted - 5.0
     assert above[0] == pytest.approx(above[1]) and above[0] == pytest.approx(above[2] * 95 / 50)
     assert fitted[3] == 5.0
+
+
+LEVELS = [1, 2, 5, 10, 20]
+
+
+def test_rates_within_the_calls_budget_or_without_one_are_left_alone() -> None:
+    rate = np.array([20, 20, 5, 1])
+    alive, urgency = np.ones(4, dtype=bool), np.zeros(4)
+    assert np.array_equal(fit_to_calls(rate, alive, LEVELS, 46.0, urgency, urgency), rate)
+    assert np.array_equal(fit_to_calls(rate, alive, LEVELS, 0.0, urgency, urgency), rate)
+
+
+def test_over_the_calls_budget_the_fastest_are_capped_and_the_most_urgent_get_the_next_level_back() -> None:
+    n = 96
+    rate, alive = np.full(n, 20), np.ones(n, dtype=bool)
+    priority, reserve = np.full(n, 10.0), np.linspace(1.0, 0.0, n)  # the last NPCs are the neediest
+    fitted = fit_to_calls(rate, alive, LEVELS, 960.0, priority, reserve)
+    assert fitted.tolist() == [10] * n  # 96 x 20 Hz = 1920 calls/s: all at 10 Hz fit exactly
+    fitted = fit_to_calls(rate, alive, LEVELS, 1000.0, priority, reserve)
+    assert fitted.sum() == 1000 and fitted[-4:].tolist() == [20] * 4 and (fitted[:-4] == 10).all()
+    priority[:2] = 0.0  # priority first: the two least urgent are capped whatever their reserve
+    rate[:2] = 10
+    fitted = fit_to_calls(rate, alive, LEVELS, 1000.0, priority, reserve)
+    assert fitted[:2].tolist() == [10, 10] and fitted.sum() <= 1000
+
+
+def test_slower_npcs_and_dead_ones_keep_their_rates_and_an_impossible_budget_gives_the_slowest() -> None:
+    rate = np.array([20, 20, 1, 20, 5])
+    alive = np.array([True, True, True, False, True])
+    zeros = np.zeros(5)
+    fitted = fit_to_calls(rate, alive, LEVELS, 20.0, zeros, zeros)  # 46 living calls/s -> 20
+    assert fitted.tolist() == [5, 5, 1, 20, 5] and fitted[alive].sum() <= 20  # cap 5 Hz: 5 + 5 + 1 + 5
+    assert fit_to_calls(rate, alive, LEVELS, 2.0, zeros, zeros).tolist() == [1, 1, 1, 20, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rates=st.lists(st.sampled_from(LEVELS), min_size=1, max_size=64), budget=st.floats(0.5, 2000.0),
+       seed=st.integers(0, 2**31 - 1))
+def test_fitted_rates_fit_the_calls_budget_never_rise_and_stay_levels(rates: list[int], budget: float,
+                                                                      seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rate = np.array(rates)
+    alive = rng.random(len(rate)) > 0.2
+    fitted = fit_to_calls(rate, alive, LEVELS, budget, rng.integers(0, 11, len(rate)), rng.random(len(rate)))
+    assert set(fitted.tolist()) <= set(LEVELS) and (fitted <= rate).all()
+    assert np.array_equal(fitted[~alive], rate[~alive])
+    if alive.sum() * min(LEVELS) <= budget:
+        assert fitted[alive].sum() <= budget
+    else:
+        assert (fitted[alive] == np.minimum(rate[alive], min(LEVELS))).all()
 
 
 def test_a_budget_below_the_minimum_quotas_is_named() -> None:

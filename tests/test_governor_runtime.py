@@ -71,7 +71,35 @@ def test_brain_clock_calls_a_5_hz_brain_once_every_4_world_ticks() -> None:
     assert calls.tolist() == [[10, 40]]
 
 
-def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_once() -> None:
+def test_brain_clock_staggers_npcs_over_the_period_at_the_same_rate() -> None:
+    n, ticks = 96, 80
+    clock = BrainClock((2, n))
+    clock.advance(clock.due())  # all born together at tick 0: every brain at once
+    for rate in (5, 2, 1, 10, 20):
+        clock.set_rates(np.full((2, n), rate))
+        period = 20 // rate
+        calls = np.zeros((2, n), dtype=int)
+        per_tick = []
+        for _ in range(ticks):
+            due = clock.due()
+            per_tick.append(int(due[0].sum()))
+            calls += due
+            clock.advance(due)
+        # the same rate (each brain once a period) with n / period wake-ups at every tick, not n at one
+        assert max(per_tick[period:]) <= -(-n // period) and min(per_tick[period:]) >= n // period
+        assert (calls >= ticks // period).all() and (calls <= ticks // period + 1).all()
+    clock.set_rates(np.full((2, n), 5))
+    clock.reset(np.ones((2, n), dtype=bool))  # an episode restarts at 5 Hz: all born at one tick
+    born = []
+    for _ in range(4):
+        due = clock.due()
+        born.append(due.copy())
+        clock.advance(due)
+    born = np.array(born)
+    assert born.sum(axis=(1, 2)).tolist() == [2 * n // 4] * 4 and (born.sum(axis=0) == 1).all()
+
+
+def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_the_first_own_tick() -> None:
     clock = BrainClock((1, 1))
     clock.set_rates(np.array([[1]]))
     clock.advance(clock.due())  # called at tick 0; next at tick 20
@@ -79,8 +107,13 @@ def test_brain_clock_faster_rate_shortens_the_wait_and_reset_calls_at_once() -> 
     clock.set_rates(np.array([[10]]))  # period 2: due within one tick
     clock.advance(np.zeros((1, 1), bool))
     assert clock.due().all()
-    clock.advance(clock.due())
-    clock.reset(np.ones((1, 1), bool))
+    clock.advance(clock.due())  # called at tick 2; tick 3 now
+    clock.reset(np.ones((1, 1), bool))  # born at tick 3: its first own tick at 10 Hz is 4
+    assert not clock.due().any()
+    clock.advance(np.zeros((1, 1), bool))
+    assert clock.due().all()
+    clock.set_rates(np.array([[20]]))
+    clock.reset(np.ones((1, 1), bool))  # at 20 Hz every tick is its own: at once
     assert clock.due().all()
     with pytest.raises(ValueError, match="divide 20"):
         clock.set_rates(np.array([[3]]))
@@ -91,20 +124,25 @@ def test_an_npc_at_5_hz_calls_its_brain_every_4_ticks_stays_between_and_nerves_r
     CountingNerves.calls = 0
     governed = _governed(5, nerves=CountingNerves())
     rng = np.random.default_rng(0)
+    npc = np.arange(world.num_npcs)
+    calls = np.zeros((world.num_envs, world.num_npcs), dtype=int)
     for t in range(24):
         proposed = rng.integers(0, 5, size=(world.num_envs, world.num_npcs))
         final, not_chosen = governed(world, proposed)
         kept = ~governed.last_overridden  # a nerve may override any tick's action
-        if t % 4 == 0:
-            assert governed.last_action.tolist() == proposed.tolist()
-            assert not not_chosen[kept].any()
-        else:
-            assert not_chosen.all()  # the brain did not choose these: kept out of the PPO loss
-            assert (final[kept] == A.STAY).all()
+        # born at tick 0: every brain at once; then NPC n at its own ticks, t % 4 == n % 4 (staggered)
+        due = np.broadcast_to((t == 0) | (t % 4 == npc % 4), calls.shape)
+        calls += due
+        assert (governed.last_action[due] == proposed[due]).all()
+        assert not not_chosen[due & kept].any()
+        assert not_chosen[~due].all()  # the brain did not choose these: kept out of the PPO loss
+        assert (final[~due & kept] == A.STAY).all()
         world.step(final)
     assert CountingNerves.calls == 24  # nerves: every world tick
     stats = governed.pop_stats()
-    assert stats["governor/brain_calls_per_npc_s"] == pytest.approx(5.0)
+    # 6 calls a second's worth of ticks per NPC: its birth call and then one every 4 ticks
+    assert stats["governor/brain_calls_per_npc_s"] == pytest.approx(calls.mean() / 24 * 20)
+    assert set(calls.ravel().tolist()) <= {6, 7}  # 24 ticks: the birth call plus 5 or 6 own ticks
     assert stats["governor/mean_tick_rate_hz"] == pytest.approx(5.0)
 
 
@@ -112,11 +150,12 @@ def test_every_brain_call_costs_lifeforce_so_a_slower_brain_keeps_more() -> None
     lifeforce = LifeforceConfig(per_brain_call=0.002)
     worlds = {rate: GridWorld(stage_config(0), num_envs=1, seed=5) for rate in (20, 5)}
     governed = {rate: _governed(rate, lifeforce=lifeforce) for rate in worlds}
-    for _ in range(20):
+    for _ in range(21):
         for rate, world in worlds.items():
             final, _ = governed[rate](world, np.full((1, world.num_npcs), A.STAY))
             world.step(final)
-    # 20 calls against 5 in one second: 15 extra calls' worth of lifeforce spent at 20 Hz
+    # 21 calls against 6 (the birth call and one in each 4 ticks after, staggered): 15 extra calls' worth
+    # of lifeforce spent at 20 Hz
     spent = worlds[5].lifeforce - worlds[20].lifeforce
     assert spent == pytest.approx(np.full_like(spent, 15 * 0.002), abs=1e-5)
 

@@ -183,13 +183,29 @@ def test_with_trails_each_living_npcs_gate_transition_is_a_trail_event_with_its_
     gov.observe_waves(math_waves(0, 50))
     step(gov)
     [opened] = recorded
-    assert opened.id == trail_id("live-1", 0, 50, TrailKind.GATE, "math") and opened.gate_open
+    assert opened.id == trail_id("live-1", 0, 50, TrailKind.GATE, "math", gov.decisions_made)
+    assert opened.gate_open
     assert (opened.kind, opened.region, opened.npc, opened.tick, opened.stage) == (
         TrailKind.GATE, Region.MATH, 0, 50, 4)
     assert opened.inputs["collapse_math"] == pytest.approx(0.84, abs=1e-3) and "lifeforce" in opened.inputs
     gov.observe_state(state(0, 51, alive=False))
     _, gates = step(gov)
     assert [e.open for _, e in gates] == [False] and len(recorded) == 1  # a dead NPC's close: no decision
+
+
+def test_a_gate_that_opens_and_closes_while_the_world_stalls_leaves_two_trail_events() -> None:
+    gov, _ = service("fixed", trails=True, run="live-1", stage=4)
+    recorded: list = []
+    gov.trails = recorded.extend
+    gov.observe_state(state(0, 50))
+    gov.observe_waves(math_waves(0, 50))
+    step(gov)
+    decisions, features = gov.decide()  # the next decision, the world still at tick 50 ...
+    decisions.gates[0] = False  # ... closes the gate (as a learned governor may, on its global context)
+    assert [e.open for _, e in gov.gate_events(decisions, features)] == [False]
+    opened, closed = recorded
+    assert (opened.tick, closed.tick) == (50, 50) and (opened.gate_open, closed.gate_open) == (True, False)
+    assert opened.id != closed.id  # one id would let the stream's dedup drop the close
 
 
 def test_the_heuristic_slows_an_idle_npc_and_the_quota_follows() -> None:

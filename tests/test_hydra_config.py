@@ -59,6 +59,12 @@ def test_experiments_change_what_they_say(compose_run):
     assert bench.curriculum.stages == [0, 1, 2] and bench.stop_when_passed
     assert {s: bench.curriculum.stage_thresholds[s] for s in (0, 1, 2)} == {0: 0.96, 1: 0.74, 2: 0.734}
     assert compose_run("+experiment=quick").logger.mode == "disabled"
+    full = compose_run("+experiment=full_curriculum")
+    assert full.curriculum.stages == [0, 1, 2, 3, 4, 5] and full.stop_when_passed
+    assert full.max_wall_s is not None and full.max_wall_s <= 45 * 60
+    assert full.ppo.teacher == "heuristic" and compose_run().ppo.teacher == "none"
+    assert {s: full.curriculum.stage_thresholds[s] for s in (4, 5)} == {
+        s: BASELINE_SUCCESS[s]["heuristic"] for s in (4, 5)}
 
 
 def test_ppo_one_epoch_is_the_default_ppo_with_one_epoch(compose_run):

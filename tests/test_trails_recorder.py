@@ -123,3 +123,25 @@ def test_another_process_s_event_is_watched_once_and_gets_its_outcome_k_ticks_on
     assert (outcome.id, outcome.npc, outcome.after_ticks, outcome.tick) == ("run-c:1:0:gate:math", 1, 3, 3)
     assert outcome.reward == pytest.approx(earned) and not outcome.lock_opened
     assert recorder.watch(world, 0, 1, "run-c:1:0:gate:math")  # its outcome is out: a new watch counts
+
+
+def test_events_still_waiting_at_the_end_or_on_a_new_world_get_their_outcome_cut_short() -> None:
+    sent: list = []
+    recorder = TrailRecorder(sent.extend, "run-d", outcome_ticks=40)
+    world = GridWorld(stage_config(0), num_envs=1, seed=0)
+    recorder.escalation(world, 0, 2, "math")
+    earned = 0.0
+    for _ in range(5):
+        world.step(np.zeros((1, world.num_npcs), dtype=np.int64))
+        earned += float(world.rewards[0, 2])
+        recorder.tick(world)
+    recorder.escalation(world, 0, 3, "food")
+    recorder.flush()
+    assert [type(m).__name__ for m in sent] == ["TrailEvent", "TrailEvent"]  # K = 40 ticks not yet over
+    newer = GridWorld(stage_config(0), num_envs=1, seed=1)  # the next stage's world: the old one's NPCs end
+    recorder.escalation(newer, 0, 2, "math")
+    recorder.finish()  # the run ends
+    first, second, third = (m for m in sent if type(m).__name__ == "TrailOutcome")
+    assert (first.npc, first.after_ticks, first.tick) == (2, 5, 5) and first.reward == pytest.approx(earned)
+    assert (second.npc, second.after_ticks) == (3, 0)
+    assert (third.npc, third.after_ticks) == (2, 0) and recorder.pending == type(recorder.pending)()

@@ -22,7 +22,7 @@ from organs.trails.panel import LAST, TrailPanel, escalation_row  # noqa: E402
 from organs.trails.recorder import TrailRecorder  # noqa: E402
 from organs.trails.store import TrailRecord, TrailStoreError, open_store  # noqa: E402
 from organs.trails.writer import TrailWriter  # noqa: E402
-from train.view import main, trails_for  # noqa: E402
+from train.view import LiveSource, main, trails_for, trails_run  # noqa: E402
 from world.core import GridWorld  # noqa: E402
 from world.draw import GATE_COLOUR  # noqa: E402
 from world.replay import ReplayWriter  # noqa: E402
@@ -216,6 +216,32 @@ def test_a_read_only_open_changes_nothing_and_refuses_an_older_schema(tmp_path: 
         open_store(str(old), readonly=True)
     with sqlite3.connect(old) as conn:  # the reader left it as it was
         assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == 2
+
+
+def test_with_a_run_the_panel_lists_only_that_run_s_escalations(tmp_path: Path, replay_path: Path) -> None:
+    store = open_store(str(tmp_path / "trails.sqlite"))
+    store.insert([TrailEvent(id=trail_id(run, 7, tick, TrailKind.ESCALATION, "food"), run=run, env="dev",
+                             npc=7, tick=tick, kind=TrailKind.ESCALATION, region=Region.FOOD, gate_open=True,
+                             cortex_outcome="planned", latency_ms=1.0)
+                  for run, tick in (("older", 900), ("newer", 30))])
+    store.close()
+    rows = {}
+    for run in ("newer", None):
+        panel = TrailPanel(str(tmp_path / "trails.sqlite"), interval_s=0.05, run=run)
+        try:
+            rows[run] = [line.split("\t")[0] for line in settled(panel, 7)[2:]]
+        finally:
+            panel.close()
+    assert rows == {"newer": ["30"], None: ["900", "30"]}  # the older run's tick 900 is not this run's
+    live = LiveSource.__new__(LiveSource)
+    live.run = "newer"
+    assert trails_run(live) == "newer"
+    assert trails_run(ReplaySource(replay_path)) is None  # a replay that names no run: every run
+    writer = ReplayWriter(4, "keys", extra={"trails_run": "eval-x"})
+    world = GridWorld(stage_config(4), seed=1)
+    world.reset(seed=1)
+    writer.add(world.frame(0))
+    assert trails_run(ReplaySource(writer.save(tmp_path / "named.npz"))) == "eval-x"
 
 
 def test_the_viewer_finds_the_store_beside_a_replay(tmp_path: Path, replay_path: Path,

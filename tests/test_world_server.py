@@ -246,6 +246,24 @@ async def test_an_npc_at_5_hz_is_woken_every_4_ticks_with_the_reward_it_earned_m
     await server.stop()
 
 
+async def test_npcs_at_one_rate_are_woken_staggered_over_its_period(bus):
+    n = 8
+    server = await make_server(bus, n_npcs=n)
+    for i in range(n):
+        await bus.publish(subjects.npc_command(i), Command(npc=i, tick=0, tick_rate=5))
+    await settle(bus, lambda: (server.rate == 5).all())
+    woken = []
+    for _ in range(21):  # ticks 0..20
+        await tick(server)
+        woken.append(server.woken.copy())
+    woken = np.array(woken)
+    # born at tick 0 at 5 Hz: NPC i at ticks t % 4 == i % 4, two of the eight a tick, each once every 4 ticks
+    assert woken.sum(axis=1).tolist() == [2] * 21
+    for i in range(n):
+        assert np.flatnonzero(woken[:, i]).tolist() == [t for t in range(21) if t % 4 == i % 4]
+    await server.stop()
+
+
 async def test_nerves_move_npcs_between_brain_calls_while_their_brains_sleep(bus):
     server = await make_server(bus, n_npcs=4, nerves=True, stage=5)
     # stage 5 as it was written for, little food smelled: its food cap before the vault food was added to it
@@ -256,7 +274,8 @@ async def test_nerves_move_npcs_between_brain_calls_while_their_brains_sleep(bus
     for _ in range(200):  # 10 s of world time at 1 Hz; the NPCs never answer
         await tick(server)
     assert server.acted.sum() == 0
-    assert ((server.observations >= 10) & (server.observations <= 12)).all()  # once a second (+ births)
+    # once a second at each one's own tick (20 in 200 ticks), none while its body is dead
+    assert ((server.observations >= 9) & (server.observations <= 11)).all()
     assert server.reflexes.sum() >= 10  # 35 at seed 1: exploration considers about one tick in five
     assert server.override_rate.max() > 0.0
     await server.stop()
@@ -305,9 +324,16 @@ async def test_a_command_sets_the_rate_the_world_expects_at_once(bus):
         await bus.publish(subjects.npc_action(npc), Action(npc=npc, tick=0, action=Act.STAY))
     await settle(bus, lambda: (server.pending_tick == 0).all())
     server.step()
+    # born at tick 0, npc 1 is woken at once and then at its own ticks at 2 Hz: 1, 11, 21, ... (staggered)
+    await server.publish_observations()
+    assert server.woken.tolist() == [True, True]
+    await bus.publish(subjects.npc_action(1), Action(npc=1, tick=1, action=Act.STAY))
+    await settle(bus, lambda: server.pending_tick[1] == 1)
+    server.step()
     for _ in range(9):  # npc 1 is not due again for 10 ticks: its silence is no missed tick
         await tick(server)
-    assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 9
+        assert not server.woken[1]
+    assert server.summary()[1]["missed"] == 0 and server.summary()[0]["missed"] == 10
     # a report npc 1 sent at 20 Hz before it obeyed arrives after the command: it does not undo it
     report = dict(lifeforce=0.5, battery=0.5, reward_rate=0.0, cpu_use=0.1)
     await bus.publish(subjects.npc_state(1), NpcState(npc=1, tick=5, tick_rate=20, **report))

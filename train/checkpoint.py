@@ -58,6 +58,7 @@ def trainer_state(trainer: Trainer, extra: dict[str, Any] | None = None) -> dict
         "optimizer": trainer.optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "sample_rng": trainer.generator.get_state(),
+        "teacher_rng": trainer.teacher_rng.bit_generator.state,
         "world": world_state(trainer.world),
         "curriculum": trainer.curriculum.state_dict(),
         "counters": {"global_step": trainer.global_step, "updates": trainer.updates,
@@ -134,6 +135,8 @@ def restore(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     trainer.generator.set_state(state["sample_rng"])
+    if "teacher_rng" in state:  # a checkpoint from before kickstarting: its teacher never drew
+        trainer.teacher_rng.bit_generator.state = state["teacher_rng"]
     load_world_state(trainer.world, state["world"])
     trainer.global_step = int(counters["global_step"])
     trainer.updates = int(counters["updates"])

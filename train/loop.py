@@ -12,6 +12,14 @@ Seams for the nervous system and the viewer, all optional (None by default):
   overridden samples are kept out of the PPO loss (the brain did not choose them).
 - ``publisher.maybe_publish(world)``: called once per tick (``viewer=live``).
 
+Kickstarting (``ppo.teacher=heuristic``, Schmitt et al. 2018): while the teacher's weight
+(``PPOConfig.teacher_weight`` of the agent steps since the stage began) is above 0, each tick also asks the
+scripted heuristic (``world.heuristics.heuristic_policy``) for its action on the same views, proprio and
+action masks the brains get, and PPO's loss gains the cross-entropy of the brains' policy on it. The weight
+anneals from ``ppo.teacher_coef`` to ``ppo.teacher_floor`` over ``ppo.teacher_steps`` agent steps, afresh on
+each curriculum stage: the student starts from the teacher's competence and PPO improves past it, as the
+learned governor first imitates the heuristic governor. ``teacher=none`` costs nothing.
+
 Memory (``brain.memory=gru``): the trainer carries each slot's memory state [G, M, H] from tick to tick
 and across rollouts; it is zeroed while an NPC is dead and when its episode begins (`memory_resets`),
 and each rollout keeps the state it started from, for PPO over sequences.
@@ -34,6 +42,7 @@ from agents.ppo import ppo_update
 from agents.rollout import Rollout
 from train.config import RunConfig
 from world import Curriculum, CurriculumConfig, GridWorld, WorldConfig, stage_config
+from world.heuristics import heuristic_policy
 from world.tiles import NUM_ACTIONS, PROPRIO_SIZE
 
 #: Episode statistics averaged into the env/ metrics.
@@ -86,6 +95,8 @@ class Trainer:
         torch.set_num_threads(run.runtime.torch_threads)
         torch.manual_seed(run.seed)
         self.generator = torch.Generator().manual_seed(run.seed)
+        #: The kickstarting teacher's random numbers (the heuristic's tie breaks and random walk).
+        self.teacher_rng = np.random.default_rng(run.seed)
         stages = [run.world.stage] if run.world is not None else list(run.curriculum.stages)
         c = run.curriculum
         self.curriculum = Curriculum(CurriculumConfig(stages=stages, threshold=c.threshold, window=c.window,
@@ -130,7 +141,7 @@ class Trainer:
         self.layout = SlotLayout(self.brain.config.shared, B, N)
         G, M = self.layout.groups, self.layout.width
         self.rollout = Rollout(G, run.ppo.num_steps, M, self.world.V, self.proprio_size, NUM_ACTIONS,
-                               self.brain.state_size)
+                               self.brain.state_size, teacher=run.ppo.teacher != "none")
         self.next_done = torch.zeros(G, M, dtype=torch.bool)
         #: Each slot's memory state [G, M, H] (width 0 without memory).
         self.memory = self.brain.initial_state(G, M)
@@ -151,6 +162,19 @@ class Trainer:
         world = self.world
         return self.to_groups(world.views), self.to_groups(proprio), self.to_groups(world.action_mask)
 
+    @property
+    def teacher_coef(self) -> float:
+        """The kickstarting term's weight now: annealed over the agent steps since this stage began."""
+        return self.run.ppo.teacher_weight(self.global_step - int(self.stage_started["step"]))
+
+    def teacher_actions(self) -> Tensor:
+        """The teacher's actions on the world's current observations, brain-major [G, M]."""
+        world = self.world
+        B, N, V = world.num_envs, world.num_npcs, world.V
+        actions = heuristic_policy(world.views.reshape(B * N, V, V), world.proprio.reshape(B * N, -1),
+                                   world.action_mask.reshape(B * N, -1), self.teacher_rng)
+        return self.to_groups(actions.reshape(B, N))
+
     # ======================================================================================
     # one update
     # ======================================================================================
@@ -162,6 +186,8 @@ class Trainer:
         successes: list[float] = []
         totals = dict.fromkeys(ENV_KEYS, 0.0)
         episodes = 0.0
+        teacher_coef = self.teacher_coef  # fixed for the rollout and its update
+        kickstart = teacher_coef > 0
 
         # --- collect ---------------------------------------------------------------------------
         # one torch thread: a tick's forward is a few small ops, each of which a second thread slows
@@ -178,6 +204,8 @@ class Trainer:
                 if t == 0:
                     rb.initial_state.copy_(self.memory)
                 rb.resets[:, t] = reset = self.to_groups(memory_resets(world))
+                if kickstart:
+                    rb.teacher_actions[:, t] = self.teacher_actions()
                 action, logprob, value, self.memory = brain.step(
                     rb.codes[:, t], rb.proprio[:, t], rb.action_mask[:, t], self.memory, reset,
                     generator=self.generator)
@@ -207,7 +235,7 @@ class Trainer:
         rollout_s = time.perf_counter() - start
 
         # --- advantages ------------------------------------------------------------------------
-        batch = rb.batch(next_value, self.next_done, ppo.gamma, ppo.gae_lambda)
+        batch = rb.batch(next_value, self.next_done, ppo.gamma, ppo.gae_lambda, teacher=kickstart)
 
         # --- update ----------------------------------------------------------------------------
         lr = ppo.learning_rate
@@ -215,7 +243,7 @@ class Trainer:
             lr *= max(0.0, 1.0 - self.global_step / run.total_agent_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        losses = ppo_update(brain, self.optimizer, batch, ppo)
+        losses = ppo_update(brain, self.optimizer, batch, ppo, teacher_coef)
         self.updates += 1
         update_s = time.perf_counter() - start - rollout_s
         self.elapsed += time.perf_counter() - start
@@ -240,7 +268,11 @@ class Trainer:
             metrics["charts/episodic_return"] = self.last_return = totals["return"] / episodes
             metrics["charts/episodic_length"] = totals["length"] / episodes
             metrics.update({f"env/{key}": totals[key] / episodes for key in ENV_KEYS})
+        if "teacher_agreement" in losses:  # how often the brain's likeliest action is the teacher's
+            metrics["charts/teacher_agreement"] = losses.pop("teacher_agreement")
         metrics.update({f"losses/{key}": value for key, value in losses.items()})
+        if ppo.teacher != "none":
+            metrics["charts/teacher_coef"] = teacher_coef
         pop_stats = getattr(self.reflex, "pop_stats", None)
         if pop_stats is not None:  # the governor's figures (governor.runtime.GovernedReflex)
             metrics.update(pop_stats())

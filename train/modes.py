@@ -252,7 +252,7 @@ def train_mode(run: RunConfig, run_dir: Path, overrides: list[str] | None = None
     finally:
         close_nervous(reflex)
         if recorder is not None and writer is not None:
-            recorder.flush()
+            recorder.finish()  # the last K ticks' events get their outcomes, cut short
             writer.close()
 
 
@@ -301,6 +301,7 @@ def _train(run: RunConfig, run_dir: Path, state: dict[str, Any] | None, senses: 
         "checkpoint": str(checkpoint_path),
     }
     if recorder is not None:
+        recorder.finish()  # counted with the outcomes of the last K ticks' events
         summary["trails"] = {"store": run.trails.location(run_dir), "events": recorder.events,
                              "outcomes": recorder.outcomes}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -336,7 +337,7 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {run.checkpoint}: {error}") from None
     finally:
         if recorder is not None and writer is not None:
-            recorder.flush()
+            recorder.finish()  # the last K ticks' events get their outcomes, cut short
             writer.close()
     for name in ("heuristic", "random"):
         rows[name] = evaluate_policy(world, POLICIES[name], run.episodes, run.seed)
@@ -353,7 +354,8 @@ def eval_mode(run: RunConfig, run_dir: Path) -> dict[str, Any]:
                                                  for npc, records in escalations.items()}}
     if run.record:
         replay = record_episode(brain, world, run_dir / f"replay_stage{world.stage}.npz", seed=run.seed,
-                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint)},
+                                greedy=run.greedy, extra={"checkpoint": str(run.checkpoint),
+                                                          **({"trails_run": trails_run} if recorder else {})},
                                 nervous=saved.nervous, governor=run.governor, cortex=run.cortex)
         result["replay"] = str(replay)
     run_dir.mkdir(parents=True, exist_ok=True)

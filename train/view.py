@@ -197,6 +197,16 @@ class MessageSource:
         """Nothing to release."""
 
 
+def trails_run(source: Any) -> str | None:
+    """The run whose escalations the panel lists: the live run's, or the one a replay names (mode=eval
+    writes it); None (every run in the store) for a replay that names none."""
+    if isinstance(source, LiveSource):
+        return source.run
+    replay = getattr(source, "replay", None)
+    named = replay.extra.get("trails_run") if replay is not None else None
+    return str(named) if named else None
+
+
 def trails_for(trails: str | None, replay: str | None) -> str | None:
     """The trail store the viewer reads: the one given, else a replay's neighbour ``trails.sqlite``."""
     if trails:
@@ -253,7 +263,7 @@ def _view(replay: str | None, live: bool, bus_url: str | None, run: str | None, 
     if location and not problem:
         from organs.trails.panel import TrailPanel
 
-        panel = TrailPanel(location)
+        panel = TrailPanel(location, run=trails_run(source))
     viewer = Viewer(source, env=env, speed=speed, trails=panel)
     try:
         return viewer.run(frames=frames, screenshot=screenshot, record=record)

@@ -1,6 +1,6 @@
 """The viewer's trail panel: the selected NPC's last escalations, read from a trail store on a thread.
 
-``TrailPanel(location)`` opens the store read-only (``open_store(..., readonly=True)``) on a daemon
+``TrailPanel(location, run=...)`` opens the store read-only (``open_store(..., readonly=True)``) on a daemon
 thread that polls it every ``interval_s`` (and at once when the selection changes), so the viewer's
 frame loop never waits on the database: ``lines(npc)`` only copies what the thread last read. SQLite in
 WAL mode lets this reader run beside the live trail writer. A store that is missing, corrupt or of
@@ -67,14 +67,16 @@ def panel_lines(npc: int, records: Sequence[TrailRecord], source: str) -> list[s
 class TrailPanel:
     """The selected NPC's last escalations from one trail store, polled read-only on its own thread."""
 
-    def __init__(self, location: str, last: int = LAST, interval_s: float = 1.0) -> None:
+    def __init__(self, location: str, last: int = LAST, interval_s: float = 1.0, run: str | None = None
+                 ) -> None:
         if last < 1:
             raise ValueError(f"last={last!r}: must be >= 1")
         if interval_s <= 0:
             raise ValueError(f"interval_s={interval_s!r}: must be > 0")
-        self.location, self.last, self.interval_s = location, last, interval_s
+        self.location, self.last, self.interval_s, self.run = location, last, interval_s, run
+        """run: list only this run's escalations (a store may hold several runs); None: every run's."""
         self.name = shown(location) if is_dsn(location) else Path(location).name
-        self.source = f"{self.name}, every {interval_s:g} s"
+        self.source = f"{self.name}{f' run {run}' if run else ''}, every {interval_s:g} s"
         self.error = ""
         """Why the store cannot be read ('' when it can), one line."""
         self._npc: int | None = None
@@ -126,7 +128,7 @@ class TrailPanel:
         try:
             if store is None:
                 store = open_store(self.location, readonly=True)
-            records = store.last(npc=npc, n=self.last, kind="escalation")
+            records = store.last(npc=npc, n=self.last, run=self.run, kind="escalation")
         except Exception as exc:  # noqa: BLE001  # TrailStoreError, or sqlite3/psycopg errors while reading
             if isinstance(exc, TrailStoreError):
                 error = str(exc)

@@ -77,6 +77,9 @@ class TrailRecorder:
         self._openings: np.ndarray | None = None
         self._deaths: np.ndarray | None = None
         self._world: int | None = None
+        self._now = 0
+        """The newest world tick heard, and its world's NPCs per env (for outcomes cut short)."""
+        self._num_npcs = 1
         self._watched: set[str] = set()
         """Ids of other processes' events waiting here for their outcome."""
 
@@ -130,10 +133,11 @@ class TrailRecorder:
     # --- outcomes --------------------------------------------------------------------------------
     def _totals(self, world: GridWorld) -> None:
         """Running totals for this world: zeros at first, and again for a new world (whose NPCs and ticks
-        are not the old one's: events still waiting on the old world get no outcome)."""
+        are not the old one's: events still waiting on the old world get their outcome cut short first)."""
         if self._world != id(world) or self._reward is None:
+            self._settle(lambda p: True)
             self._world = id(world)
-            self.pending.clear()
+            self._now, self._num_npcs = int(world.ticks), world.num_npcs
             self._watched.clear()
             self._reward = np.zeros(world.alive.shape, dtype=np.float64)
             self._openings = np.zeros(world.alive.shape, dtype=np.int64)
@@ -150,18 +154,29 @@ class TrailRecorder:
         self._reward += world.rewards
         self._openings += opened
         self._deaths += world.died
-        now = int(world.ticks)
-        while self.pending and now - self.pending[0].tick >= self.outcome_ticks:
+        self._now = now = int(world.ticks)
+        self._settle(lambda p: now - p.tick >= self.outcome_ticks)
+        if len(self.buffer) >= self.batch_size:
+            self.flush()
+
+    def _settle(self, due: Callable[[_Pending], bool]) -> None:
+        """Emit the outcomes of waiting events, oldest first, while ``due`` says so (totals to now)."""
+        while self.pending and due(self.pending[0]):
             p = self.pending.popleft()
             self._watched.discard(p.id)
+            assert self._reward is not None and self._openings is not None and self._deaths is not None
             self.buffer.append(TrailOutcome(
-                id=p.id, npc=p.env * world.num_npcs + p.npc, tick=now, after_ticks=now - p.tick,
+                id=p.id, npc=p.env * self._num_npcs + p.npc, tick=self._now, after_ticks=self._now - p.tick,
                 reward=float(self._reward[p.env, p.npc]) - p.reward,
                 lock_opened=bool(self._openings[p.env, p.npc] > p.opened),
                 died=bool(self._deaths[p.env, p.npc] > p.deaths), at=time.time()))
             self.outcomes += 1
-        if len(self.buffer) >= self.batch_size:
-            self.flush()
+
+    def finish(self) -> None:
+        """The run ends: every waiting event gets its outcome over the ticks it had (``after_ticks`` below
+        ``outcome_ticks`` says the window was cut short), and everything goes to the sink."""
+        self._settle(lambda p: True)
+        self.flush()
 
     def flush(self) -> None:
         """Hand the buffered messages to the sink."""
@@ -180,8 +195,9 @@ def gate_inputs(row: np.ndarray, region: Region) -> dict[str, float]:
 
 
 def gate_event(run: str, npc: int, tick: int, region: Region, gate_open: bool, row: np.ndarray,
-               stage: int = -1) -> TrailEvent:
-    """The trail event of one gate decision made outside a batched world (the governor service)."""
-    return TrailEvent(id=trail_id(run, npc, tick, TrailKind.GATE, region.value), run=run, env=subjects.env(),
-                      npc=npc, tick=tick, kind=TrailKind.GATE, region=region, gate_open=gate_open,
-                      inputs=gate_inputs(row, region), at=time.time(), stage=stage)
+               stage: int = -1, decision: int | None = None) -> TrailEvent:
+    """The trail event of one gate decision made outside a batched world (the governor service, whose
+    decision count tells two decisions at one world tick apart)."""
+    return TrailEvent(id=trail_id(run, npc, tick, TrailKind.GATE, region.value, decision), run=run,
+                      env=subjects.env(), npc=npc, tick=tick, kind=TrailKind.GATE, region=region,
+                      gate_open=gate_open, inputs=gate_inputs(row, region), at=time.time(), stage=stage)
