@@ -147,7 +147,7 @@ class Brain(nn.Module):
         table = self.embed[:g]
         group_base = (torch.arange(g) * table.shape[1]).view(g, 1, 1)
         index = codes.reshape(g, m, view * view).long() + (rows + group_base)
-        out = bag_sum(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]), parts=g)
+        out = bag_sum(index.reshape(g * m, -1), table.reshape(-1, table.shape[-1]))
         return out.view(g, m, -1)
 
     def _groups_for(self, codes: Tensor) -> int:
