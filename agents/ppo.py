@@ -108,17 +108,18 @@ class PPOConfig:
 
 def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
         gamma: float, gae_lambda: float) -> tuple[Tensor, Tensor]:
-    """Advantages and returns [T, ...]; ``dones[t]`` says obs t began a new life (CleanRL layout)."""
-    T = rewards.shape[0]
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(next_value)
-    for t in reversed(range(T)):
-        if t == T - 1:
-            nonterminal, next_values = 1.0 - next_done.float(), next_value
-        else:
-            nonterminal, next_values = 1.0 - dones[t + 1].float(), values[t + 1]
-        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
-        advantages[t] = last = delta + gamma * gae_lambda * nonterminal * last
+    """Advantages and returns [T, ...]; ``dones[t]`` says obs t began a new life (CleanRL layout).
+
+    The TD errors of all ticks are computed at once; only the backward sum over T is a loop, adding
+    the same float32 terms in the same order as CleanRL's per-tick loop (equal to the bit)."""
+    nonterminal = 1.0 - torch.cat([dones[1:], next_done.expand_as(dones[:1])]).float()
+    next_values = torch.cat([values[1:], next_value.expand_as(values[:1])])
+    deltas = rewards + gamma * next_values * nonterminal - values
+    decay = gamma * gae_lambda * nonterminal
+    advantages = torch.empty_like(deltas)
+    last = torch.zeros_like(deltas[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        advantages[t] = last = deltas[t] + decay[t] * last
     return advantages, advantages + values
 
 

@@ -124,6 +124,8 @@ class BatchCollapse:
         self.cells, self.regions = cells, regions
         # [R, C] membership of each cell in each region
         self.member = np.array([[r == reg for r in regions] for reg in REGIONS], dtype=bool)
+        #: Per region (REGIONS order) its cells' columns, in cell order.
+        self.columns = [np.flatnonzero(row) for row in self.member]
         self.conf = np.zeros((0, len(cells)), dtype=np.float32)
         self.tick = np.zeros((0, len(cells)), dtype=np.int64)
         self.active = np.zeros((0, len(REGIONS)), dtype=bool)
@@ -139,13 +141,23 @@ class BatchCollapse:
         if waves.confidence.shape[0] != self.conf.shape[0]:
             self.reset(waves.confidence.shape[0])
         fired = waves.fired
-        self.conf[fired] = waves.confidence[fired]
-        self.tick[fired] = waves.tick
+        np.copyto(self.conf, waves.confidence, where=fired)
+        np.copyto(self.tick, waves.tick, where=fired)
         age = waves.tick - self.tick
         live = (age >= 0) & (age < self.config.window_ticks)
         miss = np.where(live, 1.0 - self.conf.astype(np.float64), 1.0)  # [M, C]
-        combined = (1.0 - np.prod(np.where(self.member, miss[:, None, :], 1.0), axis=2)).astype(np.float32)
-        count = live.astype(np.int64) @ self.member.T.astype(np.int64)
+        # per region the product of its cells' misses, multiplied in cell order: the same float64 products
+        # as multiplying all C columns with the other regions' cells read as 1.0, without an [M, R, C] array
+        survive = np.ones((len(miss), len(REGIONS)), dtype=np.float64)
+        count = np.zeros((len(miss), len(REGIONS)), dtype=np.int64)
+        for r, columns in enumerate(self.columns):
+            if len(columns):
+                product = miss[:, columns[0]]
+                for c in columns[1:]:
+                    product = product * miss[:, c]
+                survive[:, r] = product
+                count[:, r] = live[:, columns].sum(axis=1)
+        combined = (1.0 - survive).astype(np.float32)
         above = (combined >= self.config.threshold) & (count >= self.config.min_cells)
         new = above & ~self.active
         self.active = above

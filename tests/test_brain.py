@@ -306,3 +306,37 @@ def test_ppo_over_sequences_trains_the_recurrent_weights():
                        PPOConfig(num_envs=m, num_steps=T, num_minibatches=1, update_epochs=1))
     assert stats["old_approx_kl"] == pytest.approx(0.0, abs=1e-6)  # the first minibatch re-ran it exactly
     assert not torch.equal(before, brain.w_hh)
+
+
+def test_the_in_place_trunk_equals_its_out_of_place_formula_to_the_bit():
+    # Brain.trunk adds, multiplies and rectifies in place on the embedding sums (agents/brain.py); the
+    # values and every gradient must be those of relu(baddbmm(b2, relu(baddbmm(b1 + h, p, W)), W2))
+    brain = Brain(BrainConfig(), 4, proprio_size=PROPRIO_SIZE, generator=torch.Generator().manual_seed(5))
+    codes, proprio, _ = _inputs(4, 300, seed=6)
+    weight = torch.randn(4, 300, brain.config.hidden, generator=torch.Generator().manual_seed(7))
+
+    def out_of_place() -> torch.Tensor:
+        h = brain._embed_views(codes)
+        h = torch.relu(torch.baddbmm(brain.b1 + h, proprio, brain.w_proprio))
+        return torch.relu(torch.baddbmm(brain.b2, h, brain.w2))
+
+    results = []
+    for forward in (out_of_place, lambda: brain.trunk(codes, proprio)):
+        brain.zero_grad(set_to_none=True)
+        hidden = forward()
+        (hidden * weight).sum().backward()
+        results.append((hidden.detach(), [p.grad.clone() for p in (brain.embed, brain.b1, brain.w_proprio,
+                                                                    brain.b2, brain.w2)]))
+    (want, want_grads), (got, got_grads) = results
+    assert torch.equal(got, want)
+    assert want_grads[0].abs().sum() > 0
+    for g_got, g_want in zip(got_grads, want_grads, strict=True):
+        assert torch.equal(g_got, g_want)
+
+
+def test_the_trunk_without_autograd_equals_the_trunk_with_it_to_the_bit():
+    brain = Brain(BrainConfig(), 4, generator=torch.Generator().manual_seed(8))
+    codes, proprio, _ = _inputs(4, 300, seed=9)
+    with torch.inference_mode():
+        fast = brain.trunk(codes, proprio)
+    assert torch.equal(fast, brain.trunk(codes, proprio).detach())

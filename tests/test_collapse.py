@@ -109,6 +109,31 @@ def test_batch_collapse_matches_the_rule_and_expires() -> None:
     assert (combined[:, [i for i, r in enumerate(REGIONS) if r != Region.MATH]] == 0).all()
 
 
+def test_batch_collapse_equals_the_product_over_every_cell_to_the_bit() -> None:
+    # BatchCollapse multiplies each region's cells' misses alone; the rule's dense form multiplies all C
+    # columns per region with the other regions' cells read as 1.0 (what it computed before)
+    bank = CellBank(CellConfig())
+    bc = BatchCollapse(bank.names, bank.regions)
+    member = np.array([[r == reg for r in bank.regions] for reg in REGIONS])
+    rng = np.random.default_rng(0)
+    conf_live = np.zeros((500, len(bank.names)), np.float32)
+    tick_live = np.full(conf_live.shape, -100)
+    events = 0
+    for tick in range(60):
+        conf = (rng.random(conf_live.shape) ** 3).astype(np.float32)
+        fired = (conf >= 0.05) & (rng.random(conf.shape) < 0.5)
+        combined, new = bc.update(WaveArrays(tick=tick, cells=bank.names, regions=bank.regions,
+                                             value_scale=bank.value_scale, confidence=conf, value=conf,
+                                             fired=fired))
+        conf_live[fired], tick_live[fired] = conf[fired], tick
+        live = tick - tick_live < bc.config.window_ticks
+        miss = np.where(live, 1.0 - conf_live.astype(np.float64), 1.0)
+        dense = (1.0 - np.prod(np.where(member, miss[:, None, :], 1.0), axis=2)).astype(np.float32)
+        assert np.array_equal(combined, dense)
+        events += int(new.sum())
+    assert events > 0
+
+
 def test_batch_collapse_runs_on_a_cell_bank() -> None:
     bank = CellBank(CellConfig())
     bc = BatchCollapse(bank.names, bank.regions)

@@ -33,6 +33,37 @@ def test_gae_next_done_stops_bootstrap_and_batches_broadcast():
     torch.testing.assert_close(adv, torch.tensor([[1.0, 3.5]]))
 
 
+def _gae_per_tick(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
+    """CleanRL's GAE loop as written there: everything per tick."""
+    T = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(T)):
+        if t == T - 1:
+            nonterminal, next_values = 1.0 - next_done.float(), next_value
+        else:
+            nonterminal, next_values = 1.0 - dones[t + 1].float(), values[t + 1]
+        delta = rewards[t] + gamma * next_values * nonterminal - values[t]
+        advantages[t] = last = delta + gamma * gae_lambda * nonterminal * last
+    return advantages, advantages + values
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gae_equals_cleanrls_per_tick_loop_to_the_bit(seed):
+    g = torch.Generator().manual_seed(seed)
+    T, G, M = 32, 4, 64
+    rewards = torch.randn(T, G, M, generator=g)
+    values = torch.randn(T, G, M, generator=g)
+    dones = torch.rand(T, G, M, generator=g) < 0.1  # lives end all over the rollout
+    next_value = torch.randn(G, M, generator=g)
+    next_done = torch.rand(G, M, generator=g) < 0.1
+    adv, ret = gae(rewards, values, dones, next_value, next_done, gamma=0.99, gae_lambda=0.95)
+    ref_adv, ref_ret = _gae_per_tick(rewards, values, dones, next_value, next_done, 0.99, 0.95)
+    assert dones.any() and next_done.any()
+    assert torch.equal(adv, ref_adv)
+    assert torch.equal(ret, ref_ret)
+
+
 def _loss_inputs():
     return dict(
         new_logprob=torch.log(torch.tensor([[1.5, 0.5]])),
