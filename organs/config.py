@@ -62,6 +62,10 @@ class CortexConfig:
     each call costs nervous.lifeforce.per_organ_call), governed (the default: asked only for NPCs whose gate
     an OrganGate message opened, CortexLink.organ_gate - the governor's rule, governor.organ_gates; closed
     until then). With backend none nothing looks and no organ is made."""
+    from_stage: int = 0
+    """The first curriculum stage whose NPCs escalate (0: every stage). Below it the link asks nothing and
+    keeps no seen maps, so it costs nothing: conf/cortex/default.yaml sets 4 (the locks), since on stages
+    0-3 the in-process link made the default run's rollouts about 16 times slower for little use."""
     vision_weights: str = ""
     """Vision organ weight file ('': the shipped weights)."""
     vision_deadline_s: float = 0.25
@@ -94,6 +98,9 @@ class CortexConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"cortex.{name}={value!r}: must be >= 0")
+        stage = self.from_stage
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= 5:
+            raise ValueError(f"cortex.from_stage={self.from_stage!r}: must be a stage, 0..5")
         if self.vision_gate not in VISION_GATES:
             choices = ", ".join(VISION_GATES)
             raise ValueError(f"cortex.vision_gate={self.vision_gate!r}: must be one of {choices}")

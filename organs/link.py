@@ -327,10 +327,13 @@ class CortexLink:
     # ======================================================================================
     def escalate(self, world: GridWorld, requests: np.ndarray, priority: np.ndarray, confidence: np.ndarray,
                  waves: WaveArrays) -> np.ndarray:
-        """Ask the cortex for plans for requests bool [B, N, R]; bool [B, N]: the NPCs that escalated."""
-        self._sync(world)
+        """Ask the cortex for plans for requests bool [B, N, R]; bool [B, N]: the NPCs that escalated (none
+        below ``cortex.from_stage``)."""
         B, N = world.num_envs, world.num_npcs
         escalated = np.zeros((B, N), dtype=bool)
+        if world.config.stage < self.config.from_stage:
+            return escalated
+        self._sync(world)
         rows: list[tuple[int, int]] = []
         batch: list[NpcNumbers] = []
         images: dict[int, np.ndarray] = {}
@@ -609,9 +612,11 @@ class CortexLink:
     # ======================================================================================
     def follow(self, world: GridWorld, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(actions with plan steps in place [B, N], following bool [B, N]) for this tick."""
-        self._sync(world)
         actions = np.asarray(actions, dtype=np.int64)
         following = np.zeros(actions.shape, dtype=bool)
+        if world.config.stage < self.config.from_stage:
+            return actions, following
+        self._sync(world)
         if not self.plans:
             return actions, following
         assert self.seen is not None

@@ -15,9 +15,11 @@ YAML = Path(__file__).resolve().parents[1] / "conf" / "cortex" / "default.yaml"
 def test_yaml_mirrors_the_dataclass_but_turns_the_cortex_on() -> None:
     values = OmegaConf.to_container(OmegaConf.load(YAML))
     values.pop("defaults")
-    # python -m train escalates to the in-process planner by default; programmatic runs (benchmarks) do not
+    # python -m train escalates to the in-process planner by default, from stage 4 (the locks) on;
+    # programmatic runs (benchmarks) do not escalate unless asked, and then on every stage
     assert values["backend"] == "engine" and CortexConfig().backend == "none"
-    assert CortexConfig(**values) == CortexConfig(backend="engine")
+    assert values["from_stage"] == 4 and CortexConfig().from_stage == 0
+    assert CortexConfig(**values) == CortexConfig(backend="engine", from_stage=4)
     assert set(values) == set(CortexConfig.field_names())
 
 
@@ -32,6 +34,8 @@ def test_yaml_mirrors_the_dataclass_but_turns_the_cortex_on() -> None:
         ("model", "", "cortex.model"),
         ("backend", "grpc", "cortex.backend='grpc': must be one of none, engine, http"),
         ("outcome_ticks", 2.5, "cortex.outcome_ticks=2.5: must be an integer > 0"),
+        ("from_stage", 6, "cortex.from_stage=6: must be a stage, 0..5"),
+        ("from_stage", "4", "cortex.from_stage='4': must be a stage, 0..5"),
     ],
 )
 def test_bad_fields_are_named(field: str, value: object, message: str) -> None:

@@ -99,6 +99,22 @@ def test_a_math_collapse_through_an_open_gate_escalates_and_the_npc_follows_the_
     link.close()
 
 
+def test_below_from_stage_the_link_asks_nothing_and_keeps_no_maps() -> None:
+    world = keyed_room()
+    stage = int(world.config.stage)
+    link = CortexLink(CortexConfig(backend="engine", vision_gate="closed", from_stage=stage + 1))
+    reflex, bank = governed(link)
+    trace = run(world, reflex, bank, 30)
+    assert reflex.pop_stats()["cortex/escalations"] == 0 and not any(trace["following"])
+    assert not door_open(world) and link.seen is None  # the link never synced to this world
+    link.close()
+    link = CortexLink(CortexConfig(backend="engine", vision_gate="closed", from_stage=stage))
+    reflex, bank = governed(link)
+    run(keyed_room(), reflex, bank, 30)
+    assert reflex.pop_stats()["cortex/escalations"] == 1  # at its stage the same room escalates
+    link.close()
+
+
 def test_a_low_battery_is_charged_at_a_seen_charger_before_the_door() -> None:
     """On an empty battery every step costs exhaustion_cost: the plan goes to the charger in sight first."""
     world = hand_made_world(["#########", "#.@.c...#", "#.##....#", "####D####", "#.fff...#", "#########"])
