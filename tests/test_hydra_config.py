@@ -62,7 +62,7 @@ def test_experiments_change_what_they_say(compose_run):
     full = compose_run("+experiment=full_curriculum")
     assert full.curriculum.stages == [0, 1, 2, 3, 4, 5] and full.stop_when_passed
     assert full.max_wall_s is not None and full.max_wall_s <= 45 * 60
-    assert full.ppo.teacher == "heuristic" and compose_run().ppo.teacher == "none"
+    assert full.ppo.teacher == "none" == compose_run().ppo.teacher  # measured: the teacher harms stage 5
     assert {s: full.curriculum.stage_thresholds[s] for s in (4, 5)} == {
         s: BASELINE_SUCCESS[s]["heuristic"] for s in (4, 5)}
 
