@@ -1,6 +1,6 @@
 """Benchmark: our PPO beside Stable-Baselines3 PPO on one stage, same budget, seeds and eval; prints JSON.
 
-    python -m benchmarks.sb3 [--stage 3] [--budget 1000000] [--evals 4] [--episodes 200] [--seed 1]
+    python -m benchmarks.sb3 [--stage 3] [--budget 524288] [--evals 4] [--episodes 200] [--seed 1]
                              [overrides...]
 
 The peer baseline of issue 17 ("sample efficiency, not only speed"). In one run, on the same stage, each
@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the comparison and print its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", type=int, default=3, help="the stage both train on, 0-5")
-    parser.add_argument("--budget", type=int, default=1_000_000, help="agent steps each side trains")
+    parser.add_argument("--budget", type=int, default=524_288,
+                        help="agent steps each side trains (default: 4 of our stage-3 updates, 32 of SB3's)")
     parser.add_argument("--evals", type=int, default=4, help="evaluation points (budget * i / evals)")
     parser.add_argument("--episodes", type=int, default=200, help="episodes per evaluation")
     parser.add_argument("--seed", type=int, default=1)

@@ -58,8 +58,6 @@ from world.rollout import POLICIES, evaluate
 
 #: The stages the curriculum can train, in order; ``--stages`` is a prefix of it.
 STAGES = (0, 1, 2, 3, 4, 5)
-#: The quick mode's stages (the default).
-FAST_STAGES = (0, 1, 2)
 #: Seed and batch shape of every evaluation here, the heuristic's and the brains' alike.
 EVAL_SEED, EVAL_ENVS = 0, 50
 

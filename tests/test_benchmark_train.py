@@ -44,19 +44,21 @@ def test_the_full_curriculum_reader_takes_wall_time_and_steps_from_a_real_runs_s
 
 @pytest.mark.slow
 def test_a_tiny_stage0_run_reports_steps_to_pass_heuristics_of_every_stage_and_notes(capsys):
-    out = bench.main(["--stages", "0", "--caps", "240", "--episodes", "20", "--stage5-updates", "0",
-                      *TINY, "++curriculum.stage_thresholds={0:0.3}"])
+    # a bar of 1.0 over 128 NPC-episodes is out of a fresh brain's reach: stage 0 runs to its 5 s cap unpassed
+    out = bench.main(["--stages", "0", "--caps", "5", "--episodes", "20", "--stage5-updates", "0",
+                      *TINY, "++curriculum.stage_thresholds={0:1.0}"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == out
     # the fast mode's keys are all still there
     for key in ("cores", "train_agent_steps_per_s", "stage0_success", "stage0_random_success",
-                "stage0_heuristic_success", "stage0_wall_s", "train_agent_steps", "train_wall_s"):
+                "stage0_heuristic_success", "train_agent_steps", "train_wall_s"):
         assert out[key] is not None, key
+    assert out["train_agent_steps"] % STEPS_PER_UPDATE == 0 and out["train_wall_s"] > 5
     for stage in range(6):
         assert 0.0 <= out[f"stage{stage}_heuristic_success"] <= 1.0
     assert out["stage0_heuristic_success"] > out["stage0_random_success"]
-    assert out["stage0_passed"] is True
-    steps = out["stage0_agent_steps_to_pass"]
-    assert 0 < steps <= out["train_agent_steps"] and steps % STEPS_PER_UPDATE == 0
+    assert out["stage0_passed"] is False
+    assert out["stage0_agent_steps_to_pass"] is None and out["stage0_wall_s"] is None
+    assert "stage0_success_note" not in out  # trained, so measured
     for stage in range(1, 6):
         assert out[f"stage{stage}_success"] is None and out[f"stage{stage}_agent_steps_to_pass"] is None
         assert out[f"stage{stage}_success_note"] == "not trained: --stages 0 leaves it out " \
