@@ -52,7 +52,7 @@ def test_a_tiny_stage0_run_reports_steps_to_pass_heuristics_of_every_stage_and_n
     for key in ("cores", "train_agent_steps_per_s", "stage0_success", "stage0_random_success",
                 "stage0_heuristic_success", "train_agent_steps", "train_wall_s"):
         assert out[key] is not None, key
-    assert out["train_agent_steps"] % STEPS_PER_UPDATE == 0 and out["train_wall_s"] > 5
+    assert out["train_agent_steps"] % STEPS_PER_UPDATE == 0 and out["train_wall_s"] >= 5  # ran to its cap
     for stage in range(6):
         assert 0.0 <= out[f"stage{stage}_heuristic_success"] <= 1.0
     assert out["stage0_heuristic_success"] > out["stage0_random_success"]
