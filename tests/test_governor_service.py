@@ -171,17 +171,23 @@ def test_a_dead_npc_is_told_nothing_and_its_open_gate_closes() -> None:
     assert [a.npc for a in step(gov)[0]] == [0]
 
 
+def math_gate_opened_with_trails(npcs: tuple[int, ...] = (0,)) -> tuple[GovernorService, list]:
+    """A fixed governor recording trails (run live-1, stage 4) that opened NPC 0's math gate at tick 50."""
+    gov, _ = service("fixed", trails=True, run="live-1", stage=4)
+    recorded: list = []
+    gov.trails = recorded.extend
+    for npc in npcs:
+        gov.observe_state(state(npc, 50))
+    gov.observe_waves(math_waves(0, 50))
+    step(gov)
+    return gov, recorded
+
+
 def test_with_trails_each_living_npcs_gate_transition_is_a_trail_event_with_its_inputs() -> None:
     from nervous.messages import TrailKind
     from nervous.trail_stream import trail_id
 
-    gov, _ = service("fixed", trails=True, run="live-1", stage=4)
-    recorded: list = []
-    gov.trails = recorded.extend
-    gov.observe_state(state(0, 50))
-    gov.observe_state(state(1, 50))
-    gov.observe_waves(math_waves(0, 50))
-    step(gov)
+    gov, recorded = math_gate_opened_with_trails(npcs=(0, 1))
     [opened] = recorded
     assert opened.id == trail_id("live-1", 0, 50, TrailKind.GATE, "math", gov.decisions_made)
     assert opened.gate_open
@@ -194,12 +200,7 @@ def test_with_trails_each_living_npcs_gate_transition_is_a_trail_event_with_its_
 
 
 def test_a_gate_that_opens_and_closes_while_the_world_stalls_leaves_two_trail_events() -> None:
-    gov, _ = service("fixed", trails=True, run="live-1", stage=4)
-    recorded: list = []
-    gov.trails = recorded.extend
-    gov.observe_state(state(0, 50))
-    gov.observe_waves(math_waves(0, 50))
-    step(gov)
+    gov, recorded = math_gate_opened_with_trails()
     decisions, features = gov.decide()  # the next decision, the world still at tick 50 ...
     decisions.gates[0] = False  # ... closes the gate (as a learned governor may, on its global context)
     assert [e.open for _, e in gov.gate_events(decisions, features)] == [False]
