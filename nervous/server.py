@@ -82,6 +82,8 @@ class EmbeddedServer:
         self.store_dir = Path(store_dir)
         self.port = port or free_port()
         self.monitor_port = free_port()
+        self._own_ports = port is None
+        """Ports this server chose itself: a first start that finds one taken meanwhile picks others."""
         self.start_timeout_s = start_timeout_s
         self.max_payload = max_payload
         self.accounts = accounts
@@ -101,7 +103,21 @@ class EmbeddedServer:
         return self.process.pid
 
     def start(self) -> EmbeddedServer:
-        """Start the server and wait until it is healthy; ServerError with its log tail if not."""
+        """Start the server and wait until it is healthy; ServerError with its log tail if not.
+
+        ``free_port`` only finds ports free at that moment: another process may take one before the
+        server binds it. A first start on ports of its own choosing then retries on fresh ones (twice);
+        a restart keeps its port, since clients reconnect to it."""
+        for attempt in range(3):
+            try:
+                return self._start()
+            except ServerError as error:
+                if not (self._own_ports and attempt < 2 and "address already in use" in str(error)):
+                    raise
+                self.port, self.monitor_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> EmbeddedServer:
         if self.process is not None and self.process.poll() is None:
             return self
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +147,7 @@ class EmbeddedServer:
                 last = tail.strip().splitlines()[-1:] or ["no output"]
                 raise ServerError(f"nats-server on port {self.port} exited at start: {last[0]}")
             if self._healthy():
+                self._own_ports = False  # clients know these ports now: a restart keeps them
                 return self
             time.sleep(0.02)
         self.stop()

@@ -102,6 +102,21 @@ def test_server_that_cannot_start_fails_with_one_line(nats_server: EmbeddedServe
     clash.close()
 
 
+def test_a_port_taken_before_the_first_start_binds_it_is_traded_for_a_free_one(nats_server: EmbeddedServer,
+                                                                             tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path / "raced", start_timeout_s=3)
+    server.port = nats_server.port  # another process took the port it chose, before it bound it
+    try:
+        server.start()
+        assert server.port != nats_server.port and server._healthy()
+        bound = server.port
+        server.stop()
+        server.start()  # a restart keeps the port its clients know
+        assert server.port == bound and server._healthy()
+    finally:
+        server.stop()
+
+
 async def test_reconnects_after_server_killed_and_restarted(nats_server: EmbeddedServer) -> None:
     async with Bus(BusConfig(url=nats_server.url, name="reconnect")) as bus:
         got: list[Wave] = []

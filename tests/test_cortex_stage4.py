@@ -27,7 +27,9 @@ RETURN_MARGIN = 0.05
 def test_the_cortex_lifts_stage_4_success_with_the_heuristic_governor() -> None:
     nervous, governor = NervousConfig(), GovernorConfig(kind="heuristic")
     rows = {}
-    for name, link in (("brain", None), ("cortex", CortexLink(CortexConfig(backend="engine")))):
+    # blind (vision closed): the cortex's own lift, at a third of the time governed looks take
+    for name, link in (("brain", None), ("cortex", CortexLink(CortexConfig(backend="engine",
+                                                                           vision_gate="closed")))):
         driver = ScriptedDriver(CellBank(nervous.cell), seed=0)
         rows[name] = evaluate_governor(stage_config(4), driver, governor, nervous, episodes=100, seed=0,
                                        escalator=link)
