@@ -224,8 +224,10 @@ async def test_a_late_brain_call_at_2_hz_is_one_missed_tick_and_its_latency_is_k
         assert not server.woken[0]
     assert server.summary()[0]["missed"] == 1 and server.acted[0] == 1
     assert server.observations[0] == 2
-    assert len(server.latencies_ms()) == 1 and len(server.latencies_ms(late=True)) == 2
-    assert server.latencies_ms(late=True)[1] > server.latencies_ms()[0]
+    on_time, every = server.latencies_ms(), server.latencies_ms(late=True)
+    # the late answer's latency is kept apart from the on-time one's (its size is the machine's timing:
+    # in lockstep a late answer may come sooner after its observation than the first one did)
+    assert len(on_time) == 1 and len(every) == 2 and every[0] == on_time[0] and every[1] > 0
     await server.stop()
 
 
